@@ -1,0 +1,15 @@
+//! bpm-edge: counts Business-value Proxy Metrics from the requests passing
+//! through a Cloudflare Worker.
+//!
+//! The crate is a pure core (everything not under `edge`), built and tested
+//! natively, and a thin shell (`edge`, wasm32 only) that translates between
+//! the Workers runtime and that core. The core never panics on input from a
+//! request, the config or storage.
+
+pub mod config;
+pub mod pattern;
+pub mod bot;
+pub mod classify;
+pub mod latency;
+pub mod referral;
+pub mod tally;
