@@ -7,6 +7,8 @@
 //! request, the config or storage.
 
 pub mod config;
+pub mod series;
+pub mod store;
 pub mod pattern;
 pub mod bot;
 pub mod classify;
