@@ -117,9 +117,9 @@ impl Classifier {
             if !is_bot {
                 for d in dimensions {
                     let value = match d {
-                        ReferralDimension::Source => lazy
-                            .source(req, &self.config.site.hosts)
-                            .to_string(),
+                        ReferralDimension::Source => {
+                            lazy.source(req, &self.config.site.hosts).to_string()
+                        }
                         ReferralDimension::Landing => landing.to_string(),
                         ReferralDimension::UtmSource => lazy.utm(query, self.needs_query).source,
                         ReferralDimension::UtmMedium => lazy.utm(query, self.needs_query).medium,
@@ -158,9 +158,9 @@ impl Classifier {
         }
         let landing = rule.paths.iter().find(|p| p.matches(path))?;
         if let Some(loc_pattern) = &rule.location {
-            let loc = resp.location.and_then(|l| {
-                location_path(l, req.host, &self.config.site.hosts)
-            })?;
+            let loc = resp
+                .location
+                .and_then(|l| location_path(l, req.host, &self.config.site.hosts))?;
             if !loc_pattern.matches(&loc) {
                 return None;
             }
@@ -265,7 +265,11 @@ fn query_of(target: &[u8]) -> &str {
 }
 
 /// The path a `Location` header points to, if it stays on this site.
-fn location_path(location: &str, request_host: &str, own_hosts: &[String]) -> Option<NormalizedPath> {
+fn location_path(
+    location: &str,
+    request_host: &str,
+    own_hosts: &[String],
+) -> Option<NormalizedPath> {
     let loc = location.trim();
     if loc.starts_with('/') && !loc.starts_with("//") {
         return NormalizedPath::parse(loc.as_bytes());
@@ -284,7 +288,8 @@ mod tests {
     use super::*;
     use crate::config::parse_toml;
 
-    const BROWSER: &[u8] = b"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/130.0 Safari/537.36";
+    const BROWSER: &[u8] =
+        b"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/130.0 Safari/537.36";
 
     fn example() -> Classifier {
         Classifier::new(parse_toml(include_str!("../bpm.toml"), "bpm.toml").unwrap())
@@ -319,11 +324,20 @@ mod tests {
     #[test]
     fn login_and_dashboard_views() {
         let c = example();
-        assert_eq!(names(&c, &req("GET", "/login"), &resp(200, None)), ["login_views"]);
-        assert_eq!(names(&c, &req("GET", "/login?next=/x"), &resp(304, None)), ["login_views"]);
+        assert_eq!(
+            names(&c, &req("GET", "/login"), &resp(200, None)),
+            ["login_views"]
+        );
+        assert_eq!(
+            names(&c, &req("GET", "/login?next=/x"), &resp(304, None)),
+            ["login_views"]
+        );
         assert!(names(&c, &req("GET", "/login"), &resp(500, None)).is_empty());
         assert!(names(&c, &req("HEAD", "/login"), &resp(200, None)).is_empty());
-        assert_eq!(names(&c, &req("GET", "/dashboard"), &resp(200, None)), ["dashboard_views"]);
+        assert_eq!(
+            names(&c, &req("GET", "/dashboard"), &resp(200, None)),
+            ["dashboard_views"]
+        );
     }
 
     #[test]
@@ -331,9 +345,22 @@ mod tests {
         let c = example();
         let post = req("POST", "/login");
         assert_eq!(names(&c, &post, &resp(302, Some("/dashboard"))), ["logins"]);
-        assert_eq!(names(&c, &post, &resp(302, Some("/dashboard?welcome=1"))), ["logins"]);
-        assert_eq!(names(&c, &post, &resp(302, Some("https://shop.test/dashboard"))), ["logins"]);
-        assert_eq!(names(&c, &post, &resp(302, Some("https://www.example.com/dashboard/"))), ["logins"]);
+        assert_eq!(
+            names(&c, &post, &resp(302, Some("/dashboard?welcome=1"))),
+            ["logins"]
+        );
+        assert_eq!(
+            names(&c, &post, &resp(302, Some("https://shop.test/dashboard"))),
+            ["logins"]
+        );
+        assert_eq!(
+            names(
+                &c,
+                &post,
+                &resp(302, Some("https://www.example.com/dashboard/"))
+            ),
+            ["logins"]
+        );
         assert!(names(&c, &post, &resp(302, Some("https://evil.test/dashboard"))).is_empty());
         assert!(names(&c, &post, &resp(302, Some("/login?error=1"))).is_empty());
         assert!(names(&c, &post, &resp(200, None)).is_empty());
@@ -344,8 +371,14 @@ mod tests {
     #[test]
     fn signups_and_subscriptions() {
         let c = example();
-        assert_eq!(names(&c, &req("POST", "/signup"), &resp(201, None)), ["signups"]);
-        assert_eq!(names(&c, &req("POST", "/signup"), &resp(303, Some("/welcome"))), ["signups"]);
+        assert_eq!(
+            names(&c, &req("POST", "/signup"), &resp(201, None)),
+            ["signups"]
+        );
+        assert_eq!(
+            names(&c, &req("POST", "/signup"), &resp(303, Some("/welcome"))),
+            ["signups"]
+        );
         assert!(names(&c, &req("POST", "/signup"), &resp(422, None)).is_empty());
         assert_eq!(
             names(&c, &req("POST", "/billing/subscribe"), &resp(200, None)),
@@ -357,7 +390,10 @@ mod tests {
     #[test]
     fn marketing_views_carry_referral_dimensions() {
         let c = example();
-        let mut r = req("GET", "/pricing?utm_source=Newsletter&utm_medium=email&utm_campaign=Spring%20Launch");
+        let mut r = req(
+            "GET",
+            "/pricing?utm_source=Newsletter&utm_medium=email&utm_campaign=Spring%20Launch",
+        );
         r.referer = Some(b"https://www.google.com/search?q=bpm");
         let mut hits = Vec::new();
         c.classify(&r, &resp(200, None), &mut hits);
@@ -383,11 +419,20 @@ mod tests {
         );
         let mut blog = Vec::new();
         c.classify(&req("GET", "/blog/2026/hello"), &resp(200, None), &mut blog);
-        let landing = blog[0].dimensions.iter().find(|(d, _)| *d == ReferralDimension::Landing);
+        let landing = blog[0]
+            .dimensions
+            .iter()
+            .find(|(d, _)| *d == ReferralDimension::Landing);
         assert_eq!(landing.unwrap().1, "/blog/**");
-        let utm = blog[0].dimensions.iter().find(|(d, _)| *d == ReferralDimension::UtmSource);
+        let utm = blog[0]
+            .dimensions
+            .iter()
+            .find(|(d, _)| *d == ReferralDimension::UtmSource);
         assert_eq!(utm.unwrap().1, referral::NONE);
-        assert_eq!(names(&c, &req("GET", "/"), &resp(200, None)), ["marketing_views"]);
+        assert_eq!(
+            names(&c, &req("GET", "/"), &resp(200, None)),
+            ["marketing_views"]
+        );
         assert!(names(&c, &req("GET", "/about"), &resp(200, None)).is_empty());
     }
 
@@ -395,7 +440,8 @@ mod tests {
     fn bots_are_flagged_and_carry_no_dimensions() {
         let c = example();
         let mut r = req("GET", "/?utm_source=x");
-        r.user_agent = Some(b"Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)");
+        r.user_agent =
+            Some(b"Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)");
         let mut hits = Vec::new();
         c.classify(&r, &resp(200, None), &mut hits);
         assert_eq!(hits.len(), 1);
@@ -418,9 +464,21 @@ description = "d"
 match = { path = "/**", referrer_host = "*.ycombinator.com" }
 "#;
         let c = Classifier::new(parse_toml(text, "t").unwrap());
-        assert_eq!(names(&c, &req("GET", "/checkout?plan=pro&coupon="), &resp(200, None)), ["pro_checkout"]);
+        assert_eq!(
+            names(
+                &c,
+                &req("GET", "/checkout?plan=pro&coupon="),
+                &resp(200, None)
+            ),
+            ["pro_checkout"]
+        );
         assert!(names(&c, &req("GET", "/checkout?plan=pro"), &resp(200, None)).is_empty());
-        assert!(names(&c, &req("GET", "/checkout?plan=basic&coupon=1"), &resp(200, None)).is_empty());
+        assert!(names(
+            &c,
+            &req("GET", "/checkout?plan=basic&coupon=1"),
+            &resp(200, None)
+        )
+        .is_empty());
         let mut r = req("GET", "/x");
         r.referer = Some(b"https://news.ycombinator.com/item?id=1");
         assert_eq!(names(&c, &r, &resp(200, None)), ["hn_visits"]);
@@ -437,7 +495,10 @@ match = { path = "/**", referrer_host = "*.ycombinator.com" }
         assert!(names(&c, &req("GET", &long), &resp(200, None)).is_empty());
         let many: String = (0..1000).map(|i| format!("p{i}=x&")).collect();
         let target = format!("/?{many}");
-        assert_eq!(names(&c, &req("GET", &target), &resp(200, None)), ["marketing_views"]);
+        assert_eq!(
+            names(&c, &req("GET", &target), &resp(200, None)),
+            ["marketing_views"]
+        );
         let mut r = req("GET", "/");
         r.referer = Some(b"\xff\xfe\x00binary");
         r.host = "";
@@ -465,6 +526,9 @@ match = { path = "/**", referrer_host = "*.ycombinator.com" }
             ));
         }
         let c = Classifier::new(parse_toml(&text, "t").unwrap());
-        assert_eq!(names(&c, &req("GET", "/section199/a"), &resp(200, None)), ["m199"]);
+        assert_eq!(
+            names(&c, &req("GET", "/section199/a"), &resp(200, None)),
+            ["m199"]
+        );
     }
 }

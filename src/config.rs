@@ -7,7 +7,7 @@
 //! receives the compiled [`Config`] as JSON and never parses TOML itself,
 //! which keeps a TOML parser out of the wasm binary.
 
-use crate::pattern::{PathPattern, TrailingSlash};
+use crate::pattern::PathPattern;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -277,7 +277,6 @@ impl std::error::Error for ConfigErrors {}
 
 /// Limits on what a config may declare.
 pub const MAX_METRICS: usize = 1000;
-const MAX_NAME_LEN: usize = 64;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub use parse::parse_toml;
@@ -285,9 +284,12 @@ pub use parse::parse_toml;
 #[cfg(not(target_arch = "wasm32"))]
 mod parse {
     use super::*;
+    use crate::pattern::TrailingSlash;
     use std::collections::BTreeMap;
     use std::ops::Range;
     use toml::{Spanned, Value};
+
+    const MAX_NAME_LEN: usize = 64;
 
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
@@ -378,11 +380,7 @@ mod parse {
                 self.error(
                     v.span(),
                     field,
-                    format!(
-                        "{n} is out of range ({}..={})",
-                        range.start(),
-                        range.end()
-                    ),
+                    format!("{n} is out of range ({}..={})", range.start(), range.end()),
                 );
                 return default;
             }
@@ -499,8 +497,7 @@ mod parse {
             let n = name.get_ref();
             let ok = !n.is_empty()
                 && n.len() <= MAX_NAME_LEN
-                && n
-                    .chars()
+                && n.chars()
                     .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_' || ch == '.');
             if ok {
                 site.name = n.clone();
@@ -714,13 +711,17 @@ mod parse {
                     let dimensions = check_dimensions(c, m, stage, &label);
                     rule.map(|rule| MetricKind::Counted { rule, dimensions })
                 }
-                (None, true) => check_ratio(c, m, at.clone(), &label, raw, &names)
-                    .map(MetricKind::Ratio),
+                (None, true) => {
+                    check_ratio(c, m, at.clone(), &label, raw, &names).map(MetricKind::Ratio)
+                }
             };
             if !is_ratio {
                 for (field, present) in [
                     ("scale", m.scale.as_ref().map(|s| s.span())),
-                    ("min_denominator", m.min_denominator.as_ref().map(|s| s.span())),
+                    (
+                        "min_denominator",
+                        m.min_denominator.as_ref().map(|s| s.span()),
+                    ),
                 ] {
                     if let Some(span) = present {
                         c.error(span, f(field), "only applies to ratio metrics");
@@ -1144,17 +1145,53 @@ match = { path = "/login" }
     #[test]
     fn match_field_errors() {
         let cases = [
-            (r#"match = { path = "login" }"#, "match.path", "start with '/'"),
+            (
+                r#"match = { path = "login" }"#,
+                "match.path",
+                "start with '/'",
+            ),
             (r#"match = { path = [] }"#, "match.path", "at least one"),
             (r#"match = { path = 3 }"#, "match.path", "found integer"),
-            (r#"match = { method = "G3T", path = "/" }"#, "match.method", "HTTP method"),
-            (r#"match = { path = "/", status = "6xx" }"#, "match.status", "status class"),
-            (r#"match = { path = "/", status = [200, 700] }"#, "match.status", "700"),
-            (r#"match = { path = "/", location = "dashboard" }"#, "match.location", "start with '/'"),
-            (r#"match = { path = "/", referrer_host = "https://x.com/" }"#, "match.referrer_host", "host name"),
-            (r#"match = { path = "/", trailing_slash = "maybe" }"#, "match.trailing_slash", "strict"),
-            (r#"match = { path = "/a/**/b/**" }"#, "match.path", "at most once"),
-            (r#"match = { path = "/a", query = { "" = "x" } }"#, "match.query", "empty"),
+            (
+                r#"match = { method = "G3T", path = "/" }"#,
+                "match.method",
+                "HTTP method",
+            ),
+            (
+                r#"match = { path = "/", status = "6xx" }"#,
+                "match.status",
+                "status class",
+            ),
+            (
+                r#"match = { path = "/", status = [200, 700] }"#,
+                "match.status",
+                "700",
+            ),
+            (
+                r#"match = { path = "/", location = "dashboard" }"#,
+                "match.location",
+                "start with '/'",
+            ),
+            (
+                r#"match = { path = "/", referrer_host = "https://x.com/" }"#,
+                "match.referrer_host",
+                "host name",
+            ),
+            (
+                r#"match = { path = "/", trailing_slash = "maybe" }"#,
+                "match.trailing_slash",
+                "strict",
+            ),
+            (
+                r#"match = { path = "/a/**/b/**" }"#,
+                "match.path",
+                "at most once",
+            ),
+            (
+                r#"match = { path = "/a", query = { "" = "x" } }"#,
+                "match.query",
+                "empty",
+            ),
         ];
         for (rule, field, needle) in cases {
             let text = format!(
@@ -1248,9 +1285,16 @@ match = { path = "/login" }
 
     #[test]
     fn error_display_names_file_line_and_field() {
-        let err = parse_toml("[[metric]]\nname = \"x\"\nstage = \"nope\"\ndescription=\"d\"\nmatch={path=\"/\"}\n", "conf/bpm.toml").unwrap_err();
+        let err = parse_toml(
+            "[[metric]]\nname = \"x\"\nstage = \"nope\"\ndescription=\"d\"\nmatch={path=\"/\"}\n",
+            "conf/bpm.toml",
+        )
+        .unwrap_err();
         let shown = err.to_string();
-        assert!(shown.starts_with("conf/bpm.toml:3:9: metric \"x\".stage: "), "{shown}");
+        assert!(
+            shown.starts_with("conf/bpm.toml:3:9: metric \"x\".stage: "),
+            "{shown}"
+        );
     }
 
     #[test]

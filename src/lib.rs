@@ -6,12 +6,16 @@
 //! the Workers runtime and that core. The core never panics on input from a
 //! request, the config or storage.
 
-pub mod config;
-pub mod series;
-pub mod store;
-pub mod pattern;
+pub mod auth;
 pub mod bot;
 pub mod classify;
+pub mod config;
 pub mod latency;
+pub mod pattern;
 pub mod referral;
+pub mod series;
+pub mod store;
 pub mod tally;
+
+#[cfg(target_arch = "wasm32")]
+pub mod edge;

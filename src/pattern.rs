@@ -88,7 +88,9 @@ impl fmt::Display for PatternError {
                 f,
                 "a path pattern cannot contain '?'; use the `query` rule for parameters"
             ),
-            PatternError::TooLong => write!(f, "a path pattern is limited to {MAX_PATH_BYTES} bytes"),
+            PatternError::TooLong => {
+                write!(f, "a path pattern is limited to {MAX_PATH_BYTES} bytes")
+            }
         }
     }
 }

@@ -241,7 +241,11 @@ mod tests {
     use super::*;
 
     fn src(r: &str) -> String {
-        source(Some(r.as_bytes()), &["example.com".to_string()], "shop.test:8787")
+        source(
+            Some(r.as_bytes()),
+            &["example.com".to_string()],
+            "shop.test:8787",
+        )
     }
 
     #[test]
@@ -255,7 +259,10 @@ mod tests {
         assert_eq!(src("https://yandex.ru/search"), "yandex");
         assert_eq!(src("http://www.baidu.com/s?wd=x"), "baidu");
         // A brand label deeper in someone else's domain is not the brand.
-        assert_eq!(src("https://google.evil.example.net/"), "google.evil.example.net");
+        assert_eq!(
+            src("https://google.evil.example.net/"),
+            "google.evil.example.net"
+        );
     }
 
     #[test]
@@ -277,7 +284,10 @@ mod tests {
         assert_eq!(src("https://mail.yahoo.co.jp/"), "email");
         assert_eq!(src("https://webmail.example.org/"), "email");
         assert_eq!(src("android-app://com.google.android.gm"), "email");
-        assert_eq!(src("android-app://com.google.android.googlequicksearchbox/https/www.google.com"), "google");
+        assert_eq!(
+            src("android-app://com.google.android.googlequicksearchbox/https/www.google.com"),
+            "google"
+        );
     }
 
     #[test]
@@ -303,14 +313,19 @@ mod tests {
 
     #[test]
     fn utm_fields_are_normalised() {
-        let u = utm("utm_source=%20NewsLetter%20&utm_medium=E-Mail&utm_campaign=Spring+Launch++2026&x=1");
+        let u = utm(
+            "utm_source=%20NewsLetter%20&utm_medium=E-Mail&utm_campaign=Spring+Launch++2026&x=1",
+        );
         assert_eq!(u.source.as_deref(), Some("newsletter"));
         assert_eq!(u.medium.as_deref(), Some("e-mail"));
         assert_eq!(u.campaign.as_deref(), Some("spring_launch_2026"));
         assert_eq!(utm("a=b"), Utm::default());
         assert_eq!(utm("utm_source=&utm_medium=%00%01").source, None);
         // First occurrence wins.
-        assert_eq!(utm("utm_source=a&utm_source=b").source.as_deref(), Some("a"));
+        assert_eq!(
+            utm("utm_source=a&utm_source=b").source.as_deref(),
+            Some("a")
+        );
     }
 
     #[test]

@@ -88,7 +88,9 @@ impl SeriesQuery {
     pub fn parse(query: &str, config: &Config) -> Result<Self, QueryError> {
         let mut params: HashMap<String, String> = HashMap::new();
         for (k, v) in form_urlencoded::parse(query.as_bytes()).take(32) {
-            params.entry(k.into_owned()).or_insert_with(|| v.into_owned());
+            params
+                .entry(k.into_owned())
+                .or_insert_with(|| v.into_owned());
         }
         let get = |k: &'static str| params.get(k).map(String::as_str);
         let metric_name = get("metric").ok_or(QueryError::Missing("metric"))?;
@@ -463,7 +465,10 @@ mod tests {
         assert_eq!(format_time(q.from), "2026-11-24T07:00:00Z");
         assert_eq!(format_time(q.to), "2026-11-24T07:03:00Z");
         assert_eq!(q.by, None);
-        let q = parse("metric=login_views&step=hour&from=2026-11-24T09:00:00%2B02:00&to=2026-11-24T08:00:00Z").unwrap();
+        let q = parse(
+            "metric=login_views&step=hour&from=2026-11-24T09:00:00%2B02:00&to=2026-11-24T08:00:00Z",
+        )
+        .unwrap();
         assert_eq!(format_time(q.from), "2026-11-24T07:00:00Z");
         assert_eq!(q.to - q.from, 3600);
     }
@@ -472,7 +477,10 @@ mod tests {
     fn rejects_bad_parameters() {
         let base = "step=minute&from=2026-11-24T07:00:00Z&to=2026-11-24T08:00:00Z";
         assert_eq!(parse(base), Err(QueryError::Missing("metric")));
-        assert!(matches!(parse(&format!("metric=nope&{base}")), Err(QueryError::UnknownMetric(_))));
+        assert!(matches!(
+            parse(&format!("metric=nope&{base}")),
+            Err(QueryError::UnknownMetric(_))
+        ));
         assert!(matches!(
             parse("metric=logins&step=minute&from=yesterday&to=2026-11-24T08:00:00Z"),
             Err(QueryError::BadTime { param: "from", .. })
@@ -502,7 +510,11 @@ mod tests {
             Err(QueryError::DimensionNotKept { .. })
         ));
         assert!(parse(&format!("metric=logins&{base}&by=status")).is_ok());
-        for e in [QueryError::Missing("x"), QueryError::EmptyRange, QueryError::TooManyPoints(9)] {
+        for e in [
+            QueryError::Missing("x"),
+            QueryError::EmptyRange,
+            QueryError::TooManyPoints(9),
+        ] {
             assert!(!e.to_string().is_empty());
         }
     }
@@ -530,14 +542,19 @@ mod tests {
             row(T0, "login_views", "lat", "20", 7),
             row(T0, "logins", "count", "", 100), // another metric
         ];
-        let SeriesResponse::Counts { points, .. } = build_response(&q("login_views", None, 3), &cfg(), rows) else {
+        let SeriesResponse::Counts { points, .. } =
+            build_response(&q("login_views", None, 3), &cfg(), rows)
+        else {
             panic!()
         };
         assert_eq!(points.len(), 3);
         assert_eq!((points[0].count, points[0].bots), (7, 0));
         assert_eq!((points[1].count, points[1].bots), (0, 0));
         assert_eq!((points[2].count, points[2].bots), (0, 2));
-        assert_eq!(points[0].p50_ms, Some(round2(latency::representative_ms(20))));
+        assert_eq!(
+            points[0].p50_ms,
+            Some(round2(latency::representative_ms(20)))
+        );
         assert_eq!(points[1].p99_ms, None);
         assert_eq!(points[2].t, format_time(T0 + 120));
     }
@@ -554,11 +571,16 @@ mod tests {
             row(T0 + 60, "dashboard_views", "count", "", 5),
             row(T0 + 60, "login_views", "count", "", 19),
         ];
-        let SeriesResponse::Ratio { points, .. } = build_response(&q("login_success", None, 3), &cfg(), rows) else {
+        let SeriesResponse::Ratio { points, .. } =
+            build_response(&q("login_success", None, 3), &cfg(), rows)
+        else {
             panic!()
         };
         assert_eq!(points[0].value, Some(75.0));
-        assert_eq!((points[1].value, points[1].numerator, points[1].denominator), (None, 5, 19));
+        assert_eq!(
+            (points[1].value, points[1].numerator, points[1].denominator),
+            (None, 5, 19)
+        );
         assert_eq!(points[2].value, None);
         let json = serde_json::to_value(&points[0]).unwrap();
         assert_eq!(json["value"], 75.0);
@@ -575,7 +597,11 @@ mod tests {
             row(T0, "marketing_views", "utm_source", "c", 1),
             row(T0, "marketing_views", "utm_source", "other", 2),
         ];
-        let query = q("marketing_views", Some(Dim::Referral(ReferralDimension::UtmSource)), 2);
+        let query = q(
+            "marketing_views",
+            Some(Dim::Referral(ReferralDimension::UtmSource)),
+            2,
+        );
         let SeriesResponse::Split { series, by, .. } = build_response(&query, &config, rows) else {
             panic!()
         };
@@ -589,9 +615,11 @@ mod tests {
     #[test]
     fn shard_query_reads_only_what_is_needed() {
         let config = cfg();
-        let sq = parse("metric=login_success&step=hour&from=2026-11-24T07:00:00Z&to=2026-11-24T08:00:00Z")
-            .unwrap()
-            .shard_query(&config);
+        let sq = parse(
+            "metric=login_success&step=hour&from=2026-11-24T07:00:00Z&to=2026-11-24T08:00:00Z",
+        )
+        .unwrap()
+        .shard_query(&config);
         assert_eq!(sq.metrics, vec!["dashboard_views", "login_views"]);
         assert_eq!(sq.dims, vec!["count"]);
         let sq = parse("metric=marketing_views&step=day&from=2026-11-24T07:00:00Z&to=2026-11-25T08:00:00Z&by=source")

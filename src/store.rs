@@ -232,7 +232,12 @@ impl HourlyAdmission {
                 let set = self
                     .seen
                     .entry((hour, metric.clone(), dim.clone()))
-                    .or_insert_with(|| load(hour, &metric, &dim).into_iter().filter(|v| v != OTHER).collect());
+                    .or_insert_with(|| {
+                        load(hour, &metric, &dim)
+                            .into_iter()
+                            .filter(|v| v != OTHER)
+                            .collect()
+                    });
                 if !set.contains(&val) {
                     if set.len() >= k {
                         val = OTHER.to_string();
@@ -282,7 +287,10 @@ mod tests {
     #[test]
     fn write_through_only_below_watermarks() {
         assert!(write_through(DAY0 + 5 * H, DAY0 + 5 * H, DAY0).is_empty());
-        assert_eq!(write_through(DAY0 + 4 * H + 60, DAY0 + 5 * H, DAY0), vec![Resolution::Hour]);
+        assert_eq!(
+            write_through(DAY0 + 4 * H + 60, DAY0 + 5 * H, DAY0),
+            vec![Resolution::Hour]
+        );
         assert_eq!(
             write_through(DAY0 - 60, DAY0 + 5 * H, DAY0),
             vec![Resolution::Hour, Resolution::Day]
@@ -297,18 +305,57 @@ mod tests {
         assert_eq!(
             plan,
             vec![
-                ReadPart { source: Resolution::Day, from: DAY0 - 2 * D, to: DAY0 },
-                ReadPart { source: Resolution::Hour, from: DAY0, to: hour_wm },
-                ReadPart { source: Resolution::Minute, from: hour_wm, to: DAY0 + D },
+                ReadPart {
+                    source: Resolution::Day,
+                    from: DAY0 - 2 * D,
+                    to: DAY0
+                },
+                ReadPart {
+                    source: Resolution::Hour,
+                    from: DAY0,
+                    to: hour_wm
+                },
+                ReadPart {
+                    source: Resolution::Minute,
+                    from: hour_wm,
+                    to: DAY0 + D
+                },
             ]
         );
-        let plan = read_plan(Resolution::Hour, DAY0 + 6 * H, DAY0 + 8 * H, hour_wm, day_wm);
-        assert_eq!(plan, vec![ReadPart { source: Resolution::Minute, from: DAY0 + 6 * H, to: DAY0 + 8 * H }]);
+        let plan = read_plan(
+            Resolution::Hour,
+            DAY0 + 6 * H,
+            DAY0 + 8 * H,
+            hour_wm,
+            day_wm,
+        );
+        assert_eq!(
+            plan,
+            vec![ReadPart {
+                source: Resolution::Minute,
+                from: DAY0 + 6 * H,
+                to: DAY0 + 8 * H
+            }]
+        );
         let plan = read_plan(Resolution::Hour, DAY0, DAY0 + 2 * H, hour_wm, day_wm);
-        assert_eq!(plan, vec![ReadPart { source: Resolution::Hour, from: DAY0, to: DAY0 + 2 * H }]);
+        assert_eq!(
+            plan,
+            vec![ReadPart {
+                source: Resolution::Hour,
+                from: DAY0,
+                to: DAY0 + 2 * H
+            }]
+        );
         // A fresh shard (no watermarks) reads minutes only.
         let plan = read_plan(Resolution::Day, DAY0, DAY0 + D, 0, 0);
-        assert_eq!(plan, vec![ReadPart { source: Resolution::Minute, from: DAY0, to: DAY0 + D }]);
+        assert_eq!(
+            plan,
+            vec![ReadPart {
+                source: Resolution::Minute,
+                from: DAY0,
+                to: DAY0 + D
+            }]
+        );
     }
 
     #[test]
@@ -326,7 +373,10 @@ mod tests {
         assert_eq!(plan.hours, Some((DAY0 + 7 * H, DAY0 + 2 * D + 3 * H)));
         assert_eq!(plan.days, Some((DAY0, DAY0 + 2 * D)));
         // Minute rows are kept for 8 days but never past the hour watermark.
-        assert_eq!(plan.delete_before[0], (Resolution::Minute, Some(now - 8 * D)));
+        assert_eq!(
+            plan.delete_before[0],
+            (Resolution::Minute, Some(now - 8 * D))
+        );
         assert_eq!(plan.delete_before[2], (Resolution::Day, None));
     }
 
@@ -336,7 +386,13 @@ mod tests {
         let plan = maintenance_plan(now, DAY0 + 4 * H, DAY0, Some(DAY0 + 4 * H), (8, 400, 0));
         assert_eq!(plan.hours, None);
         assert_eq!(plan.days, None);
-        let plan = maintenance_plan(now + 120, DAY0 + 4 * H, DAY0, Some(DAY0 + 4 * H), (8, 400, 0));
+        let plan = maintenance_plan(
+            now + 120,
+            DAY0 + 4 * H,
+            DAY0,
+            Some(DAY0 + 4 * H),
+            (8, 400, 0),
+        );
         assert_eq!(plan.hours, Some((DAY0 + 4 * H, DAY0 + 5 * H)));
     }
 
@@ -356,7 +412,13 @@ mod tests {
         assert_eq!(plan.days, None);
         assert_eq!(plan.day_wm, DAY0);
         // Days later, traffic resumes: day 0 is still rolled up.
-        let plan = maintenance_plan(DAY0 + 3 * D + 5 * H, plan.hour_wm, plan.day_wm, Some(DAY0 + 3 * D), (8, 400, 0));
+        let plan = maintenance_plan(
+            DAY0 + 3 * D + 5 * H,
+            plan.hour_wm,
+            plan.day_wm,
+            Some(DAY0 + 3 * D),
+            (8, 400, 0),
+        );
         assert_eq!(plan.days, Some((DAY0, DAY0 + 3 * D)));
         assert_eq!(plan.day_wm, DAY0 + 3 * D);
     }
@@ -374,7 +436,12 @@ mod tests {
         let row = |t: i64, v: &str| Row(t, "m".into(), "utm_source".into(), v.into(), 1);
         let mut loads = 0;
         let out = adm.admit(
-            vec![row(DAY0, "a"), row(DAY0 + 60, "b"), row(DAY0 + 120, "c"), row(DAY0 + 180, "a")],
+            vec![
+                row(DAY0, "a"),
+                row(DAY0 + 60, "b"),
+                row(DAY0 + 120, "c"),
+                row(DAY0 + 180, "a"),
+            ],
             2,
             |_, _, _| {
                 loads += 1;
@@ -385,7 +452,11 @@ mod tests {
         assert_eq!(vals, vec![("a", 1), ("b", 1), ("other", 1), ("a", 1)]);
         assert_eq!(loads, 1);
         // The next hour starts afresh; what storage already holds is loaded.
-        let out = adm.admit(vec![row(DAY0 + H, "z"), row(DAY0 + H, "y")], 2, |_, _, _| vec!["x".into(), "other".into()]);
+        let out = adm.admit(
+            vec![row(DAY0 + H, "z"), row(DAY0 + H, "y")],
+            2,
+            |_, _, _| vec!["x".into(), "other".into()],
+        );
         let vals: Vec<&str> = out.iter().map(|r| r.value()).collect();
         assert_eq!(vals, vec!["other", "z"]);
         // Uncapped dimensions pass through.

@@ -186,8 +186,18 @@ impl Tally {
                 continue;
             }
             self.add(minute, hit.metric, Dim::Count, String::new());
-            self.add(minute, hit.metric, Dim::Status, status_value(hit.status_class));
-            self.add(minute, hit.metric, Dim::Latency, hit.latency_bucket.to_string());
+            self.add(
+                minute,
+                hit.metric,
+                Dim::Status,
+                status_value(hit.status_class),
+            );
+            self.add(
+                minute,
+                hit.metric,
+                Dim::Latency,
+                hit.latency_bucket.to_string(),
+            );
             for (d, v) in &hit.dimensions {
                 self.add(minute, hit.metric, Dim::Referral(*d), v.clone());
             }
@@ -335,7 +345,10 @@ mod tests {
             t.record(60, &[hit(0, false, &[(ReferralDimension::UtmSource, &v)])]);
         }
         // A value already admitted keeps its own row.
-        t.record(60, &[hit(0, false, &[(ReferralDimension::UtmSource, "v1")])]);
+        t.record(
+            60,
+            &[hit(0, false, &[(ReferralDimension::UtmSource, "v1")])],
+        );
         let b = t.drain("id".into(), &names());
         let utm: Vec<&Row> = b.rows.iter().filter(|r| r.dim() == "utm_source").collect();
         assert_eq!(utm.len(), 4);
@@ -350,7 +363,10 @@ mod tests {
         let mut t = Tally::new(3);
         t.record(61, &[hit(1, true, &[])]);
         let json = serde_json::to_string(&t.drain("x1".into(), &names())).unwrap();
-        assert_eq!(json, r#"{"id":"x1","requests":1,"rows":[[60,"b","bot","",1]]}"#);
+        assert_eq!(
+            json,
+            r#"{"id":"x1","requests":1,"rows":[[60,"b","bot","",1]]}"#
+        );
     }
 
     #[test]
@@ -368,7 +384,12 @@ mod tests {
         let got: Vec<(&str, &str, u64)> = out.iter().map(|r| (r.dim(), r.value(), r.n())).collect();
         assert_eq!(
             got,
-            vec![("count", "", 22), ("source", "a", 5), ("source", "b", 9), ("source", "other", 8)]
+            vec![
+                ("count", "", 22),
+                ("source", "a", 5),
+                ("source", "b", 9),
+                ("source", "other", 8)
+            ]
         );
     }
 

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Builds the worker into build/ with the pinned, already-installed tools and
+# never lets worker-build download anything. wrangler runs this at every
+# start; BPM_SKIP_BUILD=1 reuses an existing build (the test suite builds once).
+# BPM_BUILD_PROFILE=dev skips wasm-opt for fast local iteration.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+if [ "${BPM_SKIP_BUILD:-}" = "1" ] && [ -f build/index.js ]; then
+  exit 0
+fi
+export PATH="$HOME/.cargo/bin:$root/node_modules/.bin:$PATH"
+export WASM_BINDGEN_BIN="$HOME/.cargo/bin/wasm-bindgen"
+export ESBUILD_BIN="$root/node_modules/.bin/esbuild"
+export WASM_OPT_BIN="$root/node_modules/.bin/wasm-opt"
+for tool in "$WASM_BINDGEN_BIN" "$ESBUILD_BIN" "$WASM_OPT_BIN" "$(command -v worker-build || true)"; do
+  if [ -z "$tool" ] || [ ! -x "$tool" ]; then
+    echo "build-worker: missing tool ${tool:-worker-build}; run scripts/install-toolchain.sh" >&2
+    exit 1
+  fi
+done
+if [ "${BPM_BUILD_PROFILE:-release}" = "dev" ]; then
+  exec worker-build --release --no-opt
+fi
+exec worker-build --release

@@ -1,0 +1,226 @@
+//! bpm-edge's own endpoints under the reserved prefix: the JSON API and the
+//! static dashboard files (served from the assets binding, never shadowing
+//! the site's own paths).
+//!
+//! Every API route but `health` needs the bearer token. Errors are JSON
+//! `{"error": "..."}` with a 4xx/5xx status; nothing here reaches the origin.
+
+use super::{shards, CONFIG_HASH, VERSION};
+use crate::auth::check_bearer;
+use crate::classify::Classifier;
+use crate::config::MetricKind;
+use crate::series::{build_response, SeriesQuery, ShardQuery};
+use crate::tally::Row;
+use futures_util::future::join_all;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::rc::Rc;
+use worker::{Env, Headers, Method, Request, Response, Result};
+
+pub async fn handle(
+    req: Request,
+    env: &Env,
+    classifier: Option<Rc<Classifier>>,
+    prefix: &str,
+) -> Result<Response> {
+    let path = req.path();
+    let rest = path.get(prefix.len()..).unwrap_or("");
+    let Some(route) = rest.strip_prefix("/api/") else {
+        return static_file(&req, env, prefix, rest).await;
+    };
+    if req.method() != Method::Get {
+        return json_error(405, "only GET is supported here");
+    }
+    let Some(classifier) = classifier else {
+        return json_error(503, "bpm-edge's compiled configuration could not be read");
+    };
+    if route == "health" {
+        return json_response(
+            200,
+            &json!({
+                "name": "bpm-edge",
+                "version": VERSION,
+                "config_hash": CONFIG_HASH,
+                "metrics": classifier.config().metrics.len(),
+            }),
+        );
+    }
+    let header = req.headers().get("authorization").ok().flatten();
+    let token = super::env_string(env, "BPM_API_TOKEN");
+    if let Err(e) = check_bearer(header.as_deref(), token.as_deref()) {
+        let mut resp = json_error(401, e.message())?;
+        resp.headers_mut()
+            .set("www-authenticate", "Bearer realm=\"bpm-edge\"")?;
+        return Ok(resp);
+    }
+    match route {
+        "metrics" => metrics(&classifier),
+        "series" => series(&req, env, &classifier).await,
+        "stats" => stats(env, &classifier).await,
+        _ => json_error(404, "no such API endpoint"),
+    }
+}
+
+#[derive(Serialize)]
+struct MetricInfo<'a> {
+    name: &'a str,
+    stage: &'static str,
+    description: &'a str,
+    owner: &'a str,
+    runbook: &'a str,
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    numerator: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    denominator: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scale: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    min_denominator: Option<u64>,
+    dimensions: Vec<&'static str>,
+}
+
+fn metrics(classifier: &Classifier) -> Result<Response> {
+    let list: Vec<MetricInfo> = classifier
+        .config()
+        .metrics
+        .iter()
+        .map(|m| {
+            let ratio = match &m.kind {
+                MetricKind::Ratio(r) => Some(r),
+                MetricKind::Counted { .. } => None,
+            };
+            let dimensions = match &m.kind {
+                MetricKind::Counted { dimensions, .. } => {
+                    let mut d = vec!["status"];
+                    d.extend(dimensions.iter().map(|x| x.as_str()));
+                    d
+                }
+                MetricKind::Ratio(_) => Vec::new(),
+            };
+            MetricInfo {
+                name: &m.name,
+                stage: m.stage.as_str(),
+                description: &m.description,
+                owner: &m.owner,
+                runbook: &m.runbook,
+                kind: m.kind_name(),
+                numerator: ratio.map(|r| r.numerator.as_str()),
+                denominator: ratio.map(|r| r.denominator.as_str()),
+                scale: ratio.map(|r| r.scale),
+                min_denominator: ratio.map(|r| r.min_denominator),
+                dimensions,
+            }
+        })
+        .collect();
+    json_response(200, &json!({ "metrics": list }))
+}
+
+#[derive(Deserialize)]
+struct ShardRows {
+    rows: Vec<Row>,
+}
+
+async fn series(req: &Request, env: &Env, classifier: &Classifier) -> Result<Response> {
+    let url = req.url()?;
+    let config = classifier.config();
+    let query = match SeriesQuery::parse(url.query().unwrap_or(""), config) {
+        Ok(q) => q,
+        Err(e) => return json_error(400, &e.to_string()),
+    };
+    let shard_query = query.shard_query(config);
+    let rows = match read_all_shards(env, classifier, &shard_query).await {
+        Ok(rows) => rows,
+        Err(e) => return json_error(503, &format!("counter storage unavailable: {e}")),
+    };
+    json_response(200, &build_response(&query, config, rows))
+}
+
+/// Asks every shard at once and concatenates their rows.
+async fn read_all_shards(
+    env: &Env,
+    classifier: &Classifier,
+    query: &ShardQuery,
+) -> std::result::Result<Vec<Row>, String> {
+    let config = classifier.config();
+    let body = serde_json::to_string(query).map_err(|e| e.to_string())?;
+    let calls = (0..config.storage.shards).map(|i| {
+        let name = shards::shard_name(&config.site.name, i);
+        let body = body.clone();
+        async move {
+            let mut resp = shards::call(env, &name, "/query", Some(body))
+                .await
+                .map_err(|e| format!("{name}: {e}"))?;
+            if resp.status_code() != 200 {
+                return Err(format!("{name} answered {}", resp.status_code()));
+            }
+            resp.json::<ShardRows>()
+                .await
+                .map(|r| r.rows)
+                .map_err(|e| format!("{name}: {e}"))
+        }
+    });
+    let mut rows = Vec::new();
+    for result in join_all(calls).await {
+        rows.extend(result?);
+    }
+    Ok(rows)
+}
+
+async fn stats(env: &Env, classifier: &Classifier) -> Result<Response> {
+    let config = classifier.config();
+    let calls = (0..config.storage.shards).map(|i| {
+        let name = shards::shard_name(&config.site.name, i);
+        async move {
+            let mut resp = shards::call(env, &name, "/stats", None).await.ok()?;
+            let mut v: serde_json::Value = resp.json().await.ok()?;
+            if let Some(obj) = v.as_object_mut() {
+                obj.insert("shard".into(), json!(name));
+            }
+            Some(v)
+        }
+    });
+    let shards: Vec<serde_json::Value> = join_all(calls).await.into_iter().flatten().collect();
+    let sum = |key: &str| -> u64 { shards.iter().filter_map(|s| s[key].as_u64()).sum() };
+    let totals = json!({
+        "flushes": sum("flushes"),
+        "requests": sum("requests"),
+        "rows_written": sum("rows_written"),
+        "duplicate_batches": sum("duplicate_batches"),
+    });
+    let status = if shards.len() as u32 == config.storage.shards {
+        200
+    } else {
+        503
+    };
+    json_response(status, &json!({ "shards": shards, "totals": totals }))
+}
+
+/// Serves `www/` through the assets binding: `{prefix}/x` is the file `/x`.
+async fn static_file(req: &Request, env: &Env, prefix: &str, rest: &str) -> Result<Response> {
+    if rest.is_empty() {
+        let headers = Headers::new();
+        headers.set("location", &format!("{prefix}/"))?;
+        return Ok(Response::empty()?.with_status(302).with_headers(headers));
+    }
+    if req.method() != Method::Get && req.method() != Method::Head {
+        return json_error(405, "only GET is supported here");
+    }
+    let assets = match env.assets("ASSETS") {
+        Ok(a) => a,
+        Err(_) => return json_error(404, "no dashboard assets are deployed"),
+    };
+    assets
+        .fetch(format!("https://assets.invalid{rest}"), None)
+        .await
+}
+
+fn json_response<T: Serialize>(status: u16, body: &T) -> Result<Response> {
+    let mut resp = Response::from_json(body)?.with_status(status);
+    resp.headers_mut().set("cache-control", "no-store")?;
+    Ok(resp)
+}
+
+fn json_error(status: u16, message: &str) -> Result<Response> {
+    json_response(status, &json!({ "error": message }))
+}

@@ -1,0 +1,61 @@
+//! Addressing counter shards: which Durable Object holds which counts, and
+//! how a request to one is made.
+//!
+//! Shard `i` of site `s` is the object named `"{s}:{i}"`. Each isolate
+//! writes to one shard chosen at random when it starts, so writes spread over
+//! all shards; reads ask every shard and sum.
+
+use worker::{Env, Method, Request, RequestInit, Response, Result};
+
+/// The Durable Object binding in `wrangler.toml`.
+pub const BINDING: &str = "BPM_COUNTER";
+/// A binding that does not exist, used by the `counter-binding` fault.
+const BROKEN_BINDING: &str = "BPM_COUNTER_MISSING";
+
+/// Test-only fault injection, from the var `BPM_FAULT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The counter binding cannot be found.
+    CounterBinding,
+    /// Every write to a shard fails inside the Durable Object.
+    Storage,
+}
+
+impl Fault {
+    pub fn from_env(env: &Env) -> Option<Fault> {
+        match super::env_string(env, "BPM_FAULT").as_deref() {
+            Some("counter-binding") => Some(Fault::CounterBinding),
+            Some("storage") => Some(Fault::Storage),
+            _ => None,
+        }
+    }
+}
+
+pub fn shard_name(site: &str, shard: u32) -> String {
+    format!("{site}:{shard}")
+}
+
+/// Sends one request to a shard; `body` is JSON for POST, `None` for GET.
+pub async fn call(env: &Env, name: &str, path: &str, body: Option<String>) -> Result<Response> {
+    let binding = if Fault::from_env(env) == Some(Fault::CounterBinding) {
+        BROKEN_BINDING
+    } else {
+        BINDING
+    };
+    let stub = env
+        .durable_object(binding)?
+        .id_from_name(name)?
+        .get_stub()?;
+    let mut init = RequestInit::new();
+    match body {
+        Some(b) => {
+            init.with_method(Method::Post)
+                .with_body(Some(worker::wasm_bindgen::JsValue::from_str(&b)));
+        }
+        None => {
+            init.with_method(Method::Get);
+        }
+    }
+    let req = Request::new_with_init(&format!("https://counter-shard{path}"), &init)?;
+    stub.fetch_with_request(req).await
+}
