@@ -47,6 +47,21 @@ const MARKERS: &[&str] = &[
     "k6/",
 ];
 
+/// For each byte, a bit set of the markers that start with it.
+const FIRST_BYTE: [u64; 256] = first_byte_index();
+
+const fn first_byte_index() -> [u64; 256] {
+    assert!(MARKERS.len() <= 64);
+    let mut table = [0u64; 256];
+    let mut i = 0;
+    while i < MARKERS.len() {
+        let first = MARKERS[i].as_bytes()[0];
+        table[first as usize] |= 1 << i;
+        i += 1;
+    }
+    table
+}
+
 /// Browser brands whose model names contain `bot` ("CUBOT" phones).
 const NOT_BOTS: &[&str] = &["cubot"];
 
@@ -61,27 +76,41 @@ pub fn is_bot(user_agent: Option<&[u8]>) -> bool {
         return true;
     }
     let mut lower = [0u8; MAX_UA_BYTES];
-    let len = ua.len().min(MAX_UA_BYTES);
     for (dst, src) in lower.iter_mut().zip(ua) {
         *dst = src.to_ascii_lowercase();
     }
-    let hay = lower.get(..len).unwrap_or(&[]);
-    MARKERS.iter().any(|m| contains(hay, m.as_bytes()))
-        && !NOT_BOTS
-            .iter()
-            .any(|n| contains(hay, n.as_bytes()) && !contains_other_marker(hay))
-}
-
-/// A "cubot" phone is still a bot if another marker is present.
-fn contains_other_marker(hay: &[u8]) -> bool {
-    MARKERS
-        .iter()
-        .filter(|m| **m != "bot")
-        .any(|m| contains(hay, m.as_bytes()))
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    needle.len() <= hay.len() && hay.windows(needle.len()).any(|w| w == needle)
+    let hay = lower.get(..ua.len()).unwrap_or(&[]);
+    let mut found_bot_word = false;
+    let mut found_other = false;
+    let mut cubot = false;
+    // One pass over the user agent, trying only the markers that start with
+    // the byte at each position.
+    for (i, b) in hay.iter().enumerate() {
+        let mut candidates = FIRST_BYTE[usize::from(*b)];
+        if candidates == 0 {
+            continue;
+        }
+        let rest = hay.get(i..).unwrap_or(&[]);
+        while candidates != 0 {
+            let idx = candidates.trailing_zeros() as usize;
+            candidates &= candidates - 1;
+            let Some(m) = MARKERS.get(idx) else { break };
+            if rest.starts_with(m.as_bytes()) {
+                if *m == "bot" {
+                    found_bot_word = true;
+                } else {
+                    found_other = true;
+                }
+            }
+        }
+        if NOT_BOTS.iter().any(|n| rest.starts_with(n.as_bytes())) {
+            cubot = true;
+        }
+        if found_other {
+            return true;
+        }
+    }
+    found_bot_word && !cubot
 }
 
 #[cfg(test)]

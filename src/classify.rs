@@ -277,7 +277,7 @@ fn location_path(
     let url = url::Url::parse(loc).ok()?;
     let host = url.host_str()?.to_ascii_lowercase();
     let req_host = request_host.split(':').next().unwrap_or("");
-    if !host.eq_ignore_ascii_case(req_host) && !own_hosts.iter().any(|h| *h == host) {
+    if !host.eq_ignore_ascii_case(req_host) && !own_hosts.contains(&host) {
         return None;
     }
     NormalizedPath::parse(url.path().as_bytes())

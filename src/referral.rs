@@ -115,7 +115,7 @@ pub fn source(referer: Option<&[u8]>, own_hosts: &[String], request_host: &str) 
         .next()
         .unwrap_or("")
         .to_ascii_lowercase();
-    if host == req_host || own_hosts.iter().any(|h| *h == host) {
+    if host == req_host || own_hosts.contains(&host) {
         return INTERNAL.to_string();
     }
     classify_host(&host)

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs the pinned toolchain
+# (reusing what is already installed), checks formatting and lints, runs the
+# native unit and CLI tests, builds the worker once, and runs the end-to-end
+# tests against `wrangler dev` (real workerd, local Durable Objects) with a
+# real origin on 127.0.0.1.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+bash scripts/install-toolchain.sh
+export PATH="$HOME/.cargo/bin:$root/node_modules/.bin:$PATH"
+
+echo "== cargo fmt --check"
+cargo fmt --check
+echo "== cargo clippy"
+cargo clippy --all-targets --quiet -- -D warnings
+cargo clippy --target wasm32-unknown-unknown --lib --quiet -- -D warnings
+echo "== native tests"
+cargo test --quiet
+echo "== build the worker"
+bash scripts/build-worker.sh
+echo "== end-to-end tests (wrangler dev)"
+export BPM_SKIP_BUILD=1
+node --test --test-concurrency=1 tests/e2e/*.test.mjs
