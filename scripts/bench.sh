@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# All benchmarks, each reported against a baseline measured in the same run:
+#  1. native classification cost (cargo bench --bench classify);
+#  2. wasm size, raw and gzip, of the release build;
+#  3. end to end on 127.0.0.1: origin direct vs bpm-edge with and without
+#     counting (req/s, p50/p99), Durable Object calls and row writes per
+#     1,000 requests (scripts/bench-e2e.mjs; installs wrk from Debian).
+# Results land in bench-results/.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+bash scripts/install-toolchain.sh
+export PATH="$HOME/.cargo/bin:$root/node_modules/.bin:$PATH"
+mkdir -p bench-results
+
+echo "== 1. classification (native)"
+cargo bench --quiet --bench classify
+
+echo "== 2. wasm size (release build)"
+bash scripts/build-worker.sh >/dev/null
+raw=$(stat -c %s build/index_bg.wasm)
+gz=$(gzip -9 -c build/index_bg.wasm | wc -c)
+printf '| wasm | raw %d bytes (%.0f KiB) | gzip -9 %d bytes (%.0f KiB) |\n' "$raw" "$((raw / 1024))" "$gz" "$((gz / 1024))"
+printf '{"wasm_raw_bytes":%d,"wasm_gzip_bytes":%d}\n' "$raw" "$gz" > bench-results/wasm-size.json
+
+echo "== 3. end to end on 127.0.0.1"
+BPM_SKIP_BUILD=1 node scripts/bench-e2e.mjs --install-wrk "$@"
