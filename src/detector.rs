@@ -1,0 +1,630 @@
+//! The drop detector: a seasonal-median baseline and a multi-scale
+//! negative-binomial test of whether a count fell below it.
+//!
+//! For each window length W (15 min … 24 h) ending at the last complete
+//! bucket, the observed count X is compared with a baseline B: the median of
+//! the same wall-clock window 1–4 weeks earlier (at least two weeks of
+//! history), else the median of the same window on the previous 7 days (at
+//! least three), else the detector is `learning`. The variance of X is taken
+//! as `B + κ·B²`, with κ estimated per window length from the relative errors
+//! of past non-alerting windows, so the test is Poisson at low counts and
+//! allows for baseline error at high counts. A window *holds* when
+//! `B ≥ E_min`, `X/B ≤ 1 − δ` and `z ≤ −z_α`, where
+//! `z = −sqrt(2[X·ln(X/B) − (X − B)] / (1 + κ·B))`.
+//!
+//! Only complete buckets are judged: the caller passes the end of the last
+//! complete bucket. Every evaluation explains itself per window.
+
+use serde::{Deserialize, Serialize};
+
+pub const MINUTE: i64 = 60;
+pub const DAY: i64 = 86_400;
+pub const WEEK: i64 = 7 * DAY;
+
+/// Window lengths judged by default: nothing shorter than 15 minutes, since
+/// short windows fire on weekly bursts that shift by one bucket.
+pub const DEFAULT_WINDOWS: [i64; 7] = [
+    15 * MINUTE,
+    30 * MINUTE,
+    60 * MINUTE,
+    2 * 3600,
+    4 * 3600,
+    8 * 3600,
+    DAY,
+];
+
+/// Detector parameters; the defaults work without tuning.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DetectorParams {
+    /// Window lengths in seconds.
+    pub windows: Vec<i64>,
+    /// Smallest relative drop that matters: `X/B ≤ 1 − δ`.
+    pub delta: f64,
+    /// Significance: `z ≤ −z_α`.
+    pub z_alpha: f64,
+    /// Smallest expected count judged at all.
+    pub min_expected: f64,
+    /// Weeks of history in the seasonal median.
+    pub weeks: u32,
+}
+
+impl DetectorParams {
+    /// Defaults for a `critical` rule.
+    pub fn critical() -> Self {
+        DetectorParams {
+            windows: DEFAULT_WINDOWS.to_vec(),
+            delta: 0.3,
+            z_alpha: 5.0,
+            min_expected: 10.0,
+            weeks: 4,
+        }
+    }
+
+    /// Defaults for a `warning` rule.
+    pub fn warning() -> Self {
+        DetectorParams {
+            z_alpha: 4.0,
+            ..Self::critical()
+        }
+    }
+}
+
+impl Default for DetectorParams {
+    fn default() -> Self {
+        Self::critical()
+    }
+}
+
+/// Bounds of the dispersion estimate κ.
+pub const KAPPA_MIN: f64 = 0.0025;
+pub const KAPPA_MAX: f64 = 0.25;
+/// Past windows used to estimate κ.
+const DISPERSION_HISTORY: i64 = 14 * DAY;
+/// Fewer past windows than this: κ is taken as [`KAPPA_MAX`] (cautious).
+const MIN_DISPERSION_SAMPLES: usize = 8;
+
+/// Bucket counts on a regular grid, with prefix sums so any window sum is
+/// two look-ups.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CountSeries {
+    start: i64,
+    step: i64,
+    /// `prefix[i]` = sum of the first `i` buckets.
+    prefix: Vec<f64>,
+}
+
+impl CountSeries {
+    /// `start` is the beginning of the first bucket, `step` its length (s).
+    pub fn new(start: i64, step: i64) -> Self {
+        CountSeries {
+            start,
+            step: step.max(1),
+            prefix: vec![0.0],
+        }
+    }
+
+    pub fn from_counts(start: i64, step: i64, counts: &[f64]) -> Self {
+        let mut s = Self::new(start, step);
+        for c in counts {
+            s.push(*c);
+        }
+        s
+    }
+
+    /// Appends the next bucket; negative or non-finite counts count as 0.
+    pub fn push(&mut self, count: f64) {
+        let c = if count.is_finite() && count > 0.0 {
+            count
+        } else {
+            0.0
+        };
+        let last = self.prefix.last().copied().unwrap_or(0.0);
+        self.prefix.push(last + c);
+    }
+
+    pub fn start(&self) -> i64 {
+        self.start
+    }
+
+    pub fn step(&self) -> i64 {
+        self.step
+    }
+
+    pub fn len(&self) -> usize {
+        self.prefix.len() - 1
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// End of the last bucket.
+    pub fn end(&self) -> i64 {
+        self.start + self.len() as i64 * self.step
+    }
+
+    /// Sum over `[a, b)`; `None` unless both ends are bucket boundaries
+    /// inside the series.
+    pub fn sum(&self, a: i64, b: i64) -> Option<f64> {
+        if a > b || a < self.start || b > self.end() {
+            return None;
+        }
+        if (a - self.start) % self.step != 0 || (b - self.start) % self.step != 0 {
+            return None;
+        }
+        let i = usize::try_from((a - self.start) / self.step).ok()?;
+        let j = usize::try_from((b - self.start) / self.step).ok()?;
+        Some(self.prefix.get(j)? - self.prefix.get(i)?)
+    }
+}
+
+/// Maps an instant to the instant with the same local wall-clock time some
+/// days earlier, so "the same time last week" survives DST changes.
+pub trait WallClock {
+    fn days_before(&self, t: i64, days: i64) -> i64;
+}
+
+/// UTC (and any naive time series): days are always 86,400 s.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Utc;
+
+impl WallClock for Utc {
+    fn days_before(&self, t: i64, days: i64) -> i64 {
+        t - days * DAY
+    }
+}
+
+/// Where a baseline came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BaselineSource {
+    /// Median of the same window in `n` previous weeks.
+    Weeks(u32),
+    /// Median of the same window on `n` previous days (short history).
+    Days(u32),
+}
+
+/// The verdict on one window, with everything needed to explain it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WindowVerdict {
+    /// Window length in seconds.
+    pub window: i64,
+    pub observed: f64,
+    /// `None` while the window has too little history (learning).
+    pub expected: Option<f64>,
+    pub baseline: Option<BaselineSource>,
+    /// `observed / expected`.
+    pub ratio: Option<f64>,
+    /// Negative when below the baseline.
+    pub z: Option<f64>,
+    pub kappa: Option<f64>,
+    /// `expected ≥ min_expected`.
+    pub enough_volume: bool,
+    /// `ratio ≤ 1 − δ`.
+    pub large_drop: bool,
+    /// `z ≤ −z_α`.
+    pub unlikely: bool,
+    /// All three.
+    pub holds: bool,
+}
+
+/// One evaluation of one series at one instant.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Evaluation {
+    /// End of the last complete bucket judged (Unix seconds).
+    pub at: i64,
+    pub windows: Vec<WindowVerdict>,
+    /// No window has a baseline yet.
+    pub learning: bool,
+    /// Some window holds.
+    pub drop: bool,
+}
+
+impl Evaluation {
+    /// The window that best shows the drop: the holding one with the lowest
+    /// z, else the one with the lowest z overall.
+    pub fn headline(&self) -> Option<&WindowVerdict> {
+        let by_z = |a: &&WindowVerdict, b: &&WindowVerdict| {
+            a.z.unwrap_or(f64::INFINITY)
+                .total_cmp(&b.z.unwrap_or(f64::INFINITY))
+        };
+        self.windows
+            .iter()
+            .filter(|w| w.holds)
+            .min_by(by_z)
+            .or_else(|| self.windows.iter().filter(|w| w.z.is_some()).min_by(by_z))
+    }
+
+    pub fn window(&self, length: i64) -> Option<&WindowVerdict> {
+        self.windows.iter().find(|w| w.window == length)
+    }
+}
+
+/// The statistic: `z = −sqrt(D / (1 + κ·B))` with
+/// `D = 2[X·ln(X/B) − (X − B)]` when `X < B`; positive (same magnitude) when
+/// `X ≥ B`. `X·ln X` is 0 at `X = 0`.
+pub fn drop_z(observed: f64, expected: f64, kappa: f64) -> f64 {
+    if expected <= 0.0 {
+        return 0.0;
+    }
+    let x = observed.max(0.0);
+    let xlog = if x > 0.0 {
+        x * (x / expected).ln()
+    } else {
+        0.0
+    };
+    let deviance = (2.0 * (xlog - (x - expected))).max(0.0);
+    let z = (deviance / (1.0 + kappa * expected)).sqrt();
+    if x < expected {
+        -z
+    } else {
+        z
+    }
+}
+
+/// κ for window length `w` at `at`: `clamp((1.4826·MAD(e))² − median(1/B),
+/// κ_min, κ_max)` over the relative errors `e = (X − B)/B` of the previous
+/// non-overlapping windows of the last 14 days, each judged against its own
+/// seasonal baseline. Windows that dropped by δ or more are left out (they
+/// are what we look for, not noise). Returns (κ, samples used).
+fn dispersion(
+    observed: &impl Fn(i64, i64) -> Option<f64>,
+    at: i64,
+    w: i64,
+    params: &DetectorParams,
+    clock: &dyn WallClock,
+) -> (f64, usize) {
+    let last = at - at.rem_euclid(w);
+    let mut e = Vec::new();
+    let mut inv = Vec::new();
+    let mut end = if last == at { at - w } else { last };
+    while end > at - DISPERSION_HISTORY {
+        if let (Some(x), Some((b, _))) = (
+            observed(end - w, end),
+            seasonal_baseline(observed, end, w, params.weeks, clock),
+        ) {
+            if b > 0.0 && x / b > 1.0 - params.delta {
+                e.push((x - b) / b);
+                inv.push(1.0 / b);
+            }
+        }
+        end -= w;
+    }
+    if e.len() < MIN_DISPERSION_SAMPLES {
+        return (KAPPA_MAX, e.len());
+    }
+    let spread = 1.4826 * mad(&e);
+    let kappa = (spread * spread - median(&inv).unwrap_or(0.0)).clamp(KAPPA_MIN, KAPPA_MAX);
+    (kappa, e.len())
+}
+
+/// Evaluates one series over time. Keeps the dispersion history, so feed it
+/// evaluations in time order (as the worker and the backtest do).
+///
+/// κ changes only when a window boundary passes, so it is cached per window
+/// length until then; a detector built afresh for every evaluation gives the
+/// same answers.
+#[derive(Debug, Clone)]
+pub struct DropDetector {
+    params: DetectorParams,
+    /// Per window: (last complete window end the κ was computed for, κ).
+    kappa_cache: Vec<Option<(i64, f64)>>,
+}
+
+impl DropDetector {
+    pub fn new(params: DetectorParams) -> Self {
+        let n = params.windows.len();
+        DropDetector {
+            params,
+            kappa_cache: vec![None; n],
+        }
+    }
+
+    pub fn params(&self) -> &DetectorParams {
+        &self.params
+    }
+
+    /// Judges the windows ending at `at`.
+    pub fn evaluate(&mut self, series: &CountSeries, at: i64, clock: &dyn WallClock) -> Evaluation {
+        self.evaluate_with(at, |a, b| series.sum(a, b), clock, |_, _| None)
+    }
+
+    /// The general form: `observed(a, b)` sums the judged series over
+    /// `[a, b)`; `expected_override(a, b)` may supply the baseline directly
+    /// (ratio metrics: `p̂·Y`).
+    pub fn evaluate_with(
+        &mut self,
+        at: i64,
+        observed: impl Fn(i64, i64) -> Option<f64>,
+        clock: &dyn WallClock,
+        expected_override: impl Fn(i64, i64) -> Option<Option<f64>>,
+    ) -> Evaluation {
+        let p = self.params.clone();
+        let mut windows = Vec::with_capacity(p.windows.len());
+        for (i, &w) in p.windows.iter().enumerate() {
+            let Some(x) = observed(at - w, at) else {
+                continue;
+            };
+            let (expected, source) = match expected_override(at - w, at) {
+                Some(e) => (e, None),
+                None => match seasonal_baseline(&observed, at, w, p.weeks, clock) {
+                    Some((b, s)) => (Some(b), Some(s)),
+                    None => (None, None),
+                },
+            };
+            let verdict = match expected {
+                None => WindowVerdict {
+                    window: w,
+                    observed: x,
+                    expected: None,
+                    baseline: None,
+                    ratio: None,
+                    z: None,
+                    kappa: None,
+                    enough_volume: false,
+                    large_drop: false,
+                    unlikely: false,
+                    holds: false,
+                },
+                Some(b) => {
+                    let boundary = at - at.rem_euclid(w);
+                    let kappa = match self.kappa_cache.get(i).copied().flatten() {
+                        Some((t, k)) if t == boundary => k,
+                        _ => {
+                            let (k, _) = dispersion(&observed, at, w, &p, clock);
+                            if let Some(slot) = self.kappa_cache.get_mut(i) {
+                                *slot = Some((boundary, k));
+                            }
+                            k
+                        }
+                    };
+                    let ratio = if b > 0.0 { Some(x / b) } else { None };
+                    let z = drop_z(x, b, kappa);
+                    let enough_volume = b >= p.min_expected;
+                    let large_drop = ratio.is_some_and(|r| r <= 1.0 - p.delta);
+                    let unlikely = z <= -p.z_alpha;
+                    let holds = enough_volume && large_drop && unlikely;
+                    WindowVerdict {
+                        window: w,
+                        observed: x,
+                        expected: Some(round(b, 3)),
+                        baseline: source,
+                        ratio: ratio.map(|r| round(r, 4)),
+                        z: Some(round(z, 3)),
+                        kappa: Some(round(kappa, 5)),
+                        enough_volume,
+                        large_drop,
+                        unlikely,
+                        holds,
+                    }
+                }
+            };
+            windows.push(verdict);
+        }
+        let learning = windows.iter().all(|w| w.expected.is_none());
+        let drop = windows.iter().any(|w| w.holds);
+        Evaluation {
+            at,
+            windows,
+            learning,
+            drop,
+        }
+    }
+}
+
+/// Median of the same window `k = 1..weeks` weeks earlier (≥ 2 of them);
+/// else of the same window on the previous 7 days (≥ 3). Sums first, then
+/// the median of the sums.
+fn seasonal_baseline(
+    observed: &impl Fn(i64, i64) -> Option<f64>,
+    at: i64,
+    w: i64,
+    weeks: u32,
+    clock: &dyn WallClock,
+) -> Option<(f64, BaselineSource)> {
+    let weekly: Vec<f64> = (1..=i64::from(weeks))
+        .filter_map(|k| {
+            let end = clock.days_before(at, 7 * k);
+            observed(end - w, end)
+        })
+        .collect();
+    if weekly.len() >= 2 {
+        let n = u32::try_from(weekly.len()).unwrap_or(u32::MAX);
+        return median(&weekly).map(|m| (m, BaselineSource::Weeks(n)));
+    }
+    let daily: Vec<f64> = (1..=7)
+        .filter_map(|d| {
+            let end = clock.days_before(at, d);
+            observed(end - w, end)
+        })
+        .collect();
+    if daily.len() >= 3 {
+        let n = u32::try_from(daily.len()).unwrap_or(u32::MAX);
+        return median(&daily).map(|m| (m, BaselineSource::Days(n)));
+    }
+    None
+}
+
+/// Median (mean of the middle two for an even count); `None` when empty.
+pub fn median(values: &[f64]) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v.get(mid).copied()
+    } else {
+        Some((v.get(mid - 1)? + v.get(mid)?) / 2.0)
+    }
+}
+
+/// Median absolute deviation from the median.
+fn mad(values: &[f64]) -> f64 {
+    let Some(m) = median(values) else { return 0.0 };
+    let dev: Vec<f64> = values.iter().map(|x| (x - m).abs()).collect();
+    median(&dev).unwrap_or(0.0)
+}
+
+fn round(x: f64, digits: i32) -> f64 {
+    let f = 10f64.powi(digits);
+    (x * f).round() / f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STEP: i64 = 15 * MINUTE;
+
+    /// `weeks` of a flat series at `per_bucket`, then `tail` buckets of `tail_value`.
+    fn flat(weeks: i64, per_bucket: f64, tail: usize, tail_value: f64) -> CountSeries {
+        let n = (weeks * WEEK / STEP) as usize;
+        let mut counts = vec![per_bucket; n];
+        counts.extend(std::iter::repeat_n(tail_value, tail));
+        CountSeries::from_counts(0, STEP, &counts)
+    }
+
+    #[test]
+    fn prefix_sums_and_alignment() {
+        let s = CountSeries::from_counts(100, 10, &[1.0, 2.0, 3.0, -5.0, f64::NAN]);
+        assert_eq!(s.len(), 5);
+        assert_eq!(s.end(), 150);
+        assert_eq!(s.sum(100, 130), Some(6.0));
+        assert_eq!(s.sum(110, 150), Some(5.0));
+        assert_eq!(s.sum(105, 130), None);
+        assert_eq!(s.sum(90, 130), None);
+        assert_eq!(s.sum(100, 160), None);
+    }
+
+    #[test]
+    fn z_formula_by_hand() {
+        // X = 0: D = 2B; with κ = 0, z = −sqrt(2B).
+        assert!((drop_z(0.0, 50.0, 0.0) + 10.0).abs() < 1e-9);
+        // κ shrinks the statistic: −sqrt(100 / (1 + 0.25·50)).
+        assert!((drop_z(0.0, 50.0, 0.25) + (100.0f64 / 13.5).sqrt()).abs() < 1e-9);
+        // X = 80, B = 100: D = 2[80 ln 0.8 + 20] = 4.2988…
+        let d: f64 = 2.0 * (80.0 * (0.8f64).ln() + 20.0);
+        assert!((drop_z(80.0, 100.0, 0.0) + d.sqrt()).abs() < 1e-9);
+        assert!(drop_z(120.0, 100.0, 0.0) > 0.0);
+        assert_eq!(drop_z(5.0, 0.0, 0.1), 0.0);
+    }
+
+    #[test]
+    fn zero_counts_never_fire() {
+        let s = flat(5, 0.0, 0, 0.0);
+        let mut d = DropDetector::new(DetectorParams::critical());
+        let e = d.evaluate(&s, s.end(), &Utc);
+        assert!(!e.learning);
+        assert!(!e.drop);
+        assert!(e.windows.iter().all(|w| !w.enough_volume));
+    }
+
+    #[test]
+    fn low_volume_at_night_never_fires() {
+        // 2 events per hour (0.5 per 15 min), then a 4-hour total silence.
+        let s = flat(5, 0.5, 16, 0.0);
+        let mut d = DropDetector::new(DetectorParams::critical());
+        for i in 0..=16 {
+            let at = s.end() - (16 - i) * STEP;
+            assert!(!d.evaluate(&s, at, &Utc).drop, "fired at bucket {i}");
+        }
+    }
+
+    #[test]
+    fn total_outage_at_high_volume_fires_in_the_first_window() {
+        // 100 per 15 min, then one empty bucket.
+        let s = flat(5, 100.0, 1, 0.0);
+        let mut d = DropDetector::new(DetectorParams::critical());
+        let e = d.evaluate(&s, s.end(), &Utc);
+        assert!(e.drop);
+        let w15 = e.window(15 * MINUTE).unwrap();
+        assert!(w15.holds);
+        assert_eq!(w15.expected, Some(100.0));
+        assert_eq!(w15.baseline, Some(BaselineSource::Weeks(4)));
+        assert_eq!(e.headline().unwrap().window, 15 * MINUTE);
+    }
+
+    #[test]
+    fn a_small_dip_is_not_a_drop() {
+        let s = flat(5, 100.0, 4, 85.0);
+        let mut d = DropDetector::new(DetectorParams::critical());
+        assert!(!d.evaluate(&s, s.end(), &Utc).drop);
+    }
+
+    #[test]
+    fn short_history_falls_back_to_days_then_learns() {
+        let one_day = CountSeries::from_counts(0, STEP, &vec![10.0; (DAY / STEP) as usize]);
+        let mut d = DropDetector::new(DetectorParams::critical());
+        let e = d.evaluate(&one_day, one_day.end(), &Utc);
+        assert!(e.learning);
+        let four_days = CountSeries::from_counts(0, STEP, &vec![10.0; (4 * DAY / STEP) as usize]);
+        let e = d.evaluate(&four_days, four_days.end(), &Utc);
+        assert!(!e.learning);
+        assert_eq!(
+            e.window(3600).unwrap().baseline,
+            Some(BaselineSource::Days(3))
+        );
+    }
+
+    #[test]
+    fn one_odd_week_does_not_move_the_baseline() {
+        let per_week = (WEEK / STEP) as usize;
+        let mut counts = vec![100.0; per_week * 4];
+        // Week 3 was an outage.
+        for c in counts.iter_mut().skip(per_week * 2).take(per_week) {
+            *c = 0.0;
+        }
+        counts.push(100.0);
+        let s = CountSeries::from_counts(0, STEP, &counts);
+        let mut d = DropDetector::new(DetectorParams::critical());
+        let e = d.evaluate(&s, s.end(), &Utc);
+        assert_eq!(e.window(STEP).unwrap().expected, Some(100.0));
+    }
+
+    #[test]
+    fn kappa_estimate() {
+        let p = DetectorParams::critical();
+        // Too little history: the cautious maximum.
+        let short = flat(0, 0.0, 3, 100.0);
+        let obs = |a, b| short.sum(a, b);
+        assert_eq!(dispersion(&obs, short.end(), 3600, &p, &Utc).0, KAPPA_MAX);
+        // Hourly buckets alternating 1100/900 for 6 weeks: weekly baselines
+        // are exact (same parity a week back), so e = 0 and κ is its floor.
+        let counts: Vec<f64> = (0..6 * 168)
+            .map(|i| if i % 2 == 0 { 1100.0 } else { 900.0 })
+            .collect();
+        let s = CountSeries::from_counts(0, 3600, &counts);
+        let obs = |a, b| s.sum(a, b);
+        let (k, n) = dispersion(&obs, s.end(), 3600, &p, &Utc);
+        assert_eq!(n, 14 * 24 - 1);
+        assert_eq!(k, KAPPA_MIN);
+        // Uniform ±20% noise around 1000: MAD(e) ≈ 0.1·√2·… ≈ 0.12, so
+        // κ ≈ (1.4826·MAD)² − 1/1000, well inside the bounds.
+        let mut seed: u64 = 42;
+        let counts: Vec<f64> = (0..6 * 168)
+            .map(|_| {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                1000.0 * (0.8 + 0.4 * ((seed >> 33) as f64 / (1u64 << 31) as f64))
+            })
+            .collect();
+        let s = CountSeries::from_counts(0, 3600, &counts);
+        let obs = |a, b| s.sum(a, b);
+        let (k, _) = dispersion(&obs, s.end(), 3600, &p, &Utc);
+        assert!(k > 0.01 && k < 0.06, "{k}");
+    }
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
+        assert_eq!(mad(&[1.0, 1.0, 2.0, 2.0, 4.0, 6.0, 9.0]), 1.0);
+    }
+}
