@@ -386,7 +386,7 @@ impl DropDetector {
                     let holds = enough_volume && large_drop && unlikely;
                     WindowVerdict {
                         window: w,
-                        observed: x,
+                        observed: round(x, 3),
                         expected: Some(round(b, 3)),
                         baseline: source,
                         ratio: ratio.map(|r| round(r, 4)),

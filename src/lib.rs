@@ -8,6 +8,7 @@
 
 pub mod accesslog;
 pub mod auth;
+pub mod backtest;
 pub mod bot;
 pub mod classify;
 pub mod config;

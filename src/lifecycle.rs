@@ -5,7 +5,8 @@
 //! alert fires. A firing alert resolves when the 1-hour ratio is back to
 //! `resolve_ratio` for `resolve_evaluations` consecutive evaluations
 //! (hysteresis: recovering a little is not recovering), and a resolved alert
-//! cannot re-open for `reopen_hold_off` seconds. Silences and inhibition do
+//! cannot re-open for `reopen_hold_off` seconds, nor on a window that reaches
+//! back before its resolution (the same outage). Silences and inhibition do
 //! not change states; they only decide whether a transition is notified.
 
 use crate::detector::Evaluation;
@@ -103,6 +104,13 @@ pub fn step(state: &mut AlertState, eval: &Evaluation, p: &LifecycleParams) -> O
     let at = eval.at;
     let from = state.state;
     let headline_ratio = eval.headline().and_then(|w| w.ratio);
+    // After an episode, windows reaching back into it would re-open the
+    // alert for the outage already reported: only windows that start after
+    // the resolution count.
+    let drop = match state.resolved_at {
+        Some(r) => eval.windows.iter().any(|w| w.holds && w.window <= at - r),
+        None => eval.drop,
+    };
     let next = match state.state {
         State::Learning => {
             if eval.learning {
@@ -116,7 +124,7 @@ pub fn step(state: &mut AlertState, eval: &Evaluation, p: &LifecycleParams) -> O
                 && state
                     .resolved_at
                     .is_some_and(|r| at - r < p.reopen_hold_off);
-            if eval.drop && !held_off {
+            if drop && !held_off {
                 state.streak = 1;
                 Some(if p.for_evaluations <= 1 {
                     State::Firing
@@ -130,7 +138,7 @@ pub fn step(state: &mut AlertState, eval: &Evaluation, p: &LifecycleParams) -> O
             }
         }
         State::Pending => {
-            if eval.drop {
+            if drop {
                 state.streak += 1;
                 (state.streak >= p.for_evaluations).then_some(State::Firing)
             } else {
@@ -145,8 +153,7 @@ pub fn step(state: &mut AlertState, eval: &Evaluation, p: &LifecycleParams) -> O
             let recovered = eval
                 .window(p.resolve_window)
                 .and_then(|w| w.ratio)
-                .is_some_and(|r| r >= p.resolve_ratio)
-                && !eval.drop;
+                .is_some_and(|r| r >= p.resolve_ratio);
             if recovered {
                 state.streak += 1;
                 (state.streak >= p.resolve_evaluations).then_some(State::Resolved)

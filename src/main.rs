@@ -1,6 +1,8 @@
 //! The `bpm-edge` command-line tool: native helpers around the same core the
 //! worker runs. `check-config` validates a configuration the way the worker
-//! build does and prints one `file:line:col: field: message` line per error.
+//! build does and prints one `file:line:col: field: message` line per error;
+//! `backtest` runs the drop detector causally through a recorded series and
+//! prints one JSON object per alert state change.
 
 #[cfg(not(target_arch = "wasm32"))]
 fn main() {
@@ -12,13 +14,21 @@ fn main() {}
 
 #[cfg(not(target_arch = "wasm32"))]
 mod cli {
+    use bpm_edge::backtest::{self, native_step, parse_csv, parse_duration, to_grid};
     use bpm_edge::config::{parse_toml, MetricKind};
+    use bpm_edge::detector::DetectorParams;
+    use bpm_edge::lifecycle::LifecycleParams;
+    use std::io::Write;
 
-    const USAGE: &str = "usage: bpm-edge check-config [FILE]   (default: bpm.toml)";
+    const USAGE: &str = "usage:
+  bpm-edge check-config [FILE]                       validate a config (default: bpm.toml)
+  bpm-edge backtest --series FILE.csv [--step 15m] [--severity critical|warning]
+                                                     replay a NAB-format series through the detector";
 
     pub fn run(args: Vec<String>) -> i32 {
         match args.first().map(String::as_str) {
             Some("check-config") => check_config(args.get(1).map_or("bpm.toml", String::as_str)),
+            Some("backtest") => backtest_cmd(args.get(1..).unwrap_or(&[])),
             Some("-h" | "--help" | "help") => {
                 println!("{USAGE}");
                 0
@@ -63,5 +73,84 @@ mod cli {
                 1
             }
         }
+    }
+
+    fn backtest_cmd(args: &[String]) -> i32 {
+        let mut series = None;
+        let mut step = None;
+        let mut params = DetectorParams::critical();
+        let mut it = args.iter();
+        while let Some(arg) = it.next() {
+            let mut value = || it.next().cloned();
+            match arg.as_str() {
+                "--series" => series = value(),
+                "--step" => match value().as_deref().and_then(parse_duration) {
+                    Some(s) => step = Some(s),
+                    None => return usage_error("--step takes a duration like 5m, 15m or 1h"),
+                },
+                "--severity" => match value().as_deref() {
+                    Some("critical") => params = DetectorParams::critical(),
+                    Some("warning") => params = DetectorParams::warning(),
+                    _ => return usage_error("--severity is critical or warning"),
+                },
+                other => return usage_error(&format!("unknown argument {other:?}")),
+            }
+        }
+        let Some(path) = series else {
+            return usage_error("--series FILE.csv is required");
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("{path}: cannot read: {e}");
+                return 1;
+            }
+        };
+        let raw = match parse_csv(&text) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("{path}: {e}");
+                return 1;
+            }
+        };
+        let native = native_step(&raw).unwrap_or(60);
+        let step = step.unwrap_or(native);
+        if step < native || step % native != 0 {
+            eprintln!(
+                "{path}: --step must be a multiple of the series' own step ({})",
+                backtest::format_duration(native)
+            );
+            return 1;
+        }
+        let (grid, gaps) = match to_grid(&raw, step) {
+            Ok(g) => g,
+            Err(e) => {
+                eprintln!("{path}: {e}");
+                return 1;
+            }
+        };
+        let lifecycle = LifecycleParams::default();
+        let outcomes = backtest::run(&grid, &params, &lifecycle);
+        let mut out = std::io::stdout().lock();
+        for o in &outcomes {
+            let line =
+                serde_json::to_string(&o.event(lifecycle.resolve_window)).unwrap_or_default();
+            if writeln!(out, "{line}").is_err() {
+                // The reader went away (e.g. `| head`): not an error of ours.
+                return 0;
+            }
+        }
+        eprintln!(
+            "{path}: {} buckets of {} ({gaps} missing, counted as 0), {} state changes",
+            grid.len(),
+            backtest::format_duration(step),
+            outcomes.len()
+        );
+        0
+    }
+
+    fn usage_error(msg: &str) -> i32 {
+        eprintln!("{msg}\n{USAGE}");
+        2
     }
 }

@@ -47,3 +47,84 @@ fn missing_file_and_bad_usage() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Five weeks of 15-minute buckets at 200, a 2-hour outage, then recovery.
+fn outage_csv() -> String {
+    let mut text = String::from("timestamp,value\n");
+    let start = 1_400_000_400i64; // aligned to 15 minutes
+    let normal = 5 * 7 * 96;
+    for i in 0..normal + 8 + 12 {
+        let t = chrono::DateTime::from_timestamp(start + i * 900, 0).unwrap();
+        let v = if (normal..normal + 8).contains(&i) {
+            0
+        } else {
+            200
+        };
+        text.push_str(&format!("{},{v}\n", t.format("%Y-%m-%d %H:%M:%S")));
+    }
+    text
+}
+
+#[test]
+fn backtest_prints_one_json_line_per_state_change() {
+    let dir = std::env::temp_dir().join(format!("bpm-edge-cli-bt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("outage.csv");
+    std::fs::write(&file, outage_csv()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_bpm-edge"))
+        .args(["backtest", "--series"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let events: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let states: Vec<&str> = events
+        .iter()
+        .map(|e| e["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["pending", "firing", "resolved"]);
+    assert_eq!(events[1]["observed"], 0.0);
+    assert!(events[1]["z"].as_f64().unwrap() <= -5.0);
+    assert_eq!(events[2]["window"], "1h");
+    assert!(events[0]["at"].as_str().unwrap().ends_with('Z'));
+    // Coarser buckets: still one episode.
+    let out = Command::new(env!("CARGO_BIN_EXE_bpm-edge"))
+        .args(["backtest", "--step", "1h", "--series"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let n = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("\"firing\""))
+        .count();
+    assert_eq!(n, 1);
+}
+
+#[test]
+fn backtest_rejects_bad_input() {
+    let dir = std::env::temp_dir().join(format!("bpm-edge-cli-bt2-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bad.csv");
+    std::fs::write(
+        &file,
+        "timestamp,value\n2014-07-01 00:00:00,1\nnot a time,2\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_bpm-edge"))
+        .args(["backtest", "--series"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 3"));
+    let out = Command::new(env!("CARGO_BIN_EXE_bpm-edge"))
+        .args(["backtest", "--step", "7x"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
