@@ -12,6 +12,7 @@ pub mod backtest;
 pub mod bot;
 pub mod classify;
 pub mod config;
+pub mod counter_store;
 pub mod detector;
 pub mod latency;
 pub mod lifecycle;
