@@ -19,6 +19,7 @@ pub mod lifecycle;
 pub mod pattern;
 pub mod referral;
 pub mod series;
+pub mod signing;
 pub mod store;
 pub mod tally;
 
