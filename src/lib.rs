@@ -18,6 +18,7 @@ pub mod latency;
 pub mod lifecycle;
 pub mod pattern;
 pub mod referral;
+pub mod replay;
 pub mod series;
 pub mod signing;
 pub mod store;

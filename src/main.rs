@@ -23,12 +23,15 @@ mod cli {
     const USAGE: &str = "usage:
   bpm-edge check-config [FILE]                       validate a config (default: bpm.toml)
   bpm-edge backtest --series FILE.csv [--step 15m] [--severity critical|warning]
-                                                     replay a NAB-format series through the detector";
+                                                     replay a NAB-format series through the detector
+  bpm-edge replay --log access.log[.gz] [--config bpm.toml] [--format combined|common] [--host HOST]
+                                                     per-minute metric counts (CSV) from an access log";
 
     pub fn run(args: Vec<String>) -> i32 {
         match args.first().map(String::as_str) {
             Some("check-config") => check_config(args.get(1).map_or("bpm.toml", String::as_str)),
             Some("backtest") => backtest_cmd(args.get(1..).unwrap_or(&[])),
+            Some("replay") => replay_cmd(args.get(1..).unwrap_or(&[])),
             Some("-h" | "--help" | "help") => {
                 println!("{USAGE}");
                 0
@@ -152,5 +155,114 @@ mod cli {
     fn usage_error(msg: &str) -> i32 {
         eprintln!("{msg}\n{USAGE}");
         2
+    }
+
+    fn replay_cmd(args: &[String]) -> i32 {
+        use bpm_edge::classify::Classifier;
+        use bpm_edge::replay::{unreplayable_metrics, LogFormat, Replay};
+        use std::io::BufRead;
+
+        let mut log = None;
+        let mut config = "bpm.toml".to_string();
+        let mut format = LogFormat::Combined;
+        let mut host = None;
+        let mut it = args.iter();
+        while let Some(arg) = it.next() {
+            let mut value = || it.next().cloned();
+            match arg.as_str() {
+                "--log" => log = value(),
+                "--config" => match value() {
+                    Some(c) => config = c,
+                    None => return usage_error("--config takes a file"),
+                },
+                "--host" => host = value(),
+                "--format" => match value().as_deref() {
+                    Some("combined") => format = LogFormat::Combined,
+                    Some("common") => format = LogFormat::Common,
+                    _ => return usage_error("--format is combined or common"),
+                },
+                other => return usage_error(&format!("unknown argument {other:?}")),
+            }
+        }
+        let Some(log) = log else {
+            return usage_error("--log FILE is required");
+        };
+        let cfg = match std::fs::read_to_string(&config)
+            .map_err(|e| format!("{config}: cannot read: {e}"))
+            .and_then(|t| parse_toml(&t, &config).map_err(|e| e.to_string()))
+        {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("{e}");
+                return 1;
+            }
+        };
+        let host = host
+            .or_else(|| cfg.site.hosts.first().cloned())
+            .unwrap_or_else(|| "localhost".into());
+        let classifier = Classifier::new(cfg);
+        let reader: Box<dyn BufRead> = match open_maybe_gzip(&log) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("{log}: cannot read: {e}");
+                return 1;
+            }
+        };
+        let mut replay = Replay::default();
+        let mut hits = Vec::new();
+        for (i, line) in reader.split(b'\n').enumerate() {
+            let line = match line {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("{log}: read error after line {i}: {e}");
+                    return 1;
+                }
+            };
+            let text = String::from_utf8_lossy(&line);
+            replay.add_line(&classifier, format, &host, i as u64 + 1, &text, &mut hits);
+        }
+        if std::io::stdout()
+            .lock()
+            .write_all(replay.to_csv().as_bytes())
+            .is_err()
+        {
+            return 0;
+        }
+        eprintln!(
+            "{log}: {} lines, {} malformed{}, {} bot hits left out, {} (minute, metric) counts",
+            replay.lines,
+            replay.malformed,
+            if replay.malformed_examples.is_empty() {
+                String::new()
+            } else {
+                format!(" (first at lines {:?})", replay.malformed_examples)
+            },
+            replay.bot_hits,
+            replay.counts.len()
+        );
+        let blind = unreplayable_metrics(&classifier);
+        if !blind.is_empty() {
+            eprintln!(
+                "note: access logs have no Location header, so these metrics cannot be replayed: {}",
+                blind.join(", ")
+            );
+        }
+        0
+    }
+
+    /// A file, transparently gunzipped when it starts with the gzip magic.
+    fn open_maybe_gzip(path: &str) -> std::io::Result<Box<dyn std::io::BufRead>> {
+        use std::io::{BufReader, Read};
+        let mut file = std::fs::File::open(path)?;
+        let mut magic = [0u8; 2];
+        let n = file.read(&mut magic)?;
+        let file = std::fs::File::open(path)?;
+        if n == 2 && magic == [0x1f, 0x8b] {
+            Ok(Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(
+                file,
+            ))))
+        } else {
+            Ok(Box::new(BufReader::new(file)))
+        }
     }
 }

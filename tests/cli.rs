@@ -128,3 +128,45 @@ fn backtest_rejects_bad_input() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn replay_turns_an_access_log_into_per_minute_counts() {
+    let dir = std::env::temp_dir().join(format!("bpm-edge-cli-rp-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("access.log");
+    let ua = "Mozilla/5.0 (X11; Linux x86_64) Chrome/130.0";
+    let text = format!(
+        "1.1.1.1 - - [17/May/2015:10:05:03 +0000] \"GET /login HTTP/1.1\" 200 5 \"-\" \"{ua}\"\n\
+         1.1.1.1 - - [17/May/2015:10:05:40 +0000] \"GET /blog/x HTTP/1.1\" 200 5 \"https://t.co/\" \"{ua}\"\n\
+         this line is not a log line\n\
+         1.1.1.1 - - [17/May/2015:10:06:00 +0000] \"GET / HTTP/1.1\" 200 5 \"-\" \"Googlebot/2.1\"\n"
+    );
+    std::fs::write(&log, &text).unwrap();
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/bpm.toml");
+    let run = |path: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_bpm-edge"))
+            .args(["replay", "--config", config, "--log"])
+            .arg(path)
+            .output()
+            .unwrap()
+    };
+    let out = run(&log);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "timestamp,metric,count\n2015-05-17T10:05:00Z,login_views,1\n2015-05-17T10:05:00Z,marketing_views,1\n"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("4 lines, 1 malformed (first at lines [3])"),
+        "{err}"
+    );
+    assert!(err.contains("1 bot hits left out"), "{err}");
+    assert!(err.contains("cannot be replayed: logins"), "{err}");
+    // The same log gzipped gives the same counts.
+    let gz = dir.join("access.log.gz");
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut enc, text.as_bytes()).unwrap();
+    std::fs::write(&gz, enc.finish().unwrap()).unwrap();
+    assert_eq!(run(&gz).stdout, out.stdout);
+}
