@@ -239,9 +239,7 @@ impl LazyFacts {
         self.referrer_host
             .get_or_insert_with(|| {
                 let text = std::str::from_utf8(referer?).ok()?;
-                let url = url::Url::parse(text.trim()).ok()?;
-                url.host_str()
-                    .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
+                referral::url_host(&url::Url::parse(text.trim()).ok()?)
             })
             .as_deref()
     }
@@ -275,9 +273,7 @@ fn location_path(
         return NormalizedPath::parse(loc.as_bytes());
     }
     let url = url::Url::parse(loc).ok()?;
-    let host = url.host_str()?.to_ascii_lowercase();
-    let req_host = request_host.split(':').next().unwrap_or("");
-    if !host.eq_ignore_ascii_case(req_host) && !own_hosts.contains(&host) {
+    if !referral::is_own_host(&referral::url_host(&url)?, request_host, own_hosts) {
         return None;
     }
     NormalizedPath::parse(url.path().as_bytes())

@@ -310,7 +310,7 @@ impl<S: Sql> CounterStore<S> {
             vec![(now - store::BATCH_ID_TTL_SECS).into()],
         )?;
         if let Ok(mut adm) = self.admission.try_borrow_mut() {
-            adm.forget_before(store::hour_of(now) - 3600);
+            adm.forget_before(Resolution::Hour.floor(now) - 3600);
         }
         Ok(())
     }

@@ -106,19 +106,26 @@ pub fn source(referer: Option<&[u8]>, own_hosts: &[String], request_host: &str) 
     if !matches!(url.scheme(), "http" | "https") {
         return UNKNOWN.to_string();
     }
-    let Some(host) = url.host_str() else {
+    let Some(host) = url_host(&url) else {
         return UNKNOWN.to_string();
     };
-    let host = host.trim_end_matches('.').to_ascii_lowercase();
-    let req_host = request_host
-        .split(':')
-        .next()
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    if host == req_host || own_hosts.contains(&host) {
+    if is_own_host(&host, request_host, own_hosts) {
         return INTERNAL.to_string();
     }
     classify_host(&host)
+}
+
+/// A URL's host, lower-case, without a trailing dot.
+pub fn url_host(url: &url::Url) -> Option<String> {
+    url.host_str()
+        .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
+}
+
+/// Whether a (lower-case) host is this site: the Host the visitor asked for
+/// (any port) or one of the configured `site.hosts`.
+pub fn is_own_host(host: &str, request_host: &str, own_hosts: &[String]) -> bool {
+    let requested = request_host.split(':').next().unwrap_or("");
+    host.eq_ignore_ascii_case(requested) || own_hosts.iter().any(|h| h == host)
 }
 
 /// Names a (lower-case) referrer host.

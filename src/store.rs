@@ -11,7 +11,7 @@
 //! Reads combine the coarsest rows below each watermark with finer rows
 //! above it, so a range is never counted twice or skipped.
 
-use crate::tally::{Dim, Resolution, Row, DAY_SECS, HOUR_SECS, OTHER};
+use crate::tally::{Dim, Resolution, Row, DAY_SECS, OTHER};
 use std::collections::{HashMap, HashSet};
 
 pub const SCHEMA: &[&str] = &[
@@ -252,7 +252,7 @@ impl HourlyAdmission {
             .into_iter()
             .map(|((t, m, d, v), n)| Row(t, m, d, v, n))
             .collect();
-        out.sort_unstable_by(|a, b| (a.0, &a.1, &a.2, &a.3).cmp(&(b.0, &b.1, &b.2, &b.3)));
+        Row::sort(&mut out);
         out
     }
 
@@ -262,17 +262,11 @@ impl HourlyAdmission {
     }
 }
 
-/// Keeps the hour watermark meaningful for a shard that never rolled up:
-/// the first hour is the one containing its oldest minute.
-pub fn hour_of(t: i64) -> i64 {
-    t - t.rem_euclid(HOUR_SECS)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const H: i64 = HOUR_SECS;
+    const H: i64 = crate::tally::HOUR_SECS;
     const D: i64 = DAY_SECS;
     const DAY0: i64 = 20_000 * D;
 

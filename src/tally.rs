@@ -120,6 +120,12 @@ impl Dim {
 pub struct Row(pub i64, pub String, pub String, pub String, pub u64);
 
 impl Row {
+    /// Sorts rows by (time, metric, dimension, value): the order batches and
+    /// folded results are produced in.
+    pub fn sort(rows: &mut [Row]) {
+        rows.sort_unstable_by(|a, b| (a.0, &a.1, &a.2, &a.3).cmp(&(b.0, &b.1, &b.2, &b.3)));
+    }
+
     pub fn t(&self) -> i64 {
         self.0
     }
@@ -229,7 +235,7 @@ impl Tally {
                 Some(Row(t, name.clone(), dim.as_str().to_string(), value, n))
             })
             .collect();
-        rows.sort_unstable_by(|a, b| (a.0, &a.1, &a.2, &a.3).cmp(&(b.0, &b.1, &b.2, &b.3)));
+        Row::sort(&mut rows);
         Batch { id, requests, rows }
     }
 }
@@ -278,7 +284,7 @@ pub fn fold_top_k(rows: Vec<Row>, k: usize) -> Vec<Row> {
             out.push(Row(t, metric, dim, OTHER.to_string(), other));
         }
     }
-    out.sort_unstable_by(|a, b| (a.0, &a.1, &a.2, &a.3).cmp(&(b.0, &b.1, &b.2, &b.3)));
+    Row::sort(&mut out);
     out
 }
 
