@@ -11,7 +11,6 @@ use crate::classify::Classifier;
 use crate::config::MetricKind;
 use crate::series::{build_response, SeriesQuery, ShardQuery};
 use crate::tally::Row;
-use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::rc::Rc;
@@ -142,45 +141,30 @@ async fn read_all_shards(
     classifier: &Classifier,
     query: &ShardQuery,
 ) -> std::result::Result<Vec<Row>, String> {
-    let config = classifier.config();
     let body = serde_json::to_string(query).map_err(|e| e.to_string())?;
-    let calls = (0..config.storage.shards).map(|i| {
-        let name = shards::shard_name(&config.site.name, i);
-        let body = body.clone();
-        async move {
-            let mut resp = shards::call(env, &name, "/query", Some(body))
-                .await
-                .map_err(|e| format!("{name}: {e}"))?;
-            if resp.status_code() != 200 {
-                return Err(format!("{name} answered {}", resp.status_code()));
-            }
-            resp.json::<ShardRows>()
-                .await
-                .map(|r| r.rows)
-                .map_err(|e| format!("{name}: {e}"))
-        }
-    });
     let mut rows = Vec::new();
-    for result in join_all(calls).await {
-        rows.extend(result?);
+    for (_, answer) in
+        shards::ask_all::<ShardRows>(env, classifier.config(), "/query", Some(body)).await
+    {
+        rows.extend(answer?.rows);
     }
     Ok(rows)
 }
 
 async fn stats(env: &Env, classifier: &Classifier) -> Result<Response> {
     let config = classifier.config();
-    let calls = (0..config.storage.shards).map(|i| {
-        let name = shards::shard_name(&config.site.name, i);
-        async move {
-            let mut resp = shards::call(env, &name, "/stats", None).await.ok()?;
-            let mut v: serde_json::Value = resp.json().await.ok()?;
-            if let Some(obj) = v.as_object_mut() {
-                obj.insert("shard".into(), json!(name));
-            }
-            Some(v)
-        }
-    });
-    let shards: Vec<serde_json::Value> = join_all(calls).await.into_iter().flatten().collect();
+    let shards: Vec<serde_json::Value> =
+        shards::ask_all::<serde_json::Value>(env, config, "/stats", None)
+            .await
+            .into_iter()
+            .filter_map(|(name, answer)| {
+                let mut v = answer.ok()?;
+                if let Some(obj) = v.as_object_mut() {
+                    obj.insert("shard".into(), json!(name));
+                }
+                Some(v)
+            })
+            .collect();
     let sum = |key: &str| -> u64 { shards.iter().filter_map(|s| s[key].as_u64()).sum() };
     let totals = json!({
         "flushes": sum("flushes"),

@@ -5,6 +5,9 @@
 //! writes to one shard chosen at random when it starts, so writes spread over
 //! all shards; reads ask every shard and sum.
 
+use crate::config::Config;
+use futures_util::future::join_all;
+use serde::de::DeserializeOwned;
 use worker::{Env, Method, Request, RequestInit, Response, Result};
 
 /// The Durable Object binding in `wrangler.toml`.
@@ -58,4 +61,32 @@ pub async fn call(env: &Env, name: &str, path: &str, body: Option<String>) -> Re
     }
     let req = Request::new_with_init(&format!("https://counter-shard{path}"), &init)?;
     stub.fetch_with_request(req).await
+}
+
+/// Sends the same request to every shard of the site at once; each answer
+/// is the shard's JSON body, or why there is none (named after the shard).
+pub async fn ask_all<T: DeserializeOwned>(
+    env: &Env,
+    config: &Config,
+    path: &str,
+    body: Option<String>,
+) -> Vec<(String, std::result::Result<T, String>)> {
+    let calls = (0..config.storage.shards).map(|i| {
+        let name = shard_name(&config.site.name, i);
+        let body = body.clone();
+        async move {
+            let answer = async {
+                let mut resp = call(env, &name, path, body)
+                    .await
+                    .map_err(|e| format!("{name}: {e}"))?;
+                if resp.status_code() != 200 {
+                    return Err(format!("{name} answered {}", resp.status_code()));
+                }
+                resp.json::<T>().await.map_err(|e| format!("{name}: {e}"))
+            }
+            .await;
+            (name, answer)
+        }
+    });
+    join_all(calls).await
 }
