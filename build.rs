@@ -12,6 +12,14 @@ mod pattern;
 #[path = "src/config.rs"]
 mod config;
 
+#[allow(dead_code)]
+#[path = "src/rules.rs"]
+mod rules;
+
+#[allow(dead_code)]
+#[path = "src/sitetime.rs"]
+mod sitetime;
+
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 

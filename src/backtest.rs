@@ -150,31 +150,7 @@ pub fn to_grid(raw: &RawSeries, step: i64) -> Result<(CountSeries, usize), Serie
     Ok((CountSeries::from_counts(start, step, &counts), gaps))
 }
 
-/// "15m", "1h", "24h", "90s".
-pub fn format_duration(secs: i64) -> String {
-    if secs % 3600 == 0 {
-        format!("{}h", secs / 3600)
-    } else if secs % 60 == 0 {
-        format!("{}m", secs / 60)
-    } else {
-        format!("{secs}s")
-    }
-}
-
-/// "5m", "1h", "30s", "2d" → seconds.
-pub fn parse_duration(s: &str) -> Option<i64> {
-    let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
-    let n: i64 = num.parse().ok()?;
-    let mult = match unit {
-        "s" => 1,
-        "m" | "min" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return None,
-    };
-    (n > 0).then_some(n * mult)
-}
+pub use crate::rules::{format_duration, parse_duration};
 
 /// One state change, as `bpm-edge backtest` prints it.
 #[derive(Debug, Clone, PartialEq, Serialize)]

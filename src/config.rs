@@ -8,6 +8,8 @@
 //! which keeps a TOML parser out of the wasm binary.
 
 use crate::pattern::PathPattern;
+use crate::rules::{AlertRule, AlertSettings, Receiver};
+use crate::sitetime::SiteTime;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -188,6 +190,9 @@ pub struct Site {
     pub hosts: Vec<String>,
     /// Reserved path prefix for bpm-edge's own endpoints, e.g. `/_bpm`.
     pub prefix: String,
+    /// Public base URL of the site (for links in alerts), e.g.
+    /// `https://www.example.com`; empty: links are relative.
+    pub url: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -221,13 +226,35 @@ impl Default for StorageSettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Config {
     pub site: Site,
+    /// The site's time zone (`site.timezone`), for seasonal baselines.
+    pub time: SiteTime,
     pub storage: StorageSettings,
     pub metrics: Vec<Metric>,
+    pub alerting: AlertSettings,
+    pub receivers: Vec<Receiver>,
+    pub alerts: Vec<AlertRule>,
 }
 
 impl Config {
     pub fn metric(&self, name: &str) -> Option<&Metric> {
         self.metrics.iter().find(|m| m.name == name)
+    }
+
+    pub fn alert(&self, name: &str) -> Option<&AlertRule> {
+        self.alerts.iter().find(|r| r.name == name)
+    }
+
+    pub fn receiver(&self, name: &str) -> Option<&Receiver> {
+        self.receivers.iter().find(|r| r.name == name)
+    }
+
+    /// The dashboard's base URL: `{site.url}{prefix}/`.
+    pub fn dashboard_url(&self) -> String {
+        format!(
+            "{}{}/",
+            self.site.url.trim_end_matches('/'),
+            self.site.prefix
+        )
     }
 
     /// Reads the compiled form produced at build time.
@@ -282,9 +309,10 @@ pub const MAX_METRICS: usize = 1000;
 pub use parse::parse_toml;
 
 #[cfg(not(target_arch = "wasm32"))]
-mod parse {
+pub(crate) mod parse {
     use super::*;
     use crate::pattern::TrailingSlash;
+    use crate::rules::parse as rules;
     use std::collections::BTreeMap;
     use std::ops::Range;
     use toml::{Spanned, Value};
@@ -298,6 +326,11 @@ mod parse {
         storage: Option<Spanned<RawStorage>>,
         #[serde(default, rename = "metric")]
         metrics: Vec<Spanned<RawMetric>>,
+        alerting: Option<Spanned<rules::RawAlerting>>,
+        #[serde(default, rename = "receiver")]
+        receivers: Vec<Spanned<rules::RawReceiver>>,
+        #[serde(default, rename = "alert")]
+        alerts: Vec<Spanned<rules::RawRule>>,
     }
 
     #[derive(Deserialize)]
@@ -306,6 +339,8 @@ mod parse {
         name: Option<Spanned<String>>,
         hosts: Option<Spanned<Vec<String>>>,
         prefix: Option<Spanned<String>>,
+        timezone: Option<Spanned<String>>,
+        url: Option<Spanned<String>>,
     }
 
     #[derive(Deserialize)]
@@ -351,13 +386,18 @@ mod parse {
     }
 
     /// Collects located errors while walking the raw config.
-    struct Checker<'a> {
-        text: &'a str,
-        errors: Vec<ConfigError>,
+    pub(crate) struct Checker<'a> {
+        pub(crate) text: &'a str,
+        pub(crate) errors: Vec<ConfigError>,
     }
 
     impl Checker<'_> {
-        fn error(&mut self, span: Range<usize>, field: impl Into<String>, msg: impl Into<String>) {
+        pub(crate) fn error(
+            &mut self,
+            span: Range<usize>,
+            field: impl Into<String>,
+            msg: impl Into<String>,
+        ) {
             let (line, column) = line_col(self.text, span.start);
             self.errors.push(ConfigError {
                 line,
@@ -367,7 +407,7 @@ mod parse {
             });
         }
 
-        fn int_in(
+        pub(crate) fn int_in(
             &mut self,
             v: &Option<Spanned<i64>>,
             field: &str,
@@ -468,13 +508,27 @@ mod parse {
             errors: Vec::new(),
         };
         let site = check_site(&mut c, raw.site.as_ref());
+        let time = check_timezone(&mut c, raw.site.as_ref());
         let storage = check_storage(&mut c, raw.storage.as_ref());
         let metrics = check_metrics(&mut c, &raw.metrics);
+        let alerting = rules::check_alerting(&mut c, raw.alerting.as_ref());
+        let receivers = rules::check_receivers(&mut c, &raw.receivers);
+        let alerts = rules::check_rules(
+            &mut c,
+            &raw.alerts,
+            &metrics,
+            &receivers,
+            raw.receivers.len(),
+        );
         if c.errors.is_empty() {
             Ok(Config {
                 site,
+                time,
                 storage,
                 metrics,
+                alerting,
+                receivers,
+                alerts,
             })
         } else {
             c.errors.sort_by_key(|e| (e.line, e.column));
@@ -490,6 +544,7 @@ mod parse {
             name: "default".into(),
             hosts: Vec::new(),
             prefix: "/_bpm".into(),
+            url: String::new(),
         };
         let Some(raw) = raw else { return site };
         let raw = raw.get_ref();
@@ -542,7 +597,46 @@ mod parse {
                 );
             }
         }
+        if let Some(u) = &raw.url {
+            let ok = url::Url::parse(u.get_ref())
+                .map(|p| {
+                    matches!(p.scheme(), "http" | "https")
+                        && p.host_str().is_some()
+                        && p.query().is_none()
+                        && p.path().trim_end_matches('/').is_empty()
+                })
+                .unwrap_or(false);
+            if ok {
+                site.url = u.get_ref().trim_end_matches('/').to_string();
+            } else {
+                c.error(
+                    u.span(),
+                    "site.url",
+                    "must be the site's base URL, like \"https://www.example.com\" (no path)",
+                );
+            }
+        }
         site
+    }
+
+    fn check_timezone(c: &mut Checker, raw: Option<&Spanned<RawSite>>) -> SiteTime {
+        let Some(zone) = raw.and_then(|r| r.get_ref().timezone.as_ref()) else {
+            return SiteTime::utc();
+        };
+        match crate::sitetime::lookup(zone.get_ref()) {
+            Some(t) => t,
+            None => {
+                c.error(
+                    zone.span(),
+                    "site.timezone",
+                    format!(
+                        "{:?} is not an IANA time zone (like \"Europe/Berlin\" or \"UTC\")",
+                        zone.get_ref()
+                    ),
+                );
+                SiteTime::utc()
+            }
+        }
     }
 
     fn check_storage(c: &mut Checker, raw: Option<&Spanned<RawStorage>>) -> StorageSettings {

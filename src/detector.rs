@@ -174,6 +174,22 @@ impl WallClock for Utc {
     }
 }
 
+impl WallClock for crate::sitetime::SiteTime {
+    fn days_before(&self, t: i64, days: i64) -> i64 {
+        crate::sitetime::SiteTime::days_before(self, t, days)
+    }
+}
+
+/// A window's expected count and where it came from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Expected {
+    pub count: f64,
+    pub source: BaselineSource,
+    /// False when the window is not to be judged whatever the counts (a
+    /// ratio whose denominator is below its minimum).
+    pub judged: bool,
+}
+
 /// Where a baseline came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -185,7 +201,7 @@ pub enum BaselineSource {
 }
 
 /// The verdict on one window, with everything needed to explain it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WindowVerdict {
     /// Window length in seconds.
     pub window: i64,
@@ -209,7 +225,7 @@ pub struct WindowVerdict {
 }
 
 /// One evaluation of one series at one instant.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Evaluation {
     /// End of the last complete bucket judged (Unix seconds).
     pub at: i64,
@@ -269,20 +285,19 @@ pub fn drop_z(observed: f64, expected: f64, kappa: f64) -> f64 {
 /// are what we look for, not noise). Returns (κ, samples used).
 fn dispersion(
     observed: &impl Fn(i64, i64) -> Option<f64>,
+    baseline: &impl Fn(i64, i64) -> Option<Expected>,
     at: i64,
     w: i64,
     params: &DetectorParams,
-    clock: &dyn WallClock,
 ) -> (f64, usize) {
     let last = at - at.rem_euclid(w);
     let mut e = Vec::new();
     let mut inv = Vec::new();
     let mut end = if last == at { at - w } else { last };
     while end > at - DISPERSION_HISTORY {
-        if let (Some(x), Some((b, _))) = (
-            observed(end - w, end),
-            seasonal_baseline(observed, end, w, params.weeks, clock),
-        ) {
+        if let (Some(x), Some(Expected { count: b, .. })) =
+            (observed(end - w, end), baseline(end, w))
+        {
             if b > 0.0 && x / b > 1.0 - params.delta {
                 e.push((x - b) / b);
                 inv.push(1.0 / b);
@@ -324,20 +339,39 @@ impl DropDetector {
         &self.params
     }
 
-    /// Judges the windows ending at `at`.
+    /// Judges the windows ending at `at` of a counted metric.
     pub fn evaluate(&mut self, series: &CountSeries, at: i64, clock: &dyn WallClock) -> Evaluation {
-        self.evaluate_with(at, |a, b| series.sum(a, b), clock, |_, _| None)
+        let observed = |a, b| series.sum(a, b);
+        let weeks = self.params.weeks;
+        let baseline = |end, w| seasonal_baseline(&observed, end, w, weeks, clock);
+        self.evaluate_with(at, observed, baseline)
+    }
+
+    /// Judges a ratio `num/den`: the numerator X against `B = p̂·Y`, with Y
+    /// the denominator in the same window and p̂ the seasonal median of
+    /// `num/den`. Windows whose Y is below `min_denominator` are not judged.
+    pub fn evaluate_ratio(
+        &mut self,
+        num: &CountSeries,
+        den: &CountSeries,
+        min_denominator: f64,
+        at: i64,
+        clock: &dyn WallClock,
+    ) -> Evaluation {
+        let observed = |a, b| num.sum(a, b);
+        let weeks = self.params.weeks;
+        let baseline = |end, w| ratio_baseline(num, den, min_denominator, end, w, weeks, clock);
+        self.evaluate_with(at, observed, baseline)
     }
 
     /// The general form: `observed(a, b)` sums the judged series over
-    /// `[a, b)`; `expected_override(a, b)` may supply the baseline directly
-    /// (ratio metrics: `p̂·Y`).
+    /// `[a, b)`; `baseline(end, w)` gives the expected count of the window of
+    /// length `w` ending at `end`.
     pub fn evaluate_with(
         &mut self,
         at: i64,
         observed: impl Fn(i64, i64) -> Option<f64>,
-        clock: &dyn WallClock,
-        expected_override: impl Fn(i64, i64) -> Option<Option<f64>>,
+        baseline: impl Fn(i64, i64) -> Option<Expected>,
     ) -> Evaluation {
         let p = self.params.clone();
         let mut windows = Vec::with_capacity(p.windows.len());
@@ -345,13 +379,10 @@ impl DropDetector {
             let Some(x) = observed(at - w, at) else {
                 continue;
             };
-            let (expected, source) = match expected_override(at - w, at) {
-                Some(e) => (e, None),
-                None => match seasonal_baseline(&observed, at, w, p.weeks, clock) {
-                    Some((b, s)) => (Some(b), Some(s)),
-                    None => (None, None),
-                },
-            };
+            let found = baseline(at, w);
+            let expected = found.map(|e| e.count);
+            let source = found.map(|e| e.source);
+            let judged = found.is_some_and(|e| e.judged);
             let verdict = match expected {
                 None => WindowVerdict {
                     window: w,
@@ -371,7 +402,7 @@ impl DropDetector {
                     let kappa = match self.kappa_cache.get(i).copied().flatten() {
                         Some((t, k)) if t == boundary => k,
                         _ => {
-                            let (k, _) = dispersion(&observed, at, w, &p, clock);
+                            let (k, _) = dispersion(&observed, &baseline, at, w, &p);
                             if let Some(slot) = self.kappa_cache.get_mut(i) {
                                 *slot = Some((boundary, k));
                             }
@@ -380,7 +411,7 @@ impl DropDetector {
                     };
                     let ratio = if b > 0.0 { Some(x / b) } else { None };
                     let z = drop_z(x, b, kappa);
-                    let enough_volume = b >= p.min_expected;
+                    let enough_volume = judged && b >= p.min_expected;
                     let large_drop = ratio.is_some_and(|r| r <= 1.0 - p.delta);
                     let unlikely = z <= -p.z_alpha;
                     let holds = enough_volume && large_drop && unlikely;
@@ -421,22 +452,58 @@ fn seasonal_baseline(
     w: i64,
     weeks: u32,
     clock: &dyn WallClock,
+) -> Option<Expected> {
+    let (m, source) = seasonal_median(|end| observed(end - w, end), at, weeks, clock)?;
+    Some(Expected {
+        count: m,
+        source,
+        judged: true,
+    })
+}
+
+/// `B = p̂·Y`: p̂ is the seasonal median of `num/den` over windows with a
+/// non-zero denominator, Y the denominator of the judged window.
+fn ratio_baseline(
+    num: &CountSeries,
+    den: &CountSeries,
+    min_denominator: f64,
+    at: i64,
+    w: i64,
+    weeks: u32,
+    clock: &dyn WallClock,
+) -> Option<Expected> {
+    let share = |end: i64| {
+        let d = den.sum(end - w, end)?;
+        let n = num.sum(end - w, end)?;
+        (d > 0.0).then_some(n / d)
+    };
+    let (p, source) = seasonal_median(share, at, weeks, clock)?;
+    let y = den.sum(at - w, at)?;
+    Some(Expected {
+        count: p * y,
+        source,
+        judged: y >= min_denominator,
+    })
+}
+
+/// Median of `value(end)` over the same wall-clock instant `k = 1..weeks`
+/// weeks earlier (at least 2 present); else over the previous 7 days (at
+/// least 3).
+fn seasonal_median(
+    value: impl Fn(i64) -> Option<f64>,
+    at: i64,
+    weeks: u32,
+    clock: &dyn WallClock,
 ) -> Option<(f64, BaselineSource)> {
     let weekly: Vec<f64> = (1..=i64::from(weeks))
-        .filter_map(|k| {
-            let end = clock.days_before(at, 7 * k);
-            observed(end - w, end)
-        })
+        .filter_map(|k| value(clock.days_before(at, 7 * k)))
         .collect();
     if weekly.len() >= 2 {
         let n = u32::try_from(weekly.len()).unwrap_or(u32::MAX);
         return median(&weekly).map(|m| (m, BaselineSource::Weeks(n)));
     }
     let daily: Vec<f64> = (1..=7)
-        .filter_map(|d| {
-            let end = clock.days_before(at, d);
-            observed(end - w, end)
-        })
+        .filter_map(|d| value(clock.days_before(at, d)))
         .collect();
     if daily.len() >= 3 {
         let n = u32::try_from(daily.len()).unwrap_or(u32::MAX);
@@ -586,13 +653,22 @@ mod tests {
         assert_eq!(e.window(STEP).unwrap().expected, Some(100.0));
     }
 
+    fn base<'a>(
+        obs: &'a impl Fn(i64, i64) -> Option<f64>,
+    ) -> impl Fn(i64, i64) -> Option<Expected> + 'a {
+        move |end, w| seasonal_baseline(obs, end, w, 4, &Utc)
+    }
+
     #[test]
     fn kappa_estimate() {
         let p = DetectorParams::critical();
         // Too little history: the cautious maximum.
         let short = flat(0, 0.0, 3, 100.0);
         let obs = |a, b| short.sum(a, b);
-        assert_eq!(dispersion(&obs, short.end(), 3600, &p, &Utc).0, KAPPA_MAX);
+        assert_eq!(
+            dispersion(&obs, &base(&obs), short.end(), 3600, &p).0,
+            KAPPA_MAX
+        );
         // Hourly buckets alternating 1100/900 for 6 weeks: weekly baselines
         // are exact (same parity a week back), so e = 0 and κ is its floor.
         let counts: Vec<f64> = (0..6 * 168)
@@ -600,7 +676,7 @@ mod tests {
             .collect();
         let s = CountSeries::from_counts(0, 3600, &counts);
         let obs = |a, b| s.sum(a, b);
-        let (k, n) = dispersion(&obs, s.end(), 3600, &p, &Utc);
+        let (k, n) = dispersion(&obs, &base(&obs), s.end(), 3600, &p);
         assert_eq!(n, 14 * 24 - 1);
         assert_eq!(k, KAPPA_MIN);
         // Uniform ±20% noise around 1000: MAD(e) ≈ 0.1·√2·… ≈ 0.12, so
@@ -616,8 +692,90 @@ mod tests {
             .collect();
         let s = CountSeries::from_counts(0, 3600, &counts);
         let obs = |a, b| s.sum(a, b);
-        let (k, _) = dispersion(&obs, s.end(), 3600, &p, &Utc);
+        let (k, _) = dispersion(&obs, &base(&obs), s.end(), 3600, &p);
         assert!(k > 0.01 && k < 0.06, "{k}");
+    }
+
+    #[test]
+    fn ratio_drop_fires_and_small_denominator_never_does() {
+        // 400 login views and 300 dashboard views per 15 min for 5 weeks,
+        // then views continue but successes fall to 60 (75% → 15%).
+        let n = (5 * WEEK / STEP) as usize;
+        let mut den = vec![400.0; n];
+        let mut num = vec![300.0; n];
+        den.extend([400.0; 2]);
+        num.extend([60.0; 2]);
+        let (den, num) = (
+            CountSeries::from_counts(0, STEP, &den),
+            CountSeries::from_counts(0, STEP, &num),
+        );
+        let mut d = DropDetector::new(DetectorParams::warning());
+        let e = d.evaluate_ratio(&num, &den, 20.0, num.end(), &Utc);
+        assert!(e.drop);
+        let w = e.window(STEP).unwrap();
+        assert_eq!(w.expected, Some(300.0));
+        assert_eq!(w.observed, 60.0);
+        // The share collapsing for two hours with 1 view per 15 min: the
+        // short windows are under the minimum denominator (20) and the long
+        // ones barely move.
+        let small_den = CountSeries::from_counts(0, STEP, &vec![1.0; n + 8]);
+        let mut small_num = vec![0.8; n];
+        small_num.extend([0.0; 8]);
+        let small_num = CountSeries::from_counts(0, STEP, &small_num);
+        let mut d = DropDetector::new(DetectorParams::warning());
+        for k in 0..8 {
+            let at = small_num.end() - k * STEP;
+            let e = d.evaluate_ratio(&small_num, &small_den, 20.0, at, &Utc);
+            assert!(!e.drop, "fired {k} buckets before the end");
+        }
+        // Traffic (the denominator) falling is not a ratio drop: p̂·Y falls too.
+        let mut den2 = vec![400.0; n];
+        den2.extend([40.0; 2]);
+        let mut num2 = vec![300.0; n];
+        num2.extend([30.0; 2]);
+        let (den2, num2) = (
+            CountSeries::from_counts(0, STEP, &den2),
+            CountSeries::from_counts(0, STEP, &num2),
+        );
+        let e = DropDetector::new(DetectorParams::warning()).evaluate_ratio(
+            &num2,
+            &den2,
+            20.0,
+            num2.end(),
+            &Utc,
+        );
+        assert!(!e.drop);
+    }
+
+    #[test]
+    fn dst_weeks_line_up_in_site_time() {
+        // Berlin: traffic only between 09:00 and 10:00 local, 200 per
+        // 15 min. Judged on Monday 2026-03-30 10:00 local, the day after
+        // clocks went forward: the four previous Mondays were in winter time.
+        let berlin = crate::sitetime::lookup("Europe/Berlin").unwrap();
+        let start = 1_771_200_000; // 2026-02-16 00:00 UTC
+        let at = 1_774_857_600; // 2026-03-30 08:00 UTC = 10:00 local
+        let counts: Vec<f64> = (0..(at - start) / STEP)
+            .map(|i| {
+                let t = start + i * STEP;
+                let hour = berlin.local(t).rem_euclid(DAY) / 3600;
+                if hour == 9 {
+                    200.0
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let s = CountSeries::from_counts(start, STEP, &counts);
+        let mut d = DropDetector::new(DetectorParams::critical());
+        let local = d.evaluate(&s, at, &berlin);
+        let w = local.window(3600).unwrap();
+        assert_eq!(w.observed, 800.0);
+        assert_eq!(w.expected, Some(800.0));
+        assert!(!local.drop);
+        // Naive UTC weeks look one hour off: the baseline hour held nothing.
+        let naive = d.evaluate(&s, at, &Utc);
+        assert_eq!(naive.window(3600).unwrap().expected, Some(0.0));
     }
 
     #[test]

@@ -7,20 +7,28 @@
 //! request, the config or storage.
 
 pub mod accesslog;
+pub mod alert_book;
+pub mod alert_store;
 pub mod auth;
+pub mod backfill;
 pub mod backtest;
 pub mod bot;
 pub mod classify;
 pub mod config;
 pub mod counter_store;
 pub mod detector;
+pub mod event;
 pub mod latency;
 pub mod lifecycle;
+pub mod outbox;
 pub mod pattern;
+pub mod payload;
 pub mod referral;
 pub mod replay;
+pub mod rules;
 pub mod series;
 pub mod signing;
+pub mod sitetime;
 pub mod store;
 pub mod tally;
 

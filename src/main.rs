@@ -63,11 +63,14 @@ mod cli {
                     .filter(|m| matches!(m.kind, MetricKind::Ratio(_)))
                     .count();
                 println!(
-                    "{path}: ok: {} metrics ({} counted, {ratios} ratios), site {:?}, prefix {}",
+                    "{path}: ok: {} metrics ({} counted, {ratios} ratios), {} alert rules, {} receivers, site {:?}, prefix {}, time zone {}",
                     cfg.metrics.len(),
                     cfg.metrics.len() - ratios,
+                    cfg.alerts.len(),
+                    cfg.receivers.len(),
                     cfg.site.name,
-                    cfg.site.prefix
+                    cfg.site.prefix,
+                    cfg.time.zone
                 );
                 0
             }

@@ -23,7 +23,11 @@ fn check(text: &str) -> (i32, String, String) {
 fn shipped_config_checks_ok() {
     let (code, out, _) = check(include_str!("../bpm.toml"));
     assert_eq!(code, 0);
-    assert!(out.contains("ok: 7 metrics (6 counted, 1 ratios)"), "{out}");
+    assert!(
+        out.contains("ok: 8 metrics (7 counted, 1 ratios), 5 alert rules, 4 receivers"),
+        "{out}"
+    );
+    assert!(out.contains("time zone Europe/Berlin"), "{out}");
 }
 
 #[test]
@@ -154,14 +158,15 @@ fn replay_turns_an_access_log_into_per_minute_counts() {
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        "timestamp,metric,count\n2015-05-17T10:05:00Z,login_views,1\n2015-05-17T10:05:00Z,marketing_views,1\n"
+        "timestamp,metric,count\n2015-05-17T10:05:00Z,login_views,1\n2015-05-17T10:05:00Z,marketing_views,1\n2015-05-17T10:05:00Z,traffic,2\n"
     );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("4 lines, 1 malformed (first at lines [3])"),
         "{err}"
     );
-    assert!(err.contains("1 bot hits left out"), "{err}");
+    // The bot view counts towards marketing_views and traffic.
+    assert!(err.contains("2 bot hits left out"), "{err}");
     assert!(err.contains("cannot be replayed: logins"), "{err}");
     // The same log gzipped gives the same counts.
     let gz = dir.join("access.log.gz");

@@ -5,10 +5,10 @@
 //! Every API route but `health` needs the bearer token. Errors are JSON
 //! `{"error": "..."}` with a 4xx/5xx status; nothing here reaches the origin.
 
-use super::{shards, CONFIG_HASH, VERSION};
+use super::{shards, site_alerts, CONFIG_HASH, VERSION};
 use crate::auth::check_bearer;
 use crate::classify::Classifier;
-use crate::config::MetricKind;
+use crate::config::{Config, MetricKind};
 use crate::series::{build_response, SeriesQuery, ShardQuery};
 use crate::tally::Row;
 use serde::{Deserialize, Serialize};
@@ -17,7 +17,7 @@ use std::rc::Rc;
 use worker::{Env, Headers, Method, Request, Response, Result};
 
 pub async fn handle(
-    req: Request,
+    mut req: Request,
     env: &Env,
     classifier: Option<Rc<Classifier>>,
     prefix: &str,
@@ -27,13 +27,10 @@ pub async fn handle(
     let Some(route) = rest.strip_prefix("/api/") else {
         return static_file(&req, env, prefix, rest).await;
     };
-    if req.method() != Method::Get {
-        return json_error(405, "only GET is supported here");
-    }
     let Some(classifier) = classifier else {
         return json_error(503, "bpm-edge's compiled configuration could not be read");
     };
-    if route == "health" {
+    if route == "health" && req.method() == Method::Get {
         return json_response(
             200,
             &json!({
@@ -52,12 +49,166 @@ pub async fn handle(
             .set("www-authenticate", "Bearer realm=\"bpm-edge\"")?;
         return Ok(resp);
     }
-    match route {
-        "metrics" => metrics(&classifier),
-        "series" => series(&req, env, &classifier).await,
-        "stats" => stats(env, &classifier).await,
+    let config = classifier.config();
+    let query = req
+        .url()?
+        .query()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
+    match (req.method(), route) {
+        (Method::Get, "metrics") => metrics(&classifier),
+        (Method::Get, "series") => series(&req, env, &classifier).await,
+        (Method::Get, "stats") => stats(env, &classifier).await,
+        (Method::Get, "alerts") => alerts_object(env, config, Method::Get, "/alerts", None).await,
+        (Method::Get, "alerts/history") => {
+            alerts_object(env, config, Method::Get, &format!("/history{query}"), None).await
+        }
+        (Method::Get, "silences") => {
+            alerts_object(env, config, Method::Get, "/silences", None).await
+        }
+        (Method::Post, "silences") => {
+            let body = req.text().await?;
+            if body.len() > 16 * 1024 {
+                return json_error(413, "a silence is at most 16 KiB of JSON");
+            }
+            alerts_object(env, config, Method::Post, "/silences", Some(body)).await
+        }
+        (Method::Delete, r) if r.starts_with("silences/") => {
+            let id = r.trim_start_matches("silences/");
+            if id.is_empty()
+                || id.len() > 64
+                || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            {
+                return json_error(404, "no such silence");
+            }
+            alerts_object(
+                env,
+                config,
+                Method::Delete,
+                &format!("/silences/{id}"),
+                None,
+            )
+            .await
+        }
+        (Method::Post, "backfill") => backfill(req, env, config).await,
+        (
+            _,
+            "metrics" | "series" | "stats" | "alerts" | "alerts/history" | "silences" | "backfill",
+        ) => json_error(405, "method not allowed here"),
         _ => json_error(404, "no such API endpoint"),
     }
+}
+
+/// Hands a request to the site's alert object and its answer back.
+async fn alerts_object(
+    env: &Env,
+    config: &Config,
+    method: Method,
+    path: &str,
+    body: Option<String>,
+) -> Result<Response> {
+    match site_alerts::call(env, config, method, path, body).await {
+        Ok(mut resp) => {
+            // A fetched response's headers are immutable: answer afresh.
+            let status = resp.status_code();
+            let body: serde_json::Value = resp.json().await.unwrap_or_default();
+            json_response(status, &body)
+        }
+        Err(e) => json_error(503, &format!("alert storage unavailable: {e}")),
+    }
+}
+
+/// Most bytes one backfill request may carry.
+const MAX_BACKFILL_BYTES: usize = 32 * 1024 * 1024;
+
+/// `POST /api/backfill`: imports `timestamp,metric,count` CSV into the
+/// counter shards (for the dashboard) and the alert object (for baselines).
+async fn backfill(mut req: Request, env: &Env, config: &Config) -> Result<Response> {
+    let declared: usize = req
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    if declared > MAX_BACKFILL_BYTES {
+        return json_error(413, "at most 32 MiB per request; split the file");
+    }
+    let text = req.text().await?;
+    if text.len() > MAX_BACKFILL_BYTES {
+        return json_error(413, "at most 32 MiB per request; split the file");
+    }
+    let counts = match crate::backfill::parse(&text, config) {
+        Ok(c) => c,
+        Err(errors) => {
+            let list: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+            return json_response(
+                400,
+                &json!({ "error": "the CSV has invalid lines; nothing was imported", "lines": list }),
+            );
+        }
+    };
+    let batches = counts.batches(config.storage.shards);
+    let mut applied = 0;
+    for (shard, batch) in &batches {
+        let name = shards::shard_name(&config.site.name, *shard);
+        let body =
+            serde_json::to_string(batch).map_err(|e| worker::Error::RustError(e.to_string()))?;
+        match shards::call(env, &name, "/flush", Some(body)).await {
+            Ok(mut resp) if resp.status_code() == 200 => {
+                let v: serde_json::Value = resp.json().await.unwrap_or_default();
+                if v["applied"].as_bool() == Some(true) {
+                    applied += 1;
+                }
+            }
+            Ok(resp) => {
+                return json_error(
+                    503,
+                    &format!(
+                        "{name} answered {}; retry the same request",
+                        resp.status_code()
+                    ),
+                )
+            }
+            Err(e) => return json_error(503, &format!("{name}: {e}; retry the same request")),
+        }
+    }
+    let (id, buckets) = counts.buckets();
+    let body = serde_json::to_string(&json!({ "id": id, "buckets": buckets }))
+        .map_err(|e| worker::Error::RustError(e.to_string()))?;
+    let alerts_applied =
+        match site_alerts::call(env, config, Method::Post, "/backfill", Some(body)).await {
+            Ok(mut resp) if resp.status_code() == 200 => {
+                let v: serde_json::Value = resp.json().await.unwrap_or_default();
+                v["applied"].as_bool() == Some(true)
+            }
+            Ok(resp) => {
+                return json_error(
+                    503,
+                    &format!(
+                        "the alert object answered {}; retry the same request",
+                        resp.status_code()
+                    ),
+                )
+            }
+            Err(e) => {
+                return json_error(
+                    503,
+                    &format!("the alert object: {e}; retry the same request"),
+                )
+            }
+        };
+    json_response(
+        200,
+        &json!({
+            "minutes": counts.minutes.len(),
+            "total": counts.total(),
+            "batches": batches.len(),
+            "batches_applied": applied,
+            "baseline_applied": alerts_applied,
+            "duplicate": applied == 0 && !alerts_applied,
+        }),
+    )
 }
 
 #[derive(Serialize)]

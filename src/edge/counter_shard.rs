@@ -20,8 +20,14 @@ use worker::{
 /// Time between maintenance runs (rollups, retention).
 const MAINTENANCE_INTERVAL_MS: f64 = 10.0 * 60.0 * 1000.0;
 
-/// The object's SQLite storage as the store's [`Sql`].
-struct DurableSql(SqlStorage);
+/// A Durable Object's SQLite storage as the stores' [`Sql`].
+pub(super) struct DurableSql(SqlStorage);
+
+impl DurableSql {
+    pub(super) fn new(sql: SqlStorage) -> Self {
+        DurableSql(sql)
+    }
+}
 
 impl Sql for DurableSql {
     fn exec(&self, sql: &str, binds: Vec<SqlValue>) -> std::result::Result<SqlOutput, String> {

@@ -11,13 +11,17 @@ mod counter_shard;
 mod flush;
 mod proxy;
 mod shards;
+mod site_alerts;
 
 pub use counter_shard::CounterShard;
+pub use site_alerts::SiteAlerts;
 
 use crate::classify::Classifier;
 use std::cell::OnceCell;
 use std::rc::Rc;
-use worker::{event, Context, Env, Request, Response, Result};
+use worker::{
+    event, Context, Env, Method, Request, Response, Result, ScheduleContext, ScheduledEvent,
+};
 
 /// The configuration compiled by `build.rs` from `bpm.toml`.
 const CONFIG_JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/bpm-config.json"));
@@ -73,4 +77,27 @@ pub async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
         return api::handle(req, &env, classifier, &prefix).await;
     }
     proxy::forward(req, &env, &ctx, classifier).await
+}
+
+/// The cron trigger: one tick of the site's alert object (evaluation when a
+/// bucket completed, notifications, outbox). The scheduled time is "now",
+/// so `wrangler dev --test-scheduled` can drive evaluations at any time.
+#[event(scheduled)]
+pub async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    let Some(classifier) = classifier() else {
+        return;
+    };
+    let now = (event.schedule() / 1000.0).floor() as i64;
+    let body = format!("{{\"now\":{now}}}");
+    match site_alerts::call(&env, classifier.config(), Method::Post, "/tick", Some(body)).await {
+        Ok(resp) if resp.status_code() == 200 => {}
+        Ok(mut resp) => {
+            let text = resp.text().await.unwrap_or_default();
+            worker::console_error!(
+                "bpm-edge: alert tick answered {}: {text}",
+                resp.status_code()
+            );
+        }
+        Err(e) => worker::console_error!("bpm-edge: alert tick failed: {e}"),
+    }
 }

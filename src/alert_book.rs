@@ -1,0 +1,904 @@
+//! The alerts of one site: every rule's lifecycle record, silences, the
+//! history of transitions, and the notifications they cause.
+//!
+//! Two entry points, both pure and driven by the Durable Object that owns
+//! the book: [`AlertBook::evaluate`] judges the rules once per new complete
+//! bucket (`at`) and steps their lifecycles; [`AlertBook::notify`] runs on
+//! every tick (`now`) and decides which notifications go out. Invariants:
+//! a firing notification waits `group_wait` seconds (so alerts of one
+//! outage go out together and an inhibiting alert can catch up); a silenced
+//! or inhibited alert changes state but sends nothing, and its firing goes
+//! out if it is still firing when the silence ends; a resolved notification
+//! is sent only for an episode whose firing was sent; every sent event gets
+//! the next `sequence` of its rule and the id `evt_{fingerprint}_{sequence}`,
+//! so it is unique and stable across delivery retries.
+
+use crate::config::{Config, MetricKind};
+use crate::detector::{CountSeries, DetectorParams, DropDetector, Evaluation, WindowVerdict};
+use crate::event::{AlertEvent, EventStatus, HealthChange, MetricInfo, OtherBpm, StatusShare};
+use crate::latency;
+use crate::lifecycle::{step, AlertState, LifecycleParams, State};
+use crate::rules::AlertRule;
+use crate::tally::Row;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Window whose ratio is shown for the other BPMs and judges recovery.
+const HOUR: i64 = 3600;
+/// Longest silence accepted.
+pub const MAX_SILENCE_SECS: i64 = 90 * 86_400;
+
+/// A mute on one rule (or `*`: all) until a time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Silence {
+    pub id: String,
+    /// A rule name, or `*`.
+    pub rule: String,
+    /// Unix seconds; the silence ends at this instant.
+    pub until: i64,
+    pub reason: String,
+    pub author: String,
+    pub created_at: i64,
+}
+
+impl Silence {
+    pub fn covers(&self, rule: &str, now: i64) -> bool {
+        now < self.until && (self.rule == "*" || self.rule == rule)
+    }
+}
+
+/// The body of `POST /api/silences`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SilenceRequest {
+    pub rule: Option<String>,
+    /// RFC 3339 end of the silence…
+    pub until: Option<String>,
+    /// …or its length from now ("2h").
+    pub duration: Option<String>,
+    pub reason: Option<String>,
+    pub author: Option<String>,
+}
+
+/// Why a silence request was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SilenceError {
+    Missing(&'static str),
+    UnknownRule(String),
+    BadUntil(String),
+    NotInFuture,
+    TooLong,
+    TooLongText(&'static str),
+}
+
+impl fmt::Display for SilenceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SilenceError::Missing(field) => write!(f, "`{field}` is required"),
+            SilenceError::UnknownRule(r) => {
+                write!(f, "{r:?} is not an alert rule (or \"*\" for all)")
+            }
+            SilenceError::BadUntil(v) => write!(
+                f,
+                "{v:?} is neither an RFC 3339 time (`until`) nor a duration like \"2h\" (`duration`)"
+            ),
+            SilenceError::NotInFuture => write!(f, "the silence must end in the future"),
+            SilenceError::TooLong => write!(f, "a silence lasts at most 90 days"),
+            SilenceError::TooLongText(field) => write!(f, "`{field}` is too long"),
+        }
+    }
+}
+
+impl std::error::Error for SilenceError {}
+
+impl SilenceRequest {
+    /// Validates the request into a silence with the given id.
+    pub fn into_silence(
+        self,
+        config: &Config,
+        id: String,
+        now: i64,
+    ) -> Result<Silence, SilenceError> {
+        let rule = self.rule.ok_or(SilenceError::Missing("rule"))?;
+        if rule != "*" && config.alert(&rule).is_none() {
+            return Err(SilenceError::UnknownRule(rule.chars().take(64).collect()));
+        }
+        let until = match (self.until, self.duration) {
+            (Some(u), _) => chrono::DateTime::parse_from_rfc3339(u.trim())
+                .map(|d| d.timestamp())
+                .map_err(|_| SilenceError::BadUntil(u.chars().take(64).collect()))?,
+            (None, Some(d)) => crate::rules::parse_duration(&d)
+                .filter(|s| *s > 0)
+                .map(|s| now.saturating_add(s))
+                .ok_or_else(|| SilenceError::BadUntil(d.chars().take(64).collect()))?,
+            (None, None) => return Err(SilenceError::Missing("until")),
+        };
+        if until <= now {
+            return Err(SilenceError::NotInFuture);
+        }
+        if until - now > MAX_SILENCE_SECS {
+            return Err(SilenceError::TooLong);
+        }
+        let text = |v: Option<String>, field: &'static str, max: usize| {
+            let v = v.map(|s| s.trim().to_string()).unwrap_or_default();
+            if v.is_empty() {
+                Err(SilenceError::Missing(field))
+            } else if v.chars().count() > max {
+                Err(SilenceError::TooLongText(field))
+            } else {
+                Ok(v)
+            }
+        };
+        Ok(Silence {
+            id,
+            rule,
+            until,
+            reason: text(self.reason, "reason", 500)?,
+            author: text(self.author, "author", 100)?,
+            created_at: now,
+        })
+    }
+}
+
+/// What the book remembers about one rule between evaluations.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RuleRecord {
+    pub rule: String,
+    pub fingerprint: String,
+    pub alert: AlertState,
+    /// Sequence number of the last event sent (0: none yet).
+    pub sequence: u64,
+    /// The current episode's firing notification went out.
+    pub firing_sent: bool,
+    /// When (tick time) the current episode's firing started to wait.
+    pub held_since: Option<i64>,
+    /// The current episode's suppression was already written to history.
+    pub suppression_noted: bool,
+    pub last_sent_at: Option<i64>,
+    /// The latest evaluation, to explain the state.
+    pub last: Option<Evaluation>,
+}
+
+impl RuleRecord {
+    fn new(config: &Config, rule: &AlertRule, at: i64) -> Self {
+        RuleRecord {
+            rule: rule.name.clone(),
+            fingerprint: fingerprint(&config.site.name, &rule.name, &rule.metric),
+            alert: AlertState::new(at),
+            sequence: 0,
+            firing_sent: false,
+            held_since: None,
+            suppression_noted: false,
+            last_sent_at: None,
+            last: None,
+        }
+    }
+
+    /// The incident id of the current (or last) episode.
+    pub fn incident(&self) -> String {
+        format!("inc_{}_{}", self.fingerprint, self.alert.episodes)
+    }
+}
+
+/// One line of the alert history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub at: i64,
+    pub rule: String,
+    pub metric: String,
+    /// Set for a state change.
+    pub from: Option<State>,
+    pub to: Option<State>,
+    /// Set for a notification decision: `firing sent`, `resolved sent`,
+    /// `repeat sent`, `silenced`, `inhibited by <rule>`.
+    pub notice: Option<String>,
+    pub incident: Option<String>,
+    /// The window that explains the change.
+    pub window: Option<WindowVerdict>,
+}
+
+/// An event to deliver, and to whom.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notice {
+    pub event: AlertEvent,
+    pub receivers: Vec<String>,
+}
+
+/// The 5-minute bucket series of the metrics the rules need.
+#[derive(Debug, Clone, Default)]
+pub struct SeriesSet {
+    pub series: BTreeMap<String, CountSeries>,
+}
+
+/// A stable id per (site, rule, metric): 16 hex digits of a SHA-256.
+pub fn fingerprint(site: &str, rule: &str, metric: &str) -> String {
+    let digest = Sha256::digest(format!("{site}\u{0}{rule}\u{0}{metric}").as_bytes());
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// The counted metrics the rules of `config` read.
+pub fn needed_metrics(config: &Config) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for rule in &config.alerts {
+        let names = match config.metric(&rule.metric).map(|m| &m.kind) {
+            Some(MetricKind::Ratio(r)) => vec![r.numerator.clone(), r.denominator.clone()],
+            Some(MetricKind::Counted { .. }) => vec![rule.metric.clone()],
+            None => vec![],
+        };
+        for n in names {
+            if !out.contains(&n) {
+                out.push(n);
+            }
+        }
+    }
+    out
+}
+
+/// Detector parameters of a rule.
+pub fn detector_params(rule: &AlertRule) -> DetectorParams {
+    DetectorParams {
+        windows: rule.windows.clone(),
+        delta: rule.delta,
+        z_alpha: rule.z_alpha,
+        min_expected: rule.min_expected,
+        weeks: rule.weeks,
+    }
+}
+
+/// Lifecycle parameters of a rule.
+pub fn lifecycle_params(rule: &AlertRule) -> LifecycleParams {
+    LifecycleParams {
+        for_evaluations: rule.for_evaluations,
+        resolve_ratio: rule.resolve_ratio,
+        resolve_evaluations: rule.resolve_evaluations,
+        reopen_hold_off: rule.hold_off,
+        resolve_window: HOUR,
+    }
+}
+
+/// One-sided lower-tail p-value of `z` under the standard normal.
+pub fn p_value(z: f64) -> f64 {
+    if !z.is_finite() {
+        return if z < 0.0 { 0.0 } else { 1.0 };
+    }
+    0.5 * erfc(-z / std::f64::consts::SQRT_2)
+}
+
+/// Complementary error function (Chebyshev fit, relative error < 1.2e-7).
+fn erfc(x: f64) -> f64 {
+    let z = x.abs();
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let poly = -z * z - 1.265_512_23
+        + t * (1.000_023_68
+            + t * (0.374_091_96
+                + t * (0.096_784_18
+                    + t * (-0.186_288_06
+                        + t * (0.278_868_07
+                            + t * (-1.135_203_98
+                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+    let r = t * poly.exp();
+    if x >= 0.0 {
+        r
+    } else {
+        2.0 - r
+    }
+}
+
+/// Status mix and p95 latency of a metric's requests, now against before,
+/// from `status` and `lat` rows.
+pub fn health_change(now: &[Row], before: &[Row]) -> HealthChange {
+    fn mix(rows: &[Row]) -> BTreeMap<String, u64> {
+        let mut m = BTreeMap::new();
+        for r in rows.iter().filter(|r| r.dim() == "status") {
+            *m.entry(r.value().to_string()).or_insert(0) += r.n();
+        }
+        m
+    }
+    fn p95(rows: &[Row]) -> Option<f64> {
+        let mut hist: BTreeMap<u8, u64> = BTreeMap::new();
+        for r in rows.iter().filter(|r| r.dim() == "lat") {
+            if let Ok(b) = r.value().parse::<u8>() {
+                *hist.entry(b).or_insert(0) += r.n();
+            }
+        }
+        let pairs: Vec<(u8, u64)> = hist.into_iter().collect();
+        latency::quantile(&pairs, 0.95)
+    }
+    let (m_now, m_before) = (mix(now), mix(before));
+    let total_now: u64 = m_now.values().sum();
+    let total_before: u64 = m_before.values().sum();
+    let pct = |n: u64, total: u64| (n as f64 * 1000.0 / total as f64).round() / 10.0;
+    let mut classes: Vec<&String> = m_now.keys().chain(m_before.keys()).collect();
+    classes.sort();
+    classes.dedup();
+    HealthChange {
+        status: classes
+            .into_iter()
+            .map(|c| StatusShare {
+                class: c.clone(),
+                now_pct: if total_now > 0 {
+                    pct(m_now.get(c).copied().unwrap_or(0), total_now)
+                } else {
+                    0.0
+                },
+                before_pct: (total_before > 0)
+                    .then(|| pct(m_before.get(c).copied().unwrap_or(0), total_before)),
+            })
+            .collect(),
+        p95_ms_now: p95(now),
+        p95_ms_before: p95(before),
+    }
+}
+
+/// The alert state of a site.
+#[derive(Debug, Clone)]
+pub struct AlertBook {
+    records: BTreeMap<String, RuleRecord>,
+    detectors: BTreeMap<String, DropDetector>,
+}
+
+impl AlertBook {
+    /// Picks up stored records; rules without one start `learning` at
+    /// `now`, records of rules no longer configured are dropped.
+    pub fn new(config: &Config, stored: Vec<RuleRecord>, now: i64) -> Self {
+        let mut by_name: BTreeMap<String, RuleRecord> =
+            stored.into_iter().map(|r| (r.rule.clone(), r)).collect();
+        let mut records = BTreeMap::new();
+        let mut detectors = BTreeMap::new();
+        for rule in &config.alerts {
+            let rec = by_name
+                .remove(&rule.name)
+                .unwrap_or_else(|| RuleRecord::new(config, rule, now));
+            records.insert(rule.name.clone(), rec);
+            detectors.insert(rule.name.clone(), DropDetector::new(detector_params(rule)));
+        }
+        AlertBook { records, detectors }
+    }
+
+    pub fn records(&self) -> impl Iterator<Item = &RuleRecord> {
+        self.records.values()
+    }
+
+    pub fn record(&self, rule: &str) -> Option<&RuleRecord> {
+        self.records.get(rule)
+    }
+
+    /// Judges every rule on the buckets ending at `at` and steps its
+    /// lifecycle. Call once per new complete bucket, in time order.
+    pub fn evaluate(
+        &mut self,
+        config: &Config,
+        data: &SeriesSet,
+        at: i64,
+        clock: &dyn crate::detector::WallClock,
+    ) -> Vec<HistoryEntry> {
+        let mut history = Vec::new();
+        let empty = CountSeries::new(at, crate::rules::BUCKET_SECS);
+        for rule in &config.alerts {
+            let (Some(rec), Some(det)) = (
+                self.records.get_mut(&rule.name),
+                self.detectors.get_mut(&rule.name),
+            ) else {
+                continue;
+            };
+            let series = |name: &str| data.series.get(name).unwrap_or(&empty);
+            let eval = match config.metric(&rule.metric).map(|m| &m.kind) {
+                Some(MetricKind::Ratio(r)) => det.evaluate_ratio(
+                    series(&r.numerator),
+                    series(&r.denominator),
+                    r.min_denominator as f64,
+                    at,
+                    clock,
+                ),
+                _ => det.evaluate(series(&rule.metric), at, clock),
+            };
+            if let Some(t) = step(&mut rec.alert, &eval, &lifecycle_params(rule)) {
+                let window = match t.to {
+                    State::Resolved => eval.window(HOUR).cloned(),
+                    _ => eval.headline().cloned(),
+                };
+                history.push(HistoryEntry {
+                    at: t.at,
+                    rule: rule.name.clone(),
+                    metric: rule.metric.clone(),
+                    from: Some(t.from),
+                    to: Some(t.to),
+                    notice: None,
+                    incident: matches!(t.to, State::Firing | State::Resolved)
+                        .then(|| rec.incident()),
+                    window,
+                });
+            }
+            rec.last = Some(eval);
+        }
+        history
+    }
+
+    /// Decides, at tick time `now`, which notifications go out. Returns the
+    /// events (in rule order) and the history lines of the decisions.
+    pub fn notify(
+        &mut self,
+        config: &Config,
+        silences: &[Silence],
+        now: i64,
+    ) -> (Vec<Notice>, Vec<HistoryEntry>) {
+        let firing: Vec<&AlertRule> = config
+            .alerts
+            .iter()
+            .filter(|r| {
+                self.records
+                    .get(&r.name)
+                    .is_some_and(|rec| rec.alert.state == State::Firing)
+            })
+            .collect();
+        let others: Vec<OtherBpm> = config
+            .alerts
+            .iter()
+            .filter_map(|r| {
+                let rec = self.records.get(&r.name)?;
+                Some(OtherBpm {
+                    metric: r.metric.clone(),
+                    rule: r.name.clone(),
+                    state: rec.alert.state.as_str().to_string(),
+                    ratio: rec
+                        .last
+                        .as_ref()
+                        .and_then(|e| e.window(HOUR))
+                        .and_then(|w| w.ratio),
+                })
+            })
+            .collect();
+        let mut notices = Vec::new();
+        let mut history = Vec::new();
+        for rule in &config.alerts {
+            let Some(rec) = self.records.get_mut(&rule.name) else {
+                continue;
+            };
+            let silenced = silences.iter().find(|s| s.covers(&rule.name, now));
+            let inhibitor = firing
+                .iter()
+                .find(|f| f.inhibits(&rule.name))
+                .map(|f| f.name.clone());
+            let note = |notice: String, rec: &RuleRecord| HistoryEntry {
+                at: now,
+                rule: rule.name.clone(),
+                metric: rule.metric.clone(),
+                from: None,
+                to: None,
+                notice: Some(notice),
+                incident: Some(rec.incident()),
+                window: None,
+            };
+            let mut send: Option<(EventStatus, bool)> = None;
+            match rec.alert.state {
+                State::Firing if !rec.firing_sent => {
+                    let held = *rec.held_since.get_or_insert(now);
+                    if now - held >= config.alerting.group_wait {
+                        if let Some(s) = silenced {
+                            if !rec.suppression_noted {
+                                history.push(note(format!("silenced by {}", s.id), rec));
+                                rec.suppression_noted = true;
+                            }
+                        } else if let Some(by) = &inhibitor {
+                            if !rec.suppression_noted {
+                                history.push(note(format!("inhibited by {by}"), rec));
+                                rec.suppression_noted = true;
+                            }
+                        } else {
+                            send = Some((EventStatus::Firing, false));
+                        }
+                    }
+                }
+                State::Firing => {
+                    let due = rule.repeat_interval > 0
+                        && rec
+                            .last_sent_at
+                            .is_some_and(|t| now - t >= rule.repeat_interval);
+                    if due && silenced.is_none() && inhibitor.is_none() {
+                        send = Some((EventStatus::Firing, true));
+                    }
+                }
+                State::Resolved if rec.firing_sent => {
+                    if silenced.is_none() {
+                        send = Some((EventStatus::Resolved, false));
+                    }
+                    rec.firing_sent = false;
+                    rec.held_since = None;
+                    rec.suppression_noted = false;
+                }
+                _ => {
+                    rec.firing_sent = false;
+                    rec.held_since = None;
+                    rec.suppression_noted = false;
+                }
+            }
+            let Some((status, repeat)) = send else {
+                continue;
+            };
+            rec.sequence += 1;
+            rec.last_sent_at = Some(now);
+            if status == EventStatus::Firing {
+                rec.firing_sent = true;
+            }
+            let label = match (status, repeat) {
+                (EventStatus::Resolved, _) => "resolved sent",
+                (_, true) => "repeat sent",
+                _ => "firing sent",
+            };
+            history.push(note(label.to_string(), rec));
+            let other_bpms = others
+                .iter()
+                .filter(|o| o.rule != rule.name)
+                .cloned()
+                .collect();
+            notices.push(Notice {
+                event: build_event(config, rule, rec, status, repeat, now, other_bpms),
+                receivers: rule.receivers.clone(),
+            });
+        }
+        (notices, history)
+    }
+}
+
+fn build_event(
+    config: &Config,
+    rule: &AlertRule,
+    rec: &RuleRecord,
+    status: EventStatus,
+    repeat: bool,
+    now: i64,
+    other_bpms: Vec<OtherBpm>,
+) -> AlertEvent {
+    let eval = rec.last.as_ref();
+    let window = match status {
+        EventStatus::Resolved => eval.and_then(|e| e.window(HOUR)),
+        EventStatus::Firing => eval.and_then(|e| e.headline()),
+    };
+    let observed = window.map_or(0.0, |w| w.observed);
+    let expected = window.and_then(|w| w.expected).unwrap_or(0.0);
+    let z = window.and_then(|w| w.z).unwrap_or(0.0);
+    let drop_pct = if expected > 0.0 {
+        ((1.0 - observed / expected) * 1000.0).round() / 10.0
+    } else {
+        0.0
+    };
+    let started_at = rec.alert.fired_at.unwrap_or(now);
+    let resolved_at = (status == EventStatus::Resolved)
+        .then_some(rec.alert.resolved_at)
+        .flatten();
+    let metric = config.metric(&rule.metric);
+    AlertEvent {
+        id: format!("evt_{}_{}", rec.fingerprint, rec.sequence),
+        fingerprint: rec.fingerprint.clone(),
+        incident: rec.incident(),
+        sequence: rec.sequence,
+        status,
+        repeat,
+        severity: rule.severity,
+        site: config.site.name.clone(),
+        rule: rule.name.clone(),
+        labels: rule.labels.clone(),
+        metric: MetricInfo {
+            name: rule.metric.clone(),
+            stage: metric
+                .map(|m| m.stage.as_str().to_string())
+                .unwrap_or_default(),
+            description: metric.map(|m| m.description.clone()).unwrap_or_default(),
+            owner: metric.map(|m| m.owner.clone()).unwrap_or_default(),
+            runbook: rule.runbook.clone(),
+        },
+        at: eval.map_or(now, |e| e.at),
+        window: window.map_or(HOUR, |w| w.window),
+        observed,
+        expected,
+        drop_pct,
+        z,
+        p_value: p_value(z),
+        started_at,
+        resolved_at,
+        duration_s: resolved_at.unwrap_or(now).saturating_sub(started_at).max(0),
+        lowest_ratio: rec.alert.lowest_ratio,
+        dashboard_url: format!("{}#/metric/{}", config.dashboard_url(), rule.metric),
+        other_bpms,
+        health: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detector::{Utc, WEEK};
+    use crate::rules::BUCKET_SECS;
+
+    const CONFIG: &str = r#"
+[site]
+name = "shop"
+url = "https://shop.example"
+
+[alerting]
+group_wait = "60s"
+
+[[metric]]
+name = "logins"
+stage = "retention"
+description = "Logins"
+owner = "identity"
+match = { method = "POST", path = "/login" }
+
+[[metric]]
+name = "traffic"
+stage = "other"
+description = "All requests"
+match = { path = "/**" }
+
+[[receiver]]
+name = "ops"
+url = "https://hooks.example/ops"
+
+[[alert]]
+name = "logins_drop"
+metric = "logins"
+severity = "critical"
+receivers = ["ops"]
+
+[[alert]]
+name = "traffic_down"
+metric = "traffic"
+severity = "critical"
+receivers = ["ops"]
+inhibits = ["*"]
+"#;
+
+    fn config() -> Config {
+        crate::config::parse_toml(CONFIG, "test.toml").unwrap()
+    }
+
+    /// Five weeks at `rate` per bucket, then the given tail per metric.
+    fn data(logins_tail: &[f64], traffic_tail: &[f64]) -> SeriesSet {
+        let n = (5 * WEEK / BUCKET_SECS) as usize;
+        let mk = |rate: f64, tail: &[f64]| {
+            let mut v = vec![rate; n];
+            v.extend_from_slice(tail);
+            CountSeries::from_counts(0, BUCKET_SECS, &v)
+        };
+        let mut s = SeriesSet::default();
+        s.series.insert("logins".into(), mk(50.0, logins_tail));
+        s.series.insert("traffic".into(), mk(2000.0, traffic_tail));
+        s
+    }
+
+    const T0: i64 = 5 * WEEK;
+
+    /// Evaluates bucket after bucket, ticking at each bucket end and 60 s
+    /// later; returns every notice.
+    fn drive(
+        book: &mut AlertBook,
+        cfg: &Config,
+        d: &SeriesSet,
+        buckets: i64,
+        silences: &[Silence],
+    ) -> Vec<Notice> {
+        let mut out = Vec::new();
+        for i in 1..=buckets {
+            let at = T0 + i * BUCKET_SECS;
+            book.evaluate(cfg, d, at, &Utc);
+            for tick in [at, at + 60] {
+                out.extend(book.notify(cfg, silences, tick).0);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_login_outage_fires_once_then_resolves() {
+        let cfg = config();
+        let mut tail = vec![0.0; 6];
+        tail.extend([50.0; 24]);
+        let d = data(&tail, &[2000.0; 30]);
+        let mut book = AlertBook::new(&cfg, vec![], 0);
+        let notices = drive(&mut book, &cfg, &d, 30, &[]);
+        let events: Vec<(&str, EventStatus, u64)> = notices
+            .iter()
+            .map(|n| (n.event.rule.as_str(), n.event.status, n.event.sequence))
+            .collect();
+        assert_eq!(
+            events,
+            vec![
+                ("logins_drop", EventStatus::Firing, 1),
+                ("logins_drop", EventStatus::Resolved, 2)
+            ]
+        );
+        let firing = &notices[0].event;
+        assert_eq!(firing.observed, 0.0);
+        assert!(firing.expected >= 50.0);
+        assert_eq!(firing.drop_pct, 100.0);
+        assert!(firing.p_value < 1e-6);
+        assert_eq!(
+            firing.dashboard_url,
+            "https://shop.example/_bpm/#/metric/logins"
+        );
+        assert_eq!(firing.id, format!("evt_{}_1", firing.fingerprint));
+        let other = &firing.other_bpms[0];
+        assert_eq!(
+            (other.rule.as_str(), other.ratio),
+            ("traffic_down", Some(1.0))
+        );
+        let resolved = &notices[1].event;
+        assert_eq!(resolved.incident, firing.incident);
+        assert_eq!(resolved.lowest_ratio, Some(0.0));
+        assert!(resolved.duration_s > 0);
+        assert_eq!(notices[0].receivers, vec!["ops".to_string()]);
+    }
+
+    #[test]
+    fn whole_site_down_sends_only_the_traffic_alert() {
+        let cfg = config();
+        let d = data(&[0.0; 8], &[0.0; 8]);
+        let mut book = AlertBook::new(&cfg, vec![], 0);
+        let notices = drive(&mut book, &cfg, &d, 8, &[]);
+        let rules: Vec<&str> = notices.iter().map(|n| n.event.rule.as_str()).collect();
+        assert_eq!(rules, vec!["traffic_down"]);
+        // The inhibited alert still fires (listed), it only sends nothing.
+        assert_eq!(
+            book.record("logins_drop").unwrap().alert.state,
+            State::Firing
+        );
+    }
+
+    #[test]
+    fn a_silence_mutes_but_the_state_still_changes_and_the_end_of_it_notifies() {
+        let cfg = config();
+        let d = data(&[0.0; 12], &[2000.0; 12]);
+        let mut book = AlertBook::new(&cfg, vec![], 0);
+        let silence = Silence {
+            id: "sil_1".into(),
+            rule: "logins_drop".into(),
+            until: T0 + 8 * BUCKET_SECS,
+            reason: "deploy".into(),
+            author: "ops".into(),
+            created_at: 0,
+        };
+        let mut notices = Vec::new();
+        let mut history = Vec::new();
+        for i in 1..=12 {
+            let at = T0 + i * BUCKET_SECS;
+            history.extend(book.evaluate(&cfg, &d, at, &Utc));
+            let (n, h) = book.notify(&cfg, std::slice::from_ref(&silence), at + 60);
+            notices.extend(n);
+            history.extend(h);
+            if i < 8 {
+                assert!(notices.is_empty(), "sent during the silence at bucket {i}");
+            }
+        }
+        assert_eq!(
+            book.record("logins_drop").unwrap().alert.state,
+            State::Firing
+        );
+        assert!(history
+            .iter()
+            .any(|h| h.notice.as_deref() == Some("silenced by sil_1")));
+        // Still firing when the silence ended: the firing goes out then.
+        assert_eq!(notices.len(), 1);
+        assert_eq!(notices[0].event.status, EventStatus::Firing);
+    }
+
+    #[test]
+    fn group_wait_holds_the_firing_notification() {
+        let cfg = config();
+        let d = data(&[0.0; 4], &[2000.0; 4]);
+        let mut book = AlertBook::new(&cfg, vec![], 0);
+        let mut fired_at = None;
+        for i in 1..=4 {
+            let at = T0 + i * BUCKET_SECS;
+            book.evaluate(&cfg, &d, at, &Utc);
+            if book.record("logins_drop").unwrap().alert.state == State::Firing
+                && fired_at.is_none()
+            {
+                fired_at = Some(at);
+                assert!(book.notify(&cfg, &[], at).0.is_empty());
+                assert!(book.notify(&cfg, &[], at + 59).0.is_empty());
+                assert_eq!(book.notify(&cfg, &[], at + 60).0.len(), 1);
+                assert!(book.notify(&cfg, &[], at + 61).0.is_empty());
+            }
+        }
+        assert!(fired_at.is_some());
+    }
+
+    #[test]
+    fn repeat_interval_resends_while_firing() {
+        let mut cfg = config();
+        cfg.alerts[0].repeat_interval = 3600;
+        let d = data(&[0.0; 40], &[2000.0; 40]);
+        let mut book = AlertBook::new(&cfg, vec![], 0);
+        let notices = drive(&mut book, &cfg, &d, 40, &[]);
+        let kinds: Vec<(bool, u64)> = notices
+            .iter()
+            .map(|n| (n.event.repeat, n.event.sequence))
+            .collect();
+        // Sent 11 min in; repeats 1 h, 2 h and 3 h later, all within 200 min.
+        assert_eq!(kinds, vec![(false, 1), (true, 2), (true, 3), (true, 4)]);
+    }
+
+    #[test]
+    fn records_survive_a_restart() {
+        let cfg = config();
+        let d = data(&[0.0; 4], &[2000.0; 4]);
+        let mut book = AlertBook::new(&cfg, vec![], 0);
+        drive(&mut book, &cfg, &d, 4, &[]);
+        let stored: Vec<RuleRecord> = book
+            .records()
+            .map(|r| serde_json::from_str(&serde_json::to_string(r).unwrap()).unwrap())
+            .collect();
+        let again = AlertBook::new(&cfg, stored, 0);
+        let rec = again.record("logins_drop").unwrap();
+        assert_eq!(rec.alert.state, State::Firing);
+        assert!(rec.firing_sent);
+        assert_eq!(rec.sequence, 1);
+    }
+
+    #[test]
+    fn silence_requests_are_validated() {
+        let cfg = config();
+        let req = |rule: &str, until: Option<&str>, duration: Option<&str>| SilenceRequest {
+            rule: Some(rule.into()),
+            until: until.map(String::from),
+            duration: duration.map(String::from),
+            reason: Some("maintenance".into()),
+            author: Some("ops@example".into()),
+        };
+        let now = 1_800_000_000;
+        let ok = req("*", None, Some("2h"))
+            .into_silence(&cfg, "sil_a".into(), now)
+            .unwrap();
+        assert_eq!(ok.until, now + 7200);
+        assert!(ok.covers("logins_drop", now) && !ok.covers("logins_drop", now + 7200));
+        assert_eq!(
+            req("nope", None, Some("2h")).into_silence(&cfg, "x".into(), now),
+            Err(SilenceError::UnknownRule("nope".into()))
+        );
+        assert_eq!(
+            req("logins_drop", Some("2020-01-01T00:00:00Z"), None).into_silence(
+                &cfg,
+                "x".into(),
+                now
+            ),
+            Err(SilenceError::NotInFuture)
+        );
+        assert_eq!(
+            req("logins_drop", None, Some("100d")).into_silence(&cfg, "x".into(), now),
+            Err(SilenceError::TooLong)
+        );
+        let mut no_author = req("*", None, Some("1h"));
+        no_author.author = Some("  ".into());
+        assert_eq!(
+            no_author.into_silence(&cfg, "x".into(), now),
+            Err(SilenceError::Missing("author"))
+        );
+    }
+
+    #[test]
+    fn p_values() {
+        assert!((p_value(0.0) - 0.5).abs() < 1e-7);
+        assert!((p_value(-1.96) - 0.025).abs() < 1e-4);
+        // Φ(−5) = 2.8665e-7; the fit is good to ~1e-7 relative.
+        assert!((p_value(-5.0) / 2.8665e-7 - 1.0).abs() < 1e-3);
+        assert!(p_value(f64::NEG_INFINITY) == 0.0);
+    }
+
+    #[test]
+    fn health_change_compares_status_mix_and_p95() {
+        let row = |dim: &str, v: &str, n: u64| Row(0, "logins".into(), dim.into(), v.into(), n);
+        let now = vec![
+            row("status", "2xx", 10),
+            row("status", "5xx", 90),
+            row("lat", "40", 100),
+        ];
+        let before = vec![row("status", "2xx", 100), row("lat", "20", 100)];
+        let h = health_change(&now, &before);
+        assert_eq!(h.status.len(), 2);
+        let five = h.status.iter().find(|s| s.class == "5xx").unwrap();
+        assert_eq!((five.now_pct, five.before_pct), (90.0, Some(0.0)));
+        assert!(h.p95_ms_now.unwrap() > h.p95_ms_before.unwrap() * 10.0);
+    }
+}

@@ -1,0 +1,429 @@
+//! The alert object's storage over any SQLite connection: the detector's
+//! 5-minute series, rule records, history, silences, imported backfill
+//! batches and the webhook outbox.
+//!
+//! Like the counter store, it is plain SQL behind the [`Sql`] trait, so the
+//! Durable Object runs it on its own storage and the native tests run it on
+//! an in-memory SQLite. Invariants: a backfill batch id is applied at most
+//! once; an outbox row keeps its `message_id` and body for its whole life,
+//! so every retry is the same message; history is bounded by the configured
+//! limit, series by [`SERIES_RETENTION_SECS`].
+
+use crate::alert_book::{HistoryEntry, RuleRecord, SeriesSet, Silence};
+use crate::counter_store::{Sql, SqlValue, StoreError};
+use crate::detector::CountSeries;
+use crate::outbox::{Delivery, DeliveryState};
+use crate::rules::BUCKET_SECS;
+use std::collections::BTreeMap;
+
+/// Series older than this are dropped: 4 weeks of baseline behind 14 days
+/// of dispersion history, plus the longest window.
+pub const SERIES_RETENTION_SECS: i64 = 43 * 86_400;
+/// Delivered and dead outbox rows are kept this long for inspection.
+pub const OUTBOX_RETENTION_SECS: i64 = 7 * 86_400;
+
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS series (metric TEXT NOT NULL, t INTEGER NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (metric, t)) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS records (rule TEXT PRIMARY KEY, json TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS history (id INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, json TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS silences (id TEXT PRIMARY KEY, json TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS backfills (id TEXT PRIMARY KEY, at INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, receiver TEXT NOT NULL, message_id TEXT NOT NULL, body TEXT NOT NULL, delivery TEXT NOT NULL, state TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS outbox_state ON outbox (state, seq)",
+    "CREATE TABLE IF NOT EXISTS disabled_receivers (receiver TEXT PRIMARY KEY, at INTEGER NOT NULL, reason TEXT NOT NULL)",
+];
+
+/// A queued message: its delivery state and the body to send.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxItem {
+    pub delivery: Delivery,
+    pub body: String,
+}
+
+/// The alert object's tables.
+pub struct AlertStore<S: Sql> {
+    sql: S,
+}
+
+fn err(doing: &'static str) -> impl Fn(String) -> StoreError {
+    move |cause| StoreError { doing, cause }
+}
+
+fn int(v: Option<&SqlValue>) -> Option<i64> {
+    match v {
+        Some(SqlValue::Int(i)) => Some(*i),
+        _ => None,
+    }
+}
+
+fn text(v: Option<&SqlValue>) -> Option<&str> {
+    match v {
+        Some(SqlValue::Text(s)) => Some(s),
+        _ => None,
+    }
+}
+
+fn state_name(s: DeliveryState) -> &'static str {
+    match s {
+        DeliveryState::Queued => "queued",
+        DeliveryState::Delivered => "delivered",
+        DeliveryState::Dead => "dead",
+        DeliveryState::Disabled => "disabled",
+    }
+}
+
+impl<S: Sql> AlertStore<S> {
+    pub fn open(sql: S) -> Result<Self, StoreError> {
+        for stmt in SCHEMA {
+            sql.exec(stmt, vec![])
+                .map_err(err("creating the alert tables"))?;
+        }
+        Ok(AlertStore { sql })
+    }
+
+    fn exec(
+        &self,
+        doing: &'static str,
+        stmt: &str,
+        binds: Vec<SqlValue>,
+    ) -> Result<Vec<Vec<SqlValue>>, StoreError> {
+        self.sql
+            .exec(stmt, binds)
+            .map(|o| o.rows)
+            .map_err(err(doing))
+    }
+
+    pub fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let rows = self.exec(
+            "reading meta",
+            "SELECT value FROM meta WHERE key = ?",
+            vec![key.into()],
+        )?;
+        Ok(rows
+            .first()
+            .and_then(|r| text(r.first()))
+            .map(str::to_string))
+    }
+
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.exec(
+            "writing meta",
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            vec![key.into(), value.into()],
+        )?;
+        Ok(())
+    }
+
+    /// Every stored bucket in `[from, to)`, as `(metric, t) → n`.
+    pub fn load_series(&self, from: i64) -> Result<BTreeMap<(String, i64), i64>, StoreError> {
+        let rows = self.exec(
+            "reading the series",
+            "SELECT metric, t, n FROM series WHERE t >= ?",
+            vec![from.into()],
+        )?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                Some((
+                    (text(r.first())?.to_string(), int(r.get(1))?),
+                    int(r.get(2))?,
+                ))
+            })
+            .collect())
+    }
+
+    /// Replaces the buckets of `metric` in `[from, to)` with `counts`
+    /// (missing buckets are zero and not stored).
+    pub fn replace_series(
+        &self,
+        metric: &str,
+        from: i64,
+        to: i64,
+        counts: &BTreeMap<i64, i64>,
+    ) -> Result<(), StoreError> {
+        self.exec(
+            "clearing series buckets",
+            "DELETE FROM series WHERE metric = ? AND t >= ? AND t < ?",
+            vec![metric.into(), from.into(), to.into()],
+        )?;
+        for (t, n) in counts.range(from..to).filter(|(_, n)| **n > 0) {
+            self.exec(
+                "writing a series bucket",
+                "INSERT INTO series (metric, t, n) VALUES (?, ?, ?)",
+                vec![metric.into(), (*t).into(), (*n).into()],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Adds imported counts once per batch id; returns false for a batch
+    /// seen before.
+    pub fn import(
+        &self,
+        batch_id: &str,
+        buckets: &[(String, i64, i64)],
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let seen = self.exec(
+            "checking the backfill id",
+            "SELECT 1 FROM backfills WHERE id = ?",
+            vec![batch_id.into()],
+        )?;
+        if !seen.is_empty() {
+            return Ok(false);
+        }
+        for (metric, t, n) in buckets {
+            self.exec(
+                "importing a bucket",
+                "INSERT INTO series (metric, t, n) VALUES (?, ?, ?) ON CONFLICT (metric, t) DO UPDATE SET n = n + excluded.n",
+                vec![metric.as_str().into(), (*t).into(), (*n).into()],
+            )?;
+        }
+        self.exec(
+            "recording the backfill id",
+            "INSERT INTO backfills (id, at) VALUES (?, ?)",
+            vec![batch_id.into(), now.into()],
+        )?;
+        Ok(true)
+    }
+
+    pub fn records(&self) -> Result<Vec<RuleRecord>, StoreError> {
+        let rows = self.exec("reading rule records", "SELECT json FROM records", vec![])?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| serde_json::from_str(text(r.first())?).ok())
+            .collect())
+    }
+
+    pub fn save_records<'a>(
+        &self,
+        records: impl Iterator<Item = &'a RuleRecord>,
+    ) -> Result<(), StoreError> {
+        for r in records {
+            let json = serde_json::to_string(r).map_err(|e| StoreError {
+                doing: "encoding a rule record",
+                cause: e.to_string(),
+            })?;
+            self.exec(
+                "writing a rule record",
+                "INSERT INTO records (rule, json) VALUES (?, ?) ON CONFLICT (rule) DO UPDATE SET json = excluded.json",
+                vec![r.rule.as_str().into(), json.as_str().into()],
+            )?;
+        }
+        Ok(())
+    }
+
+    pub fn append_history(&self, entries: &[HistoryEntry], limit: u32) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        for e in entries {
+            let json = serde_json::to_string(e).unwrap_or_default();
+            self.exec(
+                "appending history",
+                "INSERT INTO history (at, json) VALUES (?, ?)",
+                vec![e.at.into(), json.as_str().into()],
+            )?;
+        }
+        self.exec(
+            "trimming history",
+            "DELETE FROM history WHERE id <= (SELECT MAX(id) FROM history) - ?",
+            vec![i64::from(limit).into()],
+        )?;
+        Ok(())
+    }
+
+    /// Newest first, optionally for one rule.
+    pub fn history(&self, limit: u32, rule: Option<&str>) -> Result<Vec<HistoryEntry>, StoreError> {
+        let rows = self.exec(
+            "reading history",
+            "SELECT json FROM history ORDER BY id DESC",
+            vec![],
+        )?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| serde_json::from_str::<HistoryEntry>(text(r.first())?).ok())
+            .filter(|e| rule.is_none_or(|r| e.rule == r))
+            .take(limit as usize)
+            .collect())
+    }
+
+    pub fn add_silence(&self, s: &Silence) -> Result<(), StoreError> {
+        let json = serde_json::to_string(s).unwrap_or_default();
+        self.exec(
+            "writing a silence",
+            "INSERT INTO silences (id, json) VALUES (?, ?)",
+            vec![s.id.as_str().into(), json.as_str().into()],
+        )?;
+        Ok(())
+    }
+
+    pub fn silences(&self) -> Result<Vec<Silence>, StoreError> {
+        let rows = self.exec("reading silences", "SELECT json FROM silences", vec![])?;
+        let mut out: Vec<Silence> = rows
+            .iter()
+            .filter_map(|r| serde_json::from_str(text(r.first())?).ok())
+            .collect();
+        out.sort_by_key(|s| s.created_at);
+        Ok(out)
+    }
+
+    /// Returns whether a silence with that id existed.
+    pub fn delete_silence(&self, id: &str) -> Result<bool, StoreError> {
+        let rows = self.exec(
+            "deleting a silence",
+            "DELETE FROM silences WHERE id = ? RETURNING id",
+            vec![id.into()],
+        )?;
+        Ok(!rows.is_empty())
+    }
+
+    /// Queues a message; returns its delivery.
+    pub fn enqueue(
+        &self,
+        receiver: &str,
+        message_id: &str,
+        body: &str,
+        now: i64,
+    ) -> Result<Delivery, StoreError> {
+        let rows = self.exec(
+            "queueing a message",
+            "INSERT INTO outbox (receiver, message_id, body, delivery, state) VALUES (?, ?, ?, '', 'queued') RETURNING seq",
+            vec![receiver.into(), message_id.into(), body.into()],
+        )?;
+        let seq = rows.first().and_then(|r| int(r.first())).unwrap_or(0);
+        let d = Delivery::new(seq, receiver, message_id, now);
+        self.update_delivery(&d)?;
+        Ok(d)
+    }
+
+    pub fn update_delivery(&self, d: &Delivery) -> Result<(), StoreError> {
+        let json = serde_json::to_string(d).unwrap_or_default();
+        self.exec(
+            "updating a delivery",
+            "UPDATE outbox SET delivery = ?, state = ? WHERE seq = ?",
+            vec![
+                json.as_str().into(),
+                state_name(d.state).into(),
+                d.seq.into(),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Every queued or disabled message, oldest first.
+    pub fn pending(&self) -> Result<Vec<OutboxItem>, StoreError> {
+        self.items(
+            "SELECT delivery, body FROM outbox WHERE state IN ('queued', 'disabled') ORDER BY seq",
+        )
+    }
+
+    /// The newest messages in any state, newest first.
+    pub fn recent(&self, limit: u32) -> Result<Vec<OutboxItem>, StoreError> {
+        let mut items = self.items("SELECT delivery, body FROM outbox ORDER BY seq DESC")?;
+        items.truncate(limit as usize);
+        Ok(items)
+    }
+
+    fn items(&self, stmt: &str) -> Result<Vec<OutboxItem>, StoreError> {
+        let rows = self.exec("reading the outbox", stmt, vec![])?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                Some(OutboxItem {
+                    delivery: serde_json::from_str(text(r.first())?).ok()?,
+                    body: text(r.get(1))?.to_string(),
+                })
+            })
+            .collect())
+    }
+
+    pub fn disabled_receivers(&self) -> Result<Vec<(String, i64, String)>, StoreError> {
+        let rows = self.exec(
+            "reading disabled receivers",
+            "SELECT receiver, at, reason FROM disabled_receivers ORDER BY receiver",
+            vec![],
+        )?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                Some((
+                    text(r.first())?.to_string(),
+                    int(r.get(1))?,
+                    text(r.get(2))?.to_string(),
+                ))
+            })
+            .collect())
+    }
+
+    pub fn disable_receiver(
+        &self,
+        receiver: &str,
+        now: i64,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        self.exec(
+            "disabling a receiver",
+            "INSERT INTO disabled_receivers (receiver, at, reason) VALUES (?, ?, ?) ON CONFLICT (receiver) DO NOTHING",
+            vec![receiver.into(), now.into(), reason.into()],
+        )?;
+        Ok(())
+    }
+
+    /// Drops old series buckets and settled outbox rows.
+    pub fn prune(&self, now: i64) -> Result<(), StoreError> {
+        self.exec(
+            "pruning the series",
+            "DELETE FROM series WHERE t < ?",
+            vec![(now - SERIES_RETENTION_SECS).into()],
+        )?;
+        let settled =
+            self.items("SELECT delivery, body FROM outbox WHERE state IN ('delivered', 'dead')")?;
+        for item in settled {
+            let d = &item.delivery;
+            if d.delivered_at.unwrap_or(d.created_at) < now - OUTBOX_RETENTION_SECS {
+                self.exec(
+                    "pruning the outbox",
+                    "DELETE FROM outbox WHERE seq = ?",
+                    vec![d.seq.into()],
+                )?;
+            }
+        }
+        self.exec(
+            "pruning backfill ids",
+            "DELETE FROM backfills WHERE at < ?",
+            vec![(now - SERIES_RETENTION_SECS).into()],
+        )?;
+        Ok(())
+    }
+}
+
+/// Builds the detector's series from stored buckets: for each metric, a
+/// contiguous 5-minute series over `[from, to)` (absent buckets are 0).
+pub fn series_set(
+    buckets: &BTreeMap<(String, i64), i64>,
+    metrics: &[String],
+    from: i64,
+    to: i64,
+) -> SeriesSet {
+    let from = from.div_euclid(BUCKET_SECS) * BUCKET_SECS;
+    let len = usize::try_from((to - from).max(0) / BUCKET_SECS).unwrap_or(0);
+    let mut set = SeriesSet::default();
+    for m in metrics {
+        let mut counts = vec![0.0; len];
+        for ((_, t), n) in buckets.range((m.clone(), from)..(m.clone(), to)) {
+            if let Some(slot) = usize::try_from((t - from) / BUCKET_SECS)
+                .ok()
+                .and_then(|i| counts.get_mut(i))
+            {
+                *slot += *n as f64;
+            }
+        }
+        set.series.insert(
+            m.clone(),
+            CountSeries::from_counts(from, BUCKET_SECS, &counts),
+        );
+    }
+    set
+}

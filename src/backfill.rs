@@ -1,0 +1,252 @@
+//! Importing history: per-minute counts in the CSV that `bpm-edge replay`
+//! writes (`timestamp,metric,count`), turned into counter-shard batches and
+//! the alert object's 5-minute buckets.
+//!
+//! Invariants: a request is accepted whole or refused whole (every bad line
+//! is reported); batch ids are content hashes, so importing the same data
+//! twice changes nothing; only counted metrics of the config are imported.
+
+use crate::config::{Config, MetricKind};
+use crate::rules::BUCKET_SECS;
+use crate::tally::{Batch, Dim, Row};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Most lines one request may carry.
+pub const MAX_LINES: usize = 500_000;
+/// Rows per counter-shard batch.
+pub const BATCH_ROWS: usize = 2_000;
+
+/// One refused line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineError {
+    pub line: usize,
+    pub message: String,
+}
+
+impl fmt::Display for LineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: {}", self.line, self.message)
+    }
+}
+
+/// Parsed counts: `(minute, metric) → count`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Counts {
+    pub minutes: BTreeMap<(i64, String), u64>,
+}
+
+/// Parses the CSV; a header row is optional. Returns every bad line (at
+/// most 20) or the counts.
+pub fn parse(text: &str, config: &Config) -> Result<Counts, Vec<LineError>> {
+    let mut counts = Counts::default();
+    let mut errors = Vec::new();
+    let counted = |name: &str| {
+        config
+            .metric(name)
+            .is_some_and(|m| matches!(m.kind, MetricKind::Counted { .. }))
+    };
+    for (i, raw) in text.lines().enumerate() {
+        let line_no = i + 1;
+        if line_no > MAX_LINES {
+            errors.push(LineError {
+                line: line_no,
+                message: format!("at most {MAX_LINES} lines per request"),
+            });
+            break;
+        }
+        let line = raw.trim();
+        if line.is_empty() || (i == 0 && line.starts_with("timestamp")) {
+            continue;
+        }
+        let mut err = |m: String| {
+            if errors.len() < 20 {
+                errors.push(LineError {
+                    line: line_no,
+                    message: m,
+                });
+            }
+        };
+        let parts: Vec<&str> = line.split(',').map(str::trim).collect();
+        let [ts, metric, n] = parts.as_slice() else {
+            err("expected `timestamp,metric,count`".into());
+            continue;
+        };
+        let Ok(t) = chrono::DateTime::parse_from_rfc3339(ts) else {
+            err(format!("{:?} is not an RFC 3339 time", truncate(ts)));
+            continue;
+        };
+        if !counted(metric) {
+            err(format!(
+                "{:?} is not a counted metric of this config",
+                truncate(metric)
+            ));
+            continue;
+        }
+        let Ok(n) = n.parse::<u64>() else {
+            err(format!("{:?} is not a count", truncate(n)));
+            continue;
+        };
+        let minute = t.timestamp().div_euclid(60) * 60;
+        let slot = counts
+            .minutes
+            .entry((minute, metric.to_string()))
+            .or_insert(0);
+        *slot = slot.saturating_add(n);
+    }
+    if errors.is_empty() {
+        Ok(counts)
+    } else {
+        Err(errors)
+    }
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(40).collect()
+}
+
+fn digest_hex(parts: impl Iterator<Item = String>) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update(b"\n");
+    }
+    h.finalize()
+        .iter()
+        .take(12)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl Counts {
+    pub fn is_empty(&self) -> bool {
+        self.minutes.is_empty()
+    }
+
+    pub fn total(&self) -> u64 {
+        self.minutes.values().sum()
+    }
+
+    /// Counter-shard batches with content-hash ids, each with the shard
+    /// index it goes to (derived from the id, so a retry hits the same
+    /// shard and is recognised there).
+    pub fn batches(&self, shards: u32) -> Vec<(u32, Batch)> {
+        let rows: Vec<Row> = self
+            .minutes
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|((t, m), n)| Row(*t, m.clone(), Dim::Count.as_str().into(), String::new(), *n))
+            .collect();
+        rows.chunks(BATCH_ROWS)
+            .map(|chunk| {
+                let id = format!(
+                    "backfill-{}",
+                    digest_hex(chunk.iter().map(|r| format!("{},{},{}", r.0, r.1, r.4)))
+                );
+                let shard = u32::from_str_radix(id.get(9..17).unwrap_or("0"), 16).unwrap_or(0)
+                    % shards.max(1);
+                (
+                    shard,
+                    Batch {
+                        id,
+                        // Statistics count live requests only.
+                        requests: 0,
+                        rows: chunk.to_vec(),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// The alert object's import: an id for the whole data and its counts
+    /// per 5-minute bucket.
+    pub fn buckets(&self) -> (String, Vec<(String, i64, i64)>) {
+        let mut sums: BTreeMap<(String, i64), i64> = BTreeMap::new();
+        for ((t, m), n) in &self.minutes {
+            let b = t.div_euclid(BUCKET_SECS) * BUCKET_SECS;
+            let slot = sums.entry((m.clone(), b)).or_insert(0);
+            *slot = slot.saturating_add(i64::try_from(*n).unwrap_or(i64::MAX));
+        }
+        let id = format!(
+            "backfill-{}",
+            digest_hex(
+                self.minutes
+                    .iter()
+                    .map(|((t, m), n)| format!("{t},{m},{n}"))
+            )
+        );
+        (id, sums.into_iter().map(|((m, t), n)| (m, t, n)).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        crate::config::parse_toml(include_str!("../bpm.toml"), "bpm.toml").unwrap()
+    }
+
+    #[test]
+    fn parses_replay_output_and_sums_duplicates() {
+        let text = "timestamp,metric,count\n2026-11-01T10:05:00Z,logins,3\n2026-11-01T10:05:30Z,logins,2\n2026-11-01T10:06:00Z,signups,1\n";
+        let c = parse(text, &config()).unwrap();
+        assert_eq!(c.minutes.get(&(1_793_527_500, "logins".into())), Some(&5));
+        assert_eq!(c.total(), 6);
+        let (_, buckets) = c.buckets();
+        assert_eq!(
+            buckets,
+            vec![
+                ("logins".into(), 1_793_527_500, 5),
+                ("signups".into(), 1_793_527_500, 1)
+            ]
+        );
+    }
+
+    #[test]
+    fn refuses_bad_lines_with_their_numbers() {
+        let text = "2026-11-01T10:05:00Z,logins,3\nyesterday,logins,1\n2026-11-01T10:05:00Z,login_success,1\n2026-11-01T10:05:00Z,logins,-1\nnot csv\n";
+        let errs = parse(text, &config()).unwrap_err();
+        let lines: Vec<usize> = errs.iter().map(|e| e.line).collect();
+        assert_eq!(lines, vec![2, 3, 4, 5]);
+        assert!(errs[1].message.contains("not a counted metric"));
+    }
+
+    #[test]
+    fn ids_depend_on_content_only() {
+        let cfg = config();
+        let a = parse("2026-11-01T10:05:00Z,logins,3\n", &cfg).unwrap();
+        let b = parse(
+            "timestamp,metric,count\n2026-11-01T10:05:00Z,logins,3\n",
+            &cfg,
+        )
+        .unwrap();
+        let c = parse("2026-11-01T10:05:00Z,logins,4\n", &cfg).unwrap();
+        assert_eq!(a.batches(4), b.batches(4));
+        assert_eq!(a.buckets().0, b.buckets().0);
+        assert_ne!(a.buckets().0, c.buckets().0);
+        assert_ne!(a.batches(4)[0].1.id, c.batches(4)[0].1.id);
+        assert!(a.batches(4).iter().all(|(s, _)| *s < 4));
+    }
+
+    #[test]
+    fn large_imports_are_split_into_batches() {
+        let cfg = config();
+        let text: String = (0..5000)
+            .map(|i| {
+                format!(
+                    "2026-11-01T00:00:00Z,logins,1\n{},signups,1\n",
+                    crate::series::format_time(1_793_491_200 + i * 60)
+                )
+            })
+            .collect();
+        let c = parse(&text, &cfg).unwrap();
+        let batches = c.batches(4);
+        assert_eq!(batches.len(), 3);
+        assert_eq!(
+            batches.iter().map(|(_, b)| b.rows.len()).sum::<usize>(),
+            c.minutes.len()
+        );
+    }
+}

@@ -1,0 +1,720 @@
+//! `SiteAlerts`, the Durable Object that keeps a site's alerts: it refreshes
+//! the detector's 5-minute series from the counter shards, runs the
+//! [`AlertBook`] on every tick of the cron trigger, stores states, history
+//! and silences, and delivers the webhook outbox from its alarm.
+//!
+//! Invariants: a notification is written to the outbox (with its final
+//! `webhook-id` and body) in the same storage transaction as the rule
+//! record that says it was sent, so a crash never loses or duplicates it;
+//! the alarm only ever sends outbox rows, oldest first per receiver.
+
+use super::counter_shard::DurableSql;
+use super::{env_string, shards, VERSION};
+use crate::alert_book::{
+    health_change, needed_metrics, AlertBook, HistoryEntry, Notice, SilenceRequest,
+};
+use crate::alert_store::{series_set, AlertStore, OutboxItem, SERIES_RETENTION_SECS};
+use crate::config::{Config, MetricKind};
+use crate::event::AlertEvent;
+use crate::outbox::{self, AttemptResult, Verdict};
+use crate::payload::{self, Destination};
+use crate::rules::{WebhookFormat, BUCKET_SECS};
+use crate::series::ShardQuery;
+use crate::signing::SigningKey;
+use crate::tally::{Resolution, Row};
+use futures_util::future::{select, Either};
+use serde::Deserialize;
+use serde_json::json;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use worker::{
+    durable_object, AbortController, DurableObject, Env, Fetch, Headers, Method, Request,
+    RequestInit, RequestRedirect, Response, Result, State,
+};
+
+/// The Durable Object binding in `wrangler.toml`.
+pub const BINDING: &str = "BPM_ALERTS";
+/// A bucket is judged once it ended this long ago (flushes land within
+/// about a second; retries within a few more).
+const COMPLETE_AFTER_SECS: i64 = 30;
+/// Each tick re-reads this much recent history from the counter shards, so
+/// counts that arrive late still reach the detector.
+const REFRESH_SECS: i64 = 2 * 3600;
+/// Prune old series and settled messages at most this often.
+const PRUNE_EVERY_SECS: i64 = 3600;
+
+/// The body of `POST /tick`.
+#[derive(Deserialize)]
+struct Tick {
+    /// Unix seconds (the cron trigger's scheduled time).
+    now: i64,
+}
+
+/// The body of `POST /backfill`: counts per 5-minute bucket.
+#[derive(Deserialize)]
+struct Backfill {
+    id: String,
+    buckets: Vec<(String, i64, i64)>,
+}
+
+#[durable_object]
+pub struct SiteAlerts {
+    state: State,
+    env: Env,
+    store: std::result::Result<AlertStore<DurableSql>, String>,
+    /// The stored series, mirrored in memory: `(metric, t) → n`.
+    series: RefCell<Option<BTreeMap<(String, i64), i64>>>,
+    book: RefCell<Option<AlertBook>>,
+}
+
+impl DurableObject for SiteAlerts {
+    fn new(state: State, env: Env) -> Self {
+        let store =
+            AlertStore::open(DurableSql::new(state.storage().sql())).map_err(|e| e.to_string());
+        if let Err(e) = &store {
+            worker::console_error!("bpm-edge: alert storage unusable: {e}");
+        }
+        SiteAlerts {
+            state,
+            env,
+            store,
+            series: RefCell::new(None),
+            book: RefCell::new(None),
+        }
+    }
+
+    async fn fetch(&self, mut req: Request) -> Result<Response> {
+        let (store, config) = match (&self.store, super::classifier()) {
+            (Ok(s), Some(c)) => (s, c),
+            (Err(e), _) => return Response::error(format!("alert storage unusable: {e}"), 500),
+            (_, None) => return Response::error("compiled configuration unreadable", 500),
+        };
+        let config = config.config();
+        let path = req.path();
+        let now = now_secs();
+        let result: std::result::Result<serde_json::Value, (u16, String)> =
+            match (req.method(), path.as_str()) {
+                (Method::Post, "/tick") => {
+                    let tick: Tick = req.json().await?;
+                    self.tick(store, config, tick.now).await
+                }
+                (Method::Get, "/alerts") => self.alerts(store, config, now),
+                (Method::Get, "/history") => {
+                    let url = req.url()?;
+                    let mut limit = 100u32;
+                    let mut rule = None;
+                    for (k, v) in url.query_pairs() {
+                        match k.as_ref() {
+                            "limit" => limit = v.parse().unwrap_or(100).clamp(1, 1000),
+                            "rule" => rule = Some(v.into_owned()),
+                            _ => {}
+                        }
+                    }
+                    store
+                    .history(limit, rule.as_deref())
+                    .map(|h| json!({ "history": h.iter().map(history_json).collect::<Vec<_>>() }))
+                    .map_err(internal)
+                }
+                (Method::Get, "/silences") => store
+                    .silences()
+                    .map(|list| {
+                        let list: Vec<_> = list.iter().map(|s| silence_json(s, now)).collect();
+                        json!({ "silences": list })
+                    })
+                    .map_err(internal),
+                (Method::Post, "/silences") => {
+                    let body: SilenceRequest = match req.json().await {
+                        Ok(b) => b,
+                        Err(e) => {
+                            return json_status(400, &json!({ "error": format!("body: {e}") }))
+                        }
+                    };
+                    match body.into_silence(config, random_id("sil"), now) {
+                        Ok(s) => match store.add_silence(&s) {
+                            Ok(()) => return json_status(201, &silence_json(&s, now)),
+                            Err(e) => Err(internal(e)),
+                        },
+                        Err(e) => Err((400, e.to_string())),
+                    }
+                }
+                (Method::Delete, p) if p.starts_with("/silences/") => {
+                    let id = p.trim_start_matches("/silences/");
+                    match store.delete_silence(id) {
+                        Ok(true) => Ok(json!({ "deleted": id })),
+                        Ok(false) => Err((404, format!("no silence {id:?}"))),
+                        Err(e) => Err(internal(e)),
+                    }
+                }
+                (Method::Post, "/backfill") => {
+                    let b: Backfill = req.json().await?;
+                    match store.import(&b.id, &b.buckets, now) {
+                        Ok(applied) => {
+                            if applied {
+                                if let Some(cache) = self.series.borrow_mut().as_mut() {
+                                    for (m, t, n) in &b.buckets {
+                                        *cache.entry((m.clone(), *t)).or_insert(0) += n;
+                                    }
+                                }
+                            }
+                            Ok(json!({ "applied": applied }))
+                        }
+                        Err(e) => Err(internal(e)),
+                    }
+                }
+                _ => Err((404, "not found".into())),
+            };
+        match result {
+            Ok(v) => json_status(200, &v),
+            Err((status, msg)) => {
+                if status >= 500 {
+                    worker::console_error!("bpm-edge: alerts: {msg}");
+                }
+                json_status(status, &json!({ "error": msg }))
+            }
+        }
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        let (Ok(store), Some(c)) = (&self.store, super::classifier()) else {
+            return Response::ok("");
+        };
+        if let Err(e) = self.deliver_due(store, c.config()).await {
+            worker::console_error!("bpm-edge: webhook delivery: {e}");
+        }
+        self.schedule_alarm(store).await;
+        Response::ok("")
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> (u16, String) {
+    (500, e.to_string())
+}
+
+impl SiteAlerts {
+    /// One tick: refresh the series, evaluate if a new bucket completed,
+    /// decide notifications, queue them, and wake the outbox.
+    async fn tick(
+        &self,
+        store: &AlertStore<DurableSql>,
+        config: &Config,
+        now: i64,
+    ) -> std::result::Result<serde_json::Value, (u16, String)> {
+        let at = (now - COMPLETE_AFTER_SECS).div_euclid(BUCKET_SECS) * BUCKET_SECS;
+        let metrics = needed_metrics(config);
+        self.refresh(store, config, &metrics, at).await?;
+        let (mut notices, history, evaluated, eval_ms) =
+            self.judge(store, config, &metrics, at, now)?;
+        for n in notices.iter_mut() {
+            if n.event.status == crate::event::EventStatus::Firing {
+                n.event.health = self.health(config, &n.event).await;
+            }
+        }
+        let queued = self.queue(store, config, &notices, now).map_err(internal)?;
+        if let Some(book) = self.book.borrow().as_ref() {
+            store.save_records(book.records()).map_err(internal)?;
+        }
+        store
+            .append_history(&history, config.alerting.history_limit)
+            .map_err(internal)?;
+        store
+            .set_meta("last_evaluation_ms", &format!("{eval_ms:.1}"))
+            .map_err(internal)?;
+        self.maybe_prune(store, now);
+        if queued > 0 {
+            self.schedule_alarm(store).await;
+        }
+        Ok(json!({
+            "now": crate::series::format_time(now),
+            "at": crate::series::format_time(at),
+            "evaluated": evaluated,
+            "evaluation_ms": eval_ms,
+            "changes": history.len(),
+            "queued": queued,
+        }))
+    }
+
+    /// The synchronous part of a tick: evaluates the book if a new bucket
+    /// completed and decides the notifications.
+    #[allow(clippy::type_complexity)]
+    fn judge(
+        &self,
+        store: &AlertStore<DurableSql>,
+        config: &Config,
+        metrics: &[String],
+        at: i64,
+        now: i64,
+    ) -> std::result::Result<(Vec<Notice>, Vec<HistoryEntry>, bool, f64), (u16, String)> {
+        let started = worker::js_sys::Date::now();
+        let last_at: Option<i64> = store
+            .meta("last_at")
+            .map_err(internal)?
+            .and_then(|v| v.parse().ok());
+        let mut history: Vec<HistoryEntry> = Vec::new();
+        let evaluated = last_at.is_none_or(|l| at > l);
+        let mut book_slot = self.book.borrow_mut();
+        if book_slot.is_none() {
+            *book_slot = Some(AlertBook::new(
+                config,
+                store.records().map_err(internal)?,
+                at,
+            ));
+        }
+        let Some(book) = book_slot.as_mut() else {
+            return Err((500, "alert book unavailable".into()));
+        };
+        if evaluated {
+            let series = {
+                let cache = self.series.borrow();
+                let empty = BTreeMap::new();
+                let buckets = cache.as_ref().unwrap_or(&empty);
+                series_set(buckets, metrics, at - SERIES_RETENTION_SECS, at)
+            };
+            history.extend(book.evaluate(config, &series, at, &config.time));
+            store
+                .set_meta("last_at", &at.to_string())
+                .map_err(internal)?;
+        }
+        let eval_ms = worker::js_sys::Date::now() - started;
+        let silences = store.silences().map_err(internal)?;
+        let (notices, notes) = book.notify(config, &silences, now);
+        history.extend(notes);
+        Ok((notices, history, evaluated, eval_ms))
+    }
+
+    /// Re-reads recent minute counts from the counter shards into the
+    /// 5-minute series (all retained minutes on the first tick).
+    async fn refresh(
+        &self,
+        store: &AlertStore<DurableSql>,
+        config: &Config,
+        metrics: &[String],
+        at: i64,
+    ) -> std::result::Result<(), (u16, String)> {
+        if self.series.borrow().is_none() {
+            let loaded = store
+                .load_series(at - SERIES_RETENTION_SECS)
+                .map_err(internal)?;
+            *self.series.borrow_mut() = Some(loaded);
+        }
+        if metrics.is_empty() {
+            return Ok(());
+        }
+        let refreshed_to: Option<i64> = store
+            .meta("refreshed_to")
+            .map_err(internal)?
+            .and_then(|v| v.parse().ok());
+        let minutes_kept = i64::from(config.storage.minute_retention_days) * 86_400;
+        let from = match refreshed_to {
+            Some(r) => r.min(at) - REFRESH_SECS,
+            None => at - minutes_kept + 86_400,
+        }
+        .max(at - minutes_kept + 86_400)
+        .div_euclid(BUCKET_SECS)
+            * BUCKET_SECS;
+        let to = at + BUCKET_SECS;
+        let query = ShardQuery {
+            step: Resolution::Minute,
+            from,
+            to,
+            metrics: metrics.to_vec(),
+            dims: vec!["count".into()],
+        };
+        let rows = read_shards(&self.env, config, &query)
+            .await
+            .map_err(|e| (503, e))?;
+        let mut per_metric: BTreeMap<&str, BTreeMap<i64, i64>> = metrics
+            .iter()
+            .map(|m| (m.as_str(), BTreeMap::new()))
+            .collect();
+        for r in &rows {
+            if let Some(m) = per_metric.get_mut(r.metric()) {
+                let t = r.t().div_euclid(BUCKET_SECS) * BUCKET_SECS;
+                *m.entry(t).or_insert(0) += i64::try_from(r.n()).unwrap_or(i64::MAX);
+            }
+        }
+        // Only complete buckets are stored; the one in progress is re-read
+        // on the next tick.
+        let complete_to = at;
+        let mut cache = self.series.borrow_mut();
+        for (metric, counts) in &per_metric {
+            store
+                .replace_series(metric, from, complete_to, counts)
+                .map_err(internal)?;
+            if let Some(c) = cache.as_mut() {
+                let stale: Vec<(String, i64)> = c
+                    .range((metric.to_string(), from)..(metric.to_string(), complete_to))
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for k in stale {
+                    c.remove(&k);
+                }
+                for (t, n) in counts.range(from..complete_to).filter(|(_, n)| **n > 0) {
+                    c.insert((metric.to_string(), *t), *n);
+                }
+            }
+        }
+        store
+            .set_meta("refreshed_to", &complete_to.to_string())
+            .map_err(internal)?;
+        Ok(())
+    }
+
+    /// Status mix and p95 of the event's metric in its window against the
+    /// same window a week earlier (site time).
+    async fn health(&self, config: &Config, e: &AlertEvent) -> Option<crate::event::HealthChange> {
+        let metric = match config.metric(&e.metric.name).map(|m| &m.kind) {
+            Some(MetricKind::Ratio(r)) => r.numerator.clone(),
+            _ => e.metric.name.clone(),
+        };
+        let read = |to: i64| {
+            let q = ShardQuery {
+                step: Resolution::Minute,
+                from: to - e.window,
+                to,
+                metrics: vec![metric.clone()],
+                dims: vec!["status".into(), "lat".into()],
+            };
+            async move { read_shards(&self.env, config, &q).await }
+        };
+        let now_rows = read(e.at).await.ok()?;
+        let before_rows = read(config.time.days_before(e.at, 7)).await.ok()?;
+        Some(health_change(&now_rows, &before_rows))
+    }
+
+    /// Renders each receiver's messages and writes them to the outbox.
+    fn queue(
+        &self,
+        store: &AlertStore<DurableSql>,
+        config: &Config,
+        notices: &[Notice],
+        now: i64,
+    ) -> std::result::Result<usize, crate::counter_store::StoreError> {
+        let external = config.dashboard_url();
+        let mut queued = 0;
+        for receiver in &config.receivers {
+            let events: Vec<AlertEvent> = notices
+                .iter()
+                .filter(|n| n.receivers.contains(&receiver.name))
+                .map(|n| n.event.clone())
+                .collect();
+            if events.is_empty() {
+                continue;
+            }
+            let routing_key = match receiver.format {
+                WebhookFormat::Pagerduty => receiver
+                    .secret
+                    .as_deref()
+                    .and_then(|s| env_string(&self.env, s)),
+                _ => None,
+            };
+            let dest = Destination {
+                receiver: &receiver.name,
+                format: receiver.format,
+                routing_key: routing_key.as_deref(),
+                external_url: &external,
+            };
+            for m in payload::render(&dest, &events) {
+                store.enqueue(&receiver.name, &m.id, &m.body, now)?;
+                queued += 1;
+            }
+        }
+        Ok(queued)
+    }
+
+    /// Sends every due message (at most one per receiver, oldest first).
+    async fn deliver_due(
+        &self,
+        store: &AlertStore<DurableSql>,
+        config: &Config,
+    ) -> std::result::Result<(), String> {
+        let now = now_secs();
+        let items = store.pending().map_err(|e| e.to_string())?;
+        let disabled: Vec<String> = store
+            .disabled_receivers()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|(r, _, _)| r)
+            .collect();
+        let queue: Vec<_> = items.iter().map(|i| i.delivery.clone()).collect();
+        let due: Vec<i64> = outbox::due(&queue, &disabled, now)
+            .iter()
+            .map(|d| d.seq)
+            .collect();
+        for seq in due {
+            let Some(item) = items.iter().find(|i| i.delivery.seq == seq) else {
+                continue;
+            };
+            let result = self.attempt(config, item).await;
+            let mut d = item.delivery.clone();
+            let verdict = d.record(&result, now_secs());
+            store.update_delivery(&d).map_err(|e| e.to_string())?;
+            if verdict == Verdict::DisableReceiver {
+                store
+                    .disable_receiver(&d.receiver, now_secs(), "the endpoint answered 410 Gone")
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One HTTP attempt: signed, no redirects followed, 15 s timeout.
+    async fn attempt(&self, config: &Config, item: &OutboxItem) -> AttemptResult {
+        let d = &item.delivery;
+        let Some(receiver) = config.receiver(&d.receiver) else {
+            return AttemptResult::NetworkError(format!(
+                "receiver {:?} is no longer configured",
+                d.receiver
+            ));
+        };
+        let url = receiver
+            .url_var
+            .as_deref()
+            .and_then(|v| env_string(&self.env, v))
+            .unwrap_or_else(|| receiver.url.clone());
+        if url.is_empty() {
+            return AttemptResult::NetworkError(format!(
+                "no URL: set the var {}",
+                receiver.url_var.as_deref().unwrap_or("url")
+            ));
+        }
+        let timestamp = now_secs();
+        let headers = Headers::new();
+        let _ = headers.set("content-type", "application/json");
+        let _ = headers.set("user-agent", &format!("bpm-edge/{VERSION}"));
+        let _ = headers.set("webhook-id", &d.message_id);
+        let _ = headers.set("webhook-timestamp", &timestamp.to_string());
+        if receiver.format != WebhookFormat::Pagerduty {
+            if let Some(name) = &receiver.secret {
+                let Some(secret) = env_string(&self.env, name) else {
+                    return AttemptResult::NetworkError(format!(
+                        "the signing secret {name} is not set"
+                    ));
+                };
+                match SigningKey::from_secret(&secret) {
+                    Ok(key) => {
+                        let sig = key.sign(&d.message_id, timestamp, item.body.as_bytes());
+                        let _ = headers.set("webhook-signature", &sig);
+                    }
+                    Err(e) => {
+                        return AttemptResult::NetworkError(format!("the secret {name}: {e}"))
+                    }
+                }
+            }
+        }
+        let mut init = RequestInit::new();
+        init.with_method(Method::Post)
+            .with_headers(headers)
+            .with_redirect(RequestRedirect::Manual)
+            .with_body(Some(worker::wasm_bindgen::JsValue::from_str(&item.body)));
+        let req = match Request::new_with_init(&url, &init) {
+            Ok(r) => r,
+            Err(e) => return AttemptResult::NetworkError(format!("bad URL: {e}")),
+        };
+        let controller = AbortController::default();
+        let signal = controller.signal();
+        let fetch = Fetch::Request(req);
+        let send = Box::pin(fetch.send_with_signal(&signal));
+        let timer = Box::pin(worker::Delay::from(Duration::from_millis(
+            outbox::TIMEOUT_MS,
+        )));
+        let outcome = select(send, timer).await;
+        let result = match outcome {
+            Either::Left((Ok(resp), _)) => {
+                let retry_after = resp.headers().get("retry-after").ok().flatten();
+                AttemptResult::Status {
+                    code: resp.status_code(),
+                    retry_after,
+                }
+            }
+            Either::Left((Err(e), _)) => AttemptResult::NetworkError(e.to_string()),
+            Either::Right(_) => AttemptResult::Timeout,
+        };
+        if result == AttemptResult::Timeout {
+            controller.abort();
+        }
+        result
+    }
+
+    async fn schedule_alarm(&self, store: &AlertStore<DurableSql>) {
+        let Ok(items) = store.pending() else { return };
+        let disabled: Vec<String> = store
+            .disabled_receivers()
+            .map(|v| v.into_iter().map(|(r, _, _)| r).collect())
+            .unwrap_or_default();
+        let queue: Vec<_> = items.into_iter().map(|i| i.delivery).collect();
+        if let Some(t) = outbox::next_wake(&queue, &disabled) {
+            let at_ms = (t.max(now_secs()) * 1000) as f64;
+            if let Err(e) = self.state_storage_set_alarm(at_ms).await {
+                worker::console_error!("bpm-edge: setting the outbox alarm failed: {e}");
+            }
+        }
+    }
+
+    async fn state_storage_set_alarm(&self, at_ms: f64) -> Result<()> {
+        self.state.storage().set_alarm(at_ms as i64).await
+    }
+
+    fn maybe_prune(&self, store: &AlertStore<DurableSql>, now: i64) {
+        let last: i64 = store
+            .meta("pruned_at")
+            .ok()
+            .flatten()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        if now - last >= PRUNE_EVERY_SECS {
+            if let Err(e) = store.prune(now) {
+                worker::console_error!("bpm-edge: pruning alerts: {e}");
+            }
+            let _ = store.set_meta("pruned_at", &now.to_string());
+        }
+    }
+
+    /// Current states with their explanation, silences and delivery state.
+    fn alerts(
+        &self,
+        store: &AlertStore<DurableSql>,
+        config: &Config,
+        now: i64,
+    ) -> std::result::Result<serde_json::Value, (u16, String)> {
+        let records = match self.book.borrow().as_ref() {
+            Some(b) => b.records().cloned().collect(),
+            None => store.records().map_err(internal)?,
+        };
+        let silences = store.silences().map_err(internal)?;
+        let rules: Vec<serde_json::Value> = config
+            .alerts
+            .iter()
+            .map(|rule| {
+                let rec = records.iter().find(|r| r.rule == rule.name);
+                let silence = silences.iter().find(|s| s.covers(&rule.name, now));
+                let state = rec.map_or("learning", |r| r.alert.state.as_str());
+                json!({
+                    "rule": rule.name,
+                    "metric": rule.metric,
+                    "severity": rule.severity.as_str(),
+                    "state": state,
+                    "silenced": silence.is_some(),
+                    "silence": silence.map(|s| s.id.clone()),
+                    "since": rec.map(|r| crate::series::format_time(r.alert.since)),
+                    "fingerprint": rec.map(|r| r.fingerprint.clone()),
+                    "incident": rec.filter(|r| r.alert.episodes > 0).map(|r| r.incident()),
+                    "fired_at": rec.and_then(|r| r.alert.fired_at).map(crate::series::format_time),
+                    "lowest_ratio": rec.and_then(|r| r.alert.lowest_ratio),
+                    "sequence": rec.map_or(0, |r| r.sequence),
+                    "receivers": rule.receivers,
+                    "labels": rule.labels,
+                    "runbook": rule.runbook,
+                    "evaluation": rec.and_then(|r| r.last.as_ref()),
+                })
+            })
+            .collect();
+        let outbox: Vec<serde_json::Value> = store
+            .recent(50)
+            .map_err(internal)?
+            .iter()
+            .map(|i| json!(i.delivery))
+            .collect();
+        let disabled: Vec<serde_json::Value> = store
+            .disabled_receivers()
+            .map_err(internal)?
+            .into_iter()
+            .map(|(r, at, reason)| json!({ "receiver": r, "since": crate::series::format_time(at), "reason": reason }))
+            .collect();
+        let last_at = store.meta("last_at").map_err(internal)?;
+        let eval_ms = store.meta("last_evaluation_ms").map_err(internal)?;
+        Ok(json!({
+            "site": config.site.name,
+            "timezone": config.time.zone,
+            "evaluated_at": last_at.and_then(|v| v.parse::<i64>().ok()).map(crate::series::format_time),
+            "evaluation_ms": eval_ms.and_then(|v| v.parse::<f64>().ok()),
+            "alerts": rules,
+            "deliveries": outbox,
+            "disabled_receivers": disabled,
+        }))
+    }
+}
+
+fn history_json(h: &HistoryEntry) -> serde_json::Value {
+    json!({
+        "at": crate::series::format_time(h.at),
+        "rule": h.rule,
+        "metric": h.metric,
+        "from": h.from.map(|s| s.as_str()),
+        "to": h.to.map(|s| s.as_str()),
+        "notice": h.notice,
+        "incident": h.incident,
+        "window": h.window,
+    })
+}
+
+fn silence_json(s: &crate::alert_book::Silence, now: i64) -> serde_json::Value {
+    json!({
+        "id": s.id,
+        "rule": s.rule,
+        "until": crate::series::format_time(s.until),
+        "reason": s.reason,
+        "author": s.author,
+        "created_at": crate::series::format_time(s.created_at),
+        "active": s.covers(&s.rule, now),
+    })
+}
+
+/// Minute rows of `query` from every shard; an error if any shard failed.
+async fn read_shards(
+    env: &Env,
+    config: &Config,
+    query: &ShardQuery,
+) -> std::result::Result<Vec<Row>, String> {
+    #[derive(Deserialize)]
+    struct ShardRows {
+        rows: Vec<Row>,
+    }
+    let body = serde_json::to_string(query).map_err(|e| e.to_string())?;
+    let mut rows = Vec::new();
+    for (_, answer) in shards::ask_all::<ShardRows>(env, config, "/query", Some(body)).await {
+        rows.extend(answer?.rows);
+    }
+    Ok(rows)
+}
+
+fn json_status(status: u16, body: &serde_json::Value) -> Result<Response> {
+    Ok(Response::from_json(body)?.with_status(status))
+}
+
+fn now_secs() -> i64 {
+    (worker::js_sys::Date::now() / 1000.0).floor() as i64
+}
+
+/// `{prefix}_` and 16 random hex digits.
+fn random_id(prefix: &str) -> String {
+    let mut s = String::with_capacity(prefix.len() + 17);
+    s.push_str(prefix);
+    s.push('_');
+    for _ in 0..16 {
+        let d = (worker::js_sys::Math::random() * 16.0) as u32;
+        s.push(char::from_digit(d.min(15), 16).unwrap_or('0'));
+    }
+    s
+}
+
+/// Calls the site's alert object.
+pub async fn call(
+    env: &Env,
+    config: &Config,
+    method: Method,
+    path: &str,
+    body: Option<String>,
+) -> Result<Response> {
+    let stub = env
+        .durable_object(BINDING)?
+        .id_from_name(&config.site.name)?
+        .get_stub()?;
+    let mut init = RequestInit::new();
+    init.with_method(method);
+    if let Some(b) = body {
+        init.with_body(Some(worker::wasm_bindgen::JsValue::from_str(&b)));
+    }
+    let req = Request::new_with_init(&format!("https://site-alerts{path}"), &init)?;
+    stub.fetch_with_request(req).await
+}
