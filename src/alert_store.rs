@@ -382,7 +382,9 @@ impl<S: Sql> AlertStore<S> {
             self.items("SELECT delivery, body FROM outbox WHERE state IN ('delivered', 'dead')")?;
         for item in settled {
             let d = &item.delivery;
-            if d.delivered_at.unwrap_or(d.created_at) < now - OUTBOX_RETENTION_SECS {
+            // A dead row's last attempt is its `next_at`; age it from there.
+            let settled_at = d.delivered_at.unwrap_or(d.next_at.max(d.created_at));
+            if settled_at < now - OUTBOX_RETENTION_SECS {
                 self.exec(
                     "pruning the outbox",
                     "DELETE FROM outbox WHERE seq = ?",
@@ -400,14 +402,29 @@ impl<S: Sql> AlertStore<S> {
 }
 
 /// Builds the detector's series from stored buckets: for each metric, a
-/// contiguous 5-minute series over `[from, to)` (absent buckets are 0).
+/// contiguous 5-minute series up to `to` (absent buckets are 0).
+///
+/// The series start at the earliest stored bucket of any of the metrics
+/// (not at `from`): time before the first data is unknown, not zero, and
+/// counting it as zero would make baselines that reach back into it look
+/// like drops.
 pub fn series_set(
     buckets: &BTreeMap<(String, i64), i64>,
     metrics: &[String],
     from: i64,
     to: i64,
 ) -> SeriesSet {
-    let from = from.div_euclid(BUCKET_SECS) * BUCKET_SECS;
+    let first = metrics
+        .iter()
+        .filter_map(|m| {
+            buckets
+                .range((m.clone(), from)..(m.clone(), to))
+                .next()
+                .map(|((_, t), _)| *t)
+        })
+        .min()
+        .unwrap_or(to);
+    let from = from.max(first).div_euclid(BUCKET_SECS) * BUCKET_SECS;
     let len = usize::try_from((to - from).max(0) / BUCKET_SECS).unwrap_or(0);
     let mut set = SeriesSet::default();
     for m in metrics {

@@ -112,9 +112,18 @@ pub fn step(state: &mut AlertState, eval: &Evaluation, p: &LifecycleParams) -> O
         None => eval.drop,
     };
     let next = match state.state {
+        // Leaving `learning` straight into a drop starts the pending count:
+        // an outage at the first judged bucket is not an extra evaluation late.
         State::Learning => {
             if eval.learning {
                 None
+            } else if drop {
+                state.streak = 1;
+                Some(if p.for_evaluations <= 1 {
+                    State::Firing
+                } else {
+                    State::Pending
+                })
             } else {
                 Some(State::Ok)
             }

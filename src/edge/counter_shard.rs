@@ -173,8 +173,13 @@ impl CounterShard {
     }
 
     async fn set_alarm(&self) {
-        let at = worker::js_sys::Date::now() + MAINTENANCE_INTERVAL_MS;
-        match self.state.storage().set_alarm(at as i64).await {
+        // An integer alarm time is an offset from now in workers-rs.
+        match self
+            .state
+            .storage()
+            .set_alarm(MAINTENANCE_INTERVAL_MS as i64)
+            .await
+        {
             Ok(()) => self.alarm_known.set(true),
             Err(e) => worker::console_error!("bpm-edge: setting the shard alarm failed: {e}"),
         }

@@ -210,7 +210,11 @@ impl SiteAlerts {
                 n.event.health = self.health(config, &n.event).await;
             }
         }
-        let queued = self.queue(store, config, &notices, now).map_err(internal)?;
+        // The outbox runs on real time even when a tick is driven at another
+        // instant (`wrangler dev --test-scheduled` with `time=`).
+        let queued = self
+            .queue(store, config, &notices, now_secs())
+            .map_err(internal)?;
         if let Some(book) = self.book.borrow().as_ref() {
             store.save_records(book.records()).map_err(internal)?;
         }
@@ -401,6 +405,10 @@ impl SiteAlerts {
             if events.is_empty() {
                 continue;
             }
+            if let Err(why) = self.endpoint(receiver) {
+                worker::console_error!("bpm-edge: receiver {:?} skipped: {why}", receiver.name);
+                continue;
+            }
             let routing_key = match receiver.format {
                 WebhookFormat::Pagerduty => receiver
                     .secret
@@ -458,6 +466,28 @@ impl SiteAlerts {
         Ok(())
     }
 
+    /// The receiver's URL, or why it cannot be sent to (a var or secret it
+    /// needs is not set). Unusable receivers get nothing queued.
+    fn endpoint(&self, receiver: &crate::rules::Receiver) -> std::result::Result<String, String> {
+        let url = receiver
+            .url_var
+            .as_deref()
+            .and_then(|v| env_string(&self.env, v))
+            .unwrap_or_else(|| receiver.url.clone());
+        if url.is_empty() {
+            return Err(format!(
+                "no URL: set the var {}",
+                receiver.url_var.as_deref().unwrap_or("url")
+            ));
+        }
+        if let Some(name) = &receiver.secret {
+            if env_string(&self.env, name).is_none() {
+                return Err(format!("the secret {name} is not set"));
+            }
+        }
+        Ok(url)
+    }
+
     /// One HTTP attempt: signed, no redirects followed, 15 s timeout.
     async fn attempt(&self, config: &Config, item: &OutboxItem) -> AttemptResult {
         let d = &item.delivery;
@@ -467,17 +497,10 @@ impl SiteAlerts {
                 d.receiver
             ));
         };
-        let url = receiver
-            .url_var
-            .as_deref()
-            .and_then(|v| env_string(&self.env, v))
-            .unwrap_or_else(|| receiver.url.clone());
-        if url.is_empty() {
-            return AttemptResult::NetworkError(format!(
-                "no URL: set the var {}",
-                receiver.url_var.as_deref().unwrap_or("url")
-            ));
-        }
+        let url = match self.endpoint(receiver) {
+            Ok(u) => u,
+            Err(why) => return AttemptResult::NetworkError(why),
+        };
         let timestamp = now_secs();
         let headers = Headers::new();
         let _ = headers.set("content-type", "application/json");
@@ -552,7 +575,9 @@ impl SiteAlerts {
     }
 
     async fn state_storage_set_alarm(&self, at_ms: f64) -> Result<()> {
-        self.state.storage().set_alarm(at_ms as i64).await
+        // An integer alarm time is an offset from now in workers-rs.
+        let offset = (at_ms - worker::js_sys::Date::now()).max(0.0);
+        self.state.storage().set_alarm(offset as i64).await
     }
 
     fn maybe_prune(&self, store: &AlertStore<DurableSql>, now: i64) {

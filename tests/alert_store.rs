@@ -1,0 +1,652 @@
+//! The alert store's real SQL against SQLite: series replacement and
+//! contiguous series, idempotent backfill imports, rule records, bounded
+//! history, silences, and the webhook outbox's lifecycle and pruning.
+
+use bpm_edge::alert_book::{AlertBook, HistoryEntry, RuleRecord, Silence};
+use bpm_edge::alert_store::{series_set, AlertStore, OUTBOX_RETENTION_SECS, SERIES_RETENTION_SECS};
+use bpm_edge::counter_store::{Sql, SqlOutput, SqlValue};
+use bpm_edge::outbox::{due, AttemptResult, Delivery, DeliveryState, Verdict};
+use bpm_edge::rules::BUCKET_SECS;
+use rusqlite::types::{Value, ValueRef};
+use std::collections::BTreeMap;
+
+struct Native(rusqlite::Connection);
+
+impl Sql for Native {
+    fn exec(&self, sql: &str, binds: Vec<SqlValue>) -> Result<SqlOutput, String> {
+        let mut stmt = self.0.prepare(sql).map_err(|e| e.to_string())?;
+        let params: Vec<Value> = binds
+            .into_iter()
+            .map(|b| match b {
+                SqlValue::Null => Value::Null,
+                SqlValue::Int(i) => Value::Integer(i),
+                SqlValue::Text(s) => Value::Text(s),
+            })
+            .collect();
+        let columns = stmt.column_count();
+        let before = self.0.total_changes();
+        let mut rows = Vec::new();
+        let mut query = stmt
+            .query(rusqlite::params_from_iter(params))
+            .map_err(|e| e.to_string())?;
+        while let Some(row) = query.next().map_err(|e| e.to_string())? {
+            let mut out = Vec::with_capacity(columns);
+            for i in 0..columns {
+                out.push(match row.get_ref(i).map_err(|e| e.to_string())? {
+                    ValueRef::Integer(v) => SqlValue::Int(v),
+                    ValueRef::Text(t) => SqlValue::Text(String::from_utf8_lossy(t).into_owned()),
+                    _ => SqlValue::Null,
+                });
+            }
+            rows.push(out);
+        }
+        drop(query);
+        Ok(SqlOutput {
+            rows,
+            rows_written: self.0.total_changes() - before,
+        })
+    }
+}
+
+/// A UTC midnight in 2025 (a multiple of the bucket length).
+const DAY0: i64 = 20_400 * 86_400;
+const B: i64 = BUCKET_SECS;
+
+fn store() -> AlertStore<Native> {
+    AlertStore::open(Native(rusqlite::Connection::open_in_memory().unwrap())).unwrap()
+}
+
+fn counts(pairs: &[(i64, i64)]) -> BTreeMap<i64, i64> {
+    pairs.iter().copied().collect()
+}
+
+fn key(metric: &str, t: i64) -> (String, i64) {
+    (metric.to_string(), t)
+}
+
+fn config_records() -> Vec<RuleRecord> {
+    let config = bpm_edge::config::parse_toml(include_str!("../bpm.toml"), "bpm.toml").unwrap();
+    let book = AlertBook::new(&config, vec![], DAY0);
+    book.records().cloned().collect()
+}
+
+fn entry(at: i64, rule: &str) -> HistoryEntry {
+    HistoryEntry {
+        at,
+        rule: rule.into(),
+        metric: "logins".into(),
+        from: None,
+        to: None,
+        notice: Some(format!("note at {at}")),
+        incident: None,
+        window: None,
+    }
+}
+
+fn silence(id: &str, rule: &str, created_at: i64) -> Silence {
+    Silence {
+        id: id.into(),
+        rule: rule.into(),
+        until: created_at + 3600,
+        reason: format!("maintenance {id}"),
+        author: "ops".into(),
+        created_at,
+    }
+}
+
+fn status(code: u16) -> AttemptResult {
+    AttemptResult::Status {
+        code,
+        retry_after: None,
+    }
+}
+
+#[test]
+fn replace_series_round_trips_through_load_series() {
+    let s = store();
+    let from = DAY0;
+    let to = DAY0 + 6 * B;
+    s.replace_series("logins", from, to, &counts(&[(DAY0, 4), (DAY0 + 2 * B, 7)]))
+        .unwrap();
+    s.replace_series("signups", from, to, &counts(&[(DAY0 + B, 2)]))
+        .unwrap();
+    let loaded = s.load_series(DAY0).unwrap();
+    let expected: BTreeMap<(String, i64), i64> = [
+        (key("logins", DAY0), 4),
+        (key("logins", DAY0 + 2 * B), 7),
+        (key("signups", DAY0 + B), 2),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(loaded, expected);
+    // `from` filters older buckets out.
+    let later = s.load_series(DAY0 + B).unwrap();
+    assert_eq!(later.len(), 2);
+    assert!(!later.contains_key(&key("logins", DAY0)));
+}
+
+#[test]
+fn replace_series_clears_its_range_only() {
+    let s = store();
+    let all = counts(&[
+        (DAY0, 1),
+        (DAY0 + B, 2),
+        (DAY0 + 2 * B, 3),
+        (DAY0 + 3 * B, 4),
+        (DAY0 + 4 * B, 5),
+    ]);
+    s.replace_series("logins", DAY0, DAY0 + 5 * B, &all)
+        .unwrap();
+    s.replace_series("signups", DAY0, DAY0 + 5 * B, &all)
+        .unwrap();
+    // Replace [B, 3B) of logins: bucket B gets a new count, 2B is absent
+    // from the new counts (deleted); a count outside the range and a zero
+    // are not written.
+    s.replace_series(
+        "logins",
+        DAY0 + B,
+        DAY0 + 3 * B,
+        &counts(&[(DAY0 + B, 20), (DAY0 + 4 * B, 99), (DAY0 - B, 99)]),
+    )
+    .unwrap();
+    let loaded = s.load_series(0).unwrap();
+    assert_eq!(loaded.get(&key("logins", DAY0)), Some(&1));
+    assert_eq!(loaded.get(&key("logins", DAY0 + B)), Some(&20));
+    assert_eq!(loaded.get(&key("logins", DAY0 + 2 * B)), None);
+    assert_eq!(loaded.get(&key("logins", DAY0 + 3 * B)), Some(&4));
+    assert_eq!(loaded.get(&key("logins", DAY0 + 4 * B)), Some(&5));
+    assert_eq!(loaded.get(&key("logins", DAY0 - B)), None);
+    // Another metric in the same range is untouched.
+    for i in 0..5 {
+        assert_eq!(loaded.get(&key("signups", DAY0 + i * B)), Some(&(i + 1)));
+    }
+    // A zero count in range deletes without storing a row.
+    s.replace_series("logins", DAY0, DAY0 + B, &counts(&[(DAY0, 0)]))
+        .unwrap();
+    let loaded = s.load_series(0).unwrap();
+    assert_eq!(loaded.get(&key("logins", DAY0)), None);
+    assert_eq!(loaded.iter().filter(|((m, _), _)| m == "logins").count(), 3);
+}
+
+#[test]
+fn series_set_is_contiguous_and_sums_match_stored_counts() {
+    let s = store();
+    let from = DAY0;
+    let to = DAY0 + 12 * B;
+    s.replace_series(
+        "logins",
+        from,
+        to,
+        &counts(&[(DAY0, 3), (DAY0 + 4 * B, 5), (DAY0 + 11 * B, 8)]),
+    )
+    .unwrap();
+    s.replace_series("other", from, to, &counts(&[(DAY0 + B, 100)]))
+        .unwrap();
+    // Buckets outside [from, to) must not leak into the series.
+    s.replace_series(
+        "logins",
+        DAY0 + 12 * B,
+        DAY0 + 13 * B,
+        &counts(&[(DAY0 + 12 * B, 50)]),
+    )
+    .unwrap();
+    let buckets = s.load_series(0).unwrap();
+    let metrics = vec!["logins".to_string(), "signups".to_string()];
+    let set = series_set(&buckets, &metrics, from, to);
+    assert_eq!(set.series.len(), 2);
+    assert!(!set.series.contains_key("other"));
+
+    let logins = &set.series["logins"];
+    assert_eq!(logins.start(), from);
+    assert_eq!(logins.step(), B);
+    assert_eq!(logins.len(), 12);
+    assert_eq!(logins.end(), to);
+    for i in 0..12 {
+        let t = DAY0 + i * B;
+        let stored = buckets.get(&key("logins", t)).copied().unwrap_or(0) as f64;
+        assert_eq!(logins.sum(t, t + B), Some(stored), "bucket {i}");
+    }
+    assert_eq!(logins.sum(from, to), Some(16.0));
+    assert_eq!(logins.sum(DAY0 + B, DAY0 + 4 * B), Some(0.0));
+    assert_eq!(logins.sum(DAY0 + 4 * B, DAY0 + 5 * B), Some(5.0));
+    assert_eq!(logins.sum(DAY0 + 12 * B, DAY0 + 13 * B), None);
+
+    // A metric with nothing stored is a full series of zeros.
+    let signups = &set.series["signups"];
+    assert_eq!((signups.start(), signups.len()), (from, 12));
+    assert_eq!(signups.sum(from, to), Some(0.0));
+
+    // An unaligned `from`: the series still start on a bucket boundary, no
+    // later than the first stored bucket after `from`, end at `to`, and
+    // hold exactly the stored counts from there on.
+    let set = series_set(&buckets, &metrics, from + 17, to);
+    let logins = &set.series["logins"];
+    let start = logins.start();
+    assert_eq!(start.rem_euclid(B), 0);
+    assert!(start >= from && start <= DAY0 + 4 * B, "start {start}");
+    assert_eq!(logins.end(), to);
+    assert_eq!(logins.sum(start, to), Some(13.0));
+    let signups = &set.series["signups"];
+    assert_eq!((signups.start(), signups.len()), (start, logins.len()));
+}
+
+#[test]
+fn series_set_starts_at_the_earliest_stored_bucket_of_any_metric() {
+    let s = store();
+    let from = DAY0;
+    let to = DAY0 + 12 * B;
+    s.replace_series(
+        "logins",
+        from,
+        to,
+        &counts(&[(DAY0 + 3 * B, 6), (DAY0 + 7 * B, 2)]),
+    )
+    .unwrap();
+    s.replace_series("signups", from, to, &counts(&[(DAY0 + 5 * B, 4)]))
+        .unwrap();
+    // Before `from`: not part of the series.
+    s.replace_series("signups", DAY0 - B, DAY0, &counts(&[(DAY0 - B, 9)]))
+        .unwrap();
+    let buckets = s.load_series(0).unwrap();
+    let metrics = vec!["logins".to_string(), "signups".to_string()];
+    let set = series_set(&buckets, &metrics, from, to);
+    for m in &metrics {
+        let series = &set.series[m];
+        assert_eq!(series.start(), DAY0 + 3 * B, "{m}");
+        assert_eq!((series.len(), series.end()), (9, to), "{m}");
+        // Time before the first data is not in the series (not zeros).
+        assert_eq!(series.sum(from, DAY0 + 3 * B), None, "{m}");
+    }
+    let logins = &set.series["logins"];
+    let signups = &set.series["signups"];
+    assert_eq!(logins.sum(DAY0 + 3 * B, to), Some(8.0));
+    assert_eq!(logins.sum(DAY0 + 4 * B, DAY0 + 7 * B), Some(0.0));
+    // A metric whose data starts later has zeros before its first bucket.
+    assert_eq!(signups.sum(DAY0 + 3 * B, DAY0 + 5 * B), Some(0.0));
+    assert_eq!(signups.sum(DAY0 + 5 * B, DAY0 + 6 * B), Some(4.0));
+    assert_eq!(signups.sum(DAY0 + 3 * B, to), Some(4.0));
+
+    // Nothing stored in [from, to): empty series that end at `to`.
+    let set = series_set(&buckets, &metrics, DAY0 + 20 * B, DAY0 + 30 * B);
+    for m in &metrics {
+        assert!(set.series[m].is_empty(), "{m}");
+        assert_eq!(set.series[m].sum(DAY0 + 30 * B, DAY0 + 30 * B), Some(0.0));
+    }
+}
+
+#[test]
+fn backfill_import_applies_each_batch_id_once() {
+    let s = store();
+    s.replace_series("logins", DAY0, DAY0 + 3 * B, &counts(&[(DAY0, 10)]))
+        .unwrap();
+    let batch = vec![
+        ("logins".to_string(), DAY0, 5),
+        ("logins".to_string(), DAY0 + B, 7),
+        ("signups".to_string(), DAY0, 2),
+    ];
+    assert!(s.import("id1", &batch, DAY0 + 3600).unwrap());
+    let after_first = s.load_series(0).unwrap();
+    // Adds onto an existing bucket, creates the missing ones.
+    assert_eq!(after_first.get(&key("logins", DAY0)), Some(&15));
+    assert_eq!(after_first.get(&key("logins", DAY0 + B)), Some(&7));
+    assert_eq!(after_first.get(&key("signups", DAY0)), Some(&2));
+
+    // The same batch again (a retried upload) changes nothing.
+    assert!(!s.import("id1", &batch, DAY0 + 3700).unwrap());
+    assert_eq!(s.load_series(0).unwrap(), after_first);
+
+    // A different batch id adds again.
+    assert!(s.import("id2", &batch, DAY0 + 3800).unwrap());
+    let after_second = s.load_series(0).unwrap();
+    assert_eq!(after_second.get(&key("logins", DAY0)), Some(&20));
+    assert_eq!(after_second.get(&key("logins", DAY0 + B)), Some(&14));
+    assert_eq!(after_second.get(&key("signups", DAY0)), Some(&4));
+    assert!(!s.import("id2", &batch, DAY0 + 3900).unwrap());
+    assert_eq!(s.load_series(0).unwrap(), after_second);
+}
+
+#[test]
+fn rule_records_round_trip_and_upsert_one_row_per_rule() {
+    let s = store();
+    assert!(s.records().unwrap().is_empty());
+    let records = config_records();
+    assert!(
+        records.len() >= 2,
+        "bpm.toml should configure several rules"
+    );
+    s.save_records(records.iter()).unwrap();
+    let mut loaded = s.records().unwrap();
+    loaded.sort_by(|a, b| a.rule.cmp(&b.rule));
+    let mut expected = records.clone();
+    expected.sort_by(|a, b| a.rule.cmp(&b.rule));
+    assert_eq!(loaded, expected);
+
+    // Saving again, with one record changed, keeps one row per rule and
+    // the newest content.
+    let mut changed = records.clone();
+    changed[0].sequence = 42;
+    changed[0].firing_sent = true;
+    changed[0].last_sent_at = Some(DAY0 + 600);
+    s.save_records(changed.iter()).unwrap();
+    s.save_records(changed.iter()).unwrap();
+    let loaded = s.records().unwrap();
+    assert_eq!(loaded.len(), records.len());
+    let first = loaded.iter().find(|r| r.rule == changed[0].rule).unwrap();
+    assert_eq!(first, &changed[0]);
+    for r in &changed[1..] {
+        assert_eq!(loaded.iter().filter(|l| l.rule == r.rule).count(), 1);
+        assert_eq!(loaded.iter().find(|l| l.rule == r.rule).unwrap(), r);
+    }
+}
+
+#[test]
+fn history_keeps_the_newest_entries_up_to_the_limit() {
+    let s = store();
+    s.append_history(&[], 3).unwrap();
+    assert!(s.history(10, None).unwrap().is_empty());
+    let entries: Vec<HistoryEntry> = (0..5).map(|i| entry(DAY0 + i * 60, "r")).collect();
+    s.append_history(&entries[..2], 3).unwrap();
+    s.append_history(&entries[2..], 3).unwrap();
+    let kept = s.history(10, None).unwrap();
+    assert_eq!(kept.len(), 3);
+    // Newest first: entries 4, 3, 2.
+    assert_eq!(
+        kept,
+        vec![entries[4].clone(), entries[3].clone(), entries[2].clone()]
+    );
+    // The limit of the read applies too.
+    assert_eq!(
+        s.history(2, None).unwrap(),
+        vec![entries[4].clone(), entries[3].clone()]
+    );
+}
+
+#[test]
+fn history_filters_by_rule_newest_first() {
+    let s = store();
+    let entries = vec![
+        entry(DAY0, "a"),
+        entry(DAY0 + 60, "b"),
+        entry(DAY0 + 120, "a"),
+        entry(DAY0 + 180, "b"),
+        entry(DAY0 + 240, "a"),
+    ];
+    s.append_history(&entries, 100).unwrap();
+    let a = s.history(10, Some("a")).unwrap();
+    assert_eq!(
+        a,
+        vec![entries[4].clone(), entries[2].clone(), entries[0].clone()]
+    );
+    let b = s.history(10, Some("b")).unwrap();
+    assert_eq!(b, vec![entries[3].clone(), entries[1].clone()]);
+    // The read limit counts matching entries only.
+    assert_eq!(
+        s.history(2, Some("a")).unwrap(),
+        vec![entries[4].clone(), entries[2].clone()]
+    );
+    assert!(s.history(10, Some("nope")).unwrap().is_empty());
+    let all = s.history(10, None).unwrap();
+    assert_eq!(all.len(), 5);
+    assert!(all.windows(2).all(|w| w[0].at > w[1].at));
+}
+
+#[test]
+fn silences_are_listed_by_creation_and_deleted_once() {
+    let s = store();
+    assert!(s.silences().unwrap().is_empty());
+    // Added newest first, listed oldest first.
+    let late = silence("sil_b", "*", DAY0 + 500);
+    let early = silence("sil_a", "logins_drop", DAY0 + 100);
+    s.add_silence(&late).unwrap();
+    s.add_silence(&early).unwrap();
+    assert_eq!(s.silences().unwrap(), vec![early.clone(), late.clone()]);
+    // The same id cannot be added twice.
+    assert!(s.add_silence(&late).is_err());
+    assert!(s.delete_silence("sil_b").unwrap());
+    assert!(!s.delete_silence("sil_b").unwrap());
+    assert!(!s.delete_silence("never").unwrap());
+    assert_eq!(s.silences().unwrap(), vec![early]);
+}
+
+#[test]
+fn enqueue_gives_increasing_seqs_and_pending_lists_oldest_first() {
+    let s = store();
+    let now = DAY0 + 1000;
+    let d1 = s.enqueue("ops", "msg_1", r#"{"n":1}"#, now).unwrap();
+    let d2 = s.enqueue("oncall", "msg_2", r#"{"n":2}"#, now + 1).unwrap();
+    let d3 = s.enqueue("ops", "msg_3", r#"{"n":3}"#, now + 2).unwrap();
+    assert!(d1.seq > 0);
+    assert!(d1.seq < d2.seq && d2.seq < d3.seq);
+    assert_eq!(d1, Delivery::new(d1.seq, "ops", "msg_1", now));
+    assert_eq!(d1.state, DeliveryState::Queued);
+    assert_eq!((d1.next_at, d1.attempts), (now, 0));
+
+    let pending = s.pending().unwrap();
+    let seqs: Vec<i64> = pending.iter().map(|i| i.delivery.seq).collect();
+    assert_eq!(seqs, vec![d1.seq, d2.seq, d3.seq]);
+    assert_eq!(pending[0].delivery, d1);
+    assert_eq!(pending[1].delivery, d2);
+    assert_eq!(pending[0].body, r#"{"n":1}"#);
+    assert_eq!(pending[1].body, r#"{"n":2}"#);
+    assert_eq!(pending[2].body, r#"{"n":3}"#);
+
+    // The stored deliveries are due at once: the head of each receiver.
+    let queue: Vec<Delivery> = pending.iter().map(|i| i.delivery.clone()).collect();
+    let due_now: Vec<i64> = due(&queue, &[], now + 2).iter().map(|d| d.seq).collect();
+    assert_eq!(due_now, vec![d1.seq, d2.seq]);
+}
+
+#[test]
+fn a_retried_delivery_keeps_its_message_id_and_body() {
+    let s = store();
+    let now = DAY0 + 1000;
+    let body = r#"{"status":"firing","rule":"logins_drop"}"#;
+    let d = s.enqueue("ops", "msg_retry", body, now).unwrap();
+
+    let mut item = s.pending().unwrap().remove(0);
+    let verdict = item.delivery.record(&status(503), now + 1);
+    assert!(matches!(verdict, Verdict::RetryAt(at) if at > now + 1));
+    s.update_delivery(&item.delivery).unwrap();
+
+    let pending = s.pending().unwrap();
+    assert_eq!(pending.len(), 1);
+    let again = &pending[0];
+    assert_eq!(again.delivery.seq, d.seq);
+    assert_eq!(again.delivery.attempts, 1);
+    assert!(again.delivery.next_at > d.next_at);
+    assert_eq!(again.delivery.last_status, Some(503));
+    assert_eq!(again.delivery.state, DeliveryState::Queued);
+    assert_eq!(again.delivery.message_id, "msg_retry");
+    assert_eq!(again.body, body);
+    // Not due before its retry time, due at it.
+    let queue = vec![again.delivery.clone()];
+    assert!(due(&queue, &[], now + 1).is_empty());
+    assert_eq!(due(&queue, &[], again.delivery.next_at).len(), 1);
+
+    // The retry succeeds: no longer pending, shown as delivered.
+    let mut d = again.delivery.clone();
+    let at = d.next_at;
+    assert_eq!(d.record(&status(200), at), Verdict::Delivered);
+    s.update_delivery(&d).unwrap();
+    assert!(s.pending().unwrap().is_empty());
+    let recent = s.recent(10).unwrap();
+    assert_eq!(recent.len(), 1);
+    assert_eq!(recent[0].delivery.state, DeliveryState::Delivered);
+    assert_eq!(recent[0].delivery.delivered_at, Some(at));
+    assert_eq!(recent[0].delivery.attempts, 2);
+    assert_eq!(recent[0].delivery.message_id, "msg_retry");
+    assert_eq!(recent[0].body, body);
+}
+
+#[test]
+fn recent_lists_every_state_newest_first_and_pending_includes_disabled() {
+    let s = store();
+    let now = DAY0;
+    let a = s.enqueue("ops", "m1", "b1", now).unwrap();
+    let mut b = s.enqueue("gone", "m2", "b2", now).unwrap();
+    let c = s.enqueue("ops", "m3", "b3", now).unwrap();
+    assert_eq!(b.record(&status(410), now + 1), Verdict::DisableReceiver);
+    s.update_delivery(&b).unwrap();
+    let recent: Vec<i64> = s
+        .recent(10)
+        .unwrap()
+        .iter()
+        .map(|i| i.delivery.seq)
+        .collect();
+    assert_eq!(recent, vec![c.seq, b.seq, a.seq]);
+    let recent2: Vec<i64> = s
+        .recent(2)
+        .unwrap()
+        .iter()
+        .map(|i| i.delivery.seq)
+        .collect();
+    assert_eq!(recent2, vec![c.seq, b.seq]);
+    let pending = s.pending().unwrap();
+    assert_eq!(pending.len(), 3);
+    assert_eq!(pending[1].delivery.state, DeliveryState::Disabled);
+}
+
+#[test]
+fn disabled_receivers_are_recorded_once_and_sorted() {
+    let s = store();
+    assert!(s.disabled_receivers().unwrap().is_empty());
+    s.disable_receiver("zeta", DAY0, "410 Gone").unwrap();
+    s.disable_receiver("alpha", DAY0 + 5, "410 Gone").unwrap();
+    // A second disable keeps the first record.
+    s.disable_receiver("zeta", DAY0 + 9, "again").unwrap();
+    assert_eq!(
+        s.disabled_receivers().unwrap(),
+        vec![
+            ("alpha".to_string(), DAY0 + 5, "410 Gone".to_string()),
+            ("zeta".to_string(), DAY0, "410 Gone".to_string()),
+        ]
+    );
+}
+
+#[test]
+fn prune_drops_old_series_and_settled_outbox_rows_only() {
+    let s = store();
+    let now = DAY0 + 60 * 86_400;
+    let old_t = now - SERIES_RETENTION_SECS - B;
+    let fresh_t = now - SERIES_RETENTION_SECS + B;
+    s.replace_series(
+        "logins",
+        old_t,
+        fresh_t + B,
+        &counts(&[(old_t, 3), (fresh_t, 4)]),
+    )
+    .unwrap();
+
+    let old = now - OUTBOX_RETENTION_SECS - 60;
+    let fresh = now - OUTBOX_RETENTION_SECS + 60;
+    // Delivered long ago: pruned.
+    let mut old_delivered = s.enqueue("ops", "old_delivered", "x", old - 10).unwrap();
+    old_delivered.record(&status(200), old);
+    s.update_delivery(&old_delivered).unwrap();
+    // Queued long ago but delivered recently: kept.
+    let mut late_delivered = s.enqueue("ops", "late_delivered", "x", old - 10).unwrap();
+    late_delivered.record(&status(204), fresh);
+    s.update_delivery(&late_delivered).unwrap();
+    // Delivered recently: kept.
+    let mut fresh_delivered = s.enqueue("ops", "fresh_delivered", "x", fresh).unwrap();
+    fresh_delivered.record(&status(200), fresh);
+    s.update_delivery(&fresh_delivered).unwrap();
+    // Still queued however old: kept.
+    let old_queued = s.enqueue("oncall", "old_queued", "x", old - 10).unwrap();
+    // Disabled however old: kept.
+    let mut old_disabled = s.enqueue("gone", "old_disabled", "x", old - 10).unwrap();
+    old_disabled.record(&status(410), old);
+    s.update_delivery(&old_disabled).unwrap();
+
+    s.prune(now).unwrap();
+
+    let series = s.load_series(0).unwrap();
+    assert_eq!(series.get(&key("logins", old_t)), None);
+    assert_eq!(series.get(&key("logins", fresh_t)), Some(&4));
+
+    let mut left: Vec<String> = s
+        .recent(100)
+        .unwrap()
+        .into_iter()
+        .map(|i| i.delivery.message_id)
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        vec![
+            "fresh_delivered",
+            "late_delivered",
+            "old_disabled",
+            "old_queued"
+        ]
+    );
+    let pending: Vec<i64> = s
+        .pending()
+        .unwrap()
+        .iter()
+        .map(|i| i.delivery.seq)
+        .collect();
+    assert_eq!(pending, vec![old_queued.seq, old_disabled.seq]);
+}
+
+#[test]
+fn prune_forgets_old_backfill_ids_but_not_fresh_ones() {
+    let s = store();
+    let now = DAY0 + 60 * 86_400;
+    let batch = vec![("logins".to_string(), now - B, 1)];
+    assert!(s
+        .import("old", &batch, now - SERIES_RETENTION_SECS - 60)
+        .unwrap());
+    assert!(s.import("fresh", &batch, now - 60).unwrap());
+    s.prune(now).unwrap();
+    // A fresh id is still remembered.
+    assert!(!s.import("fresh", &batch, now).unwrap());
+    assert_eq!(
+        s.load_series(0).unwrap().get(&key("logins", now - B)),
+        Some(&2)
+    );
+}
+
+#[test]
+fn meta_round_trips_and_overwrites() {
+    let s = store();
+    assert_eq!(s.meta("cursor").unwrap(), None);
+    s.set_meta("cursor", "1").unwrap();
+    s.set_meta("cursor", "2").unwrap();
+    assert_eq!(s.meta("cursor").unwrap().as_deref(), Some("2"));
+}
+
+#[test]
+fn prune_keeps_a_recently_dead_row_that_was_queued_long_ago() {
+    let s = store();
+    let now = DAY0 + 60 * 86_400;
+    let queued = now - OUTBOX_RETENTION_SECS - 86_400;
+    // The receiver answered 410; it was re-enabled (requeued) a day ago,
+    // and every attempt since failed until the schedule ran out.
+    let mut d = s.enqueue("ops", "died_recently", "body", queued).unwrap();
+    assert_eq!(d.record(&status(410), queued + 1), Verdict::DisableReceiver);
+    let mut t = now - 86_400;
+    assert!(d.requeue(t));
+    loop {
+        match d.record(&status(500), t) {
+            Verdict::RetryAt(at) => t = at,
+            Verdict::Dead => break,
+            v => panic!("unexpected verdict {v:?}"),
+        }
+    }
+    assert_eq!(d.state, DeliveryState::Dead);
+    assert!(t > now - 86_400 && t < now, "died within the last day");
+    s.update_delivery(&d).unwrap();
+    s.prune(now).unwrap();
+    let left: Vec<String> = s
+        .recent(10)
+        .unwrap()
+        .into_iter()
+        .map(|i| i.delivery.message_id)
+        .collect();
+    assert_eq!(
+        left,
+        vec!["died_recently"],
+        "a dead row is kept for inspection"
+    );
+}
