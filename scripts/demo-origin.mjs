@@ -17,6 +17,10 @@
 import http from 'node:http';
 import { createHash } from 'node:crypto';
 import { pathToFileURL } from 'node:url';
+import { Webhook } from 'standardwebhooks';
+
+/** The demo's webhook signing secret (the same as in .dev.vars.example). */
+const DEMO_WEBHOOK_SECRET = process.env.OPS_WEBHOOK_SECRET ?? 'whsec_ZGVtby1vbmx5LXNpZ25pbmcta2V5LTAxMjM0NQ==';
 
 const HOST = '127.0.0.1';
 // Bodies beyond this are drained and counted but not kept in memory.
@@ -134,8 +138,25 @@ export async function startOrigin({ port = 0, host = HOST, quiet = true } = {}) 
     return sendJson(res, 404, { error: 'unknown control endpoint' });
   }
 
+  // The demo's webhook receiver: verifies the Standard Webhooks signature
+  // and prints one line per alert event.
+  async function hook(req, res) {
+    const { bytes } = await readBody(req);
+    const body = bytes.toString('utf8');
+    let verdict;
+    try {
+      const event = new Webhook(DEMO_WEBHOOK_SECRET).verify(body, req.headers);
+      verdict = `verified ${event.type} ${event.rule}: ${event.metric?.name} observed ${event.observed} vs expected ${event.expected} (${event.window})`;
+    } catch (e) {
+      verdict = `REJECTED (${e.message})`;
+    }
+    if (!quiet) console.log(`webhook ${req.headers['webhook-id']}: ${verdict}`);
+    return send(res, 204, '', {});
+  }
+
   async function site(req, res, pathname) {
     const { method } = req;
+    if (method === 'POST' && pathname.startsWith('/_hooks/')) return hook(req, res);
     total += 1;
     byPath.set(pathname, (byPath.get(pathname) ?? 0) + 1);
 

@@ -8,7 +8,7 @@ import {
   startOrigin, startWorker, seriesPath, iso, isoHour, addMs, floorTo, STEP_MS, TEST_TOKEN,
 } from './harness.mjs';
 
-const SHIPPED_METRICS = ['login_views', 'dashboard_views', 'logins', 'signups', 'subscriptions', 'marketing_views', 'login_success'];
+const SHIPPED_METRICS = ['login_views', 'dashboard_views', 'logins', 'signups', 'subscriptions', 'marketing_views', 'traffic', 'login_success'];
 const MAX_POINTS = 10_080;
 
 let origin;
