@@ -4,56 +4,19 @@
 
 use bpm_edge::alert_book::{AlertBook, HistoryEntry, RuleRecord, Silence};
 use bpm_edge::alert_store::{series_set, AlertStore, OUTBOX_RETENTION_SECS, SERIES_RETENTION_SECS};
-use bpm_edge::counter_store::{Sql, SqlOutput, SqlValue};
 use bpm_edge::outbox::{due, AttemptResult, Delivery, DeliveryState, Verdict};
 use bpm_edge::rules::BUCKET_SECS;
-use rusqlite::types::{Value, ValueRef};
 use std::collections::BTreeMap;
 
-struct Native(rusqlite::Connection);
-
-impl Sql for Native {
-    fn exec(&self, sql: &str, binds: Vec<SqlValue>) -> Result<SqlOutput, String> {
-        let mut stmt = self.0.prepare(sql).map_err(|e| e.to_string())?;
-        let params: Vec<Value> = binds
-            .into_iter()
-            .map(|b| match b {
-                SqlValue::Null => Value::Null,
-                SqlValue::Int(i) => Value::Integer(i),
-                SqlValue::Text(s) => Value::Text(s),
-            })
-            .collect();
-        let columns = stmt.column_count();
-        let before = self.0.total_changes();
-        let mut rows = Vec::new();
-        let mut query = stmt
-            .query(rusqlite::params_from_iter(params))
-            .map_err(|e| e.to_string())?;
-        while let Some(row) = query.next().map_err(|e| e.to_string())? {
-            let mut out = Vec::with_capacity(columns);
-            for i in 0..columns {
-                out.push(match row.get_ref(i).map_err(|e| e.to_string())? {
-                    ValueRef::Integer(v) => SqlValue::Int(v),
-                    ValueRef::Text(t) => SqlValue::Text(String::from_utf8_lossy(t).into_owned()),
-                    _ => SqlValue::Null,
-                });
-            }
-            rows.push(out);
-        }
-        drop(query);
-        Ok(SqlOutput {
-            rows,
-            rows_written: self.0.total_changes() - before,
-        })
-    }
-}
+mod common;
+use common::Native;
 
 /// A UTC midnight in 2025 (a multiple of the bucket length).
 const DAY0: i64 = 20_400 * 86_400;
 const B: i64 = BUCKET_SECS;
 
 fn store() -> AlertStore<Native> {
-    AlertStore::open(Native(rusqlite::Connection::open_in_memory().unwrap())).unwrap()
+    AlertStore::open(Native::in_memory()).unwrap()
 }
 
 fn counts(pairs: &[(i64, i64)]) -> BTreeMap<i64, i64> {

@@ -2,48 +2,12 @@
 //! at every step before and after rollups, late data, retention and the
 //! cardinality cap.
 
-use bpm_edge::counter_store::{CounterStore, Sql, SqlOutput, SqlValue, StoreLimits};
+use bpm_edge::counter_store::{CounterStore, StoreLimits};
 use bpm_edge::series::ShardQuery;
 use bpm_edge::tally::{Batch, Resolution, Row};
-use rusqlite::types::{Value, ValueRef};
 
-struct Native(rusqlite::Connection);
-
-impl Sql for Native {
-    fn exec(&self, sql: &str, binds: Vec<SqlValue>) -> Result<SqlOutput, String> {
-        let mut stmt = self.0.prepare(sql).map_err(|e| e.to_string())?;
-        let params: Vec<Value> = binds
-            .into_iter()
-            .map(|b| match b {
-                SqlValue::Null => Value::Null,
-                SqlValue::Int(i) => Value::Integer(i),
-                SqlValue::Text(s) => Value::Text(s),
-            })
-            .collect();
-        let columns = stmt.column_count();
-        let before = self.0.total_changes();
-        let mut rows = Vec::new();
-        let mut query = stmt
-            .query(rusqlite::params_from_iter(params))
-            .map_err(|e| e.to_string())?;
-        while let Some(row) = query.next().map_err(|e| e.to_string())? {
-            let mut out = Vec::with_capacity(columns);
-            for i in 0..columns {
-                out.push(match row.get_ref(i).map_err(|e| e.to_string())? {
-                    ValueRef::Integer(v) => SqlValue::Int(v),
-                    ValueRef::Text(t) => SqlValue::Text(String::from_utf8_lossy(t).into_owned()),
-                    _ => SqlValue::Null,
-                });
-            }
-            rows.push(out);
-        }
-        drop(query);
-        Ok(SqlOutput {
-            rows,
-            rows_written: self.0.total_changes() - before,
-        })
-    }
-}
+mod common;
+use common::Native;
 
 const DAY0: i64 = 20_400 * 86_400; // a UTC midnight in 2025
 const LIMITS: StoreLimits = StoreLimits {
@@ -53,7 +17,7 @@ const LIMITS: StoreLimits = StoreLimits {
 
 fn store(limits: StoreLimits) -> CounterStore<Native> {
     CounterStore::open(
-        Native(rusqlite::Connection::open_in_memory().unwrap()),
+        Native::in_memory(),
         limits,
     )
     .unwrap()

@@ -1,0 +1,50 @@
+//! Shared by the native store tests: the stores' `Sql` trait over a real
+//! in-memory SQLite (the same dialect as Durable Object storage).
+
+use bpm_edge::counter_store::{Sql, SqlOutput, SqlValue};
+use rusqlite::types::{Value, ValueRef};
+
+pub struct Native(pub rusqlite::Connection);
+
+impl Sql for Native {
+    fn exec(&self, sql: &str, binds: Vec<SqlValue>) -> Result<SqlOutput, String> {
+        let mut stmt = self.0.prepare(sql).map_err(|e| e.to_string())?;
+        let params: Vec<Value> = binds
+            .into_iter()
+            .map(|b| match b {
+                SqlValue::Null => Value::Null,
+                SqlValue::Int(i) => Value::Integer(i),
+                SqlValue::Text(s) => Value::Text(s),
+            })
+            .collect();
+        let columns = stmt.column_count();
+        let before = self.0.total_changes();
+        let mut rows = Vec::new();
+        let mut query = stmt
+            .query(rusqlite::params_from_iter(params))
+            .map_err(|e| e.to_string())?;
+        while let Some(row) = query.next().map_err(|e| e.to_string())? {
+            let mut out = Vec::with_capacity(columns);
+            for i in 0..columns {
+                out.push(match row.get_ref(i).map_err(|e| e.to_string())? {
+                    ValueRef::Integer(v) => SqlValue::Int(v),
+                    ValueRef::Text(t) => SqlValue::Text(String::from_utf8_lossy(t).into_owned()),
+                    _ => SqlValue::Null,
+                });
+            }
+            rows.push(out);
+        }
+        drop(query);
+        Ok(SqlOutput {
+            rows,
+            rows_written: self.0.total_changes() - before,
+        })
+    }
+}
+
+impl Native {
+    /// A fresh in-memory database.
+    pub fn in_memory() -> Self {
+        Native(rusqlite::Connection::open_in_memory().expect("in-memory SQLite"))
+    }
+}
