@@ -16,11 +16,7 @@ const LIMITS: StoreLimits = StoreLimits {
 };
 
 fn store(limits: StoreLimits) -> CounterStore<Native> {
-    CounterStore::open(
-        Native::in_memory(),
-        limits,
-    )
-    .unwrap()
+    CounterStore::open(Native::in_memory(), limits).unwrap()
 }
 
 fn row(t: i64, dim: &str, val: &str, n: u64) -> Row {
