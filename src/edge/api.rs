@@ -9,9 +9,8 @@ use super::{shards, site_alerts, CONFIG_HASH, VERSION};
 use crate::auth::check_bearer;
 use crate::classify::Classifier;
 use crate::config::{Config, MetricKind};
-use crate::series::{build_response, SeriesQuery, ShardQuery};
-use crate::tally::Row;
-use serde::{Deserialize, Serialize};
+use crate::series::{build_response, SeriesQuery};
+use serde::Serialize;
 use serde_json::json;
 use std::rc::Rc;
 use worker::{Env, Headers, Method, Request, Response, Result};
@@ -266,11 +265,6 @@ fn metrics(classifier: &Classifier) -> Result<Response> {
     json_response(200, &json!({ "metrics": list }))
 }
 
-#[derive(Deserialize)]
-struct ShardRows {
-    rows: Vec<Row>,
-}
-
 async fn series(req: &Request, env: &Env, classifier: &Classifier) -> Result<Response> {
     let url = req.url()?;
     let config = classifier.config();
@@ -279,27 +273,11 @@ async fn series(req: &Request, env: &Env, classifier: &Classifier) -> Result<Res
         Err(e) => return json_error(400, &e.to_string()),
     };
     let shard_query = query.shard_query(config);
-    let rows = match read_all_shards(env, classifier, &shard_query).await {
+    let rows = match shards::read_rows(env, config, &shard_query).await {
         Ok(rows) => rows,
         Err(e) => return json_error(503, &format!("counter storage unavailable: {e}")),
     };
     json_response(200, &build_response(&query, config, rows))
-}
-
-/// Asks every shard at once and concatenates their rows.
-async fn read_all_shards(
-    env: &Env,
-    classifier: &Classifier,
-    query: &ShardQuery,
-) -> std::result::Result<Vec<Row>, String> {
-    let body = serde_json::to_string(query).map_err(|e| e.to_string())?;
-    let mut rows = Vec::new();
-    for (_, answer) in
-        shards::ask_all::<ShardRows>(env, classifier.config(), "/query", Some(body)).await
-    {
-        rows.extend(answer?.rows);
-    }
-    Ok(rows)
 }
 
 async fn stats(env: &Env, classifier: &Classifier) -> Result<Response> {

@@ -6,6 +6,7 @@
 //! between, which the runtime commits atomically: a batch is either fully
 //! counted together with its id, or not at all.
 
+use super::now_secs;
 use super::shards::Fault;
 use crate::counter_store::{CounterStore, Sql, SqlOutput, SqlValue, StoreLimits};
 use crate::series::ShardQuery;
@@ -184,8 +185,4 @@ impl CounterShard {
             Err(e) => worker::console_error!("bpm-edge: setting the shard alarm failed: {e}"),
         }
     }
-}
-
-fn now_secs() -> i64 {
-    (worker::js_sys::Date::now() / 1000.0).floor() as i64
 }

@@ -52,6 +52,11 @@ pub(crate) fn classifier() -> Option<Rc<Classifier>> {
     })
 }
 
+/// The current time in Unix seconds.
+pub(crate) fn now_secs() -> i64 {
+    (worker::js_sys::Date::now() / 1000.0).floor() as i64
+}
+
 /// A string var or secret, `None` when unset or empty.
 pub(crate) fn env_string(env: &Env, name: &str) -> Option<String> {
     env.var(name)

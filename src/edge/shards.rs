@@ -6,8 +6,11 @@
 //! all shards; reads ask every shard and sum.
 
 use crate::config::Config;
+use crate::series::ShardQuery;
+use crate::tally::Row;
 use futures_util::future::join_all;
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use worker::{Env, Method, Request, RequestInit, Response, Result};
 
 /// The Durable Object binding in `wrangler.toml`.
@@ -89,4 +92,23 @@ pub async fn ask_all<T: DeserializeOwned>(
         }
     });
     join_all(calls).await
+}
+
+/// Rows of `query` from every shard at once, concatenated; an error if any
+/// shard failed (a partial sum would look like a drop).
+pub async fn read_rows(
+    env: &Env,
+    config: &Config,
+    query: &ShardQuery,
+) -> std::result::Result<Vec<Row>, String> {
+    #[derive(Deserialize)]
+    struct ShardRows {
+        rows: Vec<Row>,
+    }
+    let body = serde_json::to_string(query).map_err(|e| e.to_string())?;
+    let mut rows = Vec::new();
+    for (_, answer) in ask_all::<ShardRows>(env, config, "/query", Some(body)).await {
+        rows.extend(answer?.rows);
+    }
+    Ok(rows)
 }

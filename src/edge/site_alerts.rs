@@ -9,7 +9,7 @@
 //! the alarm only ever sends outbox rows, oldest first per receiver.
 
 use super::counter_shard::DurableSql;
-use super::{env_string, shards, VERSION};
+use super::{env_string, now_secs, shards, VERSION};
 use crate::alert_book::{
     health_change, needed_metrics, AlertBook, HistoryEntry, Notice, SilenceRequest,
 };
@@ -21,7 +21,7 @@ use crate::payload::{self, Destination};
 use crate::rules::{WebhookFormat, BUCKET_SECS};
 use crate::series::ShardQuery;
 use crate::signing::SigningKey;
-use crate::tally::{Resolution, Row};
+use crate::tally::Resolution;
 use futures_util::future::{select, Either};
 use serde::Deserialize;
 use serde_json::json;
@@ -324,7 +324,7 @@ impl SiteAlerts {
             metrics: metrics.to_vec(),
             dims: vec!["count".into()],
         };
-        let rows = read_shards(&self.env, config, &query)
+        let rows = shards::read_rows(&self.env, config, &query)
             .await
             .map_err(|e| (503, e))?;
         let mut per_metric: BTreeMap<&str, BTreeMap<i64, i64>> = metrics
@@ -379,7 +379,7 @@ impl SiteAlerts {
                 metrics: vec![metric.clone()],
                 dims: vec!["status".into(), "lat".into()],
             };
-            async move { read_shards(&self.env, config, &q).await }
+            async move { shards::read_rows(&self.env, config, &q).await }
         };
         let now_rows = read(e.at).await.ok()?;
         let before_rows = read(config.time.days_before(e.at, 7)).await.ok()?;
@@ -685,30 +685,8 @@ fn silence_json(s: &crate::alert_book::Silence, now: i64) -> serde_json::Value {
     })
 }
 
-/// Minute rows of `query` from every shard; an error if any shard failed.
-async fn read_shards(
-    env: &Env,
-    config: &Config,
-    query: &ShardQuery,
-) -> std::result::Result<Vec<Row>, String> {
-    #[derive(Deserialize)]
-    struct ShardRows {
-        rows: Vec<Row>,
-    }
-    let body = serde_json::to_string(query).map_err(|e| e.to_string())?;
-    let mut rows = Vec::new();
-    for (_, answer) in shards::ask_all::<ShardRows>(env, config, "/query", Some(body)).await {
-        rows.extend(answer?.rows);
-    }
-    Ok(rows)
-}
-
 fn json_status(status: u16, body: &serde_json::Value) -> Result<Response> {
     Ok(Response::from_json(body)?.with_status(status))
-}
-
-fn now_secs() -> i64 {
-    (worker::js_sys::Date::now() / 1000.0).floor() as i64
 }
 
 /// `{prefix}_` and 16 random hex digits.
