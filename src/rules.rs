@@ -236,6 +236,33 @@ pub(crate) mod parse {
         !s.is_empty() && s.len() <= 128 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
     }
 
+    /// A receiver's or rule's `name`: required, well formed, and not
+    /// `taken` by an earlier entry. Empty when invalid (an error is noted).
+    fn entry_name(
+        c: &mut Checker,
+        name: &Option<Spanned<String>>,
+        at: std::ops::Range<usize>,
+        field: String,
+        taken: impl Fn(&str) -> bool,
+    ) -> String {
+        let Some(n) = name else {
+            c.error(at, field, "is required");
+            return String::new();
+        };
+        if !valid_name(n.get_ref()) {
+            c.error(
+                n.span(),
+                field,
+                "must start with a-z and contain only a-z, 0-9, '_' and '-' (at most 64)",
+            );
+            return String::new();
+        }
+        if taken(n.get_ref()) {
+            c.error(n.span(), field, "is defined more than once");
+        }
+        n.get_ref().clone()
+    }
+
     fn number(v: &Value) -> Option<f64> {
         match v {
             Value::Integer(i) => Some(*i as f64),
@@ -345,26 +372,9 @@ pub(crate) mod parse {
             };
             let f = |field: &str| format!("{label}.{field}");
             let before = c.errors.len();
-            let name = match &r.name {
-                None => {
-                    c.error(at.clone(), f("name"), "is required");
-                    String::new()
-                }
-                Some(n) if !valid_name(n.get_ref()) => {
-                    c.error(
-                        n.span(),
-                        f("name"),
-                        "must start with a-z and contain only a-z, 0-9, '_' and '-' (at most 64)",
-                    );
-                    String::new()
-                }
-                Some(n) => {
-                    if out.iter().any(|o| &o.name == n.get_ref()) {
-                        c.error(n.span(), f("name"), "is defined more than once");
-                    }
-                    n.get_ref().clone()
-                }
-            };
+            let name = entry_name(c, &r.name, at.clone(), f("name"), |n| {
+                out.iter().any(|o| o.name == n)
+            });
             let format = match &r.format {
                 None => WebhookFormat::Json,
                 Some(v) => WebhookFormat::parse(v.get_ref()).unwrap_or_else(|| {
@@ -459,30 +469,9 @@ pub(crate) mod parse {
             };
             let f = |field: &str| format!("{label}.{field}");
             let before = c.errors.len();
-            let name = match &r.name {
-                None => {
-                    c.error(at.clone(), f("name"), "is required");
-                    String::new()
-                }
-                Some(n) if !valid_name(n.get_ref()) => {
-                    c.error(
-                        n.span(),
-                        f("name"),
-                        "must start with a-z and contain only a-z, 0-9, '_' and '-' (at most 64)",
-                    );
-                    String::new()
-                }
-                Some(n) => {
-                    if names
-                        .iter()
-                        .take(i)
-                        .any(|o| *o == Some(n.get_ref().as_str()))
-                    {
-                        c.error(n.span(), f("name"), "is defined more than once");
-                    }
-                    n.get_ref().clone()
-                }
-            };
+            let name = entry_name(c, &r.name, at.clone(), f("name"), |n| {
+                names.iter().take(i).any(|o| *o == Some(n))
+            });
             let metric = match &r.metric {
                 None => {
                     c.error(at.clone(), f("metric"), "is required");
