@@ -357,6 +357,15 @@ impl<S: Sql> AlertStore<S> {
             .collect())
     }
 
+    /// Names of the disabled receivers (what `outbox::due` skips).
+    pub fn disabled_names(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .disabled_receivers()?
+            .into_iter()
+            .map(|(r, _, _)| r)
+            .collect())
+    }
+
     pub fn disable_receiver(
         &self,
         receiver: &str,

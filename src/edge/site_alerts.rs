@@ -438,12 +438,7 @@ impl SiteAlerts {
     ) -> std::result::Result<(), String> {
         let now = now_secs();
         let items = store.pending().map_err(|e| e.to_string())?;
-        let disabled: Vec<String> = store
-            .disabled_receivers()
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .map(|(r, _, _)| r)
-            .collect();
+        let disabled: Vec<String> = store.disabled_names().map_err(|e| e.to_string())?;
         let queue: Vec<_> = items.iter().map(|i| i.delivery.clone()).collect();
         let due: Vec<i64> = outbox::due(&queue, &disabled, now)
             .iter()
@@ -561,10 +556,7 @@ impl SiteAlerts {
 
     async fn schedule_alarm(&self, store: &AlertStore<DurableSql>) {
         let Ok(items) = store.pending() else { return };
-        let disabled: Vec<String> = store
-            .disabled_receivers()
-            .map(|v| v.into_iter().map(|(r, _, _)| r).collect())
-            .unwrap_or_default();
+        let disabled: Vec<String> = store.disabled_names().unwrap_or_default();
         let queue: Vec<_> = items.into_iter().map(|i| i.delivery).collect();
         if let Some(t) = outbox::next_wake(&queue, &disabled) {
             let at_ms = (t.max(now_secs()) * 1000) as f64;
