@@ -2,10 +2,27 @@
 # Builds the worker into build/ with the pinned, already-installed tools and
 # never lets worker-build download anything. wrangler runs this at every
 # start; BPM_SKIP_BUILD=1 reuses an existing build (the test suite builds once).
-# BPM_BUILD_PROFILE=dev skips wasm-opt for fast local iteration.
+# BPM_BUILD_PROFILE=dev skips wasm-opt for fast local iteration. Also copies
+# the dashboard's vendored chart library into www/vendor/.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+
+# The dashboard's chart library, from the pinned npm package into the
+# gitignored www/vendor/ (served by the worker itself: the page loads nothing
+# from a third party). Also on BPM_SKIP_BUILD=1: cheap, and a fresh checkout
+# whose worker was built elsewhere still gets it.
+uplot_dist="$root/node_modules/uplot/dist"
+if [ ! -f "$uplot_dist/uPlot.iife.min.js" ]; then
+  echo "build-worker: node_modules/uplot is missing; run npm install (scripts/install-toolchain.sh)" >&2
+  exit 1
+fi
+mkdir -p www/vendor
+for f in uPlot.iife.min.js uPlot.min.css; do
+  # Copy only when changed: wrangler dev watches www/ and reloads on a write.
+  cmp -s "$uplot_dist/$f" "www/vendor/$f" || cp "$uplot_dist/$f" "www/vendor/$f"
+done
+
 if [ "${BPM_SKIP_BUILD:-}" = "1" ] && [ -f build/index.js ]; then
   exit 0
 fi
