@@ -1,0 +1,55 @@
+// api.js — the dashboard's only door to the worker's JSON API: same-origin
+// calls that carry the session cookie, the CSRF header on writes, and one
+// hook for "not logged in" (any 401) that the app turns into the login form.
+
+/** The API answered with an error status (message from its `{"error"}`). */
+export class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+let unauthorized = () => {};
+
+/** Registers what happens when any call answers 401. */
+export function onUnauthorized(fn) {
+  unauthorized = fn;
+}
+
+/**
+ * Calls `api/<path>` (relative to the dashboard, i.e. /_bpm/api/...).
+ * Resolves with the parsed JSON (null for an empty body); rejects with
+ * ApiError. A 401 also calls the onUnauthorized hook, except for the session
+ * endpoint itself, whose 401 is the login form's own answer.
+ */
+export async function call(path, { method = 'GET', body } = {}) {
+  const headers = { accept: 'application/json' };
+  if (method !== 'GET' && method !== 'HEAD') headers['x-bpm-csrf'] = '1';
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  const res = await fetch(`api/${path}`, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+    credentials: 'same-origin',
+    cache: 'no-store',
+  });
+  const text = await res.text();
+  let data = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch {
+    data = null;
+  }
+  if (res.status === 401 && !path.startsWith('session')) unauthorized();
+  if (!res.ok) throw new ApiError(res.status, data?.error ?? `HTTP ${res.status}`);
+  return data;
+}
+
+/** Builds `name?k=v&...` skipping undefined and null values. */
+export function withQuery(name, params) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== null) q.set(k, String(v));
+  const s = q.toString();
+  return s ? `${name}?${s}` : name;
+}

@@ -1,0 +1,89 @@
+// charts.js — the dashboard's time charts on uPlot (vendored from npm into
+// www/vendor/ by scripts/build-worker.sh): one wrapper that creates a chart
+// once and afterwards only swaps its data, so an auto-refresh never blanks or
+// flickers it; times on the axes are in the site's zone.
+
+import { timeZone } from './format.js';
+
+export const COLORS = {
+  value: '#0b5cad',
+  expected: '#57606a',
+  band: 'rgba(87, 96, 106, 0.16)',
+  previous: '#8250df',
+  p50: '#1a7f37',
+  p95: '#bf6a02',
+  p99: '#cf222e',
+};
+const CLASS_COLORS = { '2xx': '#1a7f37', '3xx': '#0b5cad', '4xx': '#bf6a02', '5xx': '#cf222e', other: '#57606a' };
+
+/** A colour per status class or dimension value. */
+export const colorFor = (label, i) => CLASS_COLORS[label] ?? ['#0b5cad', '#8250df', '#1a7f37', '#bf6a02', '#cf222e', '#57606a'][i % 6];
+
+/**
+ * A chart in `host`. `series`: [{label, color, dash, band}] — entries with
+ * band: 'high' / 'low' are drawn only as the filled band between them.
+ * compact: a sparkline (no axes, legend or cursor).
+ * Returns { update(data, series?) } with data = [xs (Unix s), ...ys].
+ */
+export function timeChart(host, { height = 220, series, compact = false }) {
+  let plot = null;
+  let current = series;
+  let lastWidth = 0;
+
+  const width = () => Math.max(compact ? 120 : 280, Math.floor(host.clientWidth || host.parentElement?.clientWidth || 300));
+
+  function options() {
+    const hi = current.findIndex((s) => s.band === 'high') + 1;
+    const lo = current.findIndex((s) => s.band === 'low') + 1;
+    return {
+      width: width(),
+      height,
+      tzDate: (ts) => globalThis.uPlot.tzDate(new Date(ts * 1000), timeZone()),
+      legend: { show: !compact, live: !compact },
+      cursor: compact ? { show: false } : { drag: { x: false, y: false } },
+      select: { show: false },
+      padding: compact ? [4, 2, 2, 2] : undefined,
+      scales: { x: { time: true }, y: { range: (u, min, max) => [Math.min(0, min ?? 0), Math.max(1, (max ?? 1) * 1.08)] } },
+      axes: compact ? [{ show: false }, { show: false }] : [{ stroke: '#57606a', grid: { stroke: '#e6e8eb' } }, { stroke: '#57606a', grid: { stroke: '#e6e8eb' }, size: 56 }],
+      series: [
+        {},
+        ...current.map((s) => ({
+          label: s.label,
+          stroke: s.band ? 'transparent' : s.color,
+          width: s.band ? 0 : compact ? 1.5 : 2,
+          dash: s.dash,
+          points: { show: false },
+          spanGaps: false,
+        })),
+      ],
+      bands: hi > 0 && lo > 0 ? [{ series: [hi, lo], fill: COLORS.band }] : [],
+    };
+  }
+
+  function resize() {
+    const w = width();
+    if (plot && w !== lastWidth && host.clientWidth > 0) {
+      lastWidth = w;
+      plot.setSize({ width: w, height });
+    }
+  }
+  new ResizeObserver(resize).observe(host);
+
+  return {
+    update(data, nextSeries) {
+      const changed = nextSeries && JSON.stringify(nextSeries) !== JSON.stringify(current);
+      if (changed) current = nextSeries;
+      if (plot && changed) {
+        plot.destroy();
+        plot = null;
+      }
+      if (!plot) {
+        host.textContent = '';
+        plot = new globalThis.uPlot(options(), data, host);
+        lastWidth = width();
+      } else {
+        plot.setData(data);
+      }
+    },
+  };
+}

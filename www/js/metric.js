@@ -1,0 +1,116 @@
+// metric.js — one BPM in detail: count over time against its baseline band,
+// p50/p95/p99 latency and bot share, the status-class mix, and the alert
+// history of its rules with every transition and the window that caused it.
+
+import { call, withQuery } from './api.js';
+import * as f from './format.js';
+import { timeChart, COLORS, colorFor } from './charts.js';
+import { baselineData, BASELINE_SERIES, headline, shownState, stateLabel } from './mission.js';
+import { alertList, muteForm, windowText } from './alerts.js';
+
+export function createMetric({ title, about, form, stateBox, countHost, countedBox, bots, latencyHost, statusHost, historyBox, onOverview, refresh: refreshAll }) {
+  const countChart = timeChart(countHost, { height: 240, series: BASELINE_SERIES });
+  const latencyChart = timeChart(latencyHost, {
+    height: 200,
+    series: [
+      { label: 'p50', color: COLORS.p50 },
+      { label: 'p95', color: COLORS.p95 },
+      { label: 'p99', color: COLORS.p99 },
+    ],
+  });
+  const statusChart = timeChart(statusHost, { height: 200, series: [] });
+  let name = null;
+  let alertsKey = '';
+  const muteSlot = f.el('div', { class: 'mute-slot' });
+  const alertsBox = f.el('div', { class: 'alerts' });
+  const numbers = f.el('p', { class: 'numbers' });
+  const badge = f.el('span', { class: 'badge state' });
+
+  form.range.addEventListener('change', () => refreshAll());
+
+  function show(metric) {
+    if (metric !== name) {
+      name = metric;
+      alertsKey = '';
+      title.textContent = metric;
+      about.textContent = '';
+      historyBox.replaceChildren(f.el('p', { class: 'muted', text: 'Loading…' }));
+      stateBox.replaceChildren(f.el('p', {}, badge, ' ', numbers), alertsBox, muteSlot);
+      muteSlot.replaceChildren();
+    }
+  }
+
+  function renderAbout(m) {
+    const runbook = m.runbook ? f.el('a', { href: m.runbook, rel: 'noopener noreferrer', target: '_blank', text: 'runbook' }) : null;
+    const kind = m.kind === 'ratio' ? 'ratio' : 'counted';
+    about.replaceChildren(`${m.description} · stage ${m.stage} · ${kind} · owner ${m.owner}`, runbook ? ' · ' : '', runbook ?? '');
+  }
+
+  async function renderHistory(m) {
+    const rules = (m.alerts ?? []).map((a) => a.rule);
+    if (!rules.length) {
+      historyBox.replaceChildren(f.el('p', { class: 'muted', text: 'No alert rule watches this metric.' }));
+      return;
+    }
+    const answers = await Promise.all(rules.map((r) => call(withQuery('alerts/history', { rule: r, limit: 50 }))));
+    const entries = answers.flatMap((a) => a.history ?? []).sort((a, b) => (a.at < b.at ? 1 : a.at > b.at ? -1 : 0));
+    if (!entries.length) {
+      historyBox.replaceChildren(f.el('p', { class: 'muted', text: `No transitions yet for ${rules.join(', ')}.` }));
+      return;
+    }
+    const body = f.el('tbody', {}, ...entries.map((h) =>
+      f.el('tr', {},
+        f.el('td', { text: f.dateTime(h.at) }),
+        f.el('td', { text: h.rule }),
+        f.el('td', { text: h.from || h.to ? `${h.from ?? '—'} → ${h.to ?? '—'}` : h.notice ?? '' }),
+        f.el('td', { text: h.from || h.to ? (h.notice ?? '') : '' }),
+        f.el('td', { class: 'muted', text: windowText(h.window) }))));
+    historyBox.replaceChildren(f.el('table', { class: 'history' },
+      f.el('thead', {}, f.el('tr', {}, ...['When', 'Rule', 'Transition', 'Notice', 'Why'].map((t) => f.el('th', { scope: 'col', text: t })))),
+      body));
+  }
+
+  async function renderCounted(m, ov) {
+    countedBox.hidden = m.kind === 'ratio';
+    if (m.kind === 'ratio') return;
+    const range = { metric: m.name, from: ov.from, to: ov.to, step: 'hour' };
+    const [plain, status] = await Promise.all([call(withQuery('series', range)), call(withQuery('series', { ...range, by: 'status' }))]);
+    const xs = plain.points.map((p) => f.secs(p.t));
+    latencyChart.update([xs, plain.points.map((p) => p.p50_ms ?? null), plain.points.map((p) => p.p95_ms ?? null), plain.points.map((p) => p.p99_ms ?? null)]);
+    const humans = plain.points.reduce((a, p) => a + (p.count ?? 0), 0);
+    const botCount = plain.points.reduce((a, p) => a + (p.bots ?? 0), 0);
+    bots.textContent = `${f.num(humans)} counted, ${f.num(botCount)} from bots and crawlers (${f.share(humans + botCount ? botCount / (humans + botCount) : null)} bot share, not in the count).`;
+    const sx = status.series[0]?.points.map((p) => f.secs(p.t)) ?? xs;
+    const statusSeries = status.series.map((s, i) => ({ label: `${s.value} (${f.num(s.total)})`, color: colorFor(s.value, i) }));
+    statusChart.update([sx, ...status.series.map((s) => s.points.map((p) => p.count ?? null))], statusSeries);
+  }
+
+  async function refresh() {
+    if (!name) return;
+    const ov = await call(withQuery('overview', { range: form.range.value, metric: name }));
+    onOverview(ov);
+    const m = ov.metrics.find((x) => x.name === name);
+    if (!m) {
+      stateBox.replaceChildren(f.el('p', { class: 'error', text: `There is no metric named “${name}” in this site's configuration.` }));
+      return;
+    }
+    renderAbout(m);
+    const state = shownState(m);
+    badge.textContent = stateLabel(state);
+    badge.className = `badge state state-${state}`;
+    const h = headline(m);
+    numbers.textContent = `${h.value} ${h.label} · ${h.vs} ${h.change}`;
+    const key = JSON.stringify(m.alerts ?? []);
+    if (key !== alertsKey) {
+      alertsKey = key;
+      alertsBox.replaceChildren(...alertList(m.alerts ?? [], {
+        onMute: (a) => muteSlot.replaceChildren(muteForm(a.rule, { done: () => { muteSlot.replaceChildren(); refreshAll(); } })),
+        onUnmuted: refreshAll,
+      }));
+    }
+    countChart.update(baselineData(m.points ?? []));
+    await Promise.all([renderCounted(m, ov), renderHistory(m)]);
+  }
+
+  return { show, refresh };
+}

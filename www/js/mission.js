@@ -1,0 +1,163 @@
+// mission.js — Mission Control, the landing view: every BPM grouped by RARR
+// stage with its window vs. baseline, a 24 h sparkline with the baseline
+// band, its alert state and the mute form; and the top banner that answers
+// "can I go back to sleep?". Cards are built once and updated in place.
+
+import { call } from './api.js';
+import * as f from './format.js';
+import { timeChart, COLORS } from './charts.js';
+import { muteForm, alertList } from './alerts.js';
+
+const STAGE_TITLES = {
+  acquisition: 'Acquisition',
+  activation: 'Activation',
+  retention: 'Retention',
+  revenue: 'Revenue',
+  referral: 'Referral',
+  other: 'Other',
+};
+
+/** The state a person should see: silenced wins, "none" reads "no rule". */
+export const shownState = (m) => (m.silenced && m.state !== 'none' ? 'silenced' : m.state);
+export const stateLabel = (s) => (s === 'none' ? 'no rule' : s);
+
+/** The headline numbers of a metric: its window, or the 24 h total without a baseline. */
+export function headline(m) {
+  if (m.window) {
+    return {
+      value: f.num(m.window.observed),
+      label: `last ${m.window.label}`,
+      vs: m.window.expected === null || m.window.expected === undefined ? 'no baseline yet' : `vs ${f.num(m.window.expected)} expected`,
+      change: f.ratioChange(m.window.ratio),
+      ratio: m.window.ratio,
+    };
+  }
+  const values = (m.points ?? []).map((p) => p.value).filter((v) => v !== null && v !== undefined);
+  const value = m.kind === 'ratio' ? values.at(-1) ?? null : values.reduce((a, v) => a + v, 0);
+  return { value: f.num(value), label: m.kind === 'ratio' ? 'latest' : 'last 24 h', vs: 'not enough history for a baseline', change: '', ratio: null };
+}
+
+/** Sparkline / detail chart data from overview points. */
+export function baselineData(points) {
+  return [
+    points.map((p) => f.secs(p.t)),
+    points.map((p) => p.value ?? null),
+    points.map((p) => p.expected ?? null),
+    points.map((p) => p.high ?? null),
+    points.map((p) => p.low ?? null),
+  ];
+}
+export const BASELINE_SERIES = [
+  { label: 'count', color: COLORS.value },
+  { label: 'expected', color: COLORS.expected, dash: [4, 3] },
+  { label: 'baseline max', band: 'high' },
+  { label: 'baseline min', band: 'low' },
+];
+
+function bannerText(metrics) {
+  const firing = metrics.filter((m) => m.alerts?.some((a) => a.state === 'firing' && !a.silenced));
+  const pending = metrics.filter((m) => !firing.includes(m) && m.alerts?.some((a) => a.state === 'pending' && !a.silenced));
+  const muted = metrics.filter((m) => m.alerts?.some((a) => a.state === 'firing' && a.silenced));
+  const describe = (m, state) => {
+    const a = m.alerts.find((x) => x.state === state && !x.silenced);
+    const drop = m.window?.ratio !== null && m.window?.ratio !== undefined ? ` ${f.ratioChange(m.window.ratio)}` : '';
+    return `${m.name}${drop}${a?.since ? ` since ${f.since(a.since)}` : ''}`;
+  };
+  const mutedNote = muted.length ? ` (${muted.length} firing but muted: ${muted.map((m) => m.name).join(', ')})` : '';
+  if (firing.length) {
+    return { level: 'firing', text: `${firing.length} firing: ${firing.map((m) => describe(m, 'firing')).join(' · ')}` };
+  }
+  if (pending.length) {
+    return { level: 'pending', text: `Nothing firing · ${pending.length} pending: ${pending.map((m) => describe(m, 'pending')).join(' · ')}${mutedNote}` };
+  }
+  return { level: 'ok', text: `All ${metrics.length} BPMs normal${mutedNote}` };
+}
+
+export function createMission({ root, banner, onOverview, refresh: refreshAll }) {
+  const cards = new Map();
+  let layoutKey = '';
+
+  function buildCard(m) {
+    const refs = {};
+    const card = f.el('article', { class: 'bpm', 'data-metric': m.name, 'aria-labelledby': `bpm-${m.name}` });
+    refs.state = f.el('span', { class: 'badge state' });
+    refs.desc = f.el('p', { class: 'desc muted' });
+    refs.value = f.el('span', { class: 'bpm-value' });
+    refs.label = f.el('span', { class: 'bpm-window muted' });
+    refs.vs = f.el('span', { class: 'bpm-vs muted' });
+    refs.change = f.el('span', { class: 'bpm-change' });
+    refs.spark = f.el('div', { class: 'spark', 'aria-hidden': 'true' });
+    refs.alerts = f.el('div', { class: 'alerts' });
+    refs.mute = f.el('div', { class: 'mute-slot' });
+    card.append(
+      f.el('header', {}, f.el('h3', { id: `bpm-${m.name}` }, f.el('a', { href: `#/metric/${encodeURIComponent(m.name)}`, text: m.name })), refs.state),
+      refs.desc,
+      f.el('p', { class: 'numbers' }, refs.value, ' ', refs.label, f.el('br'), refs.vs, ' ', refs.change),
+      refs.spark,
+      refs.alerts,
+      refs.mute,
+    );
+    const chart = timeChart(refs.spark, { height: 56, compact: true, series: BASELINE_SERIES });
+    return { card, refs, chart, alertsKey: '' };
+  }
+
+  function updateCard(entry, m) {
+    const { refs } = entry;
+    const state = shownState(m);
+    entry.card.dataset.state = state;
+    entry.card.className = `bpm state-${state}`;
+    refs.state.textContent = stateLabel(state);
+    refs.state.className = `badge state state-${state}`;
+    refs.desc.textContent = m.description;
+    const h = headline(m);
+    refs.value.textContent = h.value;
+    refs.label.textContent = h.label;
+    refs.vs.textContent = h.vs;
+    refs.change.textContent = h.change;
+    refs.change.className = `bpm-change${h.ratio !== null && h.ratio < 0.85 ? ' down' : ''}`;
+    entry.chart.update(baselineData(m.points ?? []));
+    const key = JSON.stringify(m.alerts ?? []);
+    if (key !== entry.alertsKey) {
+      entry.alertsKey = key;
+      refs.alerts.replaceChildren(
+        ...alertList(m.alerts ?? [], {
+          onMute: (alert) => refs.mute.replaceChildren(muteForm(alert.rule, { done: () => { refs.mute.replaceChildren(); refreshAll(); } })),
+          onUnmuted: refreshAll,
+        }),
+      );
+    }
+  }
+
+  function layout(data) {
+    const stages = [...data.stages];
+    for (const m of data.metrics) if (!stages.includes(m.stage)) stages.push(m.stage);
+    const key = JSON.stringify(stages.map((s) => [s, data.metrics.filter((m) => m.stage === s).map((m) => m.name)]));
+    if (key === layoutKey) return;
+    layoutKey = key;
+    const sections = [];
+    for (const stage of stages) {
+      const list = data.metrics.filter((m) => m.stage === stage);
+      if (!list.length) continue;
+      const grid = f.el('div', { class: 'cards' });
+      for (const m of list) {
+        if (!cards.has(m.name)) cards.set(m.name, buildCard(m));
+        grid.append(cards.get(m.name).card);
+      }
+      sections.push(f.el('section', { class: 'stage', 'data-stage': stage }, f.el('h2', { text: STAGE_TITLES[stage] ?? stage }), grid));
+    }
+    root.replaceChildren(...sections);
+  }
+
+  async function refresh() {
+    const data = await call('overview?range=24h');
+    onOverview(data);
+    const b = bannerText(data.metrics);
+    banner.className = `banner banner-${b.level}`;
+    banner.textContent = b.text;
+    banner.hidden = false;
+    layout(data);
+    for (const m of data.metrics) updateCard(cards.get(m.name), m);
+  }
+
+  return { refresh, leave: () => { banner.hidden = true; } };
+}
