@@ -3,7 +3,8 @@
 # (reusing what is already installed), checks formatting and lints, runs the
 # native unit and CLI tests, builds the worker once, and runs the end-to-end
 # tests against `wrangler dev` (real workerd, local Durable Objects) with a
-# real origin on 127.0.0.1.
+# real origin on 127.0.0.1, then the dashboard's browser tests in Debian's
+# headless Chromium (installed by scripts/ensure-chromium.sh when missing).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -22,3 +23,6 @@ bash scripts/build-worker.sh
 echo "== end-to-end tests (wrangler dev)"
 export BPM_SKIP_BUILD=1
 node --test --test-concurrency=1 tests/e2e/*.test.mjs
+echo "== browser tests (headless Chromium against wrangler dev)"
+bash scripts/ensure-chromium.sh
+node --test --test-concurrency=1 tests/browser/*.test.mjs

@@ -1,0 +1,453 @@
+// dashboard.test.mjs — the dashboard as a person uses it: Debian's headless
+// Chromium (/usr/bin/chromium, driven by playwright-core, never a downloaded
+// browser) against `wrangler dev` with seeded data.
+//
+// Seeding: four weeks of per-minute history through POST /api/backfill
+// (logins stop 15 minutes before T0, everything else keeps going), cron ticks
+// at T0+1m and T0+6m until logins_drop fires, and live marketing page views
+// with known Referer headers and utm_* parameters sent through the worker.
+// The assertions read what is on screen: the banner, every BPM card, the
+// mute form, the referral tables, the range picker, the CSV download, the
+// metric detail and the login form. Every request the page makes must stay
+// on 127.0.0.1 and the console must stay free of errors.
+//
+// Screenshots go to test-artifacts/screenshots/; BPM_UPDATE_SCREENSHOTS=1
+// also copies them to docs/screenshots/ (the README's pictures).
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+import { startOrigin, startWorker, waitFor, ROOT, ARTIFACTS, TEST_TOKEN, BROWSER_UA } from '../e2e/harness.mjs';
+
+const CHROMIUM = process.env.BPM_CHROMIUM ?? '/usr/bin/chromium';
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+const SHOTS = path.join(ARTIFACTS, 'screenshots');
+const DOC_SHOTS = path.join(ROOT, 'docs', 'screenshots');
+const MIN = 60;
+const BUCKET = 300;
+// Per-minute base rates of the backfilled history (shaped by time of day).
+const RATES = { traffic: 100, login_views: 12, dashboard_views: 10, logins: 10, signups: 3, subscriptions: 1, marketing_views: 30 };
+
+// Live marketing views: [count, path, referer]. Expected per table below.
+const SEED = [
+  [5, '/', 'https://www.google.com/search?q=demo+shop'],
+  [3, '/blog/launch?utm_source=hn&utm_medium=social&utm_campaign=launch-week', 'https://news.ycombinator.com/item?id=42'],
+  [4, '/pricing?utm_source=newsletter&utm_medium=email&utm_campaign=winter-sale', null],
+  [2, '/pricing?utm_campaign=partner-deal&utm_source=partner&utm_medium=referral', 'https://deals.partner-shop.example/spring'],
+];
+const EXPECTED = {
+  source: { google: 5, hackernews: 3, 'deals.partner-shop.example': 2 },
+  utm_source: { hn: 3, newsletter: 4, partner: 2 },
+  utm_medium: { social: 3, email: 4, referral: 2 },
+  utm_campaign: { 'launch-week': 3, 'winter-sale': 4, 'partner-deal': 2 },
+  landing: { '/blog/launch': 3 },
+};
+
+let origin;
+let sink;
+let worker;
+let context;
+let page;
+let userDataDir;
+const T0 = Math.floor(Date.now() / 1000 / BUCKET) * BUCKET - 2 * BUCKET;
+const consoleErrors = [];
+const requestUrls = [];
+
+/** A webhook receiver that accepts everything (keeps the worker's deliveries on 127.0.0.1). */
+async function startSink() {
+  const server = http.createServer((req, res) => {
+    req.resume();
+    req.on('end', () => res.end('ok'));
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  return { url: `http://127.0.0.1:${server.address().port}`, close: () => new Promise((r) => server.close(r)) };
+}
+
+/** A deterministic ±15 % wobble per metric and minute, so the baseline band has width. */
+function wobble(metric, t) {
+  let h = 2166136261;
+  for (const c of `${metric}:${t}`) h = Math.imul(h ^ c.charCodeAt(0), 16777619);
+  return 0.85 + ((h >>> 0) % 1000) / 1000 * 0.3;
+}
+
+/** Minute counts for `metric` over [from, to): quieter at night, busier by day. */
+function csv(metric, from, to) {
+  const lines = [];
+  for (let t = from; t < to; t += MIN) {
+    const dayShape = 0.65 + 0.35 * Math.sin(((t % 86400) / 86400) * 2 * Math.PI - Math.PI / 2);
+    const n = Math.max(0, Math.round(RATES[metric] * dayShape * wobble(metric, t)));
+    lines.push(`${new Date(t * 1000).toISOString().replace('.000Z', 'Z')},${metric},${n}`);
+  }
+  return `timestamp,metric,count\n${lines.join('\n')}\n`;
+}
+
+async function backfill(text) {
+  const res = await fetch(`${worker.url}/_bpm/api/backfill`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${TEST_TOKEN}`, 'content-type': 'text/csv' },
+    body: text,
+    signal: AbortSignal.timeout(180_000),
+  });
+  const body = await res.json();
+  assert.equal(res.status, 200, JSON.stringify(body));
+}
+
+/** One cron tick at simulated time `t` (Unix seconds). */
+async function tick(t) {
+  const res = await fetch(`${worker.url}/cdn-cgi/handler/scheduled?cron=*+*+*+*+*&time=${t * 1000}&format=json`, {
+    signal: AbortSignal.timeout(60_000),
+  });
+  const body = await res.json();
+  assert.equal(body.outcome, 'ok', JSON.stringify(body));
+}
+
+async function apiJson(p) {
+  const r = await worker.api(p);
+  assert.equal(r.status, 200, `${p}: ${r.status} ${r.text}`);
+  return r.body;
+}
+
+/** Waits until the page finished a refresh after `before` (body[data-refreshes]). */
+async function refreshedAfter(before) {
+  await page.waitForFunction((n) => Number(document.body.dataset.refreshes ?? 0) > n, before, { timeout: 30_000 });
+}
+const refreshCount = async () => Number((await page.evaluate(() => document.body.dataset.refreshes)) ?? 0);
+
+async function screenshot(name) {
+  fs.mkdirSync(SHOTS, { recursive: true });
+  const file = path.join(SHOTS, `${name}.png`);
+  await page.screenshot({ path: file, fullPage: true });
+  if (process.env.BPM_UPDATE_SCREENSHOTS === '1') {
+    fs.mkdirSync(DOC_SHOTS, { recursive: true });
+    fs.copyFileSync(file, path.join(DOC_SHOTS, `${name}.png`));
+  }
+}
+
+/** Minimal RFC 4180 reader: rows of fields. */
+function parseCsv(text) {
+  const rows = [];
+  let row = [];
+  let field = '';
+  let quoted = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (quoted) {
+      if (c === '"' && text[i + 1] === '"') {
+        field += '"';
+        i++;
+      } else if (c === '"') quoted = false;
+      else field += c;
+    } else if (c === '"') quoted = true;
+    else if (c === ',') {
+      row.push(field);
+      field = '';
+    } else if (c === '\n' || c === '\r') {
+      if (c === '\r' && text[i + 1] === '\n') i++;
+      row.push(field);
+      rows.push(row);
+      row = [];
+      field = '';
+    } else field += c;
+  }
+  if (field !== '' || row.length) {
+    row.push(field);
+    rows.push(row);
+  }
+  return rows;
+}
+
+/** The rows of one referral table on screen: { value: count }. */
+async function tableOnScreen(key) {
+  return page.$$eval(`table[data-table="${key}"] tbody tr[data-value]`, (trs) =>
+    Object.fromEntries(trs.map((tr) => [tr.dataset.value, Number(tr.querySelector('td.count').textContent.replace(/,/g, ''))])));
+}
+
+before(async () => {
+  origin = await startOrigin({ port: 0 });
+  sink = await startSink();
+  worker = await startWorker({
+    originUrl: origin.url,
+    label: 'browser',
+    vars: {
+      OPS_WEBHOOK_URL: `${sink.url}/ops`,
+      OPS_WEBHOOK_SECRET: 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw',
+      ONCALL_PAGERDUTY_URL: `${sink.url}/pd`,
+      ONCALL_PAGERDUTY_ROUTING_KEY: 'e2e0123456789abcdef0123456789abc',
+      ALERTMANAGER_WEBHOOK_URL: `${sink.url}/am`,
+      ALERTMANAGER_WEBHOOK_SECRET: 'whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD',
+    },
+  });
+
+  // History: four weeks, up to a few minutes ahead of now; logins stop 15
+  // minutes before T0.
+  const start = T0 - 28 * 86400;
+  const end = Math.floor(Date.now() / 1000 / MIN) * MIN + 5 * MIN;
+  for (const metric of Object.keys(RATES)) {
+    await backfill(csv(metric, start, metric === 'logins' ? T0 - 15 * MIN : end));
+  }
+  await tick(T0 + MIN); // pending
+  await tick(T0 + 6 * MIN); // held for `for`: firing
+  const logins = (await apiJson('/_bpm/api/alerts')).alerts.find((a) => a.rule === 'logins_drop');
+  assert.equal(logins.state, 'firing', JSON.stringify(logins));
+
+  // Live marketing views through the worker.
+  for (const [n, p, referer] of SEED) {
+    for (let i = 0; i < n; i++) {
+      const res = await worker.fetch(p, { headers: referer ? { referer } : {} });
+      assert.equal(res.status, 200, p);
+      await res.arrayBuffer();
+    }
+  }
+  const now = Date.now();
+  const window = `from=${new Date(now - 3600_000).toISOString().slice(0, 16)}:00Z&to=${new Date(now + 120_000).toISOString().slice(0, 16)}:00Z`;
+  await waitFor(async () => {
+    const r = await apiJson(`/_bpm/api/series?metric=marketing_views&step=hour&by=utm_campaign&${window}`);
+    const got = Object.fromEntries(r.series.map((s) => [s.value, s.total]));
+    return Object.entries(EXPECTED.utm_campaign).every(([v, n]) => got[v] === n);
+  }, { timeoutMs: 30_000, what: 'the seeded campaigns to be counted' });
+
+  userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'bpm-chromium-'));
+  context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: CHROMIUM_ARGS,
+    acceptDownloads: true,
+    viewport: { width: 1400, height: 900 },
+    userAgent: BROWSER_UA,
+  });
+  context.on('request', (r) => requestUrls.push(r.url()));
+  page = context.pages()[0] ?? (await context.newPage());
+  page.on('console', (m) => {
+    if (m.type() === 'error') consoleErrors.push(m.text());
+  });
+  page.on('pageerror', (e) => consoleErrors.push(`pageerror: ${e.message}`));
+});
+
+after(async () => {
+  await context?.close();
+  if (userDataDir) fs.rmSync(userDataDir, { recursive: true, force: true });
+  await worker?.stop();
+  await sink?.close();
+  await origin?.close();
+});
+
+test('the API refuses calls without auth (401) and the public page holds no data', async () => {
+  for (const p of ['overview', 'referrals?metric=marketing_views', 'series?metric=logins', 'alerts', 'silences', 'metrics', 'session']) {
+    const r = await worker.api(`/_bpm/api/${p}`, { token: null });
+    assert.equal(r.status, 401, `${p} answered ${r.status}`);
+  }
+  const html = await (await worker.fetch('/_bpm/')).text();
+  assert.doesNotMatch(html, /logins_drop|marketing_views|google/);
+});
+
+test('the login form rejects a wrong token and accepts the right one', async () => {
+  await page.goto(`${worker.url}/_bpm/`);
+  await page.getByLabel('API token').waitFor();
+  assert.equal(await page.locator('#view-mission').isVisible(), false);
+  await page.getByLabel('API token').fill('not-the-token');
+  await page.getByRole('button', { name: 'Log in' }).click();
+  await page.getByText('That token was not accepted.').waitFor();
+  await page.getByLabel('API token').fill(TEST_TOKEN);
+  const before = await refreshCount();
+  await page.getByRole('button', { name: 'Log in' }).click();
+  await refreshedAfter(before);
+  assert.equal(await page.locator('#login').isVisible(), false);
+  assert.equal(await page.locator('#view-mission').isVisible(), true);
+  // The session is an HttpOnly cookie: the page's script cannot read it.
+  assert.equal(await page.evaluate(() => document.cookie), '');
+  const cookies = await context.cookies(worker.url);
+  assert.ok(cookies.some((c) => c.httpOnly), JSON.stringify(cookies));
+});
+
+test('Mission Control shows every BPM with a number and a state, and the banner names the firing alert', async () => {
+  const names = (await apiJson('/_bpm/api/metrics')).metrics.map((m) => m.name);
+  assert.ok(names.length >= 8);
+  for (const name of names) {
+    const card = page.locator(`article.bpm[data-metric="${name}"]`);
+    await card.waitFor();
+    const value = await card.locator('.bpm-value').textContent();
+    assert.match(value, /^\d[\d,.]*$/, `${name} shows ${value}`);
+    const state = await card.locator('.badge.state').textContent();
+    assert.ok(['ok', 'learning', 'pending', 'firing', 'silenced', 'resolved', 'no rule'].includes(state), `${name}: ${state}`);
+  }
+  assert.equal(await page.locator('article.bpm[data-metric="logins"] .badge.state').textContent(), 'firing');
+  assert.equal(await page.locator('article.bpm[data-metric="subscriptions"] .badge.state').textContent(), 'no rule');
+  const banner = await page.locator('#banner').textContent();
+  assert.match(banner, /^1 firing: logins −\d+% since \d\d:\d\d/);
+  // Stages group the cards.
+  assert.equal(await page.locator('section.stage[data-stage="retention"] article[data-metric="logins"]').count(), 1);
+  const alert = page.locator('article.bpm[data-metric="logins"] .alert[data-rule="logins_drop"]');
+  assert.match(await alert.locator('.explanation').textContent(), /observed|expected/);
+  await screenshot('mission-control');
+});
+
+test('a firing alert is muted through the UI and the silence is in GET /api/silences', async () => {
+  const card = page.locator('article.bpm[data-metric="logins"]');
+  await card.getByRole('button', { name: 'Mute…' }).click();
+  const form = card.locator('form.mute-form');
+  await form.getByLabel('For').selectOption('4h');
+  await form.getByLabel('Reason').fill('login provider outage, vendor ticket 1234');
+  await form.getByLabel('Your name').fill('Dana On-Call');
+  await form.getByRole('button', { name: 'Mute logins_drop' }).click();
+  await page.waitForFunction(() => document.querySelector('article.bpm[data-metric="logins"] .badge.state')?.textContent === 'silenced', null, { timeout: 30_000 });
+  await card.getByText(/Muted until .* by Dana On-Call/).waitFor();
+  const { silences } = await apiJson('/_bpm/api/silences');
+  const s = silences.find((x) => x.rule === 'logins_drop' && x.author === 'Dana On-Call');
+  assert.ok(s, JSON.stringify(silences));
+  assert.equal(s.reason, 'login provider outage, vendor ticket 1234');
+  const hours = (new Date(s.until) - Date.now()) / 3600_000;
+  assert.ok(hours > 3.9 && hours <= 4.01, `until ${s.until}`);
+  assert.match(await page.locator('#banner').textContent(), /^All \d+ BPMs normal \(1 firing but muted: logins\)/);
+});
+
+test('the referral tables show the seeded sources, campaigns and landing pages with exact counts', async () => {
+  await page.getByRole('link', { name: 'Referrals' }).click();
+  let before = await refreshCount();
+  await page.locator('#ref-controls').getByLabel('Range').selectOption('1h');
+  await refreshedAfter(before);
+  for (const [key, expected] of Object.entries(EXPECTED)) {
+    const shown = await tableOnScreen(key);
+    for (const [value, count] of Object.entries(expected)) assert.equal(shown[value], count, `${key}=${value}: ${JSON.stringify(shown)}`);
+  }
+  // The API agrees with the screen, row for row.
+  const href = await page.locator('#ref-csv').getAttribute('href');
+  const q = new URL(href, `${worker.url}/_bpm/`).searchParams;
+  q.delete('format');
+  const api = await apiJson(`/_bpm/api/referrals?${q}`);
+  for (const key of Object.keys(EXPECTED)) {
+    const shown = await tableOnScreen(key);
+    assert.deepEqual(shown, Object.fromEntries(api.tables[key].map((r) => [r.value, r.count])), key);
+  }
+  const uniques = await page.locator('#ref-uniques').textContent();
+  assert.equal(uniques, api.uniques ? Number(api.uniques.count).toLocaleString('en-GB') : '—');
+  before = await refreshCount();
+  await page.locator('#ref-controls').getByLabel('Range').selectOption('24h');
+  await refreshedAfter(before);
+  await screenshot('referrals');
+});
+
+test('the time-range picker changes the numbers', async () => {
+  const total = async () => Number((await page.locator('#ref-total').textContent()).replace(/,/g, ''));
+  let before = await refreshCount();
+  await page.locator('#ref-controls').getByLabel('Range').selectOption('1h');
+  await refreshedAfter(before);
+  const hour = await total();
+  before = await refreshCount();
+  await page.locator('#ref-controls').getByLabel('Range').selectOption('7d');
+  await refreshedAfter(before);
+  const week = await total();
+  assert.ok(week > hour * 24, `7 d ${week} vs 1 h ${hour}`);
+  // A custom range of one whole day, in the site's time zone.
+  before = await refreshCount();
+  await page.locator('#ref-controls').getByLabel('Range').selectOption('custom');
+  const dayAgo = new Date(Date.now() - 2 * 86400_000);
+  const local = (d) => new Intl.DateTimeFormat('sv-SE', { timeZone: 'Europe/Berlin', year: 'numeric', month: '2-digit', day: '2-digit' }).format(d);
+  await page.getByLabel('From').fill(`${local(dayAgo)}T00:00`);
+  await page.getByLabel('To').fill(`${local(new Date(dayAgo.getTime() + 86400_000))}T00:00`);
+  await page.getByRole('button', { name: 'Apply' }).click();
+  await refreshedAfter(before);
+  const day = await total();
+  assert.ok(day > hour && day < week, `custom day ${day}`);
+  assert.match(await page.locator('#ref-period').textContent(), /00:00 – .*00:00 \(Europe\/Berlin/);
+  // Comparison with four weeks ago: a second line and previous numbers.
+  before = await refreshCount();
+  await page.locator('#ref-controls').getByLabel('Compare with').selectOption('4w');
+  await refreshedAfter(before);
+  assert.match(await page.locator('#ref-total-change').textContent(), /vs [\d,]+/);
+});
+
+test('the CSV export downloads the same numbers the API returns', async () => {
+  let before = await refreshCount();
+  await page.locator('#ref-controls').getByLabel('Range').selectOption('1h');
+  await refreshedAfter(before);
+  const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('link', { name: 'Export CSV' }).click()]);
+  const url = new URL(download.url());
+  assert.equal(url.host, `127.0.0.1:${worker.port}`);
+  assert.match(download.suggestedFilename(), /^referrals-marketing_views-.*\.csv$/);
+  const rows = parseCsv(fs.readFileSync(await download.path(), 'utf8'));
+  assert.deepEqual(rows[0], ['table', 'value', 'count', 'share', 'previous', 'change']);
+  url.searchParams.delete('format');
+  const api = await apiJson(`/_bpm/api/referrals?${url.searchParams}`);
+  const num = (s) => (s === '' ? null : Number(s));
+  const close = (a, b, what) => assert.ok((a === null && b === null) || Math.abs(a - b) < 1e-3, `${what}: csv ${a} vs api ${b}`);
+  const [, total, ...rest] = rows.filter((r) => r.length > 1);
+  assert.equal(total[0], 'total');
+  assert.equal(num(total[2]), api.total.count);
+  assert.equal(num(total[4]), api.total.previous);
+  close(num(total[5]), api.total.change, 'total change');
+  const expected = Object.entries(api.tables).flatMap(([table, list]) => list.map((r) => ({ table, ...r })));
+  assert.equal(rest.length, expected.length);
+  for (const e of expected) {
+    const row = rest.find((r) => r[0] === e.table && r[1] === e.value);
+    assert.ok(row, `${e.table}=${e.value} missing from the CSV`);
+    assert.equal(num(row[2]), e.count, `${e.table}=${e.value}`);
+    close(num(row[3]), e.share, `${e.table}=${e.value} share`);
+    assert.equal(num(row[4]), e.previous ?? null, `${e.table}=${e.value} previous`);
+    close(num(row[5]), e.change ?? null, `${e.table}=${e.value} change`);
+  }
+  for (const [value, count] of Object.entries(EXPECTED.source)) {
+    assert.equal(num(rest.find((r) => r[0] === 'source' && r[1] === value)?.[2]), count, value);
+  }
+  before = await refreshCount();
+});
+
+test('the metric detail shows the count with its baseline, latency, status mix and alert history', async () => {
+  await page.getByRole('link', { name: 'Mission Control' }).click();
+  await page.locator('article.bpm[data-metric="logins"] h3 a').click();
+  await page.waitForURL(/#\/metric\/logins$/);
+  await page.locator('#metric-history table.history').waitFor({ timeout: 30_000 });
+  assert.equal(await page.locator('#metric-title').textContent(), 'logins');
+  const history = await page.locator('#metric-history tbody').textContent();
+  assert.match(history, /pending → firing/);
+  assert.match(history, /logins_drop/);
+  assert.equal(await page.locator('#metric-count canvas').count(), 1);
+  assert.equal(await page.locator('#metric-latency canvas').count(), 1);
+  assert.equal(await page.locator('#metric-status canvas').count(), 1);
+  assert.match(await page.locator('#metric-bots').textContent(), /bot share/);
+  await screenshot('metric');
+  // traffic is also counted through the live requests: its status mix is on screen.
+  const before = await refreshCount();
+  await page.goto(`${worker.url}/_bpm/#/metric/traffic`); // same document: a hash change
+  await refreshedAfter(before);
+  await page.locator('#metric-status .u-legend').getByText(/^2xx/).waitFor();
+});
+
+test('auto-refresh keeps the page and scroll position; logging out shows the login form', async () => {
+  await page.goto(`${worker.url}/_bpm/#/referrals`);
+  await page.locator('table[data-table="source"] tbody tr').first().waitFor();
+  await page.evaluate(() => window.scrollTo(0, 400));
+  const y = await page.evaluate(() => window.scrollY);
+  const before = await refreshCount();
+  await page.evaluate(() => document.dispatchEvent(new Event('visibilitychange')));
+  await refreshedAfter(before);
+  assert.equal(await page.evaluate(() => window.scrollY), y);
+  await page.getByRole('button', { name: 'Log out' }).click();
+  await page.getByLabel('API token').waitFor();
+  const status = await page.evaluate(async () => (await fetch('api/overview', { credentials: 'same-origin' })).status);
+  assert.equal(status, 401);
+});
+
+test('no console errors, and no request left 127.0.0.1', async () => {
+  // 401s are the login flow's own answers (a wrong token, the logged-out check).
+  const unexpected = consoleErrors.filter((e) => !/status of 401/.test(e));
+  assert.deepEqual(unexpected, []);
+  assert.ok(requestUrls.length > 10);
+  for (const u of requestUrls) {
+    const url = new URL(u);
+    if (url.protocol === 'data:' || url.protocol === 'blob:') continue;
+    assert.equal(url.hostname, '127.0.0.1', u);
+  }
+});
