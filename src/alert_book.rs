@@ -217,22 +217,15 @@ pub fn fingerprint(site: &str, rule: &str, metric: &str) -> String {
     digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
-/// The counted metrics the rules of `config` read.
-pub fn needed_metrics(config: &Config) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for rule in &config.alerts {
-        let names = match config.metric(&rule.metric).map(|m| &m.kind) {
-            Some(MetricKind::Ratio(r)) => vec![r.numerator.clone(), r.denominator.clone()],
-            Some(MetricKind::Counted { .. }) => vec![rule.metric.clone()],
-            None => vec![],
-        };
-        for n in names {
-            if !out.contains(&n) {
-                out.push(n);
-            }
-        }
-    }
-    out
+/// Every counted metric: the alert object keeps all their 5-minute series
+/// (rules read some, Mission Control shows all).
+pub fn counted_metrics(config: &Config) -> Vec<String> {
+    config
+        .metrics
+        .iter()
+        .filter(|m| matches!(m.kind, MetricKind::Counted { .. }))
+        .map(|m| m.name.clone())
+        .collect()
 }
 
 /// Detector parameters of a rule.

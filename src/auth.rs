@@ -1,9 +1,19 @@
 //! API authentication: the `Authorization: Bearer <token>` header checked
-//! against the Worker secret `BPM_API_TOKEN` in constant time.
+//! against the Worker secret `BPM_API_TOKEN` in constant time, and the
+//! dashboard's session cookie that a login with that token earns.
 //!
-//! Invariant: with no token configured, nothing is authorised (an operator
-//! who forgot the secret gets 401s, not an open API).
+//! Invariants: with no token configured, nothing is authorised (an operator
+//! who forgot the secret gets 401s, not an open API). A session value is
+//! `v1.{expires}.{mac}` with `mac = HMAC-SHA256(token, "bpm-session.v1.{expires}")`:
+//! it holds no data, cannot be forged without the token, ends at `expires`,
+//! and every session ends when the token is rotated. A state-changing request
+//! authorised by the cookie alone must carry [`CSRF_HEADER`], which a
+//! cross-site form cannot send.
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 /// Why a request was not authorised; the message is safe to show.
@@ -15,6 +25,12 @@ pub enum AuthError {
     Missing,
     /// A token that is not the configured one.
     Wrong,
+    /// A session cookie that is malformed, forged, or for a rotated token.
+    BadSession,
+    /// A session cookie past its expiry.
+    SessionExpired,
+    /// A cookie-authorised POST/DELETE without the anti-forgery header.
+    MissingCsrfHeader,
 }
 
 impl AuthError {
@@ -25,6 +41,11 @@ impl AuthError {
             }
             AuthError::Missing => "missing `Authorization: Bearer <token>` header",
             AuthError::Wrong => "invalid API token",
+            AuthError::BadSession => "invalid session: log in again",
+            AuthError::SessionExpired => "the session has expired: log in again",
+            AuthError::MissingCsrfHeader => {
+                "a cookie-authorised change needs the `X-BPM-CSRF: 1` header"
+            }
         }
     }
 }
@@ -34,10 +55,7 @@ pub const MIN_TOKEN_LEN: usize = 16;
 
 /// Checks an `Authorization` header value against the configured token.
 pub fn check_bearer(header: Option<&str>, configured: Option<&str>) -> Result<(), AuthError> {
-    let expected = match configured.map(str::trim) {
-        Some(t) if t.len() >= MIN_TOKEN_LEN => t,
-        _ => return Err(AuthError::NotConfigured),
-    };
+    let expected = configured_token(configured)?;
     let header = header.map(str::trim).ok_or(AuthError::Missing)?;
     let (scheme, token) = header.split_once(' ').ok_or(AuthError::Missing)?;
     if !scheme.eq_ignore_ascii_case("bearer") {
@@ -48,6 +66,114 @@ pub fn check_bearer(header: Option<&str>, configured: Option<&str>) -> Result<()
     } else {
         Err(AuthError::Wrong)
     }
+}
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "bpm_session";
+/// How long a dashboard login lasts.
+pub const SESSION_SECS: i64 = 12 * 3600;
+/// The header a cookie-authorised state-changing request must carry.
+pub const CSRF_HEADER: &str = "x-bpm-csrf";
+
+fn configured_token(configured: Option<&str>) -> Result<&str, AuthError> {
+    match configured.map(str::trim) {
+        Some(t) if t.len() >= MIN_TOKEN_LEN => Ok(t),
+        _ => Err(AuthError::NotConfigured),
+    }
+}
+
+fn session_mac(token: &str, expires: i64) -> Vec<u8> {
+    // HMAC takes keys of any length: this cannot fail.
+    let mut mac = match Hmac::<Sha256>::new_from_slice(token.as_bytes()) {
+        Ok(m) => m,
+        Err(_) => return Vec::new(),
+    };
+    mac.update(format!("bpm-session.v1.{expires}").as_bytes());
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// Checks a token offered at login (constant time).
+pub fn check_token(offered: &str, configured: Option<&str>) -> Result<(), AuthError> {
+    let expected = configured_token(configured)?;
+    if bool::from(offered.trim().as_bytes().ct_eq(expected.as_bytes())) {
+        Ok(())
+    } else {
+        Err(AuthError::Wrong)
+    }
+}
+
+/// A new session value for a login at `now`, valid for [`SESSION_SECS`].
+pub fn issue_session(configured: Option<&str>, now: i64) -> Result<(String, i64), AuthError> {
+    let token = configured_token(configured)?;
+    let expires = now + SESSION_SECS;
+    let mac = URL_SAFE_NO_PAD.encode(session_mac(token, expires));
+    Ok((format!("v1.{expires}.{mac}"), expires))
+}
+
+/// Checks a session value; returns its expiry.
+pub fn check_session(value: &str, configured: Option<&str>, now: i64) -> Result<i64, AuthError> {
+    let token = configured_token(configured)?;
+    let mut parts = value.trim().splitn(3, '.');
+    let (Some("v1"), Some(expires), Some(mac)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(AuthError::BadSession);
+    };
+    let expires: i64 = expires.parse().map_err(|_| AuthError::BadSession)?;
+    let mac = URL_SAFE_NO_PAD
+        .decode(mac)
+        .map_err(|_| AuthError::BadSession)?;
+    if !bool::from(mac.as_slice().ct_eq(&session_mac(token, expires))) {
+        return Err(AuthError::BadSession);
+    }
+    if now >= expires {
+        return Err(AuthError::SessionExpired);
+    }
+    Ok(expires)
+}
+
+/// The value of cookie `name` in a `Cookie` header, if present.
+pub fn cookie_value<'a>(header: &'a str, name: &str) -> Option<&'a str> {
+    header.split(';').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k.trim() == name).then(|| v.trim().trim_matches('"'))
+    })
+}
+
+/// What a request offered to be authorised.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Credentials<'a> {
+    pub authorization: Option<&'a str>,
+    pub cookie: Option<&'a str>,
+    pub csrf: Option<&'a str>,
+    /// POST, PUT, PATCH or DELETE.
+    pub changes_state: bool,
+}
+
+/// How a request was authorised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Authorised {
+    Bearer,
+    Session { expires: i64 },
+}
+
+/// Authorises an API request by bearer token or, failing a header, by the
+/// session cookie (with the anti-forgery header on changes).
+pub fn authorise(
+    creds: Credentials<'_>,
+    configured: Option<&str>,
+    now: i64,
+) -> Result<Authorised, AuthError> {
+    configured_token(configured)?;
+    if creds.authorization.is_some() {
+        return check_bearer(creds.authorization, configured).map(|()| Authorised::Bearer);
+    }
+    let Some(session) = creds.cookie.and_then(|c| cookie_value(c, SESSION_COOKIE)) else {
+        return Err(AuthError::Missing);
+    };
+    let expires = check_session(session, configured, now)?;
+    if creds.changes_state && creds.csrf.map(str::trim) != Some("1") {
+        return Err(AuthError::MissingCsrfHeader);
+    }
+    Ok(Authorised::Session { expires })
 }
 
 #[cfg(test)]
@@ -104,5 +230,87 @@ mod tests {
             Err(AuthError::NotConfigured)
         );
         assert!(!AuthError::Wrong.message().is_empty());
+    }
+
+    #[test]
+    fn a_session_is_valid_until_it_expires_and_only_for_its_token() {
+        let (value, expires) = issue_session(Some(TOKEN), 1_000).unwrap();
+        assert_eq!(expires, 1_000 + SESSION_SECS);
+        assert_eq!(check_session(&value, Some(TOKEN), 1_001), Ok(expires));
+        assert_eq!(
+            check_session(&value, Some(TOKEN), expires),
+            Err(AuthError::SessionExpired)
+        );
+        assert_eq!(
+            check_session(&value, Some("another-token-0123456789"), 1_001),
+            Err(AuthError::BadSession)
+        );
+    }
+
+    #[test]
+    fn a_session_cannot_be_extended_or_forged() {
+        let (value, expires) = issue_session(Some(TOKEN), 1_000).unwrap();
+        let mac = value.rsplit('.').next().unwrap();
+        let extended = format!("v1.{}.{mac}", expires + 86_400);
+        assert_eq!(
+            check_session(&extended, Some(TOKEN), 1_001),
+            Err(AuthError::BadSession)
+        );
+        for bad in ["", "v1", "v1.x.y", "v2.1.abc", "v1.99999999999.!!", "v1.5"] {
+            assert_eq!(
+                check_session(bad, Some(TOKEN), 1),
+                Err(AuthError::BadSession),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn cookie_values_are_found_among_others() {
+        let header = "theme=dark; bpm_session=v1.5.abc ;other=1";
+        assert_eq!(cookie_value(header, SESSION_COOKIE), Some("v1.5.abc"));
+        assert_eq!(cookie_value("bpm_session_x=1", SESSION_COOKIE), None);
+        assert_eq!(cookie_value("", SESSION_COOKIE), None);
+    }
+
+    #[test]
+    fn cookie_authorised_changes_need_the_csrf_header() {
+        let (value, expires) = issue_session(Some(TOKEN), 1_000).unwrap();
+        let cookie = format!("{SESSION_COOKIE}={value}");
+        let read = Credentials {
+            cookie: Some(&cookie),
+            ..Default::default()
+        };
+        assert_eq!(
+            authorise(read, Some(TOKEN), 1_001),
+            Ok(Authorised::Session { expires })
+        );
+        let change = Credentials {
+            changes_state: true,
+            ..read
+        };
+        assert_eq!(
+            authorise(change, Some(TOKEN), 1_001),
+            Err(AuthError::MissingCsrfHeader)
+        );
+        let with_header = Credentials {
+            csrf: Some("1"),
+            ..change
+        };
+        assert!(authorise(with_header, Some(TOKEN), 1_001).is_ok());
+        // A bearer header is judged on its own, even next to a valid cookie.
+        let wrong_bearer = Credentials {
+            authorization: Some("Bearer nope"),
+            ..read
+        };
+        assert_eq!(
+            authorise(wrong_bearer, Some(TOKEN), 1_001),
+            Err(AuthError::Wrong)
+        );
+        assert_eq!(
+            authorise(Credentials::default(), Some(TOKEN), 1_001),
+            Err(AuthError::Missing)
+        );
+        assert_eq!(authorise(read, None, 1_001), Err(AuthError::NotConfigured));
     }
 }

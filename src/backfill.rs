@@ -1,12 +1,15 @@
 //! Importing history: per-minute counts in the CSV that `bpm-edge replay`
 //! writes (`timestamp,metric,count`), turned into counter-shard batches and
-//! the alert object's 5-minute buckets.
+//! the alert object's 5-minute buckets. A line may add `,dim,value`: then it
+//! is a split of the metric's count in that minute by a dimension the metric
+//! keeps (`status`, or a referral dimension), for the dashboard's tables.
 //!
 //! Invariants: a request is accepted whole or refused whole (every bad line
 //! is reported); batch ids are content hashes, so importing the same data
 //! twice changes nothing; only counted metrics of the config are imported.
 
-use crate::config::{Config, MetricKind};
+use crate::config::{Config, MetricKind, ReferralDimension};
+use crate::referral::MAX_VALUE_CHARS;
 use crate::rules::BUCKET_SECS;
 use crate::tally::{Batch, Dim, Row};
 use sha2::{Digest, Sha256};
@@ -31,10 +34,12 @@ impl fmt::Display for LineError {
     }
 }
 
-/// Parsed counts: `(minute, metric) → count`.
+/// Parsed counts: `(minute, metric) → count`, and dimension splits
+/// `(minute, metric, dim, value) → count`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Counts {
     pub minutes: BTreeMap<(i64, String), u64>,
+    pub splits: BTreeMap<(i64, String, String, String), u64>,
 }
 
 /// Parses the CSV; a header row is optional. Returns every bad line (at
@@ -69,9 +74,16 @@ pub fn parse(text: &str, config: &Config) -> Result<Counts, Vec<LineError>> {
             }
         };
         let parts: Vec<&str> = line.split(',').map(str::trim).collect();
-        let [ts, metric, n] = parts.as_slice() else {
-            err("expected `timestamp,metric,count`".into());
-            continue;
+        let (ts, metric, n, split) = match parts.as_slice() {
+            [ts, metric, n] => (ts, metric, n, None),
+            [ts, metric, n, dim, value] => (ts, metric, n, Some((*dim, *value))),
+            _ => {
+                err(
+                    "expected `timestamp,metric,count` or `timestamp,metric,count,dim,value`"
+                        .into(),
+                );
+                continue;
+            }
         };
         let Ok(t) = chrono::DateTime::parse_from_rfc3339(ts) else {
             err(format!("{:?} is not an RFC 3339 time", truncate(ts)));
@@ -89,10 +101,27 @@ pub fn parse(text: &str, config: &Config) -> Result<Counts, Vec<LineError>> {
             continue;
         };
         let minute = t.timestamp().div_euclid(60) * 60;
-        let slot = counts
-            .minutes
-            .entry((minute, metric.to_string()))
-            .or_insert(0);
+        let slot = match split {
+            None => counts
+                .minutes
+                .entry((minute, metric.to_string()))
+                .or_insert(0),
+            Some((dim, value)) => {
+                if let Err(m) = check_split(config, metric, dim, value) {
+                    err(m);
+                    continue;
+                }
+                counts
+                    .splits
+                    .entry((
+                        minute,
+                        metric.to_string(),
+                        dim.to_string(),
+                        value.to_string(),
+                    ))
+                    .or_insert(0)
+            }
+        };
         *slot = slot.saturating_add(n);
     }
     if errors.is_empty() {
@@ -100,6 +129,34 @@ pub fn parse(text: &str, config: &Config) -> Result<Counts, Vec<LineError>> {
     } else {
         Err(errors)
     }
+}
+
+/// A split must name a dimension the metric keeps and a short printable
+/// value (as the live counting path would have produced).
+fn check_split(config: &Config, metric: &str, dim: &str, value: &str) -> Result<(), String> {
+    let kept = match config.metric(metric).map(|m| &m.kind) {
+        Some(MetricKind::Counted { dimensions, .. }) => {
+            dim == "status"
+                || ReferralDimension::parse(dim).is_some_and(|d| dimensions.contains(&d))
+        }
+        _ => false,
+    };
+    if !kept {
+        return Err(format!(
+            "{metric:?} does not keep the dimension {:?}",
+            truncate(dim)
+        ));
+    }
+    if value.is_empty()
+        || value.chars().count() > MAX_VALUE_CHARS
+        || value.chars().any(|c| c.is_control())
+    {
+        return Err(format!(
+            "{:?} is not a dimension value (1 to {MAX_VALUE_CHARS} printable characters)",
+            truncate(value)
+        ));
+    }
+    Ok(())
 }
 
 fn truncate(s: &str) -> String {
@@ -121,7 +178,7 @@ fn digest_hex(parts: impl Iterator<Item = String>) -> String {
 
 impl Counts {
     pub fn is_empty(&self) -> bool {
-        self.minutes.is_empty()
+        self.minutes.is_empty() && self.splits.is_empty()
     }
 
     pub fn total(&self) -> u64 {
@@ -137,12 +194,26 @@ impl Counts {
             .iter()
             .filter(|(_, n)| **n > 0)
             .map(|((t, m), n)| Row(*t, m.clone(), Dim::Count.as_str().into(), String::new(), *n))
+            .chain(
+                self.splits
+                    .iter()
+                    .filter(|(_, n)| **n > 0)
+                    .map(|((t, m, d, v), n)| Row(*t, m.clone(), d.clone(), v.clone(), *n)),
+            )
             .collect();
         rows.chunks(BATCH_ROWS)
             .map(|chunk| {
                 let id = format!(
                     "backfill-{}",
-                    digest_hex(chunk.iter().map(|r| format!("{},{},{}", r.0, r.1, r.4)))
+                    // Count rows hash as before splits existed, so data
+                    // imported then is still recognised.
+                    digest_hex(chunk.iter().map(|r| {
+                        if r.2 == Dim::Count.as_str() {
+                            format!("{},{},{}", r.0, r.1, r.4)
+                        } else {
+                            format!("{},{},{},{},{}", r.0, r.1, r.2, r.3, r.4)
+                        }
+                    }))
                 );
                 let shard = u32::from_str_radix(id.get(9..17).unwrap_or("0"), 16).unwrap_or(0)
                     % shards.max(1);
@@ -202,6 +273,48 @@ mod tests {
                 ("signups".into(), 1_793_527_500, 1)
             ]
         );
+    }
+
+    #[test]
+    fn dimension_splits_become_rows_and_keep_count_ids_unchanged() {
+        let plain = "2026-11-01T10:05:00Z,marketing_views,5\n";
+        let text = format!(
+            "{plain}2026-11-01T10:05:00Z,marketing_views,3,source,google\n2026-11-01T10:05:10Z,marketing_views,2,utm_campaign,spring launch\n"
+        );
+        let c = parse(&text, &config()).unwrap();
+        assert_eq!(c.total(), 5, "splits are not extra hits");
+        let rows: Vec<Row> = c.batches(1).into_iter().flat_map(|(_, b)| b.rows).collect();
+        assert_eq!(rows.len(), 3);
+        assert!(rows.contains(&Row(
+            1_793_527_500,
+            "marketing_views".into(),
+            "source".into(),
+            "google".into(),
+            3
+        )));
+        assert!(rows.contains(&Row(
+            1_793_527_500,
+            "marketing_views".into(),
+            "utm_campaign".into(),
+            "spring launch".into(),
+            2
+        )));
+        assert_eq!(
+            c.buckets().1,
+            vec![("marketing_views".to_string(), 1_793_527_500, 5)]
+        );
+        // Count-only data hashes as it did before splits existed.
+        let only = parse(plain, &config()).unwrap();
+        assert_eq!(
+            only.batches(1)[0].1.id,
+            "backfill-".to_string()
+                + &digest_hex(std::iter::once("1793527500,marketing_views,5".to_string()))
+        );
+        let bad = "2026-11-01T10:05:00Z,logins,1,source,google\n2026-11-01T10:05:00Z,marketing_views,1,source,\n2026-11-01T10:05:00Z,marketing_views,1,source\n";
+        let errors = parse(bad, &config()).unwrap_err();
+        let lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
+        assert_eq!(lines, vec![1, 2, 3]);
+        assert!(errors[0].message.contains("does not keep"), "{}", errors[0]);
     }
 
     #[test]

@@ -495,19 +495,32 @@ fn seasonal_median(
     weeks: u32,
     clock: &dyn WallClock,
 ) -> Option<(f64, BaselineSource)> {
+    let (values, source) = seasonal_values(value, at, weeks, clock)?;
+    median(&values).map(|m| (m, source))
+}
+
+/// The values a seasonal baseline is the median of: `value(end)` at the same
+/// wall-clock instant `k = 1..weeks` weeks earlier when at least 2 are
+/// present, else on the previous 7 days when at least 3 are.
+pub fn seasonal_values(
+    value: impl Fn(i64) -> Option<f64>,
+    at: i64,
+    weeks: u32,
+    clock: &dyn WallClock,
+) -> Option<(Vec<f64>, BaselineSource)> {
     let weekly: Vec<f64> = (1..=i64::from(weeks))
         .filter_map(|k| value(clock.days_before(at, 7 * k)))
         .collect();
     if weekly.len() >= 2 {
         let n = u32::try_from(weekly.len()).unwrap_or(u32::MAX);
-        return median(&weekly).map(|m| (m, BaselineSource::Weeks(n)));
+        return Some((weekly, BaselineSource::Weeks(n)));
     }
     let daily: Vec<f64> = (1..=7)
         .filter_map(|d| value(clock.days_before(at, d)))
         .collect();
     if daily.len() >= 3 {
         let n = u32::try_from(daily.len()).unwrap_or(u32::MAX);
-        return median(&daily).map(|m| (m, BaselineSource::Days(n)));
+        return Some((daily, BaselineSource::Days(n)));
     }
     None
 }

@@ -6,9 +6,13 @@
 //! `{"error": "..."}` with a 4xx/5xx status; nothing here reaches the origin.
 
 use super::{shards, site_alerts, CONFIG_HASH, VERSION};
-use crate::auth::check_bearer;
+use crate::auth::{
+    authorise, check_session, check_token, cookie_value, issue_session, AuthError, Credentials,
+    CSRF_HEADER, SESSION_COOKIE, SESSION_SECS,
+};
 use crate::classify::Classifier;
 use crate::config::{Config, MetricKind};
+use crate::referral_report::{self, ReportQuery};
 use crate::series::{build_response, SeriesQuery};
 use serde::Serialize;
 use serde_json::json;
@@ -40,13 +44,24 @@ pub async fn handle(
             }),
         );
     }
-    let header = req.headers().get("authorization").ok().flatten();
     let token = super::env_string(env, "BPM_API_TOKEN");
-    if let Err(e) = check_bearer(header.as_deref(), token.as_deref()) {
-        let mut resp = json_error(401, e.message())?;
-        resp.headers_mut()
-            .set("www-authenticate", "Bearer realm=\"bpm-edge\"")?;
-        return Ok(resp);
+    if route == "session" {
+        return session(req, token.as_deref()).await;
+    }
+    let header = |name: &str| req.headers().get(name).ok().flatten();
+    let (authorization, cookie, csrf) = (
+        header("authorization"),
+        header("cookie"),
+        header(CSRF_HEADER),
+    );
+    let creds = Credentials {
+        authorization: authorization.as_deref(),
+        cookie: cookie.as_deref(),
+        csrf: csrf.as_deref(),
+        changes_state: !matches!(req.method(), Method::Get | Method::Head),
+    };
+    if let Err(e) = authorise(creds, token.as_deref(), super::now_secs()) {
+        return unauthorised(e);
     }
     let config = classifier.config();
     let query = req
@@ -58,7 +73,11 @@ pub async fn handle(
         (Method::Get, "metrics") => metrics(&classifier),
         (Method::Get, "series") => series(&req, env, &classifier).await,
         (Method::Get, "stats") => stats(env, &classifier).await,
+        (Method::Get, "referrals") => referrals(&req, env, config).await,
         (Method::Get, "alerts") => alerts_object(env, config, Method::Get, "/alerts", None).await,
+        (Method::Get, "overview") => {
+            alerts_object(env, config, Method::Get, &format!("/overview{query}"), None).await
+        }
         (Method::Get, "alerts/history") => {
             alerts_object(env, config, Method::Get, &format!("/history{query}"), None).await
         }
@@ -92,9 +111,76 @@ pub async fn handle(
         (Method::Post, "backfill") => backfill(req, env, config).await,
         (
             _,
-            "metrics" | "series" | "stats" | "alerts" | "alerts/history" | "silences" | "backfill",
+            "metrics" | "series" | "stats" | "alerts" | "alerts/history" | "silences" | "backfill"
+            | "overview" | "referrals",
         ) => json_error(405, "method not allowed here"),
         _ => json_error(404, "no such API endpoint"),
+    }
+}
+
+fn unauthorised(e: AuthError) -> Result<Response> {
+    let mut resp = json_error(401, e.message())?;
+    resp.headers_mut()
+        .set("www-authenticate", "Bearer realm=\"bpm-edge\"")?;
+    Ok(resp)
+}
+
+/// `/api/session`: the dashboard's login (`POST {"token"}` sets an HttpOnly
+/// cookie), its check (`GET`) and logout (`DELETE`).
+async fn session(mut req: Request, token: Option<&str>) -> Result<Response> {
+    let now = super::now_secs();
+    let secure = req.url().map(|u| u.scheme() == "https").unwrap_or(true);
+    let cookie = |value: &str, max_age: i64| {
+        format!(
+            "{SESSION_COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/_bpm; Max-Age={max_age}{}",
+            if secure { "; Secure" } else { "" }
+        )
+    };
+    match req.method() {
+        Method::Post => {
+            let body = req.text().await.unwrap_or_default();
+            if body.len() > 4096 {
+                return json_error(413, "a login is at most 4 KiB of JSON");
+            }
+            let offered = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["token"].as_str().map(str::to_owned));
+            let Some(offered) = offered else {
+                return json_error(400, "expected JSON {\"token\": \"...\"}");
+            };
+            if let Err(e) = check_token(&offered, token) {
+                return unauthorised(e);
+            }
+            let (value, _) = match issue_session(token, now) {
+                Ok(s) => s,
+                Err(e) => return unauthorised(e),
+            };
+            let mut resp = Response::empty()?.with_status(204);
+            resp.headers_mut()
+                .set("set-cookie", &cookie(&value, SESSION_SECS))?;
+            resp.headers_mut().set("cache-control", "no-store")?;
+            Ok(resp)
+        }
+        Method::Get => {
+            let header = req.headers().get("cookie").ok().flatten();
+            let value = header
+                .as_deref()
+                .and_then(|c| cookie_value(c, SESSION_COOKIE));
+            match value.map(|v| check_session(v, token, now)) {
+                Some(Ok(expires)) => json_response(
+                    200,
+                    &json!({ "authenticated": true, "expires": crate::series::format_time(expires) }),
+                ),
+                Some(Err(e)) => unauthorised(e),
+                None => unauthorised(AuthError::Missing),
+            }
+        }
+        Method::Delete => {
+            let mut resp = Response::empty()?.with_status(204);
+            resp.headers_mut().set("set-cookie", &cookie("", 0))?;
+            Ok(resp)
+        }
+        _ => json_error(405, "method not allowed here"),
     }
 }
 
@@ -278,6 +364,47 @@ async fn series(req: &Request, env: &Env, classifier: &Classifier) -> Result<Res
         Err(e) => return json_error(503, &format!("counter storage unavailable: {e}")),
     };
     json_response(200, &build_response(&query, config, rows))
+}
+
+/// `GET /api/referrals`: the referral report, as JSON or (`format=csv`) the
+/// same numbers as a CSV download.
+async fn referrals(req: &Request, env: &Env, config: &Config) -> Result<Response> {
+    let url = req.url()?;
+    let query = match ReportQuery::parse(url.query().unwrap_or(""), config, &config.time) {
+        Ok(q) => q,
+        Err(e) => return json_error(400, &e.to_string()),
+    };
+    let (current, previous) = query.shard_queries();
+    let read_previous = async {
+        match &previous {
+            Some(p) => shards::read_rows(env, config, p).await.map(Some),
+            None => Ok(None),
+        }
+    };
+    let (rows, before) =
+        futures_util::future::join(shards::read_rows(env, config, &current), read_previous).await;
+    let (rows, before) = match (rows, before) {
+        (Ok(r), Ok(b)) => (r, b),
+        (Err(e), _) | (_, Err(e)) => {
+            return json_error(503, &format!("counter storage unavailable: {e}"))
+        }
+    };
+    let report = referral_report::build(&query, &rows, before.as_deref(), None);
+    if !query.csv {
+        return json_response(200, &report);
+    }
+    let mut resp = Response::ok(referral_report::to_csv(&report))?;
+    let headers = resp.headers_mut();
+    headers.set("content-type", "text/csv; charset=utf-8")?;
+    headers.set(
+        "content-disposition",
+        &format!(
+            "attachment; filename=\"{}\"",
+            referral_report::csv_filename(&report)
+        ),
+    )?;
+    headers.set("cache-control", "no-store")?;
+    Ok(resp)
 }
 
 async fn stats(env: &Env, classifier: &Classifier) -> Result<Response> {

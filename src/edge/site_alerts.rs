@@ -11,12 +11,13 @@
 use super::counter_shard::DurableSql;
 use super::{env_string, now_secs, shards, VERSION};
 use crate::alert_book::{
-    health_change, needed_metrics, AlertBook, HistoryEntry, Notice, SilenceRequest,
+    counted_metrics, health_change, AlertBook, HistoryEntry, Notice, SilenceRequest,
 };
 use crate::alert_store::{series_set, AlertStore, OutboxItem, SERIES_RETENTION_SECS};
 use crate::config::{Config, MetricKind};
 use crate::event::AlertEvent;
 use crate::outbox::{self, AttemptResult, Verdict};
+use crate::overview::{self, OverviewQuery};
 use crate::payload::{self, Destination};
 use crate::rules::{WebhookFormat, BUCKET_SECS};
 use crate::series::ShardQuery;
@@ -100,6 +101,13 @@ impl DurableObject for SiteAlerts {
                     self.tick(store, config, tick.now).await
                 }
                 (Method::Get, "/alerts") => self.alerts(store, config, now),
+                (Method::Get, "/overview") => {
+                    let url = req.url()?;
+                    match OverviewQuery::parse(url.query().unwrap_or(""), config) {
+                        Ok(q) => self.overview(store, config, &q, now).await,
+                        Err(e) => Err((400, e.to_string())),
+                    }
+                }
                 (Method::Get, "/history") => {
                     let url = req.url()?;
                     let mut limit = 100u32;
@@ -201,7 +209,7 @@ impl SiteAlerts {
         now: i64,
     ) -> std::result::Result<serde_json::Value, (u16, String)> {
         let at = (now - COMPLETE_AFTER_SECS).div_euclid(BUCKET_SECS) * BUCKET_SECS;
-        let metrics = needed_metrics(config);
+        let metrics = counted_metrics(config);
         self.refresh(store, config, &metrics, at).await?;
         let (mut notices, history, evaluated, eval_ms) =
             self.judge(store, config, &metrics, at, now)?;
@@ -585,6 +593,41 @@ impl SiteAlerts {
             }
             let _ = store.set_meta("pruned_at", &now.to_string());
         }
+    }
+
+    /// Mission Control's data. Refreshes the series from the shards first
+    /// when no tick has since the last bucket completed (a deployment whose
+    /// cron has not run yet, or `wrangler dev` without scheduled ticks).
+    async fn overview(
+        &self,
+        store: &AlertStore<DurableSql>,
+        config: &Config,
+        query: &OverviewQuery,
+        now: i64,
+    ) -> std::result::Result<serde_json::Value, (u16, String)> {
+        let at = (now - COMPLETE_AFTER_SECS).div_euclid(BUCKET_SECS) * BUCKET_SECS;
+        let metrics = counted_metrics(config);
+        let refreshed_to: Option<i64> = store
+            .meta("refreshed_to")
+            .map_err(internal)?
+            .and_then(|v| v.parse().ok());
+        if refreshed_to.is_none_or(|r| r < at) || self.series.borrow().is_none() {
+            self.refresh(store, config, &metrics, at).await?;
+        }
+        let records: Vec<_> = match self.book.borrow().as_ref() {
+            Some(b) => b.records().cloned().collect(),
+            None => store.records().map_err(internal)?,
+        };
+        let silences = store.silences().map_err(internal)?;
+        let series = {
+            let cache = self.series.borrow();
+            let empty = BTreeMap::new();
+            let buckets = cache.as_ref().unwrap_or(&empty);
+            let from = now - query.range.secs() - overview::LOOKBACK_SECS;
+            series_set(buckets, &metrics, from, at).series
+        };
+        let built = overview::build(config, &series, &records, &silences, query, now);
+        serde_json::to_value(built).map_err(internal)
     }
 
     /// Current states with their explanation, silences and delivery state.
