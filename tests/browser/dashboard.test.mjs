@@ -53,7 +53,8 @@ const EXPECTED = {
   utm_source: { hn: 3, newsletter: 4, partner: 2 },
   utm_medium: { social: 3, email: 4, referral: 2 },
   utm_campaign: { 'launch-week': 3, 'winter-sale': 4, 'partner-deal': 2 },
-  landing: { '/blog/launch': 3 },
+  // Landing pages are the metric's matched path patterns.
+  landing: { '/': 5, '/blog/**': 3, '/pricing': 6 },
 };
 
 let origin;
@@ -76,22 +77,66 @@ async function startSink() {
   return { url: `http://127.0.0.1:${server.address().port}`, close: () => new Promise((r) => server.close(r)) };
 }
 
-/** A deterministic ±15 % wobble per metric and minute, so the baseline band has width. */
-function wobble(metric, t) {
+/** A deterministic number in [0, 1) per key. */
+function unit(key) {
   let h = 2166136261;
-  for (const c of `${metric}:${t}`) h = Math.imul(h ^ c.charCodeAt(0), 16777619);
-  return 0.85 + ((h >>> 0) % 1000) / 1000 * 0.3;
+  for (const c of key) h = Math.imul(h ^ c.charCodeAt(0), 16777619);
+  return ((h >>> 0) % 10007) / 10007;
 }
 
-/** Minute counts for `metric` over [from, to): quieter at night, busier by day. */
-function csv(metric, from, to) {
-  const lines = [];
+/** History count of `metric` in the minute at `t`: a daily shape, ±10 % per week and hour, ±15 % per minute. */
+function historyCount(metric, t) {
+  const dayShape = 0.65 + 0.35 * Math.sin(((t % 86400) / 86400) * 2 * Math.PI - Math.PI / 2);
+  const weekly = 0.9 + 0.2 * unit(`${metric}:${Math.floor(t / 604800)}:${Math.floor((t % 604800) / 3600)}`);
+  const minute = 0.85 + 0.3 * unit(`${metric}:${t}`);
+  return Math.max(0, Math.round(RATES[metric] * dayShape * weekly * minute));
+}
+
+// Dimension splits of the history (hourly, as `timestamp,metric,count,dim,value`
+// lines at the hour's first minute): shares that drift from week to week.
+const SPLITS = {
+  marketing_views: {
+    source: { google: 38, direct: 22, email: 10, hackernews: 8, twitter: 7, linkedin: 6, bing: 5, 'deals.partner-shop.example': 4 },
+    utm_source: { '(none)': 55, google: 13, newsletter: 15, twitter: 8, hn: 5, partner: 4 },
+    utm_medium: { '(none)': 55, email: 15, social: 13, cpc: 13, referral: 4 },
+    utm_campaign: { '(none)': 55, 'winter-sale': 15, 'brand-search': 13, 'launch-week': 10, 'partner-deal': 4, 'black-friday': 3 },
+    landing: { '/': 50, '/pricing': 30, '/blog/**': 20 },
+  },
+  traffic: { status: { '2xx': 86, '3xx': 10, '4xx': 4 } },
+  logins: { status: { '3xx': 100 } },
+};
+
+const stamp = (t) => new Date(t * 1000).toISOString().replace('.000Z', 'Z');
+
+/** The CSV for `metric` over [from, to): minute counts, and hourly splits for hours ending by `splitsUntil`. */
+function csv(metric, from, to, splitsUntil) {
+  const lines = ['timestamp,metric,count'];
+  let hour = null;
+  let hourTotal = 0;
+  const flushHour = () => {
+    if (hour === null || hour + 3600 > splitsUntil || !SPLITS[metric]) return;
+    for (const [dim, shares] of Object.entries(SPLITS[metric])) {
+      const weights = Object.entries(shares).map(([v, w]) => [v, w * (0.75 + 0.5 * unit(`${dim}:${v}:${Math.floor(hour / 604800)}`))]);
+      const sum = weights.reduce((a, [, w]) => a + w, 0);
+      for (const [v, w] of weights) {
+        const n = Math.round((hourTotal * w) / sum);
+        if (n > 0) lines.push(`${stamp(hour)},${metric},${n},${dim},${v}`);
+      }
+    }
+  };
   for (let t = from; t < to; t += MIN) {
-    const dayShape = 0.65 + 0.35 * Math.sin(((t % 86400) / 86400) * 2 * Math.PI - Math.PI / 2);
-    const n = Math.max(0, Math.round(RATES[metric] * dayShape * wobble(metric, t)));
-    lines.push(`${new Date(t * 1000).toISOString().replace('.000Z', 'Z')},${metric},${n}`);
+    const h = Math.floor(t / 3600) * 3600;
+    if (h !== hour) {
+      flushHour();
+      hour = h;
+      hourTotal = 0;
+    }
+    const n = historyCount(metric, t);
+    hourTotal += n;
+    lines.push(`${stamp(t)},${metric},${n}`);
   }
-  return `timestamp,metric,count\n${lines.join('\n')}\n`;
+  flushHour();
+  return `${lines.join('\n')}\n`;
 }
 
 async function backfill(text) {
@@ -192,11 +237,13 @@ before(async () => {
   });
 
   // History: four weeks, up to a few minutes ahead of now; logins stop 15
-  // minutes before T0.
+  // minutes before T0. Splits stop two hours back, so the last hour's
+  // tables hold exactly the live views sent below.
   const start = T0 - 28 * 86400;
-  const end = Math.floor(Date.now() / 1000 / MIN) * MIN + 5 * MIN;
+  const nowSecs = Math.floor(Date.now() / 1000);
+  const end = Math.floor(nowSecs / MIN) * MIN + 5 * MIN;
   for (const metric of Object.keys(RATES)) {
-    await backfill(csv(metric, start, metric === 'logins' ? T0 - 15 * MIN : end));
+    await backfill(csv(metric, start, metric === 'logins' ? T0 - 15 * MIN : end, nowSecs - 2 * 3600));
   }
   await tick(T0 + MIN); // pending
   await tick(T0 + 6 * MIN); // held for `for`: firing
@@ -268,7 +315,7 @@ test('the login form rejects a wrong token and accepts the right one', async () 
   assert.equal(await page.locator('#view-mission').isVisible(), true);
   // The session is an HttpOnly cookie: the page's script cannot read it.
   assert.equal(await page.evaluate(() => document.cookie), '');
-  const cookies = await context.cookies(worker.url);
+  const cookies = await context.cookies(`${worker.url}/_bpm/`);
   assert.ok(cookies.some((c) => c.httpOnly), JSON.stringify(cookies));
 });
 
@@ -355,8 +402,8 @@ test('the time-range picker changes the numbers', async () => {
   await page.locator('#ref-controls').getByLabel('Range').selectOption('custom');
   const dayAgo = new Date(Date.now() - 2 * 86400_000);
   const local = (d) => new Intl.DateTimeFormat('sv-SE', { timeZone: 'Europe/Berlin', year: 'numeric', month: '2-digit', day: '2-digit' }).format(d);
-  await page.getByLabel('From').fill(`${local(dayAgo)}T00:00`);
-  await page.getByLabel('To').fill(`${local(new Date(dayAgo.getTime() + 86400_000))}T00:00`);
+  await page.getByLabel('From', { exact: true }).fill(`${local(dayAgo)}T00:00`);
+  await page.getByLabel('To', { exact: true }).fill(`${local(new Date(dayAgo.getTime() + 86400_000))}T00:00`);
   await page.getByRole('button', { name: 'Apply' }).click();
   await refreshedAfter(before);
   const day = await total();

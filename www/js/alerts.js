@@ -8,8 +8,11 @@ import * as f from './format.js';
 const AUTHOR_KEY = 'bpm-edge.author';
 const DURATIONS = ['30m', '1h', '2h', '4h', '8h', '24h', '3d', '7d'];
 
-/** One element per alert; mute offered while it is pending or firing. */
-export function alertList(alerts, { onMute, onUnmuted }) {
+/**
+ * One element per alert; mute offered while it is pending or firing. brief:
+ * the detector's explanation only where the state is not plain ok/learning.
+ */
+export function alertList(alerts, { onMute, onUnmuted, brief = false }) {
   return alerts.map((a) => {
     const box = f.el('div', { class: `alert alert-${a.silenced ? 'silenced' : a.state}`, 'data-rule': a.rule });
     const since = a.since && a.state !== 'ok' && a.state !== 'learning' ? ` since ${f.since(a.since)}` : '';
@@ -20,7 +23,8 @@ export function alertList(alerts, { onMute, onUnmuted }) {
         f.el('span', { class: 'alert-state', text: a.state }),
         since),
     );
-    if (a.explanation) box.append(f.el('p', { class: 'explanation', text: a.explanation }));
+    const quiet = brief && (a.state === 'ok' || a.state === 'learning') && !a.silenced;
+    if (a.explanation && !quiet) box.append(f.el('p', { class: 'explanation', text: a.explanation }));
     for (const s of a.silences ?? []) {
       const unmute = f.el('button', { type: 'button', class: 'quiet unmute', text: 'Unmute' });
       unmute.addEventListener('click', async () => {

@@ -54,7 +54,9 @@ const views = {
     countedBox: $('metric-counted'),
     bots: $('metric-bots'),
     latencyHost: $('metric-latency'),
+    latencyEmpty: $('metric-latency-empty'),
     statusHost: $('metric-status'),
+    statusEmpty: $('metric-status-empty'),
     historyBox: $('metric-history'),
     onOverview,
     refresh,
@@ -83,36 +85,46 @@ function showView() {
   document.title = `bpm-edge · ${r.view === 'metric' ? r.name : TITLES[r.view]}`;
 }
 
-/** Refreshes the shown view; overlapping calls collapse into one more run. */
+/** One refresh of the shown view; a failure keeps the data already on screen. */
+async function refreshOnce() {
+  try {
+    await views[active].refresh();
+    $('refreshed').textContent = `Updated ${f.clockSeconds(new Date())}`;
+    $('refreshed').classList.remove('stale');
+  } catch (e) {
+    if (e.status !== 401 && loggedIn) {
+      $('refreshed').textContent = `Refresh failed (${e.message}); showing earlier data`;
+      $('refreshed').classList.add('stale');
+    }
+  }
+}
+
+/**
+ * Refreshes the shown view. A call while one runs asks for one more run
+ * (so the latest choice is always shown); body[data-refreshes] counts the
+ * times the page settled, and main[aria-busy] marks a refresh under way.
+ */
 async function refresh() {
   if (!loggedIn) return;
   if (running) {
     again = true;
     return running;
   }
+  const main = document.querySelector('main');
+  main.setAttribute('aria-busy', 'true');
   running = (async () => {
-    const main = document.querySelector('main');
-    main.setAttribute('aria-busy', 'true');
-    try {
-      await views[active].refresh();
-      refreshes += 1;
-      document.body.dataset.refreshes = String(refreshes);
-      $('refreshed').textContent = `Updated ${f.clockSeconds(new Date())}`;
-      $('refreshed').classList.remove('stale');
-    } catch (e) {
-      if (e.status !== 401 && loggedIn) {
-        $('refreshed').textContent = `Refresh failed (${e.message}); showing earlier data`;
-        $('refreshed').classList.add('stale');
-      }
-    } finally {
-      main.removeAttribute('aria-busy');
-    }
+    do {
+      again = false;
+      await refreshOnce();
+    } while (again && loggedIn);
   })();
-  await running;
-  running = null;
-  if (again) {
-    again = false;
-    await refresh();
+  try {
+    await running;
+  } finally {
+    running = null;
+    main.removeAttribute('aria-busy');
+    refreshes += 1;
+    document.body.dataset.refreshes = String(refreshes);
   }
 }
 

@@ -8,7 +8,7 @@ import { timeZone } from './format.js';
 export const COLORS = {
   value: '#0b5cad',
   expected: '#57606a',
-  band: 'rgba(87, 96, 106, 0.16)',
+  band: 'rgba(11, 92, 173, 0.16)',
   previous: '#8250df',
   p50: '#1a7f37',
   p95: '#bf6a02',
@@ -18,6 +18,22 @@ const CLASS_COLORS = { '2xx': '#1a7f37', '3xx': '#0b5cad', '4xx': '#bf6a02', '5x
 
 /** A colour per status class or dimension value. */
 export const colorFor = (label, i) => CLASS_COLORS[label] ?? ['#0b5cad', '#8250df', '#1a7f37', '#bf6a02', '#cf222e', '#57606a'][i % 6];
+
+/** uPlot's US-style axis and legend templates, as 24-hour clock and day-first dates. */
+function dayFirst24h(tpl) {
+  return tpl
+    .replace('{M}/{D}/{YY}', '{D} {MMM}')
+    .replace('{M}/{D}', '{D} {MMM}')
+    .replace('{h}:{mm}:{ss} {aa}', '{HH}:{mm}:{ss}')
+    .replace('{h}:{mm}{aa}', '{HH}:{mm}')
+    .replace('{h}{aa}', '{HH}:00');
+}
+const fullRange = (u, min, max) => [Math.min(0, min ?? 0), Math.max(1, (max ?? 1) * 1.08)];
+function sparkRange(u, min, max) {
+  if (min === null || max === null) return [0, 1];
+  const pad = Math.max((max - min) * 0.08, 0.5);
+  return [Math.max(0, min - pad), max + pad];
+}
 
 /**
  * A chart in `host`. `series`: [{label, color, dash, band}] — entries with
@@ -39,11 +55,13 @@ export function timeChart(host, { height = 220, series, compact = false }) {
       width: width(),
       height,
       tzDate: (ts) => globalThis.uPlot.tzDate(new Date(ts * 1000), timeZone()),
+      fmtDate: (tpl) => globalThis.uPlot.fmtDate(dayFirst24h(tpl)),
       legend: { show: !compact, live: !compact },
       cursor: compact ? { show: false } : { drag: { x: false, y: false } },
       select: { show: false },
       padding: compact ? [4, 2, 2, 2] : undefined,
-      scales: { x: { time: true }, y: { range: (u, min, max) => [Math.min(0, min ?? 0), Math.max(1, (max ?? 1) * 1.08)] } },
+      // A sparkline shows shape (its own min..max); a full chart starts at 0.
+      scales: { x: { time: true }, y: { range: compact ? sparkRange : fullRange } },
       axes: compact ? [{ show: false }, { show: false }] : [{ stroke: '#57606a', grid: { stroke: '#e6e8eb' } }, { stroke: '#57606a', grid: { stroke: '#e6e8eb' }, size: 56 }],
       series: [
         {},
@@ -52,7 +70,8 @@ export function timeChart(host, { height = 220, series, compact = false }) {
           stroke: s.band ? 'transparent' : s.color,
           width: s.band ? 0 : compact ? 1.5 : 2,
           dash: s.dash,
-          points: { show: false },
+          // Full charts let uPlot mark points where data is sparse.
+          points: compact || s.band ? { show: false } : {},
           spanGaps: false,
         })),
       ],

@@ -8,7 +8,7 @@ import { timeChart, COLORS, colorFor } from './charts.js';
 import { baselineData, BASELINE_SERIES, headline, shownState, stateLabel } from './mission.js';
 import { alertList, muteForm, windowText } from './alerts.js';
 
-export function createMetric({ title, about, form, stateBox, countHost, countedBox, bots, latencyHost, statusHost, historyBox, onOverview, refresh: refreshAll }) {
+export function createMetric({ title, about, form, stateBox, countHost, countedBox, bots, latencyHost, latencyEmpty, statusHost, statusEmpty, historyBox, onOverview, refresh: refreshAll }) {
   const countChart = timeChart(countHost, { height: 240, series: BASELINE_SERIES });
   const latencyChart = timeChart(latencyHost, {
     height: 200,
@@ -77,12 +77,14 @@ export function createMetric({ title, about, form, stateBox, countHost, countedB
     const [plain, status] = await Promise.all([call(withQuery('series', range)), call(withQuery('series', { ...range, by: 'status' }))]);
     const xs = plain.points.map((p) => f.secs(p.t));
     latencyChart.update([xs, plain.points.map((p) => p.p50_ms ?? null), plain.points.map((p) => p.p95_ms ?? null), plain.points.map((p) => p.p99_ms ?? null)]);
+    latencyEmpty.hidden = plain.points.some((p) => p.p50_ms !== null && p.p50_ms !== undefined);
     const humans = plain.points.reduce((a, p) => a + (p.count ?? 0), 0);
     const botCount = plain.points.reduce((a, p) => a + (p.bots ?? 0), 0);
     bots.textContent = `${f.num(humans)} counted, ${f.num(botCount)} from bots and crawlers (${f.share(humans + botCount ? botCount / (humans + botCount) : null)} bot share, not in the count).`;
     const sx = status.series[0]?.points.map((p) => f.secs(p.t)) ?? xs;
     const statusSeries = status.series.map((s, i) => ({ label: `${s.value} (${f.num(s.total)})`, color: colorFor(s.value, i) }));
     statusChart.update([sx, ...status.series.map((s) => s.points.map((p) => p.count ?? null))], statusSeries);
+    statusEmpty.hidden = status.series.some((s) => s.total > 0);
   }
 
   async function refresh() {

@@ -37,8 +37,12 @@ export function headline(m) {
   return { value: f.num(value), label: m.kind === 'ratio' ? 'latest' : 'last 24 h', vs: 'not enough history for a baseline', change: '', ratio: null };
 }
 
-/** Sparkline / detail chart data from overview points. */
-export function baselineData(points) {
+/**
+ * Chart data from overview points. The last point may be partial (a step
+ * still running): it is left out, so a half-finished step never reads as a drop.
+ */
+export function baselineData(all) {
+  const points = all.filter((p) => !p.partial);
   return [
     points.map((p) => f.secs(p.t)),
     points.map((p) => p.value ?? null),
@@ -121,6 +125,7 @@ export function createMission({ root, banner, onOverview, refresh: refreshAll })
       entry.alertsKey = key;
       refs.alerts.replaceChildren(
         ...alertList(m.alerts ?? [], {
+          brief: true,
           onMute: (alert) => refs.mute.replaceChildren(muteForm(alert.rule, { done: () => { refs.mute.replaceChildren(); refreshAll(); } })),
           onUnmuted: refreshAll,
         }),
@@ -143,7 +148,9 @@ export function createMission({ root, banner, onOverview, refresh: refreshAll })
         if (!cards.has(m.name)) cards.set(m.name, buildCard(m));
         grid.append(cards.get(m.name).card);
       }
-      sections.push(f.el('section', { class: 'stage', 'data-stage': stage }, f.el('h2', { text: STAGE_TITLES[stage] ?? stage }), grid));
+      const section = f.el('section', { class: 'stage', 'data-stage': stage }, f.el('h2', { text: STAGE_TITLES[stage] ?? stage }), grid);
+      section.style.setProperty('--cards', String(list.length));
+      sections.push(section);
     }
     root.replaceChildren(...sections);
   }

@@ -17,6 +17,7 @@ const TABLES = [
   ['utm_campaign', 'utm_campaign', 'utm_campaign'],
   ['landing', 'Landing pages', 'Page'],
 ];
+const STEP_SECS = { minute: 60, hour: 3600, day: 86400 };
 const COMPARE_TEXT = { previous: 'the previous period (same weekdays)', '4w': 'the same period 4 weeks ago' };
 
 /** [from, to) for a named range: to is the next boundary of the range's step. */
@@ -117,11 +118,16 @@ export function createReferrals({ form, period, total, totalChange, uniques, uni
       uniquesSub.textContent = 'not counted';
     }
     const withPrevious = q.compare !== 'none';
+    // The step still running is left off the chart (a half-counted hour is
+    // no drop); the tables and the CSV include it.
+    const step = STEP_SECS[data.step] ?? 3600;
+    const nowSecs = Date.now() / 1000;
+    const points = data.points.filter((p) => f.secs(p.t) + step <= nowSecs);
     const series = [{ label: 'views', color: COLORS.value }];
-    const data2 = [data.points.map((p) => f.secs(p.t)), data.points.map((p) => p.count ?? null)];
+    const data2 = [points.map((p) => f.secs(p.t)), points.map((p) => p.count ?? null)];
     if (withPrevious) {
       series.push({ label: 'comparison', color: COLORS.previous, dash: [5, 4] });
-      data2.push(data.points.map((p) => p.previous ?? null));
+      data2.push(points.map((p) => p.previous ?? null));
     }
     chart.update(data2, series);
     for (const [key, title, column] of TABLES) table(key, title, column).body.replaceChildren(...rows(data.tables?.[key]));
