@@ -2,8 +2,10 @@
 # Runs bpm-edge locally, as a newcomer would: installs the pinned toolchain
 # (first time ~15 min, then seconds), starts a small demo shop on
 # 127.0.0.1:8788, bpm-edge in front of it under `wrangler dev` on
-# 127.0.0.1:8787 (counts persist in .wrangler/state), and a traffic
-# generator. Ctrl-C stops all three.
+# 127.0.0.1:8787 (counts persist in .wrangler/state), imports five weeks of
+# synthetic history (once; later runs add only the time they missed), runs a
+# traffic generator, and ticks alert evaluation every minute (what the cron
+# trigger does when deployed). Ctrl-C stops everything.
 #
 # Environment: DEMO_PORT (8787), ORIGIN_PORT (8788), DEMO_RPS (5).
 set -euo pipefail
@@ -19,6 +21,8 @@ token=$(sed -n 's/^BPM_API_TOKEN=//p' .dev.vars | head -n 1)
 
 pids=()
 stop() {
+  node scripts/demo-history.mjs --mark-end 2>/dev/null || true
+  [ -n "${ticker:-}" ] && kill -TERM -- "-$ticker" 2>/dev/null
   for pid in "${pids[@]}"; do
     kill -INT -- "-$pid" 2>/dev/null || kill -INT "$pid" 2>/dev/null || true
   done
@@ -39,14 +43,20 @@ for _ in $(seq 1 600); do
 done
 curl -fs "http://127.0.0.1:$port/_bpm/api/health" >/dev/null || { echo "bpm-edge did not start" >&2; exit 1; }
 
+node scripts/demo-history.mjs --target "http://127.0.0.1:$port" --token "$token" --rps "$rps"
+
 setsid node scripts/traffic.mjs --target "http://127.0.0.1:$port" --rps "$rps" &
 pids+=($!)
+# The cron trigger of a deployment: one alert evaluation tick a minute.
+setsid bash -c "while sleep 60; do curl -fs -o /dev/null 'http://127.0.0.1:$port/cdn-cgi/handler/scheduled?cron=*+*+*+*+*' || true; done" &
+ticker=$!
 
 from=$(date -u -d '-10 min' +%Y-%m-%dT%H:%M:00Z)
 to=$(date -u -d '+1 hour' +%Y-%m-%dT%H:00:00Z)
 cat <<INFO
 
 bpm-edge is counting demo traffic in front of the demo shop.
+  dashboard:              http://127.0.0.1:$port/_bpm/  (log in with the API token)
   site through bpm-edge:  http://127.0.0.1:$port/
   API token (.dev.vars):  $token
 Try, within a minute:

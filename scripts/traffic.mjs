@@ -32,9 +32,9 @@ const BOT_UAS = [
   'Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)',
   'Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)',
 ];
-const MARKETING_PAGES = ['/', '/pricing', '/blog/launch', '/blog/pricing-update'];
+export const MARKETING_PAGES = ['/', '/pricing', '/blog/launch', '/blog/pricing-update'];
 // [referrer or null, weight]
-const REFERRERS = [
+export const REFERRERS = [
   ['https://www.google.com/search?q=demo+shop', 30],
   ['https://www.bing.com/search?q=demo+shop', 6],
   ['https://duckduckgo.com/', 5],
@@ -45,7 +45,7 @@ const REFERRERS = [
   ['https://mail.google.com/', 4],
   [null, 35],
 ];
-const CAMPAIGNS = [
+export const CAMPAIGNS = [
   // [utm_source, utm_medium, utm_campaign, weight]
   ['newsletter', 'email', 'spring_launch', 5],
   ['twitter', 'social', 'spring_launch', 3],
@@ -53,7 +53,7 @@ const CAMPAIGNS = [
   ['newsletter', 'email', 'pricing_update', 2],
 ];
 // Visit kinds and their weights (per tick). Bots are decided separately.
-const VISITS = [
+export const VISITS = [
   ['marketing', 55],
   ['login_page', 15],
   ['login', 20], // GET /login, POST /login, then GET /dashboard on success
@@ -61,8 +61,8 @@ const VISITS = [
   ['subscribe', 2],
   ['utm_link', 10], // marketing view arriving from a campaign link
 ];
-const BOT_SHARE = 0.05;
-const WRONG_PASSWORD_SHARE = 0.12;
+export const BOT_SHARE = 0.05;
+export const WRONG_PASSWORD_SHARE = 0.12;
 
 // Small deterministic PRNG (mulberry32) so a run can be replayed with --seed.
 export function rng(seed) {
