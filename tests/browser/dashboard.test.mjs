@@ -470,6 +470,13 @@ test('the metric detail shows the count with its baseline, latency, status mix a
   await page.goto(`${worker.url}/_bpm/#/metric/traffic`); // same document: a hash change
   await refreshedAfter(before);
   await page.locator('#metric-status .u-legend').getByText(/^2xx/).waitFor();
+  // A ratio metric has a value and a baseline but no latency or status mix.
+  const beforeRatio = await refreshCount();
+  await page.goto(`${worker.url}/_bpm/#/metric/login_success`);
+  await refreshedAfter(beforeRatio);
+  assert.equal(await page.locator('#metric-title').textContent(), 'login_success');
+  assert.equal(await page.locator('#metric-counted').isVisible(), false);
+  assert.equal(await page.locator('#metric-count canvas').count(), 1);
 });
 
 test('auto-refresh keeps the page and scroll position; logging out shows the login form', async () => {
