@@ -316,7 +316,20 @@ test('the login form rejects a wrong token and accepts the right one', async () 
   // The session is an HttpOnly cookie: the page's script cannot read it.
   assert.equal(await page.evaluate(() => document.cookie), '');
   const cookies = await context.cookies(`${worker.url}/_bpm/`);
-  assert.ok(cookies.some((c) => c.httpOnly), JSON.stringify(cookies));
+  const session = cookies.find((c) => c.httpOnly);
+  assert.ok(session, JSON.stringify(cookies));
+  // The cookie alone reads data but cannot write without the page's CSRF header.
+  const cookie = `${session.name}=${session.value}`;
+  const read = await fetch(`${worker.url}/_bpm/api/silences`, { headers: { cookie } });
+  assert.equal(read.status, 200);
+  await read.arrayBuffer();
+  const forged = await fetch(`${worker.url}/_bpm/api/silences`, {
+    method: 'POST',
+    headers: { cookie, 'content-type': 'application/json' },
+    body: JSON.stringify({ rule: '*', duration: '1h', reason: 'cross-site', author: 'nobody' }),
+  });
+  assert.ok(forged.status === 403 || forged.status === 401, `a POST without X-BPM-CSRF answered ${forged.status}`);
+  await forged.arrayBuffer();
 });
 
 test('Mission Control shows every BPM with a number and a state, and the banner names the firing alert', async () => {
@@ -482,12 +495,17 @@ test('the metric detail shows the count with its baseline, latency, status mix a
 test('auto-refresh keeps the page and scroll position; logging out shows the login form', async () => {
   await page.goto(`${worker.url}/_bpm/#/referrals`);
   await page.locator('table[data-table="source"] tbody tr').first().waitFor();
+  await page.waitForFunction(() => !document.querySelector('main').hasAttribute('aria-busy'));
   await page.evaluate(() => window.scrollTo(0, 400));
   const y = await page.evaluate(() => window.scrollY);
+  const table = await page.$('table[data-table="source"]');
+  const canvas = await page.$('#ref-chart canvas');
+  // The 30 s timer, untouched: the same table and chart are updated in place.
   const before = await refreshCount();
-  await page.evaluate(() => document.dispatchEvent(new Event('visibilitychange')));
-  await refreshedAfter(before);
+  await page.waitForFunction((n) => Number(document.body.dataset.refreshes ?? 0) > n, before, { timeout: 40_000 });
   assert.equal(await page.evaluate(() => window.scrollY), y);
+  assert.equal(await table.evaluate((t) => t.isConnected), true);
+  assert.equal(await canvas.evaluate((c) => c.isConnected), true);
   await page.getByRole('button', { name: 'Log out' }).click();
   await page.getByLabel('API token').waitFor();
   const status = await page.evaluate(async () => (await fetch('api/overview', { credentials: 'same-origin' })).status);
