@@ -492,7 +492,7 @@ test('the metric detail shows the count with its baseline, latency, status mix a
   assert.equal(await page.locator('#metric-count canvas').count(), 1);
 });
 
-test('auto-refresh keeps the page and scroll position; logging out shows the login form', async () => {
+test('auto-refresh keeps the page and scroll position; a 401 and logging out show the login form', async () => {
   await page.goto(`${worker.url}/_bpm/#/referrals`);
   await page.locator('table[data-table="source"] tbody tr').first().waitFor();
   await page.waitForFunction(() => !document.querySelector('main').hasAttribute('aria-busy'));
@@ -506,6 +506,16 @@ test('auto-refresh keeps the page and scroll position; logging out shows the log
   assert.equal(await page.evaluate(() => window.scrollY), y);
   assert.equal(await table.evaluate((t) => t.isConnected), true);
   assert.equal(await canvas.evaluate((c) => c.isConnected), true);
+  // A 401 on any data call (here: the session cookie is gone) brings the login form back.
+  await context.clearCookies();
+  await page.evaluate(() => document.dispatchEvent(new Event('visibilitychange')));
+  await page.getByText('Your session ended; log in again.').waitFor();
+  assert.equal(await page.locator('#view-referrals').isVisible(), false);
+  const again = await refreshCount();
+  await page.getByLabel('API token').fill(TEST_TOKEN);
+  await page.getByRole('button', { name: 'Log in' }).click();
+  await refreshedAfter(again);
+  assert.equal(await page.locator('#view-referrals').isVisible(), true);
   await page.getByRole('button', { name: 'Log out' }).click();
   await page.getByLabel('API token').waitFor();
   const status = await page.evaluate(async () => (await fetch('api/overview', { credentials: 'same-origin' })).status);
