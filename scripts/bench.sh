@@ -4,7 +4,10 @@
 #  2. wasm size, raw and gzip, of the release build;
 #  3. end to end on 127.0.0.1: origin direct vs bpm-edge with and without
 #     counting (req/s, p50/p99), Durable Object calls and row writes per
-#     1,000 requests (scripts/bench-e2e.mjs; installs wrk from Debian).
+#     1,000 requests (scripts/bench-e2e.mjs; installs wrk from Debian);
+#  4. the dashboard's API (overview, 30-day referral report) for 20 BPMs over
+#     35 days of minute data, and one alert evaluation as the difference
+#     between an evaluating and an idle tick (scripts/bench-dashboard.mjs).
 # Results land in bench-results/.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -25,3 +28,6 @@ printf '{"wasm_raw_bytes":%d,"wasm_gzip_bytes":%d}\n' "$raw" "$gz" > bench-resul
 
 echo "== 3. end to end on 127.0.0.1"
 BPM_SKIP_BUILD=1 node scripts/bench-e2e.mjs --install-wrk "$@"
+
+echo "== 4. dashboard API and alert evaluation inside the worker"
+node scripts/bench-dashboard.mjs
