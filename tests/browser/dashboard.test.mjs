@@ -165,9 +165,25 @@ async function apiJson(p) {
   return r.body;
 }
 
-/** Waits until the page finished a refresh after `before` (body[data-refreshes]). */
+const settled = () => page.waitForFunction(() => !document.querySelector('main').hasAttribute('aria-busy'), null, { timeout: 30_000 });
+
+/** Waits until the page settled (no refresh under way) after refresh number `before`, and checks it succeeded. */
 async function refreshedAfter(before) {
-  await page.waitForFunction((n) => Number(document.body.dataset.refreshes ?? 0) > n, before, { timeout: 30_000 });
+  await page.waitForFunction(
+    (n) => Number(document.body.dataset.refreshes ?? 0) > n && !document.querySelector('main').hasAttribute('aria-busy'),
+    before,
+    { timeout: 30_000 },
+  );
+  const status = page.locator('#refreshed');
+  assert.ok(!(await status.getAttribute('class'))?.includes('stale'), await status.textContent());
+}
+
+/** Runs `action` (a click, a choice) on a settled page and waits until the page settled after it. */
+async function withRefresh(action) {
+  await settled();
+  const before = await refreshCount();
+  await action();
+  await refreshedAfter(before);
 }
 const refreshCount = async () => Number((await page.evaluate(() => document.body.dataset.refreshes)) ?? 0);
 
@@ -308,9 +324,9 @@ test('the login form rejects a wrong token and accepts the right one', async () 
   await page.getByRole('button', { name: 'Log in' }).click();
   await page.getByText('That token was not accepted.').waitFor();
   await page.getByLabel('API token').fill(TEST_TOKEN);
-  const before = await refreshCount();
-  await page.getByRole('button', { name: 'Log in' }).click();
-  await refreshedAfter(before);
+  await withRefresh(async () => {
+    await page.getByRole('button', { name: 'Log in' }).click();
+  });
   assert.equal(await page.locator('#login').isVisible(), false);
   assert.equal(await page.locator('#view-mission').isVisible(), true);
   // The session is an HttpOnly cookie: the page's script cannot read it.
@@ -375,9 +391,9 @@ test('a firing alert is muted through the UI and the silence is in GET /api/sile
 
 test('the referral tables show the seeded sources, campaigns and landing pages with exact counts', async () => {
   await page.getByRole('link', { name: 'Referrals' }).click();
-  let before = await refreshCount();
-  await page.locator('#ref-controls').getByLabel('Range').selectOption('1h');
-  await refreshedAfter(before);
+  await withRefresh(async () => {
+    await page.locator('#ref-controls').getByLabel('Range').selectOption('1h');
+  });
   for (const [key, expected] of Object.entries(EXPECTED)) {
     const shown = await tableOnScreen(key);
     for (const [value, count] of Object.entries(expected)) assert.equal(shown[value], count, `${key}=${value}: ${JSON.stringify(shown)}`);
@@ -393,46 +409,46 @@ test('the referral tables show the seeded sources, campaigns and landing pages w
   }
   const uniques = await page.locator('#ref-uniques').textContent();
   assert.equal(uniques, api.uniques ? Number(api.uniques.count).toLocaleString('en-GB') : '—');
-  before = await refreshCount();
-  await page.locator('#ref-controls').getByLabel('Range').selectOption('24h');
-  await refreshedAfter(before);
+  await withRefresh(async () => {
+    await page.locator('#ref-controls').getByLabel('Range').selectOption('24h');
+  });
   await screenshot('referrals');
 });
 
 test('the time-range picker changes the numbers', async () => {
   const total = async () => Number((await page.locator('#ref-total').textContent()).replace(/,/g, ''));
-  let before = await refreshCount();
-  await page.locator('#ref-controls').getByLabel('Range').selectOption('1h');
-  await refreshedAfter(before);
+  await withRefresh(async () => {
+    await page.locator('#ref-controls').getByLabel('Range').selectOption('1h');
+  });
   const hour = await total();
-  before = await refreshCount();
-  await page.locator('#ref-controls').getByLabel('Range').selectOption('7d');
-  await refreshedAfter(before);
+  await withRefresh(async () => {
+    await page.locator('#ref-controls').getByLabel('Range').selectOption('7d');
+  });
   const week = await total();
   assert.ok(week > hour * 24, `7 d ${week} vs 1 h ${hour}`);
   // A custom range of one whole day, in the site's time zone.
-  before = await refreshCount();
-  await page.locator('#ref-controls').getByLabel('Range').selectOption('custom');
-  const dayAgo = new Date(Date.now() - 2 * 86400_000);
-  const local = (d) => new Intl.DateTimeFormat('sv-SE', { timeZone: 'Europe/Berlin', year: 'numeric', month: '2-digit', day: '2-digit' }).format(d);
-  await page.getByLabel('From', { exact: true }).fill(`${local(dayAgo)}T00:00`);
-  await page.getByLabel('To', { exact: true }).fill(`${local(new Date(dayAgo.getTime() + 86400_000))}T00:00`);
-  await page.getByRole('button', { name: 'Apply' }).click();
-  await refreshedAfter(before);
+  await withRefresh(async () => {
+    await page.locator('#ref-controls').getByLabel('Range').selectOption('custom');
+    const dayAgo = new Date(Date.now() - 2 * 86400_000);
+    const local = (d) => new Intl.DateTimeFormat('sv-SE', { timeZone: 'Europe/Berlin', year: 'numeric', month: '2-digit', day: '2-digit' }).format(d);
+    await page.getByLabel('From', { exact: true }).fill(`${local(dayAgo)}T00:00`);
+    await page.getByLabel('To', { exact: true }).fill(`${local(new Date(dayAgo.getTime() + 86400_000))}T00:00`);
+    await page.getByRole('button', { name: 'Apply' }).click();
+  });
   const day = await total();
   assert.ok(day > hour && day < week, `custom day ${day}`);
   assert.match(await page.locator('#ref-period').textContent(), /00:00 – .*00:00 \(Europe\/Berlin/);
   // Comparison with four weeks ago: a second line and previous numbers.
-  before = await refreshCount();
-  await page.locator('#ref-controls').getByLabel('Compare with').selectOption('4w');
-  await refreshedAfter(before);
+  await withRefresh(async () => {
+    await page.locator('#ref-controls').getByLabel('Compare with').selectOption('4w');
+  });
   assert.match(await page.locator('#ref-total-change').textContent(), /vs [\d,]+/);
 });
 
 test('the CSV export downloads the same numbers the API returns', async () => {
-  let before = await refreshCount();
-  await page.locator('#ref-controls').getByLabel('Range').selectOption('1h');
-  await refreshedAfter(before);
+  await withRefresh(async () => {
+    await page.locator('#ref-controls').getByLabel('Range').selectOption('1h');
+  });
   const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('link', { name: 'Export CSV' }).click()]);
   const url = new URL(download.url());
   assert.equal(url.host, `127.0.0.1:${worker.port}`);
@@ -461,7 +477,6 @@ test('the CSV export downloads the same numbers the API returns', async () => {
   for (const [value, count] of Object.entries(EXPECTED.source)) {
     assert.equal(num(rest.find((r) => r[0] === 'source' && r[1] === value)?.[2]), count, value);
   }
-  before = await refreshCount();
 });
 
 test('the metric detail shows the count with its baseline, latency, status mix and alert history', async () => {
@@ -479,14 +494,14 @@ test('the metric detail shows the count with its baseline, latency, status mix a
   assert.match(await page.locator('#metric-bots').textContent(), /bot share/);
   await screenshot('metric');
   // traffic is also counted through the live requests: its status mix is on screen.
-  const before = await refreshCount();
-  await page.goto(`${worker.url}/_bpm/#/metric/traffic`); // same document: a hash change
-  await refreshedAfter(before);
+  await withRefresh(async () => {
+    await page.goto(`${worker.url}/_bpm/#/metric/traffic`); // same document: a hash change
+  });
   await page.locator('#metric-status .u-legend').getByText(/^2xx/).waitFor();
   // A ratio metric has a value and a baseline but no latency or status mix.
-  const beforeRatio = await refreshCount();
-  await page.goto(`${worker.url}/_bpm/#/metric/login_success`);
-  await refreshedAfter(beforeRatio);
+  await withRefresh(async () => {
+    await page.goto(`${worker.url}/_bpm/#/metric/login_success`);
+  });
   assert.equal(await page.locator('#metric-title').textContent(), 'login_success');
   assert.equal(await page.locator('#metric-counted').isVisible(), false);
   assert.equal(await page.locator('#metric-count canvas').count(), 1);
@@ -495,7 +510,7 @@ test('the metric detail shows the count with its baseline, latency, status mix a
 test('auto-refresh keeps the page and scroll position; a 401 and logging out show the login form', async () => {
   await page.goto(`${worker.url}/_bpm/#/referrals`);
   await page.locator('table[data-table="source"] tbody tr').first().waitFor();
-  await page.waitForFunction(() => !document.querySelector('main').hasAttribute('aria-busy'));
+  await settled();
   await page.evaluate(() => window.scrollTo(0, 400));
   const y = await page.evaluate(() => window.scrollY);
   const table = await page.$('table[data-table="source"]');
@@ -511,10 +526,10 @@ test('auto-refresh keeps the page and scroll position; a 401 and logging out sho
   await page.evaluate(() => document.dispatchEvent(new Event('visibilitychange')));
   await page.getByText('Your session ended; log in again.').waitFor();
   assert.equal(await page.locator('#view-referrals').isVisible(), false);
-  const again = await refreshCount();
-  await page.getByLabel('API token').fill(TEST_TOKEN);
-  await page.getByRole('button', { name: 'Log in' }).click();
-  await refreshedAfter(again);
+  await withRefresh(async () => {
+    await page.getByLabel('API token').fill(TEST_TOKEN);
+    await page.getByRole('button', { name: 'Log in' }).click();
+  });
   assert.equal(await page.locator('#view-referrals').isVisible(), true);
   await page.getByRole('button', { name: 'Log out' }).click();
   await page.getByLabel('API token').waitFor();
