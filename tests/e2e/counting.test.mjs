@@ -82,7 +82,7 @@ test('proxy transparency: /echo receives method, raw path, custom header and bod
   assert.deepEqual([echo.method, echo.path, echo.headers['x-bpm-test'], echo.bodyLength], ['GET', '/echo/get?q=%2F%3F&empty=', 'get', 0]);
 });
 
-test('assets: GET /_bpm/ is the dashboard placeholder, GET / is the origin page', async () => {
+test('assets: GET /_bpm/ is the dashboard (with its vendored chart library), GET / is the origin page', async () => {
   const before = origin.stats().total;
   const homeBefore = origin.stats().byPath['/'] ?? 0;
   const dash = await worker.fetch('/_bpm/');
@@ -91,6 +91,10 @@ test('assets: GET /_bpm/ is the dashboard placeholder, GET / is the origin page'
   const dashHtml = await dash.text();
   assert.match(dashHtml, /<html/i);
   assert.doesNotMatch(dashHtml, /bpm-edge-demo-origin/, '/_bpm/ must not come from the origin');
+  assert.match(dashHtml, /Mission Control/);
+  const uplot = await worker.fetch('/_bpm/vendor/uPlot.iife.min.js');
+  assert.equal(uplot.status, 200, 'the chart library is served from the worker, not a CDN');
+  assert.match(await uplot.text(), /uPlot/);
   assert.equal(origin.stats().total, before, 'the origin never sees /_bpm/ requests');
 
   const direct = await (await fetch(`${origin.url}/`)).text();
