@@ -38,6 +38,7 @@ impl Sql for DurableSql {
                 SqlValue::Null => SqlStorageValue::Null,
                 SqlValue::Int(i) => SqlStorageValue::try_from_i64(i).map_err(|e| e.to_string())?,
                 SqlValue::Text(s) => SqlStorageValue::String(s),
+                SqlValue::Blob(b) => SqlStorageValue::Blob(b),
             });
         }
         let cursor = self.0.exec(sql, values).map_err(|e| e.to_string())?;
@@ -50,6 +51,7 @@ impl Sql for DurableSql {
                         SqlStorageValue::Integer(i) => SqlValue::Int(i),
                         SqlStorageValue::Float(f) if f.fract() == 0.0 => SqlValue::Int(f as i64),
                         SqlStorageValue::String(s) => SqlValue::Text(s),
+                        SqlStorageValue::Blob(b) => SqlValue::Blob(b),
                         _ => SqlValue::Null,
                     })
                     .collect(),
