@@ -17,6 +17,9 @@ use std::fmt;
 
 /// Most hourly points one request may ask for (31 days).
 pub const MAX_HOURS: i64 = 31 * 24;
+/// Longest range for the total alone (`points=none`): the longest hour
+/// retention the config allows.
+pub const MAX_TOTAL_HOURS: i64 = 3_660 * 24;
 
 /// A bad `/api/uniques` request, answered with `400` and this message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,7 +27,11 @@ pub enum UniquesError {
     Query(QueryError),
     /// Ratio metrics have no visitors of their own.
     NotCounted(String),
-    TooManyHours(i64),
+    TooManyHours {
+        hours: i64,
+        max: i64,
+    },
+    UnknownPoints(String),
 }
 
 impl fmt::Display for UniquesError {
@@ -35,10 +42,14 @@ impl fmt::Display for UniquesError {
                 f,
                 "metric {m:?} is a ratio; unique visitors are kept for counted metrics"
             ),
-            UniquesError::TooManyHours(n) => write!(
+            UniquesError::TooManyHours { hours, max } => write!(
                 f,
-                "the range has {n} hours; at most {MAX_HOURS} per request"
+                "the range has {hours} hours; at most {max} per request \
+                 (with points=none, at most {MAX_TOTAL_HOURS})"
             ),
+            UniquesError::UnknownPoints(p) => {
+                write!(f, "`points` must be hour or none, got {p:?}")
+            }
         }
     }
 }
@@ -58,6 +69,9 @@ pub struct UniquesQuery {
     pub metric: String,
     pub from: i64,
     pub to: i64,
+    /// Hourly points (`points=hour`, the default), or the total alone
+    /// (`points=none`), which allows ranges up to [`MAX_TOTAL_HOURS`].
+    pub hourly: bool,
 }
 
 /// What a shard is asked for: the sketches of `metric` for the hours in
@@ -99,26 +113,33 @@ impl UniquesQuery {
         if to <= from {
             return Err(QueryError::EmptyRange.into());
         }
+        let hourly = match get("points") {
+            None | Some("" | "hour") => true,
+            Some("none") => false,
+            Some(other) => return Err(UniquesError::UnknownPoints(other.into())),
+        };
         let from = Resolution::Hour.floor(from);
         let to = Resolution::Hour.floor(to.saturating_add(HOUR_SECS - 1));
         let hours = (to - from) / HOUR_SECS;
-        if hours > MAX_HOURS {
-            return Err(UniquesError::TooManyHours(hours));
+        let max = if hourly { MAX_HOURS } else { MAX_TOTAL_HOURS };
+        if hours > max {
+            return Err(UniquesError::TooManyHours { hours, max });
         }
         Ok(UniquesQuery {
             metric: metric.name.clone(),
             from,
             to,
+            hourly,
         })
     }
 
-    /// The hourly sketches to read from every shard.
+    /// The sketches to read from every shard: hourly, or merged by each.
     pub fn shard_query(&self) -> SketchQuery {
         SketchQuery {
             metric: self.metric.clone(),
             from: self.from,
             to: self.to,
-            hourly: true,
+            hourly: self.hourly,
         }
     }
 }
@@ -140,6 +161,7 @@ pub struct UniquesResponse {
     pub uniques: u64,
     /// Relative standard error of every estimate here.
     pub error: f64,
+    /// One per hour; empty with `points=none`.
     pub points: Vec<UniquesPoint>,
 }
 
@@ -155,7 +177,8 @@ pub fn merge_hourly(
     hours
 }
 
-/// The answer to `query` from every shard's hourly sketches.
+/// The answer to `query` from every shard's sketches (hourly, or each
+/// shard's merged one for `points=none`).
 pub fn build_response(
     query: &UniquesQuery,
     parts: impl IntoIterator<Item = (i64, VisitorSketch)>,
@@ -165,7 +188,12 @@ pub fn build_response(
     for sketch in hours.values() {
         total.merge(sketch);
     }
-    let points = (0..(query.to - query.from) / HOUR_SECS)
+    let hours_in_range = if query.hourly {
+        (query.to - query.from) / HOUR_SECS
+    } else {
+        0
+    };
+    let points = (0..hours_in_range)
         .map(|i| query.from + i * HOUR_SECS)
         .map(|t| UniquesPoint {
             t: format_time(t),
@@ -246,9 +274,21 @@ denominator = "views"
         ));
         assert_eq!(
             parse("metric=views&from=2026-01-01T00:00:00Z&to=2026-02-01T01:00:00Z"),
-            Err(UniquesError::TooManyHours(745))
+            Err(UniquesError::TooManyHours {
+                hours: 745,
+                max: MAX_HOURS
+            })
         );
         assert!(parse("metric=views&from=2026-01-01T00:00:00Z&to=2026-02-01T00:00:00Z").is_ok());
+        // The total alone may span a year and more.
+        let year =
+            parse("metric=views&from=2025-01-01T00:00:00Z&to=2026-02-01T00:00:00Z&points=none")
+                .unwrap();
+        assert!(!year.shard_query().hourly);
+        assert_eq!(
+            parse("metric=views&from=2025-01-01T00:00:00Z&to=2025-01-02T00:00:00Z&points=day"),
+            Err(UniquesError::UnknownPoints("day".into()))
+        );
     }
 
     #[test]
@@ -280,5 +320,13 @@ denominator = "views"
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json["from"], "2026-01-01T10:00:00Z");
         assert_eq!(json["to"], "2026-01-01T13:00:00Z");
+        // points=none: shards send one merged sketch each, at `from`.
+        let total = UniquesQuery {
+            hourly: false,
+            ..q.clone()
+        };
+        let r = build_response(&total, vec![(h10, sketch(0..30)), (h10, sketch(25..40))]);
+        assert_eq!(r.uniques, 40);
+        assert!(r.points.is_empty());
     }
 }

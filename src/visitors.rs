@@ -156,7 +156,10 @@ pub struct SaltCache {
 #[derive(Debug, Clone)]
 enum CacheEntry {
     Ready(Salt),
-    Fetching,
+    /// A request started fetching at this time (ms).
+    Fetching {
+        since_ms: f64,
+    },
     /// Failed; no new fetch before this time (ms).
     Failed {
         retry_at_ms: f64,
@@ -165,6 +168,9 @@ enum CacheEntry {
 
 /// How long after a failed fetch the next one may happen.
 pub const RETRY_AFTER_MS: f64 = 60_000.0;
+/// A fetch that has not finished after this long is presumed lost (its
+/// request was cancelled) and another request fetches again.
+pub const FETCH_TIMEOUT_MS: f64 = 10_000.0;
 /// Days kept in a cache: around one midnight, at most three.
 const CACHED_DAYS: usize = 3;
 
@@ -174,10 +180,13 @@ impl SaltCache {
     pub fn step(&mut self, day: i64, now_ms: f64) -> SaltStep {
         match self.days.get(&day) {
             Some(CacheEntry::Ready(salt)) => SaltStep::Ready(salt.clone()),
-            Some(CacheEntry::Fetching) => SaltStep::Wait,
+            Some(CacheEntry::Fetching { since_ms }) if now_ms < since_ms + FETCH_TIMEOUT_MS => {
+                SaltStep::Wait
+            }
             Some(CacheEntry::Failed { retry_at_ms }) if now_ms < *retry_at_ms => SaltStep::GiveUp,
             _ => {
-                self.days.insert(day, CacheEntry::Fetching);
+                self.days
+                    .insert(day, CacheEntry::Fetching { since_ms: now_ms });
                 self.trim();
                 SaltStep::Fetch
             }
@@ -298,6 +307,9 @@ mod tests {
         let mut c = SaltCache::default();
         assert_eq!(c.step(10, 0.0), SaltStep::Fetch);
         assert_eq!(c.step(10, 1.0), SaltStep::Wait);
+        // A fetch that never finished (its request was cancelled) is redone.
+        assert_eq!(c.step(10, FETCH_TIMEOUT_MS), SaltStep::Fetch);
+        assert_eq!(c.step(10, FETCH_TIMEOUT_MS + 1.0), SaltStep::Wait);
         c.fetched(10, salt(7));
         assert_eq!(c.step(10, 2.0), SaltStep::Ready(salt(7)));
         // The next day is fetched separately; the old one stays usable.

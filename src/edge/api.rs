@@ -10,6 +10,7 @@ use crate::auth::check_bearer;
 use crate::classify::Classifier;
 use crate::config::{Config, MetricKind};
 use crate::series::{build_response, SeriesQuery};
+use crate::uniques::UniquesQuery;
 use serde::Serialize;
 use serde_json::json;
 use std::rc::Rc;
@@ -57,6 +58,7 @@ pub async fn handle(
     match (req.method(), route) {
         (Method::Get, "metrics") => metrics(&classifier),
         (Method::Get, "series") => series(&req, env, &classifier).await,
+        (Method::Get, "uniques") => uniques(&req, env, config).await,
         (Method::Get, "stats") => stats(env, &classifier).await,
         (Method::Get, "alerts") => alerts_object(env, config, Method::Get, "/alerts", None).await,
         (Method::Get, "alerts/history") => {
@@ -92,7 +94,8 @@ pub async fn handle(
         (Method::Post, "backfill") => backfill(req, env, config).await,
         (
             _,
-            "metrics" | "series" | "stats" | "alerts" | "alerts/history" | "silences" | "backfill",
+            "metrics" | "series" | "uniques" | "stats" | "alerts" | "alerts/history" | "silences"
+            | "backfill",
         ) => json_error(405, "method not allowed here"),
         _ => json_error(404, "no such API endpoint"),
     }
@@ -278,6 +281,26 @@ async fn series(req: &Request, env: &Env, classifier: &Classifier) -> Result<Res
         Err(e) => return json_error(503, &format!("counter storage unavailable: {e}")),
     };
     json_response(200, &build_response(&query, config, rows))
+}
+
+/// `GET /api/uniques`: distinct visitors per hour and over the range.
+async fn uniques(req: &Request, env: &Env, config: &Config) -> Result<Response> {
+    let url = req.url()?;
+    let query = match UniquesQuery::parse(url.query().unwrap_or(""), config) {
+        Ok(q) => q,
+        Err(e) => return json_error(400, &e.to_string()),
+    };
+    let sketches = if query.hourly {
+        shards::read_sketches(env, config, &query.shard_query()).await
+    } else {
+        shards::read_uniques(env, config, &query.metric, query.from, query.to)
+            .await
+            .map(|total| std::collections::BTreeMap::from([(query.from, total)]))
+    };
+    match sketches {
+        Ok(sketches) => json_response(200, &crate::uniques::build_response(&query, sketches)),
+        Err(e) => json_error(503, &format!("counter storage unavailable: {e}")),
+    }
 }
 
 async fn stats(env: &Env, classifier: &Classifier) -> Result<Response> {
