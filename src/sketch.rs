@@ -525,6 +525,8 @@ mod tests {
             errors.push(rel);
         }
         let rms = (errors.iter().map(|e| e * e).sum::<f64>() / errors.len() as f64).sqrt();
+        let worst = errors.iter().fold(0.0f64, |w, e| w.max(e.abs()));
+        eprintln!("100k distinct, 20 runs: rms relative error {rms:.4}, worst {worst:.4}");
         assert!(rms < 1.5 * STANDARD_ERROR, "rms relative error {rms}");
         // Also across the sparse → dense switch and the linear-counting range.
         for n in [1_000u64, 5_000, 20_000, 1_000_000] {

@@ -13,7 +13,10 @@
 //!
 //! Days are the site's local days (`site.timezone`): the salt rotates at
 //! local midnight. A request is always hashed with the salt of its own
-//! day, even if it is flushed after midnight.
+//! day, even if it is flushed after midnight. Sketches are per UTC hour, so
+//! in a zone whose offset is not whole hours (India, +5:30) the hour that
+//! contains local midnight mixes two days, and a visitor active on both
+//! sides of midnight counts twice in it.
 
 use crate::sitetime::SiteTime;
 use crate::tally::DAY_SECS;
