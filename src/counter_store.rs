@@ -155,7 +155,13 @@ impl<S: Sql> CounterStore<S> {
     /// [`apply`](Self::apply), and merges the flush's visitor sketches into
     /// the stored ones, in the same atomic write and once per batch id.
     pub fn apply_flush(&self, flush: Flush, now: i64) -> Result<Applied, StoreError> {
-        let Flush { batch, sketches } = flush;
+        let Flush {
+            id,
+            requests,
+            rows,
+            sketches,
+        } = flush;
+        let batch = Batch { id, requests, rows };
         let seen = self.exec(
             "checking the batch id",
             "SELECT 1 FROM applied_batches WHERE id = ?",

@@ -41,11 +41,9 @@ fn visitors(ids: std::ops::Range<u32>) -> VisitorSketch {
 
 fn flush(id: &str, sketches: Vec<(i64, VisitorSketch)>) -> Flush {
     Flush {
-        batch: Batch {
-            id: id.into(),
-            requests: 1,
-            rows: vec![Row(DAY0, "logins".into(), "count".into(), String::new(), 1)],
-        },
+        id: id.into(),
+        requests: 1,
+        rows: vec![Row(DAY0, "logins".into(), "count".into(), String::new(), 1)],
         sketches: sketches
             .into_iter()
             .map(|(h, s)| SketchRow(h, "logins".into(), s))

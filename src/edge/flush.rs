@@ -180,8 +180,8 @@ async fn flush(env: &Env, classifier: &Classifier) {
     if let Err(e) = send(env, &name, &flush).await {
         worker::console_error!(
             "bpm-edge: flush of batch {} ({} requests) to {name} failed, counts lost: {e}",
-            flush.batch.id,
-            flush.batch.requests
+            flush.id,
+            flush.requests
         );
     }
     QUEUE.with(|cell| {
