@@ -1,6 +1,8 @@
 //! Classification cost, native: ns per request with the shipped config and
 //! with a 200-rule config, each reported as a ratio to a baseline measured
 //! in the same run (normalising the request path, which every request pays).
+//! The last column adds what unique visitors cost a counted request: the
+//! salted visitor hash (HMAC-SHA256) and the sketch inserts.
 //!
 //! Inputs: the real Apache access log in `../shared/bench-data` when present
 //! (10,000 real requests: crawlers, feeds, referrers), else a synthetic mix;
@@ -14,10 +16,13 @@ use bpm_edge::classify::{Classifier, Hit, RequestFacts, ResponseFacts};
 use bpm_edge::config::parse_toml;
 use bpm_edge::pattern::NormalizedPath;
 use bpm_edge::tally::Tally;
+use bpm_edge::visitors::{visitor_hash, Salt};
 use std::hint::black_box;
 use std::time::Instant;
 
 struct Req {
+    /// The client address (the log's first field).
+    ip: String,
     method: String,
     target: String,
     referer: Option<String>,
@@ -51,8 +56,9 @@ fn access_log() -> Option<Vec<Req>> {
     let text = std::fs::read_to_string(path).ok()?;
     let reqs: Vec<Req> = text
         .lines()
-        .filter_map(LogLine::parse)
-        .map(|l| Req {
+        .filter_map(|line| Some((line.split(' ').next()?, LogLine::parse(line)?)))
+        .map(|(ip, l)| Req {
+            ip: ip.to_string(),
             method: l.method.to_string(),
             target: l.target.to_string(),
             referer: l.referer.map(str::to_string),
@@ -103,6 +109,7 @@ fn synthetic() -> Vec<Req> {
             _ => ("GET", "/nope".to_string(), 404, None, None),
         };
         out.push(Req {
+            ip: format!("198.51.100.{}", i % 200),
             method: method.into(),
             target,
             referer: referer.map(str::to_string),
@@ -163,8 +170,9 @@ fn main() {
     let rounds = 15;
     let mut hits: Vec<Hit> = Vec::with_capacity(16);
     let mut results = Vec::new();
-    println!("| input | baseline: path normalisation | shipped config (7 metrics) | 200-rule config ({metric_count} metrics) | + tally record |");
-    println!("|---|---|---|---|---|");
+    let salt = Salt::new([42; 32]);
+    println!("| input | baseline: path normalisation | shipped config (7 metrics) | 200-rule config ({metric_count} metrics) | + tally record | + visitor hash and sketch |");
+    println!("|---|---|---|---|---|---|");
     for (name, reqs) in &inputs {
         let baseline = measure(reqs, rounds, |r| {
             black_box(NormalizedPath::parse(black_box(r.target.as_bytes())));
@@ -188,14 +196,29 @@ fn main() {
             shipped.classify(&q, &s, &mut hits);
             tally.record(1_795_000_000, &hits);
         });
+        // As the worker does: only requests with a non-bot hit are hashed.
+        let mut tally = Tally::new(50);
+        let with_visitors = measure(reqs, rounds, |r| {
+            let (q, s) = r.facts();
+            hits.clear();
+            shipped.classify(&q, &s, &mut hits);
+            tally.record(1_795_000_000, &hits);
+            if hits.iter().any(|h| !h.bot) {
+                let ua = r.ua.as_deref().unwrap_or("");
+                let hash = visitor_hash(&salt, "demo", black_box(&r.ip), ua);
+                tally.record_visitor(1_795_000_000, &hits, hash);
+            }
+        });
         println!(
-            "| {name} | {baseline:.0} ns (1.0×) | {small:.0} ns ({:.1}×) | {large:.0} ns ({:.1}×) | {with_tally:.0} ns ({:.1}×) |",
+            "| {name} | {baseline:.0} ns (1.0×) | {small:.0} ns ({:.1}×) | {large:.0} ns ({:.1}×) | {with_tally:.0} ns ({:.1}×) | {with_visitors:.0} ns ({:.1}×; {:.2}× of + tally) |",
             small / baseline,
             large / baseline,
-            with_tally / baseline
+            with_tally / baseline,
+            with_visitors / baseline,
+            with_visitors / with_tally
         );
         results.push(format!(
-            "{{\"input\":{name:?},\"baseline_ns\":{baseline:.1},\"shipped_ns\":{small:.1},\"rules200_ns\":{large:.1},\"shipped_with_tally_ns\":{with_tally:.1}}}"
+            "{{\"input\":{name:?},\"baseline_ns\":{baseline:.1},\"shipped_ns\":{small:.1},\"rules200_ns\":{large:.1},\"shipped_with_tally_ns\":{with_tally:.1},\"shipped_with_visitors_ns\":{with_visitors:.1}}}"
         ));
     }
     let dir = format!("{}/bench-results", env!("CARGO_MANIFEST_DIR"));

@@ -1,6 +1,6 @@
 //! A counter shard's operations over any SQLite connection: applying a
-//! flushed batch exactly once, answering range reads, rolling up and
-//! expiring buckets, and reporting statistics.
+//! flushed batch (and its visitor sketches) exactly once, answering range
+//! reads, rolling up and expiring buckets, and reporting statistics.
 //!
 //! The Durable Object runs this over its `ctx.storage.sql`; the native tests
 //! run it over an in-memory SQLite, so the real statements are exercised
@@ -8,8 +8,10 @@
 //! yielding, so on a Durable Object each call commits atomically.
 
 use crate::series::ShardQuery;
+use crate::sketch::VisitorSketch;
 use crate::store::{self, HourlyAdmission, ReadPart};
-use crate::tally::{fold_top_k, Batch, Resolution, Row};
+use crate::tally::{fold_top_k, Batch, Flush, Resolution, Row, SketchRow};
+use crate::uniques::SketchQuery;
 use serde::Serialize;
 use std::cell::RefCell;
 use std::fmt;
@@ -20,6 +22,7 @@ pub enum SqlValue {
     Null,
     Int(i64),
     Text(String),
+    Blob(Vec<u8>),
 }
 
 impl SqlValue {
@@ -33,6 +36,13 @@ impl SqlValue {
     fn text(&self) -> Option<&str> {
         match self {
             SqlValue::Text(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn blob(&self) -> Option<&[u8]> {
+        match self {
+            SqlValue::Blob(b) => Some(b),
             _ => None,
         }
     }
@@ -139,6 +149,19 @@ impl<S: Sql> CounterStore<S> {
     /// Adds a batch to the minute buckets (and to hour/day buckets already
     /// rolled up), once per batch id.
     pub fn apply(&self, batch: Batch, now: i64) -> Result<Applied, StoreError> {
+        self.apply_flush(Flush::from(batch), now)
+    }
+
+    /// [`apply`](Self::apply), and merges the flush's visitor sketches into
+    /// the stored ones, in the same atomic write and once per batch id.
+    pub fn apply_flush(&self, flush: Flush, now: i64) -> Result<Applied, StoreError> {
+        let Flush {
+            id,
+            requests,
+            rows,
+            sketches,
+        } = flush;
+        let batch = Batch { id, requests, rows };
         let seen = self.exec(
             "checking the batch id",
             "SELECT 1 FROM applied_batches WHERE id = ?",
@@ -163,6 +186,7 @@ impl<S: Sql> CounterStore<S> {
             writes.push((Resolution::Minute, row));
         }
         let mut written = self.upsert(&writes)?;
+        written += self.merge_sketches(sketches)?;
         written += self
             .exec(
                 "recording the batch id",
@@ -230,6 +254,70 @@ impl<S: Sql> CounterStore<S> {
                 .rows_written;
         }
         Ok(written)
+    }
+
+    /// Merges each sketch into the stored one of its (metric, hour). A
+    /// stored sketch that cannot be read is replaced (it could never be
+    /// merged again, and failing would lose the whole batch's counts).
+    fn merge_sketches(&self, sketches: Vec<SketchRow>) -> Result<u64, StoreError> {
+        let mut written = 0;
+        for SketchRow(hour, metric, mut sketch) in sketches {
+            let stored = self.exec(
+                "reading a visitor sketch",
+                store::SKETCH_GET_SQL,
+                vec![metric.as_str().into(), hour.into()],
+            )?;
+            let previous = stored
+                .rows
+                .first()
+                .and_then(|r| r.first())
+                .and_then(SqlValue::blob)
+                .and_then(|b| VisitorSketch::from_bytes(b).ok());
+            if let Some(previous) = previous {
+                sketch.merge(&previous);
+            }
+            written += self
+                .exec(
+                    "writing a visitor sketch",
+                    store::SKETCH_PUT_SQL,
+                    vec![
+                        metric.as_str().into(),
+                        hour.into(),
+                        SqlValue::Blob(sketch.to_bytes()),
+                    ],
+                )?
+                .rows_written;
+        }
+        Ok(written)
+    }
+
+    /// The visitor sketches of `q` (one shard's share): per hour, or merged
+    /// into one at `q.from`. Unreadable stored sketches are skipped.
+    pub fn read_sketches(&self, q: &SketchQuery) -> Result<Vec<(i64, VisitorSketch)>, StoreError> {
+        let rows = self
+            .exec(
+                "reading visitor sketches",
+                store::SKETCH_RANGE_SQL,
+                vec![q.metric.as_str().into(), q.from.into(), q.to.into()],
+            )?
+            .rows;
+        let hourly = rows.iter().filter_map(|r| {
+            let hour = r.first()?.int()?;
+            let sketch = VisitorSketch::from_bytes(r.get(1)?.blob()?).ok()?;
+            Some((hour, sketch))
+        });
+        if q.hourly {
+            return Ok(hourly.collect());
+        }
+        let mut merged = VisitorSketch::new();
+        for (_, sketch) in hourly {
+            merged.merge(&sketch);
+        }
+        Ok(if merged.is_empty() {
+            Vec::new()
+        } else {
+            vec![(q.from, merged)]
+        })
     }
 
     /// Rows of `q`, summed per bucket of its step (one shard's share).
@@ -304,6 +392,11 @@ impl<S: Sql> CounterStore<S> {
                 )?;
             }
         }
+        self.exec(
+            "expiring visitor sketches",
+            "DELETE FROM visitor_sketches WHERE hour < ?",
+            vec![store::sketch_delete_before(now, self.limits.retention_days.1).into()],
+        )?;
         self.exec(
             "expiring batch ids",
             "DELETE FROM applied_batches WHERE at < ?",

@@ -28,11 +28,15 @@ pub mod referral;
 pub mod referral_report;
 pub mod replay;
 pub mod rules;
+pub mod salt_store;
 pub mod series;
 pub mod signing;
 pub mod sitetime;
+pub mod sketch;
 pub mod store;
 pub mod tally;
+pub mod uniques;
+pub mod visitors;
 
 #[cfg(target_arch = "wasm32")]
 pub mod edge;

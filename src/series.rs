@@ -186,7 +186,7 @@ pub(crate) fn ceil(step: Resolution, t: i64) -> i64 {
     }
 }
 
-pub(crate) fn parse_time(param: &'static str, raw: &str) -> Result<i64, QueryError> {
+pub fn parse_time(param: &'static str, raw: &str) -> Result<i64, QueryError> {
     DateTime::parse_from_rfc3339(raw.trim())
         .map(|d| d.timestamp())
         .map_err(|_| QueryError::BadTime {

@@ -10,6 +10,11 @@
 //! the hour (and day) row in the same write, so rollups never miss late data.
 //! Reads combine the coarsest rows below each watermark with finer rows
 //! above it, so a range is never counted twice or skipped.
+//!
+//! Table `visitor_sketches(metric, hour, sketch)` holds one visitor sketch
+//! per metric and UTC hour, merged (register-wise maximum) with every flush
+//! that carries one. Sketches are never rolled up: any range is the merge of
+//! its hours. They are kept as long as hour rows.
 
 use crate::tally::{Dim, Resolution, Row, DAY_SECS, OTHER};
 use std::collections::{HashMap, HashSet};
@@ -23,7 +28,25 @@ pub const SCHEMA: &[&str] = &[
         id TEXT PRIMARY KEY, at INTEGER NOT NULL) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS meta (
         key TEXT PRIMARY KEY, v INTEGER NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS visitor_sketches (
+        metric TEXT NOT NULL, hour INTEGER NOT NULL, sketch BLOB NOT NULL,
+        PRIMARY KEY (metric, hour)) WITHOUT ROWID",
 ];
+
+/// The stored sketch of `(?1 metric, ?2 hour)`.
+pub const SKETCH_GET_SQL: &str =
+    "SELECT sketch FROM visitor_sketches WHERE metric = ?1 AND hour = ?2";
+/// Stores the merged sketch of `(?1 metric, ?2 hour)`.
+pub const SKETCH_PUT_SQL: &str = "INSERT INTO visitor_sketches (metric, hour, sketch)
+    VALUES (?1, ?2, ?3) ON CONFLICT (metric, hour) DO UPDATE SET sketch = excluded.sketch";
+/// The sketches of metric `?1` for the hours in `[?2, ?3)`.
+pub const SKETCH_RANGE_SQL: &str = "SELECT hour, sketch FROM visitor_sketches
+    WHERE metric = ?1 AND hour >= ?2 AND hour < ?3 ORDER BY hour";
+
+/// Sketches of hours before this are deleted: the hour-row retention.
+pub fn sketch_delete_before(now: i64, hour_retention_days: u32) -> i64 {
+    Resolution::Hour.floor(now - i64::from(hour_retention_days) * DAY_SECS)
+}
 
 /// Rows per multi-row upsert: 6 bound values each, under the 100-parameter
 /// limit of Durable Object SQL.
@@ -422,6 +445,14 @@ mod tests {
         let now = DAY0 + 100 * D;
         let plan = maintenance_plan(now, DAY0 + 99 * D, DAY0, None, (8, 400, 0));
         assert_eq!(plan.days, Some((DAY0, DAY0 + MAX_DAYS_PER_RUN * D)));
+    }
+
+    #[test]
+    fn sketches_are_kept_as_long_as_hour_rows() {
+        assert_eq!(
+            sketch_delete_before(DAY0 + 5 * H + 7, 400),
+            DAY0 - 400 * D + 5 * H
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::classify::Classifier;
 use crate::config::{Config, MetricKind};
 use crate::referral_report::{self, ReportQuery};
 use crate::series::{build_response, SeriesQuery};
+use crate::uniques::UniquesQuery;
 use serde::Serialize;
 use serde_json::json;
 use std::rc::Rc;
@@ -72,6 +73,7 @@ pub async fn handle(
     match (req.method(), route) {
         (Method::Get, "metrics") => metrics(&classifier),
         (Method::Get, "series") => series(&req, env, &classifier).await,
+        (Method::Get, "uniques") => uniques(&req, env, config).await,
         (Method::Get, "stats") => stats(env, &classifier).await,
         (Method::Get, "referrals") => referrals(&req, env, config).await,
         (Method::Get, "alerts") => alerts_object(env, config, Method::Get, "/alerts", None).await,
@@ -111,8 +113,8 @@ pub async fn handle(
         (Method::Post, "backfill") => backfill(req, env, config).await,
         (
             _,
-            "metrics" | "series" | "stats" | "alerts" | "alerts/history" | "silences" | "backfill"
-            | "overview" | "referrals",
+            "metrics" | "series" | "uniques" | "stats" | "alerts" | "alerts/history" | "silences"
+            | "backfill" | "overview" | "referrals",
         ) => json_error(405, "method not allowed here"),
         _ => json_error(404, "no such API endpoint"),
     }
@@ -389,7 +391,12 @@ async fn referrals(req: &Request, env: &Env, config: &Config) -> Result<Response
             return json_error(503, &format!("counter storage unavailable: {e}"))
         }
     };
-    let report = referral_report::build(&query, &rows, before.as_deref(), None);
+    let report = referral_report::build(
+        &query,
+        &rows,
+        before.as_deref(),
+        referral_uniques(env, config, &query).await,
+    );
     if !query.csv {
         return json_response(200, &report);
     }
@@ -405,6 +412,53 @@ async fn referrals(req: &Request, env: &Env, config: &Config) -> Result<Response
     )?;
     headers.set("cache-control", "no-store")?;
     Ok(resp)
+}
+
+/// Unique visitors of the report's range and comparison (whole hours:
+/// sketches are hourly). `None` when they cannot be read: the rest of the
+/// report stands without them.
+async fn referral_uniques(
+    env: &Env,
+    config: &Config,
+    q: &ReportQuery,
+) -> Option<referral_report::Uniques> {
+    let len = q.to - q.from;
+    let now = shards::read_uniques(env, config, &q.metric, q.from, q.to)
+        .await
+        .ok()?;
+    let previous = match q.compare_from {
+        Some(f) => Some(
+            shards::read_uniques(env, config, &q.metric, f, f + len)
+                .await
+                .ok()?,
+        ),
+        None => None,
+    };
+    Some(referral_report::Uniques {
+        count: now.estimate().round() as u64,
+        previous: previous.map(|p| p.estimate().round() as u64),
+        error: crate::sketch::STANDARD_ERROR,
+    })
+}
+
+/// `GET /api/uniques`: distinct visitors per hour and over the range.
+async fn uniques(req: &Request, env: &Env, config: &Config) -> Result<Response> {
+    let url = req.url()?;
+    let query = match UniquesQuery::parse(url.query().unwrap_or(""), config) {
+        Ok(q) => q,
+        Err(e) => return json_error(400, &e.to_string()),
+    };
+    let sketches = if query.hourly {
+        shards::read_sketches(env, config, &query.shard_query()).await
+    } else {
+        shards::read_uniques(env, config, &query.metric, query.from, query.to)
+            .await
+            .map(|total| std::collections::BTreeMap::from([(query.from, total)]))
+    };
+    match sketches {
+        Ok(sketches) => json_response(200, &crate::uniques::build_response(&query, sketches)),
+        Err(e) => json_error(503, &format!("counter storage unavailable: {e}")),
+    }
 }
 
 async fn stats(env: &Env, classifier: &Classifier) -> Result<Response> {

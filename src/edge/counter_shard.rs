@@ -10,7 +10,8 @@ use super::now_secs;
 use super::shards::Fault;
 use crate::counter_store::{CounterStore, Sql, SqlOutput, SqlValue, StoreLimits};
 use crate::series::ShardQuery;
-use crate::tally::Batch;
+use crate::tally::Flush;
+use crate::uniques::{ShardSketches, SketchQuery};
 use serde_json::json;
 use std::cell::Cell;
 use worker::{
@@ -38,6 +39,7 @@ impl Sql for DurableSql {
                 SqlValue::Null => SqlStorageValue::Null,
                 SqlValue::Int(i) => SqlStorageValue::try_from_i64(i).map_err(|e| e.to_string())?,
                 SqlValue::Text(s) => SqlStorageValue::String(s),
+                SqlValue::Blob(b) => SqlStorageValue::Blob(b),
             });
         }
         let cursor = self.0.exec(sql, values).map_err(|e| e.to_string())?;
@@ -50,6 +52,7 @@ impl Sql for DurableSql {
                         SqlStorageValue::Integer(i) => SqlValue::Int(i),
                         SqlStorageValue::Float(f) if f.fract() == 0.0 => SqlValue::Int(f as i64),
                         SqlStorageValue::String(s) => SqlValue::Text(s),
+                        SqlStorageValue::Blob(b) => SqlValue::Blob(b),
                         _ => SqlValue::Null,
                     })
                     .collect(),
@@ -113,8 +116,8 @@ impl DurableObject for CounterShard {
                 if Fault::from_env(&self.env) == Some(Fault::Storage) {
                     return Response::error("injected storage fault", 500);
                 }
-                let batch: Batch = req.json().await?;
-                let applied = store.apply(batch, now_secs());
+                let flush: Flush = req.json().await?;
+                let applied = store.apply_flush(flush, now_secs());
                 if applied.is_ok() {
                     self.ensure_alarm().await;
                 }
@@ -123,6 +126,12 @@ impl DurableObject for CounterShard {
             (Method::Post, "/query") => {
                 let query: ShardQuery = req.json().await?;
                 store.read(&query).map(|rows| json!({ "rows": rows }))
+            }
+            (Method::Post, "/sketches") => {
+                let query: SketchQuery = req.json().await?;
+                store
+                    .read_sketches(&query)
+                    .map(|sketches| json!(ShardSketches { sketches }))
             }
             (Method::Get, "/stats") => store.stats().map(|s| {
                 let mut v = json!(s);

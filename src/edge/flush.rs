@@ -13,13 +13,20 @@
 //! request whose only pending work would be completed from another
 //! request's context.
 //!
+//! A request with a visitor (IP address and user agent) is hashed with its
+//! day's salt before its hits are recorded; the hash goes into the tally's
+//! visitor sketches, and the IP and user agent are dropped. Getting the
+//! salt may wait for the salt object once per isolate and day; it happens
+//! here, inside `wait_until`, never on the visitor's path.
+//!
 //! Invariants: a batch id is unique per isolate and generation, and a retried
-//! batch keeps its id, so the shard applies it at most once. No `RefCell`
-//! borrow is held across an `.await`.
+//! batch keeps its id, so the shard applies it at most once (sketches
+//! included). No `RefCell` borrow is held across an `.await`.
 
-use super::shards;
+use super::{daily_salt, shards};
 use crate::classify::{Classifier, Hit};
-use crate::tally::Tally;
+use crate::tally::{Flush, Tally};
+use crate::visitors::{salt_day, visitor_hash};
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::rc::Rc;
@@ -60,14 +67,43 @@ enum Next {
     Wait,
 }
 
+/// Who made a request, for unique visitors: held in memory only until it
+/// is hashed.
+pub struct Visitor {
+    pub ip: String,
+    pub user_agent: String,
+}
+
 /// Records one request's hits; the returned future completes when they are
 /// durable (or given up). Hand it to `ctx.wait_until`.
-pub async fn record(env: Env, classifier: Rc<Classifier>, at_secs: i64, hits: Vec<Hit>) {
-    let settings = &classifier.config().storage;
+pub async fn record(
+    env: Env,
+    classifier: Rc<Classifier>,
+    at_secs: i64,
+    hits: Vec<Hit>,
+    visitor: Option<Visitor>,
+) {
+    let config = classifier.config();
+    let settings = &config.storage;
+    let mut hash = None;
+    if let Some(visitor) = visitor.filter(|_| hits.iter().any(|h| !h.bot)) {
+        let day = salt_day(&config.time, at_secs);
+        if let Some(salt) = daily_salt::salt_for(&env, config, day).await {
+            hash = Some(visitor_hash(
+                &salt,
+                &config.site.name,
+                &visitor.ip,
+                &visitor.user_agent,
+            ));
+        }
+    }
     let step = QUEUE.with(|cell| {
         let mut slot = cell.try_borrow_mut().ok()?;
         let queue = slot.get_or_insert_with(|| new_queue(&classifier));
         queue.tally.record(at_secs, &hits);
+        if let Some(hash) = hash {
+            queue.tally.record_visitor(at_secs, &hits, hash);
+        }
         let next = if queue.tally.requests() >= u64::from(settings.flush_max_events) {
             Next::FlushNow
         } else if !queue.timer_armed {
@@ -132,20 +168,20 @@ async fn flush(env: &Env, classifier: &Classifier) {
             return None;
         }
         queue.in_flight.insert(generation);
-        let batch = queue
+        let flush = queue
             .tally
-            .drain(format!("{}-{generation}", queue.isolate), &names);
-        Some((generation, queue.shard, batch))
+            .drain_flush(format!("{}-{generation}", queue.isolate), &names);
+        Some((generation, queue.shard, flush))
     });
-    let Some((generation, shard, batch)) = taken else {
+    let Some((generation, shard, flush)) = taken else {
         return;
     };
     let name = shards::shard_name(&config.site.name, shard);
-    if let Err(e) = send(env, &name, &batch).await {
+    if let Err(e) = send(env, &name, &flush).await {
         worker::console_error!(
             "bpm-edge: flush of batch {} ({} requests) to {name} failed, counts lost: {e}",
-            batch.id,
-            batch.requests
+            flush.id,
+            flush.requests
         );
     }
     QUEUE.with(|cell| {
@@ -157,8 +193,8 @@ async fn flush(env: &Env, classifier: &Classifier) {
     });
 }
 
-async fn send(env: &Env, shard: &str, batch: &crate::tally::Batch) -> Result<(), String> {
-    let body = serde_json::to_string(batch).map_err(|e| e.to_string())?;
+async fn send(env: &Env, shard: &str, flush: &Flush) -> Result<(), String> {
+    let body = serde_json::to_string(flush).map_err(|e| e.to_string())?;
     let mut last = String::new();
     for attempt in 0..ATTEMPTS {
         if attempt > 0 {

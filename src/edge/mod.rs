@@ -8,12 +8,14 @@
 
 mod api;
 mod counter_shard;
+mod daily_salt;
 mod flush;
 mod proxy;
 mod shards;
 mod site_alerts;
 
 pub use counter_shard::CounterShard;
+pub use daily_salt::DailySalt;
 pub use site_alerts::SiteAlerts;
 
 use crate::classify::Classifier;

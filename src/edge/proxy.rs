@@ -4,7 +4,8 @@
 //!
 //! Invariants: the response is the origin's, or a `502` with a short plain
 //! text reason when the origin cannot be reached; counting is scheduled only
-//! after the response is known and cannot change or delay it.
+//! after the response is known and cannot change or delay it. The visitor's
+//! IP address is copied only to be hashed in memory (see `visitors`).
 
 use super::flush;
 use crate::classify::{Classifier, RequestFacts, ResponseFacts};
@@ -20,6 +21,8 @@ struct CapturedRequest {
     host: String,
     referer: Option<String>,
     user_agent: Option<String>,
+    /// `CF-Connecting-IP`: hashed for unique visitors, never stored.
+    ip: Option<String>,
 }
 
 impl CapturedRequest {
@@ -89,7 +92,17 @@ pub async fn forward(
             return Ok(Response::from(response));
         }
         let at_secs = (js_sys::Date::now() / 1000.0).floor() as i64;
-        ctx.wait_until(flush::record(env.clone(), classifier, at_secs, hits));
+        let visitor = captured.ip.map(|ip| flush::Visitor {
+            ip,
+            user_agent: captured.user_agent.unwrap_or_default(),
+        });
+        ctx.wait_until(flush::record(
+            env.clone(),
+            classifier,
+            at_secs,
+            hits,
+            visitor,
+        ));
     }
     Ok(Response::from(response))
 }
@@ -113,6 +126,7 @@ fn capture(inner: &web_sys::Request, url: &worker::Url) -> CapturedRequest {
         host,
         referer: header("referer"),
         user_agent: header("user-agent"),
+        ip: header("cf-connecting-ip").filter(|ip| !ip.trim().is_empty()),
     }
 }
 

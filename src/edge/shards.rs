@@ -7,10 +7,13 @@
 
 use crate::config::Config;
 use crate::series::ShardQuery;
+use crate::sketch::VisitorSketch;
 use crate::tally::Row;
+use crate::uniques::{merge_hourly, ShardSketches, SketchQuery};
 use futures_util::future::join_all;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use worker::{Env, Method, Request, RequestInit, Response, Result};
 
 /// The Durable Object binding in `wrangler.toml`.
@@ -111,4 +114,42 @@ pub async fn read_rows(
         rows.extend(answer?.rows);
     }
     Ok(rows)
+}
+
+/// The visitor sketches of `query` from every shard, merged per hour; an
+/// error if any shard failed (a partial union would undercount).
+pub async fn read_sketches(
+    env: &Env,
+    config: &Config,
+    query: &SketchQuery,
+) -> std::result::Result<BTreeMap<i64, VisitorSketch>, String> {
+    let body = serde_json::to_string(query).map_err(|e| e.to_string())?;
+    let mut parts = Vec::new();
+    for (_, answer) in ask_all::<ShardSketches>(env, config, "/sketches", Some(body)).await {
+        parts.extend(answer?.sketches);
+    }
+    Ok(merge_hourly(parts))
+}
+
+/// The unique visitors of `metric` over `[from, to)` (Unix seconds, whole
+/// UTC hours): the union of every shard's hourly sketches, as one sketch
+/// (`.count()` estimates; see `sketch::STANDARD_ERROR`).
+pub async fn read_uniques(
+    env: &Env,
+    config: &Config,
+    metric: &str,
+    from: i64,
+    to: i64,
+) -> std::result::Result<VisitorSketch, String> {
+    let query = SketchQuery {
+        metric: metric.to_string(),
+        from,
+        to,
+        hourly: false,
+    };
+    let mut total = VisitorSketch::new();
+    for sketch in read_sketches(env, config, &query).await?.values() {
+        total.merge(sketch);
+    }
+    Ok(total)
 }

@@ -15,6 +15,7 @@ impl Sql for Native {
                 SqlValue::Null => Value::Null,
                 SqlValue::Int(i) => Value::Integer(i),
                 SqlValue::Text(s) => Value::Text(s),
+                SqlValue::Blob(b) => Value::Blob(b),
             })
             .collect();
         let columns = stmt.column_count();
@@ -29,6 +30,7 @@ impl Sql for Native {
                 out.push(match row.get_ref(i).map_err(|e| e.to_string())? {
                     ValueRef::Integer(v) => SqlValue::Int(v),
                     ValueRef::Text(t) => SqlValue::Text(String::from_utf8_lossy(t).into_owned()),
+                    ValueRef::Blob(b) => SqlValue::Blob(b.to_vec()),
                     _ => SqlValue::Null,
                 });
             }

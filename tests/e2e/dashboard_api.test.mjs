@@ -158,14 +158,16 @@ test('the overview shows every BPM with its day, baseline band and current windo
 });
 
 test('the referral report counts live visits by source and campaign, compares with the same weekday, and exports the same numbers as CSV', async () => {
+  // Five visitors (IP + user agent): three from google, one from the
+  // newsletter, one from twitter.
   const visits = [
-    ...Array(6).fill({ path: '/', referer: 'https://www.google.com/search?q=shop' }),
-    ...Array(3).fill({ path: '/pricing?utm_source=newsletter&utm_medium=email&utm_campaign=spring_launch' }),
-    ...Array(2).fill({ path: '/blog/launch', referer: 'https://t.co/xyz' }),
+    ...[1, 2, 3, 1, 2, 3].map((n) => ({ path: '/', referer: 'https://www.google.com/search?q=shop', ip: `192.0.2.${n}` })),
+    ...Array(3).fill({ path: '/pricing?utm_source=newsletter&utm_medium=email&utm_campaign=spring_launch', ip: '192.0.2.4' }),
+    ...Array(2).fill({ path: '/blog/launch', referer: 'https://t.co/xyz', ip: '192.0.2.5' }),
   ];
   const started = Math.floor(Date.now() / 1000 / MIN) * MIN;
   for (const v of visits) {
-    const res = await worker.fetch(v.path, { headers: { 'user-agent': BROWSER_UA, ...(v.referer ? { referer: v.referer } : {}) } });
+    const res = await worker.fetch(v.path, { headers: { 'user-agent': BROWSER_UA, 'cf-connecting-ip': v.ip, ...(v.referer ? { referer: v.referer } : {}) } });
     assert.ok(res.status < 400, `${v.path}: ${res.status}`);
     await res.arrayBuffer();
   }
@@ -186,11 +188,13 @@ test('the referral report counts live visits by source and campaign, compares wi
       assert.equal(r.status, 200, r.text);
       // The overview backfill has no splits, so the splits are the live visits.
       const live = r.body.tables.utm_campaign.find((x) => x.value === 'spring_launch');
-      return live?.count === 3 && r.body.tables.source.find((x) => x.value === 'twitter')?.count === 2 ? r.body : null;
+      return live?.count === 3 && r.body.tables.source.find((x) => x.value === 'twitter')?.count === 2 && r.body.uniques?.count === 5 ? r.body : null;
     },
     { timeoutMs: 30_000, intervalMs: 500, what: 'the live visits to be counted' },
   );
   assert.equal(report.metric, 'marketing_views');
+  // Backfilled history has counts but no visitor sketches.
+  assert.deepEqual(report.uniques, { count: 5, previous: 0, error: 0.01625 });
   assert.equal(report.step, 'minute');
   assert.equal(report.compare.mode, 'previous');
   assert.equal(report.compare.from, isoAt(from - 7 * 86400));
