@@ -15,7 +15,7 @@ use crate::config::{Config, MetricKind, Stage};
 use crate::detector::{median, seasonal_values, BaselineSource, CountSeries, WallClock};
 use crate::payload::window_label;
 use crate::rules::BUCKET_SECS;
-use crate::series::format_time;
+use crate::series::{format_time, query_params};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -88,23 +88,19 @@ impl OverviewQuery {
             range: OverviewRange::Day,
             metric: None,
         };
-        for (k, v) in form_urlencoded::parse(query.trim_start_matches('?').as_bytes()) {
-            match k.as_ref() {
-                "range" => {
-                    out.range = match v.as_ref() {
-                        "24h" | "1d" => OverviewRange::Day,
-                        "7d" | "1w" => OverviewRange::Week,
-                        other => return Err(OverviewQueryError::UnknownRange(other.into())),
-                    }
-                }
-                "metric" => {
-                    if config.metric(&v).is_none() {
-                        return Err(OverviewQueryError::UnknownMetric(v.into_owned()));
-                    }
-                    out.metric = Some(v.into_owned());
-                }
-                _ => {}
+        let params = query_params(query.trim_start_matches('?'));
+        if let Some(r) = params.get("range") {
+            out.range = match r.as_str() {
+                "24h" | "1d" => OverviewRange::Day,
+                "7d" | "1w" => OverviewRange::Week,
+                other => return Err(OverviewQueryError::UnknownRange(other.into())),
+            };
+        }
+        if let Some(m) = params.get("metric") {
+            if config.metric(m).is_none() {
+                return Err(OverviewQueryError::UnknownMetric(m.clone()));
             }
+            out.metric = Some(m.clone());
         }
         Ok(out)
     }

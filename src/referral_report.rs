@@ -11,7 +11,7 @@
 
 use crate::config::{Config, MetricKind, ReferralDimension};
 use crate::detector::WallClock;
-use crate::series::{ceil, format_time, parse_time, QueryError, ShardQuery};
+use crate::series::{ceil, format_time, parse_time, query_params, QueryError, ShardQuery};
 use crate::tally::{Dim, Resolution, Row, OTHER};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -127,12 +127,7 @@ impl ReportQuery {
         config: &Config,
         clock: &dyn WallClock,
     ) -> Result<Self, ReportQueryError> {
-        let mut params: HashMap<String, String> = HashMap::new();
-        for (k, v) in form_urlencoded::parse(query.trim_start_matches('?').as_bytes()).take(32) {
-            params
-                .entry(k.into_owned())
-                .or_insert_with(|| v.into_owned());
-        }
+        let params = query_params(query.trim_start_matches('?'));
         let get = |k: &str| params.get(k).map(String::as_str).filter(|v| !v.is_empty());
         let name = match get("metric") {
             Some(m) => m,

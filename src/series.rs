@@ -83,15 +83,22 @@ pub struct ShardQuery {
     pub dims: Vec<String>,
 }
 
+/// A query string's parameters: the first value of each name, at most 32
+/// pairs read (a hostile query string cannot make parsing expensive).
+pub fn query_params(query: &str) -> HashMap<String, String> {
+    let mut params: HashMap<String, String> = HashMap::new();
+    for (k, v) in form_urlencoded::parse(query.as_bytes()).take(32) {
+        params
+            .entry(k.into_owned())
+            .or_insert_with(|| v.into_owned());
+    }
+    params
+}
+
 impl SeriesQuery {
     /// Parses the raw query string of a series request.
     pub fn parse(query: &str, config: &Config) -> Result<Self, QueryError> {
-        let mut params: HashMap<String, String> = HashMap::new();
-        for (k, v) in form_urlencoded::parse(query.as_bytes()).take(32) {
-            params
-                .entry(k.into_owned())
-                .or_insert_with(|| v.into_owned());
-        }
+        let params = query_params(query);
         let get = |k: &'static str| params.get(k).map(String::as_str);
         let metric_name = get("metric").ok_or(QueryError::Missing("metric"))?;
         let metric = config

@@ -8,11 +8,11 @@
 //! hours, so a visitor seen in several hours of one day counts once.
 
 use crate::config::{Config, MetricKind};
-use crate::series::{format_time, parse_time, QueryError};
+use crate::series::{format_time, parse_time, query_params, QueryError};
 use crate::sketch::{VisitorSketch, STANDARD_ERROR};
 use crate::tally::{Resolution, HOUR_SECS};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// Most hourly points one request may ask for (31 days).
@@ -94,12 +94,7 @@ pub struct ShardSketches {
 impl UniquesQuery {
     /// Parses the raw query string of a uniques request.
     pub fn parse(query: &str, config: &Config) -> Result<Self, UniquesError> {
-        let mut params: HashMap<String, String> = HashMap::new();
-        for (k, v) in form_urlencoded::parse(query.as_bytes()).take(32) {
-            params
-                .entry(k.into_owned())
-                .or_insert_with(|| v.into_owned());
-        }
+        let params = query_params(query);
         let get = |k: &'static str| params.get(k).map(String::as_str);
         let name = get("metric").ok_or(QueryError::Missing("metric"))?;
         let metric = config
