@@ -376,12 +376,12 @@ test('a firing alert is muted through the UI and the silence is in GET /api/sile
   const form = card.locator('form.mute-form');
   await form.getByLabel('For').selectOption('4h');
   await form.getByLabel('Reason').fill('login provider outage, vendor ticket 1234');
-  await form.getByLabel('Your name').fill('Dana On-Call');
+  await form.getByLabel('Your name').fill('on-call engineer');
   await form.getByRole('button', { name: 'Mute logins_drop' }).click();
   await page.waitForFunction(() => document.querySelector('article.bpm[data-metric="logins"] .badge.state')?.textContent === 'silenced', null, { timeout: 30_000 });
-  await card.getByText(/Muted until .* by Dana On-Call/).waitFor();
+  await card.getByText(/Muted until .* by on-call engineer/).waitFor();
   const { silences } = await apiJson('/_bpm/api/silences');
-  const s = silences.find((x) => x.rule === 'logins_drop' && x.author === 'Dana On-Call');
+  const s = silences.find((x) => x.rule === 'logins_drop' && x.author === 'on-call engineer');
   assert.ok(s, JSON.stringify(silences));
   assert.equal(s.reason, 'login provider outage, vendor ticket 1234');
   const hours = (new Date(s.until) - Date.now()) / 3600_000;
