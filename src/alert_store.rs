@@ -46,10 +46,6 @@ pub struct AlertStore<S: Sql> {
     sql: S,
 }
 
-fn err(doing: &'static str) -> impl Fn(String) -> StoreError {
-    move |cause| StoreError { doing, cause }
-}
-
 fn int(v: Option<&SqlValue>) -> Option<i64> {
     match v {
         Some(SqlValue::Int(i)) => Some(*i),
@@ -75,27 +71,12 @@ fn state_name(s: DeliveryState) -> &'static str {
 
 impl<S: Sql> AlertStore<S> {
     pub fn open(sql: S) -> Result<Self, StoreError> {
-        for stmt in SCHEMA {
-            sql.exec(stmt, vec![])
-                .map_err(err("creating the alert tables"))?;
-        }
+        sql.create("creating the alert tables", SCHEMA)?;
         Ok(AlertStore { sql })
     }
 
-    fn exec(
-        &self,
-        doing: &'static str,
-        stmt: &str,
-        binds: Vec<SqlValue>,
-    ) -> Result<Vec<Vec<SqlValue>>, StoreError> {
-        self.sql
-            .exec(stmt, binds)
-            .map(|o| o.rows)
-            .map_err(err(doing))
-    }
-
     pub fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
-        let rows = self.exec(
+        let rows = self.sql.rows(
             "reading meta",
             "SELECT value FROM meta WHERE key = ?",
             vec![key.into()],
@@ -107,7 +88,7 @@ impl<S: Sql> AlertStore<S> {
     }
 
     pub fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
-        self.exec(
+        self.sql.rows(
             "writing meta",
             "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             vec![key.into(), value.into()],
@@ -117,7 +98,7 @@ impl<S: Sql> AlertStore<S> {
 
     /// Every stored bucket in `[from, to)`, as `(metric, t) → n`.
     pub fn load_series(&self, from: i64) -> Result<BTreeMap<(String, i64), i64>, StoreError> {
-        let rows = self.exec(
+        let rows = self.sql.rows(
             "reading the series",
             "SELECT metric, t, n FROM series WHERE t >= ?",
             vec![from.into()],
@@ -142,13 +123,13 @@ impl<S: Sql> AlertStore<S> {
         to: i64,
         counts: &BTreeMap<i64, i64>,
     ) -> Result<(), StoreError> {
-        self.exec(
+        self.sql.rows(
             "clearing series buckets",
             "DELETE FROM series WHERE metric = ? AND t >= ? AND t < ?",
             vec![metric.into(), from.into(), to.into()],
         )?;
         for (t, n) in counts.range(from..to).filter(|(_, n)| **n > 0) {
-            self.exec(
+            self.sql.rows(
                 "writing a series bucket",
                 "INSERT INTO series (metric, t, n) VALUES (?, ?, ?)",
                 vec![metric.into(), (*t).into(), (*n).into()],
@@ -165,7 +146,7 @@ impl<S: Sql> AlertStore<S> {
         buckets: &[(String, i64, i64)],
         now: i64,
     ) -> Result<bool, StoreError> {
-        let seen = self.exec(
+        let seen = self.sql.rows(
             "checking the backfill id",
             "SELECT 1 FROM backfills WHERE id = ?",
             vec![batch_id.into()],
@@ -174,13 +155,13 @@ impl<S: Sql> AlertStore<S> {
             return Ok(false);
         }
         for (metric, t, n) in buckets {
-            self.exec(
+            self.sql.rows(
                 "importing a bucket",
                 "INSERT INTO series (metric, t, n) VALUES (?, ?, ?) ON CONFLICT (metric, t) DO UPDATE SET n = n + excluded.n",
                 vec![metric.as_str().into(), (*t).into(), (*n).into()],
             )?;
         }
-        self.exec(
+        self.sql.rows(
             "recording the backfill id",
             "INSERT INTO backfills (id, at) VALUES (?, ?)",
             vec![batch_id.into(), now.into()],
@@ -189,7 +170,9 @@ impl<S: Sql> AlertStore<S> {
     }
 
     pub fn records(&self) -> Result<Vec<RuleRecord>, StoreError> {
-        let rows = self.exec("reading rule records", "SELECT json FROM records", vec![])?;
+        let rows = self
+            .sql
+            .rows("reading rule records", "SELECT json FROM records", vec![])?;
         Ok(rows
             .iter()
             .filter_map(|r| serde_json::from_str(text(r.first())?).ok())
@@ -205,7 +188,7 @@ impl<S: Sql> AlertStore<S> {
                 doing: "encoding a rule record",
                 cause: e.to_string(),
             })?;
-            self.exec(
+            self.sql.rows(
                 "writing a rule record",
                 "INSERT INTO records (rule, json) VALUES (?, ?) ON CONFLICT (rule) DO UPDATE SET json = excluded.json",
                 vec![r.rule.as_str().into(), json.as_str().into()],
@@ -220,13 +203,13 @@ impl<S: Sql> AlertStore<S> {
         }
         for e in entries {
             let json = serde_json::to_string(e).unwrap_or_default();
-            self.exec(
+            self.sql.rows(
                 "appending history",
                 "INSERT INTO history (at, json) VALUES (?, ?)",
                 vec![e.at.into(), json.as_str().into()],
             )?;
         }
-        self.exec(
+        self.sql.rows(
             "trimming history",
             "DELETE FROM history WHERE id <= (SELECT MAX(id) FROM history) - ?",
             vec![i64::from(limit).into()],
@@ -236,7 +219,7 @@ impl<S: Sql> AlertStore<S> {
 
     /// Newest first, optionally for one rule.
     pub fn history(&self, limit: u32, rule: Option<&str>) -> Result<Vec<HistoryEntry>, StoreError> {
-        let rows = self.exec(
+        let rows = self.sql.rows(
             "reading history",
             "SELECT json FROM history ORDER BY id DESC",
             vec![],
@@ -251,7 +234,7 @@ impl<S: Sql> AlertStore<S> {
 
     pub fn add_silence(&self, s: &Silence) -> Result<(), StoreError> {
         let json = serde_json::to_string(s).unwrap_or_default();
-        self.exec(
+        self.sql.rows(
             "writing a silence",
             "INSERT INTO silences (id, json) VALUES (?, ?)",
             vec![s.id.as_str().into(), json.as_str().into()],
@@ -260,7 +243,9 @@ impl<S: Sql> AlertStore<S> {
     }
 
     pub fn silences(&self) -> Result<Vec<Silence>, StoreError> {
-        let rows = self.exec("reading silences", "SELECT json FROM silences", vec![])?;
+        let rows = self
+            .sql
+            .rows("reading silences", "SELECT json FROM silences", vec![])?;
         let mut out: Vec<Silence> = rows
             .iter()
             .filter_map(|r| serde_json::from_str(text(r.first())?).ok())
@@ -271,7 +256,7 @@ impl<S: Sql> AlertStore<S> {
 
     /// Returns whether a silence with that id existed.
     pub fn delete_silence(&self, id: &str) -> Result<bool, StoreError> {
-        let rows = self.exec(
+        let rows = self.sql.rows(
             "deleting a silence",
             "DELETE FROM silences WHERE id = ? RETURNING id",
             vec![id.into()],
@@ -287,7 +272,7 @@ impl<S: Sql> AlertStore<S> {
         body: &str,
         now: i64,
     ) -> Result<Delivery, StoreError> {
-        let rows = self.exec(
+        let rows = self.sql.rows(
             "queueing a message",
             "INSERT INTO outbox (receiver, message_id, body, delivery, state) VALUES (?, ?, ?, '', 'queued') RETURNING seq",
             vec![receiver.into(), message_id.into(), body.into()],
@@ -300,7 +285,7 @@ impl<S: Sql> AlertStore<S> {
 
     pub fn update_delivery(&self, d: &Delivery) -> Result<(), StoreError> {
         let json = serde_json::to_string(d).unwrap_or_default();
-        self.exec(
+        self.sql.rows(
             "updating a delivery",
             "UPDATE outbox SET delivery = ?, state = ? WHERE seq = ?",
             vec![
@@ -327,7 +312,7 @@ impl<S: Sql> AlertStore<S> {
     }
 
     fn items(&self, stmt: &str) -> Result<Vec<OutboxItem>, StoreError> {
-        let rows = self.exec("reading the outbox", stmt, vec![])?;
+        let rows = self.sql.rows("reading the outbox", stmt, vec![])?;
         Ok(rows
             .iter()
             .filter_map(|r| {
@@ -340,7 +325,7 @@ impl<S: Sql> AlertStore<S> {
     }
 
     pub fn disabled_receivers(&self) -> Result<Vec<(String, i64, String)>, StoreError> {
-        let rows = self.exec(
+        let rows = self.sql.rows(
             "reading disabled receivers",
             "SELECT receiver, at, reason FROM disabled_receivers ORDER BY receiver",
             vec![],
@@ -372,7 +357,7 @@ impl<S: Sql> AlertStore<S> {
         now: i64,
         reason: &str,
     ) -> Result<(), StoreError> {
-        self.exec(
+        self.sql.rows(
             "disabling a receiver",
             "INSERT INTO disabled_receivers (receiver, at, reason) VALUES (?, ?, ?) ON CONFLICT (receiver) DO NOTHING",
             vec![receiver.into(), now.into(), reason.into()],
@@ -382,7 +367,7 @@ impl<S: Sql> AlertStore<S> {
 
     /// Drops old series buckets and settled outbox rows.
     pub fn prune(&self, now: i64) -> Result<(), StoreError> {
-        self.exec(
+        self.sql.rows(
             "pruning the series",
             "DELETE FROM series WHERE t < ?",
             vec![(now - SERIES_RETENTION_SECS).into()],
@@ -394,14 +379,14 @@ impl<S: Sql> AlertStore<S> {
             // A dead row's last attempt is its `next_at`; age it from there.
             let settled_at = d.delivered_at.unwrap_or(d.next_at.max(d.created_at));
             if settled_at < now - OUTBOX_RETENTION_SECS {
-                self.exec(
+                self.sql.rows(
                     "pruning the outbox",
                     "DELETE FROM outbox WHERE seq = ?",
                     vec![d.seq.into()],
                 )?;
             }
         }
-        self.exec(
+        self.sql.rows(
             "pruning backfill ids",
             "DELETE FROM backfills WHERE at < ?",
             vec![(now - SERIES_RETENTION_SECS).into()],

@@ -70,6 +70,35 @@ pub struct SqlOutput {
 /// A SQLite connection: the Durable Object's storage, or a native one.
 pub trait Sql {
     fn exec(&self, sql: &str, binds: Vec<SqlValue>) -> Result<SqlOutput, String>;
+
+    /// [`exec`](Self::exec), a failure naming what was being done.
+    fn run(
+        &self,
+        doing: &'static str,
+        sql: &str,
+        binds: Vec<SqlValue>,
+    ) -> Result<SqlOutput, StoreError> {
+        self.exec(sql, binds)
+            .map_err(|cause| StoreError { doing, cause })
+    }
+
+    /// The rows [`run`](Self::run) returns.
+    fn rows(
+        &self,
+        doing: &'static str,
+        sql: &str,
+        binds: Vec<SqlValue>,
+    ) -> Result<Vec<Vec<SqlValue>>, StoreError> {
+        self.run(doing, sql, binds).map(|out| out.rows)
+    }
+
+    /// Runs each statement of a schema (`CREATE … IF NOT EXISTS`: idempotent).
+    fn create(&self, doing: &'static str, schema: &[&str]) -> Result<(), StoreError> {
+        for stmt in schema {
+            self.run(doing, stmt, Vec::new())?;
+        }
+        Ok(())
+    }
 }
 
 /// A failed storage operation, with what was being done.
@@ -124,26 +153,12 @@ pub struct CounterStore<S: Sql> {
 impl<S: Sql> CounterStore<S> {
     /// Wraps a connection and creates the schema if needed.
     pub fn open(sql: S, limits: StoreLimits) -> Result<Self, StoreError> {
-        let store = CounterStore {
+        sql.create("creating the schema", store::SCHEMA)?;
+        Ok(CounterStore {
             sql,
             limits,
             admission: RefCell::new(HourlyAdmission::default()),
-        };
-        for stmt in store::SCHEMA {
-            store.exec("creating the schema", stmt, Vec::new())?;
-        }
-        Ok(store)
-    }
-
-    fn exec(
-        &self,
-        doing: &'static str,
-        sql: &str,
-        binds: Vec<SqlValue>,
-    ) -> Result<SqlOutput, StoreError> {
-        self.sql
-            .exec(sql, binds)
-            .map_err(|cause| StoreError { doing, cause })
+        })
     }
 
     /// Adds a batch to the minute buckets (and to hour/day buckets already
@@ -162,7 +177,7 @@ impl<S: Sql> CounterStore<S> {
             sketches,
         } = flush;
         let batch = Batch { id, requests, rows };
-        let seen = self.exec(
+        let seen = self.sql.run(
             "checking the batch id",
             "SELECT 1 FROM applied_batches WHERE id = ?",
             vec![batch.id.as_str().into()],
@@ -188,7 +203,8 @@ impl<S: Sql> CounterStore<S> {
         let mut written = self.upsert(&writes)?;
         written += self.merge_sketches(sketches)?;
         written += self
-            .exec(
+            .sql
+            .run(
                 "recording the batch id",
                 "INSERT INTO applied_batches (id, at) VALUES (?, ?)",
                 vec![batch.id.as_str().into(), now.into()],
@@ -214,7 +230,7 @@ impl<S: Sql> CounterStore<S> {
         })?;
         let mut failure = None;
         let admitted = admission.admit(rows, self.limits.max_values, |hour, metric, dim| {
-            match self.exec(
+            match self.sql.run(
                 "loading the hour's dimension values",
                 "SELECT DISTINCT val FROM counts WHERE res = 0 AND metric = ? AND t >= ? AND t < ? AND dim = ?",
                 vec![metric.into(), hour.into(), (hour + 3600).into(), dim.into()],
@@ -250,7 +266,8 @@ impl<S: Sql> CounterStore<S> {
                 binds.push(SqlValue::Int(i64::try_from(row.n()).unwrap_or(i64::MAX)));
             }
             written += self
-                .exec("writing counts", &store::upsert_sql(chunk.len()), binds)?
+                .sql
+                .run("writing counts", &store::upsert_sql(chunk.len()), binds)?
                 .rows_written;
         }
         Ok(written)
@@ -262,7 +279,7 @@ impl<S: Sql> CounterStore<S> {
     fn merge_sketches(&self, sketches: Vec<SketchRow>) -> Result<u64, StoreError> {
         let mut written = 0;
         for SketchRow(hour, metric, mut sketch) in sketches {
-            let stored = self.exec(
+            let stored = self.sql.run(
                 "reading a visitor sketch",
                 store::SKETCH_GET_SQL,
                 vec![metric.as_str().into(), hour.into()],
@@ -277,7 +294,8 @@ impl<S: Sql> CounterStore<S> {
                 sketch.merge(&previous);
             }
             written += self
-                .exec(
+                .sql
+                .run(
                     "writing a visitor sketch",
                     store::SKETCH_PUT_SQL,
                     vec![
@@ -295,7 +313,8 @@ impl<S: Sql> CounterStore<S> {
     /// into one at `q.from`. Unreadable stored sketches are skipped.
     pub fn read_sketches(&self, q: &SketchQuery) -> Result<Vec<(i64, VisitorSketch)>, StoreError> {
         let rows = self
-            .exec(
+            .sql
+            .run(
                 "reading visitor sketches",
                 store::SKETCH_RANGE_SQL,
                 vec![q.metric.as_str().into(), q.from.into(), q.to.into()],
@@ -331,7 +350,8 @@ impl<S: Sql> CounterStore<S> {
             binds.extend(q.dims.iter().map(|d| SqlValue::from(d.as_str())));
             let sql = store::read_sql(q.step, q.metrics.len(), q.dims.len());
             out.extend(
-                self.exec("reading counts", &sql, binds)?
+                self.sql
+                    .run("reading counts", &sql, binds)?
                     .rows
                     .iter()
                     .map(Vec::as_slice)
@@ -345,7 +365,8 @@ impl<S: Sql> CounterStore<S> {
     pub fn maintain(&self, now: i64) -> Result<(), StoreError> {
         let (hour_wm, day_wm) = self.watermarks()?;
         let oldest = self
-            .exec(
+            .sql
+            .run(
                 "finding the oldest minute",
                 "SELECT MIN(t) FROM counts WHERE res = 0 AND t >= ?",
                 vec![hour_wm.into()],
@@ -357,7 +378,7 @@ impl<S: Sql> CounterStore<S> {
         let plan =
             store::maintenance_plan(now, hour_wm, day_wm, oldest, self.limits.retention_days);
         if let Some((a, b)) = plan.hours {
-            self.exec(
+            self.sql.run(
                 "rolling up hours",
                 store::ROLLUP_HOURS_SQL,
                 vec![a.into(), b.into()],
@@ -365,7 +386,8 @@ impl<S: Sql> CounterStore<S> {
         }
         if let Some((a, b)) = plan.days {
             let rows: Vec<Row> = self
-                .exec(
+                .sql
+                .run(
                     "reading hours for days",
                     store::DAY_SOURCE_SQL,
                     vec![a.into(), b.into()],
@@ -385,19 +407,19 @@ impl<S: Sql> CounterStore<S> {
         self.set_meta(store::DAY_WM, plan.day_wm)?;
         for (res, before) in plan.delete_before {
             if let Some(before) = before {
-                self.exec(
+                self.sql.run(
                     "expiring counts",
                     "DELETE FROM counts WHERE res = ? AND t < ?",
                     vec![res.code().into(), before.into()],
                 )?;
             }
         }
-        self.exec(
+        self.sql.run(
             "expiring visitor sketches",
             "DELETE FROM visitor_sketches WHERE hour < ?",
             vec![store::sketch_delete_before(now, self.limits.retention_days.1).into()],
         )?;
-        self.exec(
+        self.sql.run(
             "expiring batch ids",
             "DELETE FROM applied_batches WHERE at < ?",
             vec![(now - store::BATCH_ID_TTL_SECS).into()],
@@ -411,7 +433,8 @@ impl<S: Sql> CounterStore<S> {
     /// Whether any minute rows remain (maintenance still has work ahead).
     pub fn has_minutes(&self) -> Result<bool, StoreError> {
         Ok(!self
-            .exec(
+            .sql
+            .run(
                 "checking for minutes",
                 "SELECT 1 FROM counts WHERE res = 0 LIMIT 1",
                 Vec::new(),
@@ -422,7 +445,8 @@ impl<S: Sql> CounterStore<S> {
 
     pub fn stats(&self) -> Result<ShardStats, StoreError> {
         let rows = self
-            .exec("reading statistics", "SELECT key, v FROM meta", Vec::new())?
+            .sql
+            .run("reading statistics", "SELECT key, v FROM meta", Vec::new())?
             .rows;
         let get = |k: &str| {
             rows.iter()
@@ -447,7 +471,7 @@ impl<S: Sql> CounterStore<S> {
 
     fn bump(&self, stats: &[(&str, u64)]) -> Result<(), StoreError> {
         for (key, by) in stats {
-            self.exec(
+            self.sql.run(
                 "updating statistics",
                 "INSERT INTO meta (key, v) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET v = v + excluded.v",
                 vec![(*key).into(), SqlValue::Int(i64::try_from(*by).unwrap_or(i64::MAX))],
@@ -457,7 +481,7 @@ impl<S: Sql> CounterStore<S> {
     }
 
     fn set_meta(&self, key: &str, v: i64) -> Result<(), StoreError> {
-        self.exec(
+        self.sql.run(
             "updating a watermark",
             "INSERT INTO meta (key, v) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET v = excluded.v",
             vec![key.into(), v.into()],

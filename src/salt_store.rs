@@ -45,23 +45,8 @@ pub struct SaltStore<S: Sql> {
 impl<S: Sql> SaltStore<S> {
     /// Wraps a connection and creates the schema if needed.
     pub fn open(sql: S) -> Result<Self, StoreError> {
-        let store = SaltStore { sql };
-        for stmt in SCHEMA {
-            store.exec("creating the salt schema", stmt, Vec::new())?;
-        }
-        Ok(store)
-    }
-
-    fn exec(
-        &self,
-        doing: &'static str,
-        sql: &str,
-        binds: Vec<SqlValue>,
-    ) -> Result<Vec<Vec<SqlValue>>, StoreError> {
-        self.sql
-            .exec(sql, binds)
-            .map(|out| out.rows)
-            .map_err(|cause| StoreError { doing, cause })
+        sql.create("creating the salt schema", SCHEMA)?;
+        Ok(SaltStore { sql })
     }
 
     /// The salt of `day` when it is `today` (both site-local day numbers),
@@ -73,14 +58,15 @@ impl<S: Sql> SaltStore<S> {
         today: i64,
         fresh: impl FnOnce() -> Salt,
     ) -> Result<Salt, SaltStoreError> {
-        self.exec(
+        self.sql.rows(
             "deleting old salts",
             "DELETE FROM salts WHERE day < ?",
             vec![salt_delete_before(today).into()],
         )?;
         check_salt_day(day, today).map_err(SaltStoreError::Refused)?;
         let stored = self
-            .exec(
+            .sql
+            .rows(
                 "reading a salt",
                 "SELECT salt FROM salts WHERE day = ?",
                 vec![day.into()],
@@ -95,7 +81,7 @@ impl<S: Sql> SaltStore<S> {
         // Absent (or unreadable, which would make the day unusable):
         // store a fresh one.
         let salt = fresh();
-        self.exec(
+        self.sql.rows(
             "storing a salt",
             "INSERT INTO salts (day, salt) VALUES (?, ?) \
              ON CONFLICT (day) DO UPDATE SET salt = excluded.salt",
@@ -107,7 +93,8 @@ impl<S: Sql> SaltStore<S> {
     /// The days that have a salt, oldest first (for tests and statistics).
     pub fn days(&self) -> Result<Vec<i64>, StoreError> {
         Ok(self
-            .exec(
+            .sql
+            .rows(
                 "listing salt days",
                 "SELECT day FROM salts ORDER BY day",
                 Vec::new(),
