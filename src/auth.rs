@@ -82,14 +82,12 @@ fn configured_token(configured: Option<&str>) -> Result<&str, AuthError> {
     }
 }
 
-fn session_mac(token: &str, expires: i64) -> Vec<u8> {
-    // HMAC takes keys of any length: this cannot fail.
-    let mut mac = match Hmac::<Sha256>::new_from_slice(token.as_bytes()) {
-        Ok(m) => m,
-        Err(_) => return Vec::new(),
-    };
+/// The session MAC over `expires`, ready to finalize or verify. HMAC takes
+/// keys of any length, so `None` does not happen; callers fail closed on it.
+fn session_mac(token: &str, expires: i64) -> Option<Hmac<Sha256>> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(token.as_bytes()).ok()?;
     mac.update(format!("bpm-session.v1.{expires}").as_bytes());
-    mac.finalize().into_bytes().to_vec()
+    Some(mac)
 }
 
 /// Checks a token offered at login (constant time).
@@ -106,7 +104,8 @@ pub fn check_token(offered: &str, configured: Option<&str>) -> Result<(), AuthEr
 pub fn issue_session(configured: Option<&str>, now: i64) -> Result<(String, i64), AuthError> {
     let token = configured_token(configured)?;
     let expires = now + SESSION_SECS;
-    let mac = URL_SAFE_NO_PAD.encode(session_mac(token, expires));
+    let mac = session_mac(token, expires).ok_or(AuthError::BadSession)?;
+    let mac = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
     Ok((format!("v1.{expires}.{mac}"), expires))
 }
 
@@ -121,9 +120,11 @@ pub fn check_session(value: &str, configured: Option<&str>, now: i64) -> Result<
     let mac = URL_SAFE_NO_PAD
         .decode(mac)
         .map_err(|_| AuthError::BadSession)?;
-    if !bool::from(mac.as_slice().ct_eq(&session_mac(token, expires))) {
-        return Err(AuthError::BadSession);
-    }
+    // Constant-time, and a MAC of the wrong length (even empty) fails.
+    session_mac(token, expires)
+        .ok_or(AuthError::BadSession)?
+        .verify_slice(&mac)
+        .map_err(|_| AuthError::BadSession)?;
     if now >= expires {
         return Err(AuthError::SessionExpired);
     }
@@ -256,7 +257,15 @@ mod tests {
             check_session(&extended, Some(TOKEN), 1_001),
             Err(AuthError::BadSession)
         );
-        for bad in ["", "v1", "v1.x.y", "v2.1.abc", "v1.99999999999.!!", "v1.5"] {
+        for bad in [
+            "",
+            "v1",
+            "v1.x.y",
+            "v2.1.abc",
+            "v1.99999999999.!!",
+            "v1.5",
+            "v1.99999999999.",
+        ] {
             assert_eq!(
                 check_session(bad, Some(TOKEN), 1),
                 Err(AuthError::BadSession),
