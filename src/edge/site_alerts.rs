@@ -11,7 +11,8 @@
 use super::counter_shard::DurableSql;
 use super::{env_string, now_secs, shards, VERSION};
 use crate::alert_book::{
-    counted_metrics, health_change, AlertBook, HistoryEntry, Notice, SilenceRequest,
+    counted_metrics, health_change, AlertBook, HistoryEntry, Notice, RuleRecord, SeriesSet,
+    SilenceRequest,
 };
 use crate::alert_store::{series_set, AlertStore, OutboxItem, SERIES_RETENTION_SECS};
 use crate::config::{Config, MetricKind};
@@ -39,6 +40,11 @@ pub const BINDING: &str = "BPM_ALERTS";
 /// A bucket is judged once it ended this long ago (flushes land within
 /// about a second; retries within a few more).
 const COMPLETE_AFTER_SECS: i64 = 30;
+
+/// End of the last 5-minute bucket complete at `now`.
+fn last_complete_bucket(now: i64) -> i64 {
+    (now - COMPLETE_AFTER_SECS).div_euclid(BUCKET_SECS) * BUCKET_SECS
+}
 /// Each tick re-reads this much recent history from the counter shards, so
 /// counts that arrive late still reach the detector.
 const REFRESH_SECS: i64 = 2 * 3600;
@@ -208,7 +214,7 @@ impl SiteAlerts {
         config: &Config,
         now: i64,
     ) -> std::result::Result<serde_json::Value, (u16, String)> {
-        let at = (now - COMPLETE_AFTER_SECS).div_euclid(BUCKET_SECS) * BUCKET_SECS;
+        let at = last_complete_bucket(now);
         let metrics = counted_metrics(config);
         self.refresh(store, config, &metrics, at).await?;
         let (mut notices, history, evaluated, eval_ms) =
@@ -276,12 +282,7 @@ impl SiteAlerts {
             return Err((500, "alert book unavailable".into()));
         };
         if evaluated {
-            let series = {
-                let cache = self.series.borrow();
-                let empty = BTreeMap::new();
-                let buckets = cache.as_ref().unwrap_or(&empty);
-                series_set(buckets, metrics, at - SERIES_RETENTION_SECS, at)
-            };
+            let series = self.series_between(metrics, at - SERIES_RETENTION_SECS, at);
             history.extend(book.evaluate(config, &series, at, &config.time));
             store
                 .set_meta("last_at", &at.to_string())
@@ -595,6 +596,24 @@ impl SiteAlerts {
         }
     }
 
+    /// The rule records: the live book's, else the stored ones.
+    fn records(
+        &self,
+        store: &AlertStore<DurableSql>,
+    ) -> std::result::Result<Vec<RuleRecord>, (u16, String)> {
+        match self.book.borrow().as_ref() {
+            Some(b) => Ok(b.records().cloned().collect()),
+            None => store.records().map_err(internal),
+        }
+    }
+
+    /// The cached 5-minute series of `metrics` in `[from, to)`.
+    fn series_between(&self, metrics: &[String], from: i64, to: i64) -> SeriesSet {
+        let cache = self.series.borrow();
+        let empty = BTreeMap::new();
+        series_set(cache.as_ref().unwrap_or(&empty), metrics, from, to)
+    }
+
     /// Mission Control's data. Refreshes the series from the shards first
     /// when no tick has since the last bucket completed (a deployment whose
     /// cron has not run yet, or `wrangler dev` without scheduled ticks).
@@ -605,7 +624,7 @@ impl SiteAlerts {
         query: &OverviewQuery,
         now: i64,
     ) -> std::result::Result<serde_json::Value, (u16, String)> {
-        let at = (now - COMPLETE_AFTER_SECS).div_euclid(BUCKET_SECS) * BUCKET_SECS;
+        let at = last_complete_bucket(now);
         let metrics = counted_metrics(config);
         let refreshed_to: Option<i64> = store
             .meta("refreshed_to")
@@ -614,18 +633,10 @@ impl SiteAlerts {
         if refreshed_to.is_none_or(|r| r < at) || self.series.borrow().is_none() {
             self.refresh(store, config, &metrics, at).await?;
         }
-        let records: Vec<_> = match self.book.borrow().as_ref() {
-            Some(b) => b.records().cloned().collect(),
-            None => store.records().map_err(internal)?,
-        };
+        let records = self.records(store)?;
         let silences = store.silences().map_err(internal)?;
-        let series = {
-            let cache = self.series.borrow();
-            let empty = BTreeMap::new();
-            let buckets = cache.as_ref().unwrap_or(&empty);
-            let from = now - query.range.secs() - overview::LOOKBACK_SECS;
-            series_set(buckets, &metrics, from, at).series
-        };
+        let from = now - query.range.secs() - overview::LOOKBACK_SECS;
+        let series = self.series_between(&metrics, from, at).series;
         let built = overview::build(config, &series, &records, &silences, query, now);
         serde_json::to_value(built).map_err(internal)
     }
@@ -637,10 +648,7 @@ impl SiteAlerts {
         config: &Config,
         now: i64,
     ) -> std::result::Result<serde_json::Value, (u16, String)> {
-        let records = match self.book.borrow().as_ref() {
-            Some(b) => b.records().cloned().collect(),
-            None => store.records().map_err(internal)?,
-        };
+        let records = self.records(store)?;
         let silences = store.silences().map_err(internal)?;
         let rules: Vec<serde_json::Value> = config
             .alerts
