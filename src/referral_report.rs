@@ -291,6 +291,11 @@ fn sum_rows(rows: &[Row], from: i64, step: i64, len: usize) -> Sums {
     Sums { steps, values }
 }
 
+/// Table order: count, then previous count, descending; then by value.
+fn largest_first(a: &(&str, u64, u64), b: &(&str, u64, u64)) -> std::cmp::Ordering {
+    b.1.cmp(&a.1).then(b.2.cmp(&a.2)).then(a.0.cmp(b.0))
+}
+
 /// Builds the report from the rows of the range and of the comparison.
 pub fn build(
     q: &ReportQuery,
@@ -335,7 +340,7 @@ pub fn build(
         }
         let mut list: Vec<(&str, u64, u64)> =
             values.into_iter().map(|(v, (n, p))| (v, n, p)).collect();
-        list.sort_by(|a, b| b.1.cmp(&a.1).then(b.2.cmp(&a.2)).then(a.0.cmp(b.0)));
+        list.sort_by(largest_first);
         if list.len() > MAX_TABLE_ROWS {
             let rest: Vec<(&str, u64, u64)> = list.split_off(MAX_TABLE_ROWS - 1);
             let (n, p) = rest
@@ -348,7 +353,7 @@ pub fn build(
                 }
                 None => list.push((OTHER, n, p)),
             }
-            list.sort_by(|a, b| b.1.cmp(&a.1).then(b.2.cmp(&a.2)).then(a.0.cmp(b.0)));
+            list.sort_by(largest_first);
         }
         let rows = list
             .into_iter()

@@ -383,20 +383,20 @@ async fn referrals(req: &Request, env: &Env, config: &Config) -> Result<Response
             None => Ok(None),
         }
     };
-    let (rows, before) =
-        futures_util::future::join(shards::read_rows(env, config, &current), read_previous).await;
+    // Rows, comparison rows and visitor sketches are read concurrently.
+    let (rows, before, uniques) = futures_util::future::join3(
+        shards::read_rows(env, config, &current),
+        read_previous,
+        referral_uniques(env, config, &query),
+    )
+    .await;
     let (rows, before) = match (rows, before) {
         (Ok(r), Ok(b)) => (r, b),
         (Err(e), _) | (_, Err(e)) => {
             return json_error(503, &format!("counter storage unavailable: {e}"))
         }
     };
-    let report = referral_report::build(
-        &query,
-        &rows,
-        before.as_deref(),
-        referral_uniques(env, config, &query).await,
-    );
+    let report = referral_report::build(&query, &rows, before.as_deref(), uniques);
     if !query.csv {
         return json_response(200, &report);
     }
@@ -423,17 +423,20 @@ async fn referral_uniques(
     q: &ReportQuery,
 ) -> Option<referral_report::Uniques> {
     let len = q.to - q.from;
-    let now = shards::read_uniques(env, config, &q.metric, q.from, q.to)
-        .await
-        .ok()?;
-    let previous = match q.compare_from {
-        Some(f) => Some(
-            shards::read_uniques(env, config, &q.metric, f, f + len)
+    let read_previous = async {
+        match q.compare_from {
+            Some(f) => shards::read_uniques(env, config, &q.metric, f, f + len)
                 .await
-                .ok()?,
-        ),
-        None => None,
+                .map(Some),
+            None => Ok(None),
+        }
     };
+    let (now, previous) = futures_util::future::join(
+        shards::read_uniques(env, config, &q.metric, q.from, q.to),
+        read_previous,
+    )
+    .await;
+    let (now, previous) = (now.ok()?, previous.ok()?);
     Some(referral_report::Uniques {
         count: now.estimate().round() as u64,
         previous: previous.map(|p| p.estimate().round() as u64),
