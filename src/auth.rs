@@ -171,10 +171,18 @@ pub fn authorise(
         return Err(AuthError::Missing);
     };
     let expires = check_session(session, configured, now)?;
+    check_csrf(creds)?;
+    Ok(Authorised::Session { expires })
+}
+
+/// A credential the browser sends by itself (the session cookie, a
+/// Cloudflare Access assertion) authorises a change only together with the
+/// anti-forgery header, which a cross-site form cannot send.
+pub fn check_csrf(creds: Credentials<'_>) -> Result<(), AuthError> {
     if creds.changes_state && creds.csrf.map(str::trim) != Some("1") {
         return Err(AuthError::MissingCsrfHeader);
     }
-    Ok(Authorised::Session { expires })
+    Ok(())
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! the Workers runtime and that core. The core never panics on input from a
 //! request, the config or storage.
 
+pub mod access;
 pub mod accesslog;
 pub mod alert_book;
 pub mod alert_store;
