@@ -2,12 +2,14 @@
 //! static dashboard files (served from the assets binding, never shadowing
 //! the site's own paths).
 //!
-//! Every API route but `health` needs the bearer token. Errors are JSON
+//! Every API route but `health` needs the API token (bearer header or login
+//! session) or, when configured, a Cloudflare Access assertion. Errors are JSON
 //! `{"error": "..."}` with a 4xx/5xx status; nothing here reaches the origin.
 
-use super::{shards, site_alerts, CONFIG_HASH, VERSION};
+use super::{access_keys, shards, site_alerts, CONFIG_HASH, VERSION};
+use crate::access::{assertion_from, AccessError, AccessIdentity, AccessPolicy, ASSERTION_HEADER};
 use crate::auth::{
-    authorise, check_session, check_token, cookie_value, issue_session, AuthError, Credentials,
+    authorise, check_csrf, check_token, issue_session, AuthError, Authorised, Credentials,
     CSRF_HEADER, SESSION_COOKIE, SESSION_SECS,
 };
 use crate::classify::Classifier;
@@ -47,22 +49,10 @@ pub async fn handle(
     }
     let token = super::env_string(env, "BPM_API_TOKEN");
     if route == "session" {
-        return session(req, token.as_deref()).await;
+        return session(req, env, token.as_deref()).await;
     }
-    let header = |name: &str| req.headers().get(name).ok().flatten();
-    let (authorization, cookie, csrf) = (
-        header("authorization"),
-        header("cookie"),
-        header(CSRF_HEADER),
-    );
-    let creds = Credentials {
-        authorization: authorization.as_deref(),
-        cookie: cookie.as_deref(),
-        csrf: csrf.as_deref(),
-        changes_state: !matches!(req.method(), Method::Get | Method::Head),
-    };
-    if let Err(e) = authorise(creds, token.as_deref(), super::now_secs()) {
-        return unauthorised(e);
+    if let Err(refusal) = caller(&req, env, token.as_deref()).await {
+        return refused(refusal);
     }
     let config = classifier.config();
     let query = req
@@ -120,6 +110,76 @@ pub async fn handle(
     }
 }
 
+/// Who an authorised request speaks for.
+enum Caller {
+    /// The API token, as a bearer header or through a login session.
+    Token(Authorised),
+    /// A user or service token that passed the Cloudflare Access application.
+    Access(AccessIdentity),
+}
+
+/// Why a request was refused.
+enum Refusal {
+    Token(AuthError),
+    Access(AccessError),
+}
+
+/// Authorises a request by bearer token, session cookie or, when the Access
+/// vars are set and no bearer header was sent, a Cloudflare Access
+/// assertion. Cookie and Access credentials are ambient, so a change they
+/// authorise also needs the anti-forgery header.
+async fn caller(
+    req: &Request,
+    env: &Env,
+    token: Option<&str>,
+) -> std::result::Result<Caller, Refusal> {
+    let header = |name: &str| req.headers().get(name).ok().flatten();
+    let (authorization, cookie, csrf, assertion) = (
+        header("authorization"),
+        header("cookie"),
+        header(CSRF_HEADER),
+        header(ASSERTION_HEADER),
+    );
+    let creds = Credentials {
+        authorization: authorization.as_deref(),
+        cookie: cookie.as_deref(),
+        csrf: csrf.as_deref(),
+        changes_state: !matches!(req.method(), Method::Get | Method::Head),
+    };
+    let now = super::now_secs();
+    let by_token = match authorise(creds, token, now) {
+        Ok(a) => return Ok(Caller::Token(a)),
+        Err(e) => e,
+    };
+    let jwt = assertion_from(assertion.as_deref(), cookie.as_deref());
+    let (None, Some(jwt)) = (creds.authorization, jwt) else {
+        return Err(Refusal::Token(by_token));
+    };
+    let policy = match AccessPolicy::from_vars(
+        super::env_string(env, "BPM_ACCESS_TEAM_DOMAIN").as_deref(),
+        super::env_string(env, "BPM_ACCESS_AUD").as_deref(),
+    ) {
+        Ok(Some(p)) => p,
+        Ok(None) => return Err(Refusal::Token(by_token)),
+        Err(e) => return Err(Refusal::Access(AccessError::Misconfigured(e))),
+    };
+    let identity = access_keys::verify(&policy, jwt, now)
+        .await
+        .map_err(Refusal::Access)?;
+    check_csrf(creds).map_err(Refusal::Token)?;
+    Ok(Caller::Access(identity))
+}
+
+fn refused(refusal: Refusal) -> Result<Response> {
+    match refusal {
+        Refusal::Token(e) => unauthorised(e),
+        Refusal::Access(e @ (AccessError::KeysUnavailable(_) | AccessError::Misconfigured(_))) => {
+            json_error(503, &e.to_string())
+        }
+        Refusal::Access(e) => json_error(401, &e.to_string()),
+    }
+}
+
 fn unauthorised(e: AuthError) -> Result<Response> {
     let mut resp = json_error(401, e.message())?;
     resp.headers_mut()
@@ -128,8 +188,9 @@ fn unauthorised(e: AuthError) -> Result<Response> {
 }
 
 /// `/api/session`: the dashboard's login (`POST {"token"}` sets an HttpOnly
-/// cookie), its check (`GET`) and logout (`DELETE`).
-async fn session(mut req: Request, token: Option<&str>) -> Result<Response> {
+/// cookie), its check (`GET`, which also answers for Cloudflare Access) and
+/// logout (`DELETE`).
+async fn session(mut req: Request, env: &Env, token: Option<&str>) -> Result<Response> {
     let now = super::now_secs();
     let secure = req.url().map(|u| u.scheme() == "https").unwrap_or(true);
     let cookie = |value: &str, max_age: i64| {
@@ -163,20 +224,27 @@ async fn session(mut req: Request, token: Option<&str>) -> Result<Response> {
             resp.headers_mut().set("cache-control", "no-store")?;
             Ok(resp)
         }
-        Method::Get => {
-            let header = req.headers().get("cookie").ok().flatten();
-            let value = header
-                .as_deref()
-                .and_then(|c| cookie_value(c, SESSION_COOKIE));
-            match value.map(|v| check_session(v, token, now)) {
-                Some(Ok(expires)) => json_response(
-                    200,
-                    &json!({ "authenticated": true, "expires": crate::series::format_time(expires) }),
-                ),
-                Some(Err(e)) => unauthorised(e),
-                None => unauthorised(AuthError::Missing),
+        Method::Get => match caller(&req, env, token).await {
+            Ok(Caller::Token(Authorised::Session { expires })) => json_response(
+                200,
+                &json!({
+                    "authenticated": true, "via": "session",
+                    "expires": crate::series::format_time(expires),
+                }),
+            ),
+            Ok(Caller::Token(Authorised::Bearer)) => {
+                json_response(200, &json!({ "authenticated": true, "via": "token" }))
             }
-        }
+            Ok(Caller::Access(identity)) => json_response(
+                200,
+                &json!({
+                    "authenticated": true, "via": "access", "name": identity.name,
+                    "expires": crate::series::format_time(identity.expires),
+                    "logout": AccessPolicy::logout_path(),
+                }),
+            ),
+            Err(refusal) => refused(refusal),
+        },
         Method::Delete => {
             let mut resp = Response::empty()?.with_status(204);
             resp.headers_mut().set("set-cookie", &cookie("", 0))?;

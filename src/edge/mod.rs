@@ -6,6 +6,7 @@
 //! problem into a failed response. Counting runs after the origin's response
 //! is known, inside `wait_until`, and reports its failures to the log only.
 
+mod access_keys;
 mod api;
 mod counter_shard;
 mod daily_salt;
