@@ -8,8 +8,10 @@
 // with known Referer headers and utm_* parameters sent through the worker.
 // The assertions read what is on screen: the banner, every BPM card, the
 // mute form, the referral tables, the range picker, the CSV download, the
-// metric detail and the login form. Every request the page makes must stay
-// on 127.0.0.1 and the console must stay free of errors.
+// metric detail, the login form and the dashboard behind Cloudflare Access
+// (an assertion from the stand-in team in ../e2e/access-team.mjs). Every
+// request the page makes must stay on 127.0.0.1 and the console must stay
+// free of errors.
 //
 // Screenshots go to test-artifacts/screenshots/; BPM_UPDATE_SCREENSHOTS=1
 // also copies them to docs/screenshots/ (the README's pictures).
@@ -22,6 +24,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 import { startOrigin, startWorker, waitFor, ROOT, ARTIFACTS, TEST_TOKEN, BROWSER_UA } from '../e2e/harness.mjs';
+import { rsaKey, sign, startTeam, userClaims } from '../e2e/access-team.mjs';
 
 const CHROMIUM = process.env.BPM_CHROMIUM ?? '/usr/bin/chromium';
 const CHROMIUM_ARGS = [
@@ -59,6 +62,8 @@ const EXPECTED = {
 
 let origin;
 let sink;
+let team;
+const ACCESS_AUD = 'browser-e2e-application-aud';
 let worker;
 let context;
 let page;
@@ -239,6 +244,8 @@ async function tableOnScreen(key) {
 before(async () => {
   origin = await startOrigin({ port: 0 });
   sink = await startSink();
+  team = await startTeam();
+  team.published = [rsaKey('browser-key')];
   worker = await startWorker({
     originUrl: origin.url,
     label: 'browser',
@@ -249,6 +256,8 @@ before(async () => {
       ONCALL_PAGERDUTY_ROUTING_KEY: 'e2e0123456789abcdef0123456789abc',
       ALERTMANAGER_WEBHOOK_URL: `${sink.url}/am`,
       ALERTMANAGER_WEBHOOK_SECRET: 'whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD',
+      BPM_ACCESS_TEAM_DOMAIN: team.url,
+      BPM_ACCESS_AUD: ACCESS_AUD,
     },
   });
 
@@ -304,6 +313,7 @@ after(async () => {
   if (userDataDir) fs.rmSync(userDataDir, { recursive: true, force: true });
   await worker?.stop();
   await sink?.close();
+  await team?.close();
   await origin?.close();
 });
 
@@ -535,6 +545,33 @@ test('auto-refresh keeps the page and scroll position; a 401 and logging out sho
   await page.getByLabel('API token').waitFor();
   const status = await page.evaluate(async () => (await fetch('api/overview', { credentials: 'same-origin' })).status);
   assert.equal(status, 401);
+});
+
+test('behind Cloudflare Access the dashboard opens without the login form, and Log out ends the Access session', async () => {
+  const accessPage = await context.newPage();
+  accessPage.on('console', (m) => {
+    if (m.type() === 'error') consoleErrors.push(m.text());
+  });
+  accessPage.on('pageerror', (e) => consoleErrors.push(`pageerror: ${e.message}`));
+  try {
+    // What Cloudflare adds to every request that passed the Access policy.
+    const jwt = sign(team.published[0], userClaims(team, ACCESS_AUD, 'oncall@example.com'));
+    await accessPage.setExtraHTTPHeaders({ 'cf-access-jwt-assertion': jwt });
+    await context.clearCookies();
+    await accessPage.goto(`${worker.url}/_bpm/`);
+    await accessPage.locator('article.bpm[data-metric="logins"] .badge.state').waitFor();
+    assert.equal(await accessPage.locator('#login').isVisible(), false);
+    assert.equal(await accessPage.locator('#view-mission').isVisible(), true);
+    const logout = accessPage.getByRole('button', { name: 'Log out' });
+    assert.match(await logout.getAttribute('title'), /oncall@example\.com through Cloudflare Access/);
+    // Cloudflare's edge answers this path itself; stand in for it here.
+    await accessPage.route('**/cdn-cgi/access/logout', (route) =>
+      route.fulfill({ status: 200, contentType: 'text/html', body: '<p>Logged out of Cloudflare Access</p>' }));
+    await Promise.all([accessPage.waitForURL(`${worker.url}/cdn-cgi/access/logout`), logout.click()]);
+    await accessPage.getByText('Logged out of Cloudflare Access').waitFor();
+  } finally {
+    await accessPage.close();
+  }
 });
 
 test('no console errors, and no request left 127.0.0.1', async () => {

@@ -7,6 +7,14 @@ import * as f from './format.js';
 
 const AUTHOR_KEY = 'bpm-edge.author';
 const DURATIONS = ['30m', '1h', '2h', '4h', '8h', '24h', '3d', '7d'];
+// The mute form's author when this browser has not typed one yet: the
+// Cloudflare Access identity, if the page came through Access.
+let defaultAuthor = '';
+
+/** Sets the author the mute form starts with (see defaultAuthor). */
+export function setDefaultAuthor(name) {
+  defaultAuthor = name ?? '';
+}
 
 /**
  * One element per alert; mute offered while it is pending or firing. brief:
@@ -55,7 +63,7 @@ export function muteForm(rule, { done }) {
   const duration = f.el('select', { id: `${id}-d`, name: 'duration' }, ...DURATIONS.map((d) => f.el('option', { value: d, selected: d === '2h', text: d })));
   const reason = f.el('input', { id: `${id}-r`, name: 'reason', required: true, maxlength: 500, placeholder: 'e.g. known, fix deploying' });
   const author = f.el('input', { id: `${id}-a`, name: 'author', required: true, maxlength: 100, autocomplete: 'name' });
-  author.value = localStorage.getItem(AUTHOR_KEY) ?? '';
+  author.value = localStorage.getItem(AUTHOR_KEY) ?? defaultAuthor;
   const error = f.el('p', { class: 'error', role: 'alert', hidden: true });
   const submit = f.el('button', { type: 'submit', text: `Mute ${rule}` });
   const cancel = f.el('button', { type: 'button', class: 'quiet', text: 'Cancel' });

@@ -1,18 +1,23 @@
 // app.js — the dashboard's entry point: hash routing between Mission
 // Control (#/), Referrals (#/referrals) and a metric's detail
 // (#/metric/NAME); login and logout through /_bpm/api/session (an HttpOnly
-// cookie); and the 30 s auto-refresh that updates the shown view in place.
+// cookie, or a Cloudflare Access identity the worker verified); and the
+// 30 s auto-refresh that updates the shown view in place.
 
 import { call, onUnauthorized } from './api.js';
 import * as f from './format.js';
 import { createMission } from './mission.js';
 import { createReferrals } from './referrals.js';
 import { createMetric } from './metric.js';
+import { setDefaultAuthor } from './alerts.js';
 
 const REFRESH_MS = 30_000;
 const $ = (id) => document.getElementById(id);
 
 let loggedIn = false;
+// Where "Log out" goes when the page came through Cloudflare Access (its
+// own logout path); null for a token login, which ends the cookie session.
+let accessLogout = null;
 let site = null;
 let active = null;
 let running = null;
@@ -172,6 +177,10 @@ $('login-form').addEventListener('submit', async (ev) => {
 });
 
 $('logout').addEventListener('click', async () => {
+  if (accessLogout) {
+    window.location.assign(accessLogout);
+    return;
+  }
   try {
     await call('session', { method: 'DELETE' });
   } finally {
@@ -191,5 +200,10 @@ setInterval(() => {
 }, REFRESH_MS);
 
 call('session')
-  .then(showDashboard)
+  .then((who) => {
+    accessLogout = who?.via === 'access' ? who.logout : null;
+    if (who?.via === 'access') setDefaultAuthor(who.name);
+    $('logout').title = who?.via === 'access' ? `Signed in as ${who.name} through Cloudflare Access` : '';
+    showDashboard();
+  })
   .catch(() => showLogin());
