@@ -7,7 +7,9 @@
 #     1,000 requests (scripts/bench-e2e.mjs; installs wrk from Debian);
 #  4. the dashboard's API (overview, 30-day referral report) for 20 BPMs over
 #     35 days of minute data, and one alert evaluation as the difference
-#     between an evaluating and an idle tick (scripts/bench-dashboard.mjs).
+#     between an evaluating and an idle tick (scripts/bench-dashboard.mjs);
+#  5. an API call authorised by a Cloudflare Access JWT against one with the
+#     bearer token (scripts/bench-access.mjs).
 # Results land in bench-results/.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -31,3 +33,6 @@ BPM_SKIP_BUILD=1 node scripts/bench-e2e.mjs --install-wrk "$@"
 
 echo "== 4. dashboard API and alert evaluation inside the worker"
 node scripts/bench-dashboard.mjs
+
+echo "== 5. Cloudflare Access JWT verification"
+BPM_SKIP_BUILD=1 node scripts/bench-access.mjs

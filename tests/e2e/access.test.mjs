@@ -46,23 +46,9 @@ after(async () => {
   await origin?.close();
 });
 
-/** GET (or another method) on the API carrying an assertion in the header. */
-async function asAccess(path, jwt, { method = 'GET', headers = {}, body } = {}) {
-  const res = await fetch(`${worker.url}/_bpm/api/${path}`, {
-    method,
-    headers: { 'cf-access-jwt-assertion': jwt, ...headers },
-    body,
-    signal: AbortSignal.timeout(15_000),
-  });
-  const text = await res.text();
-  let json;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: res.status, body: json, text };
-}
+/** A call to `api/<path>` carrying an assertion in the header and no token. */
+const asAccess = (path, jwt, { headers = {}, ...init } = {}) =>
+  worker.api(`/_bpm/api/${path}`, { token: null, headers: { 'cf-access-jwt-assertion': jwt, ...headers }, ...init });
 
 test('a valid Access assertion opens the API, from the header or the cookie', async () => {
   const before = team.fetches;

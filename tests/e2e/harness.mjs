@@ -226,22 +226,22 @@ export async function startWorker({
 }
 
 /**
- * Authenticated GET. `url` is absolute. token: string (default TEST_TOKEN) or
+ * An API call (GET unless `method` says otherwise). `url` is absolute. token: string (default TEST_TOKEN) or
  * null for no Authorization header. Returns { status, headers, body, text }
  * where body is the parsed JSON (or undefined when the body is not JSON).
  */
-export async function api(url, { token = TEST_TOKEN, headers = {} } = {}) {
+export async function api(url, { token = TEST_TOKEN, headers = {}, method = 'GET', body } = {}) {
   const h = { accept: 'application/json', ...headers };
   if (token !== null) h.authorization = `Bearer ${token}`;
-  const res = await fetch(url, { headers: h, signal: AbortSignal.timeout(15_000) });
+  const res = await fetch(url, { method, headers: h, body, signal: AbortSignal.timeout(15_000) });
   const text = await res.text();
-  let body;
+  let json;
   try {
-    body = JSON.parse(text);
+    json = JSON.parse(text);
   } catch {
-    body = undefined;
+    json = undefined;
   }
-  return { status: res.status, headers: res.headers, body, text };
+  return { status: res.status, headers: res.headers, body: json, text };
 }
 
 /**
