@@ -53,10 +53,13 @@ const asAccess = (path, jwt, { headers = {}, ...init } = {}) =>
 test('a valid Access assertion opens the API, from the header or the cookie', async () => {
   const before = team.fetches;
   const jwt = sign(current, claims());
-  const metrics = await asAccess('metrics', jwt);
-  assert.equal(metrics.status, 200, metrics.text);
-  assert.ok(metrics.body.metrics.some((m) => m.name === 'logins'), metrics.text);
-  assert.equal(team.fetches, before + 1, 'the first assertion fetched the team keys once');
+  // Five at once on a fresh isolate: one fetches the keys, the others wait for it.
+  const first = await Promise.all(Array.from({ length: 5 }, () => asAccess('metrics', jwt)));
+  for (const metrics of first) {
+    assert.equal(metrics.status, 200, metrics.text);
+    assert.ok(metrics.body.metrics.some((m) => m.name === 'logins'), metrics.text);
+  }
+  assert.equal(team.fetches, before + 1, 'the first assertions fetched the team keys once');
   lastFetchAt = Date.now();
 
   const session = await asAccess('session', jwt);
