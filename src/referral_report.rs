@@ -11,7 +11,9 @@
 
 use crate::config::{Config, MetricKind, ReferralDimension};
 use crate::detector::WallClock;
-use crate::series::{ceil, format_time, parse_time, query_params, QueryError, ShardQuery};
+use crate::series::{
+    ceil, format_time, metric_named, parse_time, query_params, QueryError, ShardQuery,
+};
 use crate::tally::{Dim, Resolution, Row, OTHER};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -133,9 +135,7 @@ impl ReportQuery {
             Some(m) => m,
             None => default_metric(config).ok_or(QueryError::Missing("metric"))?,
         };
-        let metric = config
-            .metric(name)
-            .ok_or_else(|| QueryError::UnknownMetric(name.to_string()))?;
+        let metric = metric_named(config, name)?;
         let dims = match &metric.kind {
             MetricKind::Counted { dimensions, .. } if !dimensions.is_empty() => {
                 ReferralDimension::ALL

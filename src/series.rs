@@ -6,7 +6,7 @@
 //! same bucket are summed; a `by=` split returns at most K series plus
 //! `other`, whose counts still sum to the metric's count.
 
-use crate::config::{Config, MetricKind, ReferralDimension};
+use crate::config::{Config, Metric, MetricKind, ReferralDimension};
 use crate::latency;
 use crate::tally::{fold_top_k, Dim, Resolution, Row, OTHER};
 use chrono::{DateTime, SecondsFormat};
@@ -95,15 +95,20 @@ pub fn query_params(query: &str) -> HashMap<String, String> {
     params
 }
 
+/// The configured metric named by a query's `metric` parameter.
+pub fn metric_named<'c>(config: &'c Config, name: &str) -> Result<&'c Metric, QueryError> {
+    config
+        .metric(name)
+        .ok_or_else(|| QueryError::UnknownMetric(name.to_string()))
+}
+
 impl SeriesQuery {
     /// Parses the raw query string of a series request.
     pub fn parse(query: &str, config: &Config) -> Result<Self, QueryError> {
         let params = query_params(query);
         let get = |k: &'static str| params.get(k).map(String::as_str);
         let metric_name = get("metric").ok_or(QueryError::Missing("metric"))?;
-        let metric = config
-            .metric(metric_name)
-            .ok_or_else(|| QueryError::UnknownMetric(metric_name.to_string()))?;
+        let metric = metric_named(config, metric_name)?;
         let step_raw = get("step").ok_or(QueryError::Missing("step"))?;
         let step =
             Resolution::parse(step_raw).ok_or_else(|| QueryError::UnknownStep(step_raw.into()))?;

@@ -8,7 +8,7 @@
 //! hours, so a visitor seen in several hours of one day counts once.
 
 use crate::config::{Config, MetricKind};
-use crate::series::{format_time, parse_time, query_params, QueryError};
+use crate::series::{format_time, metric_named, parse_time, query_params, QueryError};
 use crate::sketch::{VisitorSketch, STANDARD_ERROR};
 use crate::tally::{Resolution, HOUR_SECS};
 use serde::{Deserialize, Serialize};
@@ -97,9 +97,7 @@ impl UniquesQuery {
         let params = query_params(query);
         let get = |k: &'static str| params.get(k).map(String::as_str);
         let name = get("metric").ok_or(QueryError::Missing("metric"))?;
-        let metric = config
-            .metric(name)
-            .ok_or_else(|| QueryError::UnknownMetric(name.to_string()))?;
+        let metric = metric_named(config, name)?;
         if matches!(metric.kind, MetricKind::Ratio(_)) {
             return Err(UniquesError::NotCounted(metric.name.clone()));
         }
