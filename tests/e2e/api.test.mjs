@@ -2,11 +2,18 @@
 // series shapes and parameter validation). One wrangler for the whole file;
 // no traffic is counted here, so every series is all zeros.
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  startOrigin, startWorker, seriesPath, iso, isoHour, addMs, floorTo, STEP_MS, TEST_TOKEN,
+  seriesPath,
+  iso,
+  isoHour,
+  addMs,
+  floorTo,
+  STEP_MS,
+  TEST_TOKEN,
 } from './harness.mjs';
+import { withOriginAndWorker } from './fixture.mjs';
 
 const SHIPPED_METRICS = ['login_views', 'dashboard_views', 'logins', 'signups', 'subscriptions', 'marketing_views', 'traffic', 'login_success'];
 const MAX_POINTS = 10_080;
@@ -14,14 +21,7 @@ const MAX_POINTS = 10_080;
 let origin;
 let worker;
 
-before(async () => {
-  origin = await startOrigin({ port: 0 });
-  worker = await startWorker({ originUrl: origin.url, label: 'api' });
-});
-after(async () => {
-  await worker?.stop();
-  await origin?.close();
-});
+withOriginAndWorker('api', {}, (started) => ({ origin, worker } = started));
 
 // A fixed, fully past 10-minute window.
 const to = floorTo(addMs(new Date(), -STEP_MS.hour), 'minute');

@@ -6,14 +6,22 @@
 // directory, and each test compares against totals it read itself (deltas),
 // so test order only matters where a comment says so.
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
-  startOrigin, startWorker, waitFor, runConcurrent, metricTotal, seriesPath, windowSince,
-  sumCount, sumSeries, BROWSER_UA, GOOGLEBOT_UA,
+  waitFor,
+  runConcurrent,
+  metricTotal,
+  seriesPath,
+  windowSince,
+  sumCount,
+  sumSeries,
+  BROWSER_UA,
+  GOOGLEBOT_UA,
 } from './harness.mjs';
+import { withOriginAndWorker } from './fixture.mjs';
 
 // Counts are durable within ~1–3 s; after a count is reached we wait this
 // long and check it did not move past the expected value.
@@ -24,15 +32,7 @@ let origin;
 let worker;
 let since;
 
-before(async () => {
-  since = new Date();
-  origin = await startOrigin({ port: 0 });
-  worker = await startWorker({ originUrl: origin.url, label: 'counting' });
-});
-after(async () => {
-  await worker?.stop();
-  await origin?.close();
-});
+withOriginAndWorker('counting', {}, (started) => ({ origin, worker, since } = started));
 
 const total = async (metric) => (await metricTotal(worker, metric, since)).total;
 

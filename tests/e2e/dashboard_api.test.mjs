@@ -6,9 +6,10 @@
 // and the referral report: live visits with known referrers and campaigns,
 // a backfilled comparison week, and the CSV carrying the JSON's numbers.
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startOrigin, startWorker, waitFor, TEST_TOKEN, BROWSER_UA } from './harness.mjs';
+import { waitFor, TEST_TOKEN, BROWSER_UA } from './harness.mjs';
+import { withOriginAndWorker } from './fixture.mjs';
 
 const MIN = 60;
 const BUCKET = 300;
@@ -20,15 +21,7 @@ const isoAt = (t) => new Date(t * 1000).toISOString().replace('.000Z', 'Z');
 let origin;
 let worker;
 
-before(async () => {
-  origin = await startOrigin({ port: 0 });
-  worker = await startWorker({ originUrl: origin.url, label: 'dashboard-api' });
-});
-
-after(async () => {
-  await worker?.stop();
-  await origin?.close();
-});
+withOriginAndWorker('dashboard-api', {}, (started) => ({ origin, worker } = started));
 
 async function backfill(text) {
   const res = await fetch(`${worker.url}/_bpm/api/backfill`, {

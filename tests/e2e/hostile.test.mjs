@@ -6,7 +6,7 @@
 // Order matters: the UTM flood runs first on a fresh worker so the sum of
 // all utm_source series must equal exactly the number of flood requests.
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -14,9 +14,20 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
-  startOrigin, startWorker, waitFor, runConcurrent, metricTotal, seriesPath, iso, floorTo, addMs, STEP_MS,
-  sumSeries, ROOT, SHIPPED_TOP_K, BROWSER_UA,
+  waitFor,
+  runConcurrent,
+  metricTotal,
+  seriesPath,
+  iso,
+  floorTo,
+  addMs,
+  STEP_MS,
+  sumSeries,
+  ROOT,
+  SHIPPED_TOP_K,
+  BROWSER_UA,
 } from './harness.mjs';
+import { withOriginAndWorker } from './fixture.mjs';
 
 const FLOOD = 10_000;
 
@@ -36,15 +47,7 @@ let origin;
 let worker;
 let since;
 
-before(async () => {
-  since = new Date();
-  origin = await startOrigin({ port: 0 });
-  worker = await startWorker({ originUrl: origin.url, label: 'hostile' });
-});
-after(async () => {
-  await worker?.stop();
-  await origin?.close();
-});
+withOriginAndWorker('hostile', {}, (started) => ({ origin, worker, since } = started));
 
 // [from, to) covering every hour touched since the file started.
 function hourWindow() {

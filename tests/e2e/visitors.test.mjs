@@ -4,14 +4,22 @@
 // union of hours, and no raw IP or user agent reaches Durable Object storage.
 // One wrangler for the whole file; tests run in order.
 
-import { test, before, after } from 'node:test';
+import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-  startOrigin, startWorker, waitFor, runConcurrent, metricTotal, addMs, iso, floorTo,
-  artifactDir, STEP_MS, GOOGLEBOT_UA,
+  waitFor,
+  runConcurrent,
+  metricTotal,
+  addMs,
+  iso,
+  floorTo,
+  artifactDir,
+  STEP_MS,
+  GOOGLEBOT_UA,
 } from './harness.mjs';
+import { withOriginAndWorker } from './fixture.mjs';
 
 const K = 12; // distinct visitors
 const REPEATS = 5; // requests per visitor
@@ -24,16 +32,10 @@ let origin;
 let worker;
 let since;
 
-before(async () => {
-  since = new Date();
-  origin = await startOrigin({ port: 0 });
-  // Keep the state directory: the last test reads it (the harness's stop()
-  // deletes a directory it made itself).
-  worker = await startWorker({ originUrl: origin.url, label: 'visitors', persistDir: artifactDir('persist-visitors') });
-});
-after(async () => {
-  await worker?.stop();
-  await origin?.close();
+// Keep the state directory: the last test reads it (the harness's stop()
+// deletes a directory it made itself), so it is removed here, after stop.
+withOriginAndWorker('visitors', () => ({ persistDir: artifactDir('persist-visitors') }), (started) => ({ origin, worker, since } = started));
+after(() => {
   if (worker?.persistDir) fs.rmSync(worker.persistDir, { recursive: true, force: true });
 });
 
