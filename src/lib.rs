@@ -19,6 +19,7 @@ pub mod config;
 pub mod counter_store;
 pub mod detector;
 pub mod event;
+pub mod flush_queue;
 pub mod latency;
 pub mod lifecycle;
 pub mod outbox;
