@@ -3,17 +3,22 @@
 //! reads, rolling up and expiring buckets, and reporting statistics.
 //!
 //! The Durable Object runs this over its `ctx.storage.sql`; the native tests
-//! run it over an in-memory SQLite, so the real statements are exercised
-//! without the Workers runtime. Every method issues its statements without
-//! yielding, so on a Durable Object each call commits atomically.
+//! and the fleet cost model run it over SQLite, so the real statements are
+//! exercised without the Workers runtime. Every multi-statement write (a
+//! fold, an import, a migration slice, maintenance) runs in one
+//! [`Sql::transaction`]: all of it or nothing, so a statement failing
+//! halfway never leaves counts that a retry would add again.
 
 use crate::series::ShardQuery;
 use crate::sketch::VisitorSketch;
-use crate::store::{self, HourlyAdmission, ReadPart};
+use crate::store::{
+    self, BucketCounts, BucketWrites, HourlyAdmission, LogRing, LogSlot, ReadPart, SlotChoice,
+};
 use crate::tally::{fold_top_k, Batch, Flush, Resolution, Row, SketchRow};
 use crate::uniques::SketchQuery;
 use serde::Serialize;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 
 /// A value bound to, or read from, a statement.
@@ -92,6 +97,29 @@ pub trait Sql {
         self.run(doing, sql, binds).map(|out| out.rows)
     }
 
+    /// Runs `f` as one transaction: everything it wrote stays if it
+    /// returns `Ok`, nothing if it returns `Err`. The default uses a
+    /// SQLite savepoint; the Durable Object overrides it with
+    /// `transactionSync` (which SQL savepoints are not allowed to replace).
+    fn transaction<T>(
+        &self,
+        doing: &'static str,
+        f: impl FnOnce() -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.run(doing, "SAVEPOINT bpm_tx", Vec::new())?;
+        match f() {
+            Ok(v) => {
+                self.run(doing, "RELEASE bpm_tx", Vec::new())?;
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = self.exec("ROLLBACK TO bpm_tx", Vec::new());
+                let _ = self.exec("RELEASE bpm_tx", Vec::new());
+                Err(e)
+            }
+        }
+    }
+
     /// Runs each statement of a schema (`CREATE … IF NOT EXISTS`: idempotent).
     fn create(&self, doing: &'static str, schema: &[&str]) -> Result<(), StoreError> {
         for stmt in schema {
@@ -119,12 +147,23 @@ impl std::error::Error for StoreError {}
 /// Statistics of one shard, as `/api/stats` shows them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ShardStats {
+    /// Batches counted: live flushes folded, and imports.
     pub flushes: i64,
+    /// Visitor requests those batches carried.
     pub requests: i64,
+    /// Every row inserted, updated or deleted by this shard (what
+    /// Cloudflare bills), folds, imports and maintenance included.
     pub rows_written: i64,
+    /// Batches refused as already applied (retries).
     pub duplicate_batches: i64,
+    /// Flushes appended and not yet folded (their rows are counted above
+    /// once folded).
+    pub pending_flushes: i64,
     pub hour_watermark: i64,
     pub day_watermark: i64,
+    pub schema_version: i64,
+    /// Whether version-1 rows are still being migrated.
+    pub migrating: bool,
 }
 
 /// The result of applying a batch.
@@ -144,83 +183,337 @@ pub struct StoreLimits {
     pub retention_days: (u32, u32, u32),
 }
 
+/// The `shard_state` row: the fold mark and the statistics, one row so
+/// that a fold updates them with one write.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct ShardState {
+    folded: i64,
+    flushes: i64,
+    requests: i64,
+    rows_written: i64,
+    duplicates: i64,
+}
+
 pub struct CounterStore<S: Sql> {
     sql: S,
     limits: StoreLimits,
     admission: RefCell<HourlyAdmission>,
+    ring: RefCell<LogRing>,
+    /// The stored `shard_state` row.
+    state: Cell<ShardState>,
+    /// Duplicates seen since the state was last saved.
+    unsaved_duplicates: Cell<i64>,
+    /// The version-1 `counts` table is still there.
+    legacy: Cell<bool>,
 }
 
 impl<S: Sql> CounterStore<S> {
-    /// Wraps a connection and creates the schema if needed.
+    /// Wraps a connection, creates or upgrades the schema, and loads the
+    /// flush log's ring and the shard state.
     pub fn open(sql: S, limits: StoreLimits) -> Result<Self, StoreError> {
         sql.create("creating the schema", store::SCHEMA)?;
-        Ok(CounterStore {
+        let legacy = !sql
+            .rows(
+                "looking for version-1 rows",
+                store::LEGACY_EXISTS_SQL,
+                Vec::new(),
+            )?
+            .is_empty();
+        let store = CounterStore {
             sql,
             limits,
             admission: RefCell::new(HourlyAdmission::default()),
-        })
+            ring: RefCell::new(LogRing::default()),
+            state: Cell::new(ShardState::default()),
+            unsaved_duplicates: Cell::new(0),
+            legacy: Cell::new(legacy),
+        };
+        store.init_state()?;
+        let slots = store
+            .sql
+            .rows("loading the flush log", store::LOG_RING_SQL, Vec::new())?
+            .iter()
+            .filter_map(|r| {
+                Some(LogSlot {
+                    slot: r.first()?.int()?,
+                    seq: r.get(1)?.int()?,
+                    id: r.get(2)?.text()?.to_string(),
+                    at: r.get(3)?.int()?,
+                })
+            })
+            .collect();
+        *store.ring.borrow_mut() = LogRing::load(slots);
+        Ok(store)
     }
 
-    /// Adds a batch to the minute buckets (and to hour/day buckets already
-    /// rolled up), once per batch id.
-    pub fn apply(&self, batch: Batch, now: i64) -> Result<Applied, StoreError> {
-        self.apply_flush(Flush::from(batch), now)
+    /// Creates the state row on first open (carrying over version-1
+    /// statistics) and loads it.
+    fn init_state(&self) -> Result<(), StoreError> {
+        let read = || -> Result<Option<ShardState>, StoreError> {
+            Ok(self
+                .sql
+                .rows(
+                    "reading the shard state",
+                    "SELECT folded, flushes, requests, rows_written, duplicates FROM shard_state WHERE id = 0",
+                    Vec::new(),
+                )?
+                .first()
+                .map(|r| {
+                    let v = |i: usize| r.get(i).and_then(SqlValue::int).unwrap_or(0);
+                    ShardState {
+                        folded: v(0),
+                        flushes: v(1),
+                        requests: v(2),
+                        rows_written: v(3),
+                        duplicates: v(4),
+                    }
+                }))
+        };
+        if let Some(state) = read()? {
+            self.state.set(state);
+            return Ok(());
+        }
+        let meta = |k: &str| self.meta(k);
+        let seeded = ShardState {
+            folded: 0,
+            flushes: meta(store::STAT_FLUSHES)?,
+            requests: meta(store::STAT_REQUESTS)?,
+            rows_written: meta(store::STAT_ROWS_WRITTEN)?,
+            duplicates: meta(store::STAT_DUPLICATES)?,
+        };
+        self.sql.transaction("creating the shard state", || {
+            self.save_state(seeded)?;
+            self.set_meta(store::SCHEMA_KEY, store::SCHEMA_VERSION)
+        })?;
+        self.state.set(seeded);
+        Ok(())
     }
 
-    /// [`apply`](Self::apply), and merges the flush's visitor sketches into
-    /// the stored ones, in the same atomic write and once per batch id.
-    pub fn apply_flush(&self, flush: Flush, now: i64) -> Result<Applied, StoreError> {
-        let Flush {
-            id,
-            requests,
-            rows,
-            sketches,
-        } = flush;
-        let batch = Batch { id, requests, rows };
-        let seen = self.sql.run(
-            "checking the batch id",
-            "SELECT 1 FROM applied_batches WHERE id = ?",
-            vec![batch.id.as_str().into()],
+    fn save_state(&self, s: ShardState) -> Result<(), StoreError> {
+        self.sql.run(
+            "saving the shard state",
+            "INSERT INTO shard_state (id, folded, flushes, requests, rows_written, duplicates)
+             VALUES (0, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET folded = excluded.folded,
+             flushes = excluded.flushes, requests = excluded.requests,
+             rows_written = excluded.rows_written, duplicates = excluded.duplicates",
+            vec![
+                s.folded.into(),
+                s.flushes.into(),
+                s.requests.into(),
+                s.rows_written.into(),
+                s.duplicates.into(),
+            ],
         )?;
-        if !seen.rows.is_empty() {
-            self.bump(&[(store::STAT_DUPLICATES, 1)])?;
+        Ok(())
+    }
+
+    /// Appends a live flush to the log, once per batch id: one row written.
+    /// Its counts reach the buckets at the next fold (before any read).
+    pub fn apply_flush(&self, flush: Flush, now: i64) -> Result<Applied, StoreError> {
+        if self.ring.borrow().contains(&flush.id) {
+            self.unsaved_duplicates
+                .set(self.unsaved_duplicates.get() + 1);
             return Ok(Applied {
                 applied: false,
                 rows_written: 0,
             });
         }
-        let (hour_wm, day_wm) = self.watermarks()?;
-        let rows = self.admit(batch.rows)?;
-        let mut writes: Vec<(Resolution, Row)> = Vec::with_capacity(rows.len());
-        for row in rows {
-            for res in store::write_through(row.t(), hour_wm, day_wm) {
-                let mut coarse = row.clone();
-                coarse.0 = res.floor(row.t());
-                writes.push((res, coarse));
-            }
-            writes.push((Resolution::Minute, row));
+        let body = serde_json::to_string(&flush).map_err(|e| StoreError {
+            doing: "encoding a flush",
+            cause: e.to_string(),
+        })?;
+        let mut choice = self.ring.borrow().choose(now, self.state.get().folded);
+        if choice == SlotChoice::FoldFirst {
+            self.fold()?;
+            choice = self.ring.borrow().choose(now, self.state.get().folded);
         }
-        let mut written = self.upsert(&writes)?;
-        written += self.merge_sketches(sketches)?;
-        written += self
-            .sql
-            .run(
-                "recording the batch id",
-                "INSERT INTO applied_batches (id, at) VALUES (?, ?)",
-                vec![batch.id.as_str().into(), now.into()],
-            )?
-            .rows_written;
-        // The three statistics rows below are writes too.
-        written += 3;
-        self.bump(&[
-            (store::STAT_FLUSHES, 1),
-            (store::STAT_REQUESTS, batch.requests),
-            (store::STAT_ROWS_WRITTEN, written),
-        ])?;
+        let slot = match choice {
+            SlotChoice::Reuse(slot) | SlotChoice::New(slot) => slot,
+            SlotChoice::FoldFirst => {
+                return Err(StoreError {
+                    doing: "appending a flush",
+                    cause: "the flush log's oldest slot could not be folded".into(),
+                })
+            }
+        };
+        let seq = self.ring.borrow().next_seq();
+        let out = self.sql.run(
+            "appending a flush",
+            store::LOG_PUT_SQL,
+            vec![
+                slot.into(),
+                seq.into(),
+                flush.id.as_str().into(),
+                now.into(),
+                body.as_str().into(),
+            ],
+        )?;
+        self.ring.borrow_mut().appended(slot, flush.id, now);
         Ok(Applied {
             applied: true,
-            rows_written: written,
+            rows_written: out.rows_written,
         })
+    }
+
+    /// Moves every appended flush into the buckets and sketches, in one
+    /// transaction with the new fold mark and statistics. Returns the rows
+    /// written (0 when nothing was pending).
+    pub fn fold(&self) -> Result<u64, StoreError> {
+        let before = self.state.get();
+        let entries = self.sql.rows(
+            "reading appended flushes",
+            store::LOG_UNFOLDED_SQL,
+            vec![before.folded.into()],
+        )?;
+        let Some(last) = entries
+            .last()
+            .and_then(|r| r.first())
+            .and_then(SqlValue::int)
+        else {
+            return Ok(0);
+        };
+        let mut rows = Vec::new();
+        let mut sketches = Vec::new();
+        let mut requests = 0u64;
+        for body in entries
+            .iter()
+            .filter_map(|r| r.get(1).and_then(SqlValue::text))
+        {
+            // Bodies are written by `apply_flush` from a parsed flush, so
+            // they always read back; one that does not is skipped rather
+            // than blocking every later fold.
+            if let Ok(flush) = serde_json::from_str::<Flush>(body) {
+                requests = requests.saturating_add(flush.requests);
+                rows.extend(flush.rows);
+                sketches.extend(flush.sketches);
+            }
+        }
+        let appended = entries.len() as i64;
+        let result = self.sql.transaction("folding flushes", || {
+            let written = self.write_rows(rows)? + self.merge_sketches(sketches)?;
+            let after = ShardState {
+                folded: last,
+                flushes: before.flushes + appended,
+                requests: before.requests + i64::try_from(requests).unwrap_or(i64::MAX),
+                // The appends, the fold's writes and this state row.
+                rows_written: before.rows_written + appended + written as i64 + 1,
+                duplicates: before.duplicates + self.unsaved_duplicates.get(),
+            };
+            self.save_state(after)?;
+            Ok((after, written + 1))
+        });
+        match result {
+            Ok((after, written)) => {
+                self.state.set(after);
+                self.unsaved_duplicates.set(0);
+                Ok(written)
+            }
+            Err(e) => {
+                // The admission cache may hold values that were rolled back.
+                self.admission.borrow_mut().clear();
+                Err(e)
+            }
+        }
+    }
+
+    /// Imports a batch (backfill) straight into the buckets, once per batch
+    /// id: all its rows and its id in one transaction, or nothing.
+    pub fn apply(&self, batch: Batch, now: i64) -> Result<Applied, StoreError> {
+        let Batch { id, requests, rows } = batch;
+        let seen = self.sql.rows(
+            "checking the batch id",
+            "SELECT 1 FROM applied_batches WHERE id = ?",
+            vec![id.as_str().into()],
+        )?;
+        if !seen.is_empty() {
+            self.unsaved_duplicates
+                .set(self.unsaved_duplicates.get() + 1);
+            return Ok(Applied {
+                applied: false,
+                rows_written: 0,
+            });
+        }
+        let before = self.state.get();
+        let result = self.sql.transaction("importing a batch", || {
+            let mut written = self.write_rows(rows)?;
+            written += self
+                .sql
+                .run(
+                    "recording the batch id",
+                    "INSERT INTO applied_batches (id, at) VALUES (?, ?)",
+                    vec![id.as_str().into(), now.into()],
+                )?
+                .rows_written;
+            written += 1;
+            let after = ShardState {
+                flushes: before.flushes + 1,
+                requests: before.requests + i64::try_from(requests).unwrap_or(i64::MAX),
+                rows_written: before.rows_written + written as i64,
+                ..before
+            };
+            self.save_state(after)?;
+            Ok((after, written))
+        });
+        match result {
+            Ok((after, written)) => {
+                self.state.set(after);
+                Ok(Applied {
+                    applied: true,
+                    rows_written: written,
+                })
+            }
+            Err(e) => {
+                self.admission.borrow_mut().clear();
+                Err(e)
+            }
+        }
+    }
+
+    /// Admits minute rows and adds them to their buckets (and to hour and
+    /// day buckets already rolled up); returns rows written.
+    fn write_rows(&self, rows: Vec<Row>) -> Result<u64, StoreError> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let (hour_wm, day_wm) = self.watermarks()?;
+        let rows = self.admit(rows)?;
+        self.put_buckets(store::bucket_writes(rows, hour_wm, day_wm))
+    }
+
+    /// Adds each bucket's counts to the stored row; returns rows written.
+    /// A stored row that cannot be read is replaced (it could never be
+    /// merged again, and failing would block every later fold).
+    fn put_buckets(&self, writes: BucketWrites) -> Result<u64, StoreError> {
+        let mut written = 0;
+        for ((res, metric, t), mut counts) in writes {
+            let stored = self.sql.rows(
+                "reading a bucket",
+                store::BUCKET_GET_SQL,
+                vec![res.code().into(), metric.as_str().into(), t.into()],
+            )?;
+            if let Some(old) = stored
+                .first()
+                .and_then(|r| r.first())
+                .and_then(SqlValue::text)
+                .and_then(|text| BucketCounts::decode(text).ok())
+            {
+                counts.merge(&old);
+            }
+            written += self
+                .sql
+                .run(
+                    "writing a bucket",
+                    store::BUCKET_PUT_SQL,
+                    vec![
+                        res.code().into(),
+                        metric.as_str().into(),
+                        t.into(),
+                        counts.encode().as_str().into(),
+                    ],
+                )?
+                .rows_written;
+        }
+        Ok(written)
     }
 
     fn admit(&self, rows: Vec<Row>) -> Result<Vec<Row>, StoreError> {
@@ -229,56 +522,53 @@ impl<S: Sql> CounterStore<S> {
             cause: "re-entered".into(),
         })?;
         let mut failure = None;
-        let admitted = admission.admit(rows, self.limits.max_values, |hour, metric, dim| {
-            match self.sql.run(
+        let admitted = admission.admit(
+            rows,
+            self.limits.max_values,
+            |hour, metric, dim| match self.sql.rows(
                 "loading the hour's dimension values",
-                "SELECT DISTINCT val FROM counts WHERE res = 0 AND metric = ? AND t >= ? AND t < ? AND dim = ?",
-                vec![metric.into(), hour.into(), (hour + 3600).into(), dim.into()],
+                store::BUCKET_METRIC_RANGE_SQL,
+                vec![metric.into(), hour.into(), (hour + 3600).into()],
             ) {
-                Ok(out) => out
-                    .rows
-                    .iter()
-                    .filter_map(|r| r.first().and_then(SqlValue::text).map(str::to_string))
-                    .collect(),
+                Ok(rows) => {
+                    let mut values = BTreeSet::new();
+                    for text in rows
+                        .iter()
+                        .filter_map(|r| r.get(1).and_then(SqlValue::text))
+                    {
+                        if let Ok(b) = BucketCounts::decode(text) {
+                            values.extend(b.values_of(dim).map(str::to_string));
+                        }
+                    }
+                    values.into_iter().collect()
+                }
                 Err(e) => {
                     failure = Some(e);
                     Vec::new()
                 }
-            }
-        });
+            },
+        );
         match failure {
             Some(e) => Err(e),
             None => Ok(admitted),
         }
     }
 
-    /// Adds each row's count into its bucket; returns rows written.
-    fn upsert(&self, writes: &[(Resolution, Row)]) -> Result<u64, StoreError> {
-        let mut written = 0;
-        for chunk in writes.chunks(store::UPSERT_CHUNK) {
-            let mut binds = Vec::with_capacity(chunk.len() * 6);
-            for (res, row) in chunk {
-                binds.push(res.code().into());
-                binds.push(row.t().into());
-                binds.push(row.metric().into());
-                binds.push(row.dim().into());
-                binds.push(row.value().into());
-                binds.push(SqlValue::Int(i64::try_from(row.n()).unwrap_or(i64::MAX)));
-            }
-            written += self
-                .sql
-                .run("writing counts", &store::upsert_sql(chunk.len()), binds)?
-                .rows_written;
-        }
-        Ok(written)
-    }
-
     /// Merges each sketch into the stored one of its (metric, hour). A
     /// stored sketch that cannot be read is replaced (it could never be
     /// merged again, and failing would lose the whole batch's counts).
     fn merge_sketches(&self, sketches: Vec<SketchRow>) -> Result<u64, StoreError> {
+        let mut merged: BTreeMap<(String, i64), VisitorSketch> = BTreeMap::new();
+        for SketchRow(hour, metric, sketch) in sketches {
+            match merged.entry((metric, hour)) {
+                std::collections::btree_map::Entry::Occupied(mut e) => e.get_mut().merge(&sketch),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(sketch);
+                }
+            }
+        }
         let mut written = 0;
-        for SketchRow(hour, metric, mut sketch) in sketches {
+        for ((metric, hour), mut sketch) in merged {
             let stored = self.sql.run(
                 "reading a visitor sketch",
                 store::SKETCH_GET_SQL,
@@ -312,6 +602,7 @@ impl<S: Sql> CounterStore<S> {
     /// The visitor sketches of `q` (one shard's share): per hour, or merged
     /// into one at `q.from`. Unreadable stored sketches are skipped.
     pub fn read_sketches(&self, q: &SketchQuery) -> Result<Vec<(i64, VisitorSketch)>, StoreError> {
+        self.fold()?;
         let rows = self
             .sql
             .run(
@@ -339,150 +630,342 @@ impl<S: Sql> CounterStore<S> {
         })
     }
 
-    /// Rows of `q`, summed per bucket of its step (one shard's share).
+    /// Rows of `q`, summed per bucket of its step (one shard's share),
+    /// after folding what was appended.
     pub fn read(&self, q: &ShardQuery) -> Result<Vec<Row>, StoreError> {
+        self.fold()?;
         let (hour_wm, day_wm) = self.watermarks()?;
-        let mut out = Vec::new();
-        for ReadPart { source, from, to } in store::read_plan(q.step, q.from, q.to, hour_wm, day_wm)
-        {
-            let mut binds: Vec<SqlValue> = vec![source.code().into(), from.into(), to.into()];
+        let dims: HashSet<&str> = q.dims.iter().map(String::as_str).collect();
+        let mut sums: HashMap<(i64, String, String, String), u64> = HashMap::new();
+        let mut add = |row: Row| {
+            let Row(t, metric, dim, val, n) = row;
+            let slot = sums.entry((q.step.floor(t), metric, dim, val)).or_insert(0);
+            *slot = slot.saturating_add(n);
+        };
+        let parts = store::read_plan(q.step, q.from, q.to, hour_wm, day_wm);
+        let bucket_sql = store::bucket_read_sql(q.metrics.len());
+        for ReadPart { source, from, to } in &parts {
+            let mut binds: Vec<SqlValue> = vec![source.code().into(), (*from).into(), (*to).into()];
             binds.extend(q.metrics.iter().map(|m| SqlValue::from(m.as_str())));
-            binds.extend(q.dims.iter().map(|d| SqlValue::from(d.as_str())));
-            let sql = store::read_sql(q.step, q.metrics.len(), q.dims.len());
-            out.extend(
-                self.sql
-                    .run("reading counts", &sql, binds)?
-                    .rows
+            for r in self.sql.rows("reading buckets", &bucket_sql, binds)? {
+                let (Some(metric), Some(t), Some(data)) = (
+                    r.first().and_then(SqlValue::text),
+                    r.get(1).and_then(SqlValue::int),
+                    r.get(2).and_then(SqlValue::text),
+                ) else {
+                    continue;
+                };
+                let Ok(counts) = BucketCounts::decode(data) else {
+                    continue;
+                };
+                for row in counts.rows(t, metric) {
+                    if dims.contains(row.dim()) {
+                        add(row);
+                    }
+                }
+            }
+        }
+        if self.legacy.get() {
+            let sql = store::legacy_read_sql(q.step, q.metrics.len(), q.dims.len());
+            for ReadPart { source, from, to } in &parts {
+                let mut binds: Vec<SqlValue> =
+                    vec![source.code().into(), (*from).into(), (*to).into()];
+                binds.extend(q.metrics.iter().map(|m| SqlValue::from(m.as_str())));
+                binds.extend(q.dims.iter().map(|d| SqlValue::from(d.as_str())));
+                for row in self
+                    .sql
+                    .rows("reading version-1 counts", &sql, binds)?
                     .iter()
                     .map(Vec::as_slice)
-                    .filter_map(to_row),
-            );
+                    .filter_map(to_row)
+                {
+                    add(row);
+                }
+            }
         }
+        let mut out: Vec<Row> = sums
+            .into_iter()
+            .map(|((t, m, d, v), n)| Row(t, m, d, v, n))
+            .collect();
+        Row::sort(&mut out);
         Ok(out)
     }
 
-    /// Rollups and retention at `now`.
+    /// Migrates a slice of about `limit` version-1 rows into buckets, whole
+    /// buckets at a time, in one transaction with their removal from the
+    /// old table (which is dropped once empty). Returns whether rows remain.
+    pub fn migrate_slice(&self, limit: i64) -> Result<bool, StoreError> {
+        if !self.legacy.get() {
+            return Ok(false);
+        }
+        let rows: Vec<(i64, Row)> = self
+            .sql
+            .rows(
+                "reading version-1 rows",
+                store::LEGACY_SLICE_SQL,
+                vec![limit.into()],
+            )?
+            .iter()
+            .filter_map(|r| {
+                let res = r.first()?.int()?;
+                let row = Row(
+                    r.get(2)?.int()?,
+                    r.get(1)?.text()?.to_string(),
+                    r.get(3)?.text()?.to_string(),
+                    r.get(4)?.text()?.to_string(),
+                    u64::try_from(r.get(5)?.int()?).ok()?,
+                );
+                Some((res, row))
+            })
+            .collect();
+        if rows.is_empty() {
+            self.sql.run(
+                "dropping the version-1 table",
+                "DROP TABLE IF EXISTS counts",
+                Vec::new(),
+            )?;
+            self.legacy.set(false);
+            return Ok(false);
+        }
+        let full = rows.len() as i64 >= limit;
+        let mut writes = BucketWrites::new();
+        for (res, Row(t, metric, dim, val, n)) in rows {
+            let res = match res {
+                0 => Resolution::Minute,
+                1 => Resolution::Hour,
+                _ => Resolution::Day,
+            };
+            writes
+                .entry((res, metric, t))
+                .or_default()
+                .add(&dim, &val, n);
+        }
+        // A full slice may end inside a bucket: leave that bucket for the
+        // next step (unless it is the only one).
+        if full && writes.len() > 1 {
+            if let Some(last) = writes.keys().next_back().cloned() {
+                writes.remove(&last);
+            }
+        }
+        let keys: Vec<(Resolution, String, i64)> = writes.keys().cloned().collect();
+        let before = self.state.get();
+        let after = self.sql.transaction("migrating version-1 rows", || {
+            let mut written = self.put_buckets(writes)?;
+            for (res, metric, t) in &keys {
+                written += self
+                    .sql
+                    .run(
+                        "removing migrated version-1 rows",
+                        store::LEGACY_DELETE_SQL,
+                        vec![res.code().into(), metric.as_str().into(), (*t).into()],
+                    )?
+                    .rows_written;
+            }
+            let after = ShardState {
+                rows_written: before.rows_written + written as i64 + 1,
+                ..before
+            };
+            self.save_state(after)?;
+            Ok(after)
+        })?;
+        self.state.set(after);
+        Ok(true)
+    }
+
+    /// Folds, migrates a slice of version-1 rows if any, then rolls up and
+    /// expires buckets at `now`. Rollups wait until the migration is done.
     pub fn maintain(&self, now: i64) -> Result<(), StoreError> {
+        self.fold()?;
+        if self.migrate_slice(store::MIGRATE_ROWS_PER_STEP)? {
+            return Ok(());
+        }
         let (hour_wm, day_wm) = self.watermarks()?;
         let oldest = self
             .sql
-            .run(
+            .rows(
                 "finding the oldest minute",
-                "SELECT MIN(t) FROM counts WHERE res = 0 AND t >= ?",
+                "SELECT MIN(t) FROM buckets WHERE res = 0 AND t >= ?",
                 vec![hour_wm.into()],
             )?
-            .rows
             .first()
             .and_then(|r| r.first())
             .and_then(SqlValue::int);
         let plan =
             store::maintenance_plan(now, hour_wm, day_wm, oldest, self.limits.retention_days);
-        if let Some((a, b)) = plan.hours {
-            self.sql.run(
-                "rolling up hours",
-                store::ROLLUP_HOURS_SQL,
-                vec![a.into(), b.into()],
-            )?;
-        }
-        if let Some((a, b)) = plan.days {
-            let rows: Vec<Row> = self
+        let before = self.state.get();
+        let after = self.sql.transaction("maintaining buckets", || {
+            let mut written = 0;
+            if let Some((a, b)) = plan.hours {
+                let mut hour = a;
+                while hour < b {
+                    let writes =
+                        self.rolled_up(Resolution::Minute, hour, Resolution::Hour, None)?;
+                    written += self.put_buckets(writes)?;
+                    hour += Resolution::Hour.seconds();
+                }
+            }
+            if let Some((a, b)) = plan.days {
+                let mut day = a;
+                while day < b {
+                    let k = Some(self.limits.max_values);
+                    let writes = self.rolled_up(Resolution::Hour, day, Resolution::Day, k)?;
+                    written += self.put_buckets(writes)?;
+                    day += Resolution::Day.seconds();
+                }
+            }
+            if plan.hour_wm != hour_wm {
+                self.set_meta(store::HOUR_WM, plan.hour_wm)?;
+                written += 1;
+            }
+            if plan.day_wm != day_wm {
+                self.set_meta(store::DAY_WM, plan.day_wm)?;
+                written += 1;
+            }
+            for (res, before) in plan.delete_before {
+                if let Some(before) = before {
+                    written += self
+                        .sql
+                        .run(
+                            "expiring buckets",
+                            "DELETE FROM buckets WHERE res = ? AND t < ?",
+                            vec![res.code().into(), before.into()],
+                        )?
+                        .rows_written;
+                }
+            }
+            written += self
                 .sql
                 .run(
-                    "reading hours for days",
-                    store::DAY_SOURCE_SQL,
-                    vec![a.into(), b.into()],
+                    "expiring visitor sketches",
+                    "DELETE FROM visitor_sketches WHERE hour < ?",
+                    vec![store::sketch_delete_before(now, self.limits.retention_days.1).into()],
                 )?
-                .rows
-                .iter()
-                .map(Vec::as_slice)
-                .filter_map(to_row)
-                .collect();
-            let writes: Vec<(Resolution, Row)> = fold_top_k(rows, self.limits.max_values)
-                .into_iter()
-                .map(|r| (Resolution::Day, r))
-                .collect();
-            self.upsert(&writes)?;
-        }
-        self.set_meta(store::HOUR_WM, plan.hour_wm)?;
-        self.set_meta(store::DAY_WM, plan.day_wm)?;
-        for (res, before) in plan.delete_before {
-            if let Some(before) = before {
-                self.sql.run(
-                    "expiring counts",
-                    "DELETE FROM counts WHERE res = ? AND t < ?",
-                    vec![res.code().into(), before.into()],
-                )?;
+                .rows_written;
+            written += self
+                .sql
+                .run(
+                    "expiring batch ids",
+                    "DELETE FROM applied_batches WHERE at < ?",
+                    vec![(now - store::BATCH_ID_TTL_SECS).into()],
+                )?
+                .rows_written;
+            let after = ShardState {
+                rows_written: before.rows_written + written as i64 + 1,
+                ..before
+            };
+            if written > 0 {
+                self.save_state(after)?;
+                Ok(after)
+            } else {
+                Ok(before)
             }
-        }
-        self.sql.run(
-            "expiring visitor sketches",
-            "DELETE FROM visitor_sketches WHERE hour < ?",
-            vec![store::sketch_delete_before(now, self.limits.retention_days.1).into()],
-        )?;
-        self.sql.run(
-            "expiring batch ids",
-            "DELETE FROM applied_batches WHERE at < ?",
-            vec![(now - store::BATCH_ID_TTL_SECS).into()],
-        )?;
+        })?;
+        self.state.set(after);
         if let Ok(mut adm) = self.admission.try_borrow_mut() {
             adm.forget_before(Resolution::Hour.floor(now) - 3600);
         }
         Ok(())
     }
 
+    /// The buckets of resolution `source` in the period of `into` starting
+    /// at `start`, summed per metric into one bucket of `into`; with `k`,
+    /// each capped dimension keeps its top `k` values and sums the rest.
+    fn rolled_up(
+        &self,
+        source: Resolution,
+        start: i64,
+        into: Resolution,
+        k: Option<usize>,
+    ) -> Result<BucketWrites, StoreError> {
+        let mut writes = BucketWrites::new();
+        for r in self.sql.rows(
+            "reading buckets to roll up",
+            store::BUCKET_RANGE_SQL,
+            vec![
+                source.code().into(),
+                start.into(),
+                (start + into.seconds()).into(),
+            ],
+        )? {
+            let (Some(metric), Some(data)) = (
+                r.first().and_then(SqlValue::text),
+                r.get(2).and_then(SqlValue::text),
+            ) else {
+                continue;
+            };
+            if let Ok(counts) = BucketCounts::decode(data) {
+                writes
+                    .entry((into, metric.to_string(), start))
+                    .or_default()
+                    .merge(&counts);
+            }
+        }
+        if let Some(k) = k {
+            for ((_, metric, t), counts) in writes.iter_mut() {
+                let rows: Vec<Row> = counts.rows(*t, metric).collect();
+                let mut folded = BucketCounts::default();
+                for row in fold_top_k(rows, k) {
+                    folded.add(row.dim(), row.value(), row.n());
+                }
+                *counts = folded;
+            }
+        }
+        Ok(writes)
+    }
+
     /// Whether any minute rows remain (maintenance still has work ahead).
     pub fn has_minutes(&self) -> Result<bool, StoreError> {
-        Ok(!self
-            .sql
-            .run(
-                "checking for minutes",
-                "SELECT 1 FROM counts WHERE res = 0 LIMIT 1",
-                Vec::new(),
-            )?
-            .rows
-            .is_empty())
+        let pending = self.ring.borrow().next_seq() - 1 > self.state.get().folded;
+        Ok(pending
+            || self.legacy.get()
+            || !self
+                .sql
+                .rows(
+                    "checking for minutes",
+                    "SELECT 1 FROM buckets WHERE res = 0 LIMIT 1",
+                    Vec::new(),
+                )?
+                .is_empty())
     }
 
     pub fn stats(&self) -> Result<ShardStats, StoreError> {
-        let rows = self
-            .sql
-            .run("reading statistics", "SELECT key, v FROM meta", Vec::new())?
-            .rows;
-        let get = |k: &str| {
-            rows.iter()
-                .find(|r| r.first().and_then(SqlValue::text) == Some(k))
-                .and_then(|r| r.get(1).and_then(SqlValue::int))
-                .unwrap_or(0)
-        };
+        let state = self.state.get();
+        let (hour_wm, day_wm) = self.watermarks()?;
         Ok(ShardStats {
-            flushes: get(store::STAT_FLUSHES),
-            requests: get(store::STAT_REQUESTS),
-            rows_written: get(store::STAT_ROWS_WRITTEN),
-            duplicate_batches: get(store::STAT_DUPLICATES),
-            hour_watermark: get(store::HOUR_WM),
-            day_watermark: get(store::DAY_WM),
+            flushes: state.flushes,
+            requests: state.requests,
+            rows_written: state.rows_written,
+            duplicate_batches: state.duplicates + self.unsaved_duplicates.get(),
+            pending_flushes: (self.ring.borrow().next_seq() - 1 - state.folded).max(0),
+            hour_watermark: hour_wm,
+            day_watermark: day_wm,
+            schema_version: self.meta(store::SCHEMA_KEY)?,
+            migrating: self.legacy.get(),
         })
     }
 
     fn watermarks(&self) -> Result<(i64, i64), StoreError> {
-        let s = self.stats()?;
-        Ok((s.hour_watermark, s.day_watermark))
+        Ok((self.meta(store::HOUR_WM)?, self.meta(store::DAY_WM)?))
     }
 
-    fn bump(&self, stats: &[(&str, u64)]) -> Result<(), StoreError> {
-        for (key, by) in stats {
-            self.sql.run(
-                "updating statistics",
-                "INSERT INTO meta (key, v) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET v = v + excluded.v",
-                vec![(*key).into(), SqlValue::Int(i64::try_from(*by).unwrap_or(i64::MAX))],
-            )?;
-        }
-        Ok(())
+    /// A `meta` value, 0 when unset.
+    fn meta(&self, key: &str) -> Result<i64, StoreError> {
+        Ok(self
+            .sql
+            .rows(
+                "reading shard metadata",
+                "SELECT v FROM meta WHERE key = ?",
+                vec![key.into()],
+            )?
+            .first()
+            .and_then(|r| r.first())
+            .and_then(SqlValue::int)
+            .unwrap_or(0))
     }
 
     fn set_meta(&self, key: &str, v: i64) -> Result<(), StoreError> {
         self.sql.run(
-            "updating a watermark",
+            "updating shard metadata",
             "INSERT INTO meta (key, v) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET v = excluded.v",
             vec![key.into(), v.into()],
         )?;

@@ -1,29 +1,55 @@
-//! The storage model of a counter shard: its SQLite schema and statements,
-//! the hourly cardinality admission, and the plans for rollups, retention
-//! and reads. Pure: the Durable Object executes these plans.
+//! The storage model of a counter shard: its SQLite schema (version 2) and
+//! statements, the compact bucket encoding, the flush log's slot ring, the
+//! hourly cardinality admission, and the plans for rollups, retention and
+//! reads. Pure: the Durable Object executes these plans.
 //!
-//! One table `counts(res, t, metric, dim, val, n)` holds minute (`res` 0),
-//! hour (1) and day (2) buckets. Watermarks say how far rollups have gone:
-//! every hour before `hour_wm` has hour rows built from its minute rows, and
-//! every day before `day_wm` (≤ `hour_wm`) has day rows built from hour rows.
-//! A minute row that arrives for an hour already rolled up is also added to
-//! the hour (and day) row in the same write, so rollups never miss late data.
-//! Reads combine the coarsest rows below each watermark with finer rows
-//! above it, so a range is never counted twice or skipped.
+//! Billing shapes this layout: Cloudflare bills every row inserted, updated
+//! or deleted. So a live flush is one row appended to `flush_log` (a ring of
+//! slots reused once folded, so no row is ever deleted from it), and the
+//! shard later *folds* the appended batches into `buckets`, which holds one
+//! row per (resolution, metric, bucket start) with all of that bucket's
+//! dimension counts encoded in it ([`BucketCounts`]): a fold writes one row
+//! per metric and minute touched, however many flushes and values it holds.
+//!
+//! `buckets` holds minute (`res` 0), hour (1) and day (2) rows. Watermarks
+//! say how far rollups have gone: every hour before `hour_wm` has hour rows
+//! built from its minute rows, and every day before `day_wm` (≤ `hour_wm`)
+//! has day rows built from hour rows. A minute count that arrives for an
+//! hour already rolled up is also added to the hour (and day) row in the
+//! same write, so rollups never miss late data. Reads combine the coarsest
+//! rows below each watermark with finer rows above it, so a range is never
+//! counted twice or skipped.
+//!
+//! `flush_log` rows with `seq` above the `folded` mark are not yet in
+//! `buckets`; a fold moves all of them in one transaction together with the
+//! new mark, so each appended batch is counted exactly once. Batch ids stay
+//! in the ring (and in memory) until their slot is reused: a retried batch
+//! whose id is still there is a duplicate.
 //!
 //! Table `visitor_sketches(metric, hour, sketch)` holds one visitor sketch
-//! per metric and UTC hour, merged (register-wise maximum) with every flush
+//! per metric and UTC hour, merged (register-wise maximum) at every fold
 //! that carries one. Sketches are never rolled up: any range is the merge of
 //! its hours. They are kept as long as hour rows.
+//!
+//! Version 1 of the schema (`counts`, one row per dimension value) is
+//! migrated in place, a bounded slice per maintenance run
+//! ([`MIGRATE_ROWS_PER_STEP`]);
+//! until it is done, reads also read what is left of `counts`.
 
 use crate::tally::{Dim, Resolution, Row, DAY_SECS, OTHER};
-use std::collections::{HashMap, HashSet};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+
+/// The schema version this code writes.
+pub const SCHEMA_VERSION: i64 = 2;
 
 pub const SCHEMA: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS counts (
-        res INTEGER NOT NULL, t INTEGER NOT NULL, metric TEXT NOT NULL,
-        dim TEXT NOT NULL, val TEXT NOT NULL, n INTEGER NOT NULL,
-        PRIMARY KEY (res, metric, t, dim, val)) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS buckets (
+        res INTEGER NOT NULL, metric TEXT NOT NULL, t INTEGER NOT NULL,
+        data TEXT NOT NULL, PRIMARY KEY (res, metric, t)) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS flush_log (
+        slot INTEGER PRIMARY KEY, seq INTEGER NOT NULL, id TEXT NOT NULL,
+        at INTEGER NOT NULL, body TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS applied_batches (
         id TEXT PRIMARY KEY, at INTEGER NOT NULL) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS meta (
@@ -31,7 +57,55 @@ pub const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS visitor_sketches (
         metric TEXT NOT NULL, hour INTEGER NOT NULL, sketch BLOB NOT NULL,
         PRIMARY KEY (metric, hour)) WITHOUT ROWID",
+    // One row (id 0): the fold mark and the statistics, updated together.
+    "CREATE TABLE IF NOT EXISTS shard_state (
+        id INTEGER PRIMARY KEY, folded INTEGER NOT NULL, flushes INTEGER NOT NULL,
+        requests INTEGER NOT NULL, rows_written INTEGER NOT NULL,
+        duplicates INTEGER NOT NULL)",
 ];
+
+/// Whether the version-1 table is still there (migration pending).
+pub const LEGACY_EXISTS_SQL: &str =
+    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'counts'";
+/// Legacy rows to migrate, whole buckets first: `LIMIT ?1`.
+pub const LEGACY_SLICE_SQL: &str = "SELECT res, metric, t, dim, val, n FROM counts
+    ORDER BY res, metric, t LIMIT ?1";
+/// Removes one migrated legacy bucket `(?1 res, ?2 metric, ?3 t)`.
+pub const LEGACY_DELETE_SQL: &str = "DELETE FROM counts WHERE res = ?1 AND metric = ?2 AND t = ?3";
+/// Legacy rows migrated per call: bounds the work of one request or alarm.
+pub const MIGRATE_ROWS_PER_STEP: i64 = 20_000;
+
+/// One bucket row `(?1 res, ?2 metric, ?3 t)`.
+pub const BUCKET_GET_SQL: &str =
+    "SELECT data FROM buckets WHERE res = ?1 AND metric = ?2 AND t = ?3";
+/// Writes a bucket row with its complete (already merged) data.
+pub const BUCKET_PUT_SQL: &str =
+    "INSERT INTO buckets (res, metric, t, data) VALUES (?1, ?2, ?3, ?4)
+    ON CONFLICT (res, metric, t) DO UPDATE SET data = excluded.data";
+/// Rows of resolution `?1` in `[?2, ?3)`, all metrics.
+pub const BUCKET_RANGE_SQL: &str =
+    "SELECT metric, t, data FROM buckets WHERE res = ?1 AND t >= ?2 AND t < ?3";
+/// Minute rows of metric `?1` in `[?2, ?3)`.
+pub const BUCKET_METRIC_RANGE_SQL: &str =
+    "SELECT t, data FROM buckets WHERE res = 0 AND metric = ?1 AND t >= ?2 AND t < ?3";
+
+/// Rows of resolution ?1 in `[?2, ?3)` of the `metrics` that follow.
+pub fn bucket_read_sql(metrics: usize) -> String {
+    format!(
+        "SELECT metric, t, data FROM buckets WHERE res = ? AND t >= ? AND t < ? AND metric IN ({})",
+        placeholders(metrics)
+    )
+}
+
+/// Appends a flush into slot `?1` (a new slot, or a folded one reused).
+pub const LOG_PUT_SQL: &str =
+    "INSERT INTO flush_log (slot, seq, id, at, body) VALUES (?1, ?2, ?3, ?4, ?5)
+    ON CONFLICT (slot) DO UPDATE SET seq = excluded.seq, id = excluded.id,
+    at = excluded.at, body = excluded.body";
+/// The ring, oldest first (loaded when the object starts).
+pub const LOG_RING_SQL: &str = "SELECT slot, seq, id, at FROM flush_log ORDER BY seq";
+/// Appended flushes not yet folded: `seq > ?1`.
+pub const LOG_UNFOLDED_SQL: &str = "SELECT seq, body FROM flush_log WHERE seq > ?1 ORDER BY seq";
 
 /// The stored sketch of `(?1 metric, ?2 hour)`.
 pub const SKETCH_GET_SQL: &str =
@@ -48,37 +122,12 @@ pub fn sketch_delete_before(now: i64, hour_retention_days: u32) -> i64 {
     Resolution::Hour.floor(now - i64::from(hour_retention_days) * DAY_SECS)
 }
 
-/// Rows per multi-row upsert: 6 bound values each, under the 100-parameter
-/// limit of Durable Object SQL.
-pub const UPSERT_CHUNK: usize = 16;
-
-/// `INSERT … VALUES (?,?,?,?,?,?) × rows … ON CONFLICT add`.
-pub fn upsert_sql(rows: usize) -> String {
-    let mut s = String::from("INSERT INTO counts (res, t, metric, dim, val, n) VALUES ");
-    for i in 0..rows {
-        if i > 0 {
-            s.push_str(", ");
-        }
-        s.push_str("(?, ?, ?, ?, ?, ?)");
-    }
-    s.push_str(" ON CONFLICT (res, metric, t, dim, val) DO UPDATE SET n = n + excluded.n");
-    s
-}
-
-/// Hour rows from the minute rows of `[?1, ?2)`.
-pub const ROLLUP_HOURS_SQL: &str = "INSERT INTO counts (res, t, metric, dim, val, n)
-    SELECT 1, t - (t % 3600), metric, dim, val, SUM(n) FROM counts
-    WHERE res = 0 AND t >= ?1 AND t < ?2 GROUP BY t - (t % 3600), metric, dim, val
-    ON CONFLICT (res, metric, t, dim, val) DO UPDATE SET n = n + excluded.n";
-
-/// Hour rows of `[?1, ?2)` summed per UTC day, to be folded to top-K.
-pub const DAY_SOURCE_SQL: &str = "SELECT t - (t % 86400) AS t, metric, dim, val, SUM(n) AS n
-    FROM counts WHERE res = 1 AND t >= ?1 AND t < ?2
-    GROUP BY t - (t % 86400), metric, dim, val";
-
 /// Keys of the `meta` table.
+pub const SCHEMA_KEY: &str = "schema_version";
 pub const HOUR_WM: &str = "hour_wm";
 pub const DAY_WM: &str = "day_wm";
+/// The highest `flush_log.seq` folded into `buckets`.
+pub const FOLDED: &str = "folded";
 pub const STAT_FLUSHES: &str = "flushes";
 pub const STAT_REQUESTS: &str = "requests";
 pub const STAT_ROWS_WRITTEN: &str = "rows_written";
@@ -87,10 +136,194 @@ pub const STAT_DUPLICATES: &str = "duplicate_batches";
 /// Seconds after an hour ends before it is rolled up (late flushes are
 /// handled anyway; this only avoids rolling up a still-busy hour).
 pub const ROLLUP_GRACE_SECS: i64 = 120;
-/// How long applied batch ids are remembered for de-duplication.
+/// How long imported (backfill) batch ids are remembered.
 pub const BATCH_ID_TTL_SECS: i64 = 86_400;
+/// A flush-log slot is reused only once its batch id is this old, so a
+/// retry within this time is recognised (unless the ring is full).
+pub const LOG_ID_TTL_SECS: i64 = 3_600;
+/// Most slots in the flush log; past this the oldest slot is reused even if
+/// younger than [`LOG_ID_TTL_SECS`] (bounds storage under a flood).
+pub const LOG_MAX_SLOTS: usize = 4_096;
 /// Most days rolled up by one alarm run (a backlog continues next run).
 pub const MAX_DAYS_PER_RUN: i64 = 31;
+
+/// All dimension counts of one bucket of one metric: the `data` column.
+/// Stored as JSON `[[dim, value, n], …]`, sorted, so equal contents are
+/// equal text.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BucketCounts(pub BTreeMap<(String, String), u64>);
+
+impl BucketCounts {
+    pub fn add(&mut self, dim: &str, value: &str, n: u64) {
+        let slot = self
+            .0
+            .entry((dim.to_string(), value.to_string()))
+            .or_insert(0);
+        *slot = slot.saturating_add(n);
+    }
+
+    pub fn merge(&mut self, other: &BucketCounts) {
+        for ((d, v), n) in &other.0 {
+            self.add(d, v, *n);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Values of `dim` in this bucket.
+    pub fn values_of<'a>(&'a self, dim: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .keys()
+            .filter(move |(d, _)| d == dim)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The bucket as rows starting at `t`.
+    pub fn rows(&self, t: i64, metric: &str) -> impl Iterator<Item = Row> + '_ {
+        let metric = metric.to_string();
+        self.0
+            .iter()
+            .map(move |((d, v), n)| Row(t, metric.clone(), d.clone(), v.clone(), *n))
+    }
+
+    pub fn encode(&self) -> String {
+        let list: Vec<(&str, &str, u64)> = self
+            .0
+            .iter()
+            .map(|((d, v), n)| (d.as_str(), v.as_str(), *n))
+            .collect();
+        serde_json::to_string(&list).unwrap_or_else(|_| "[]".to_string())
+    }
+
+    pub fn decode(text: &str) -> Result<Self, String> {
+        let list: Vec<(String, String, u64)> =
+            serde_json::from_str(text).map_err(|e| format!("unreadable bucket: {e}"))?;
+        let mut out = BucketCounts::default();
+        for (d, v, n) in list {
+            out.add(&d, &v, n);
+        }
+        Ok(out)
+    }
+}
+
+/// Rows grouped per (resolution, metric, bucket start), as a fold or an
+/// import writes them.
+pub type BucketWrites = BTreeMap<(Resolution, String, i64), BucketCounts>;
+
+/// Groups admitted minute rows into bucket writes, adding each row also to
+/// the hour and day buckets already rolled up (see [`write_through`]).
+pub fn bucket_writes(rows: Vec<Row>, hour_wm: i64, day_wm: i64) -> BucketWrites {
+    let mut out = BucketWrites::new();
+    for Row(t, metric, dim, val, n) in rows {
+        for res in write_through(t, hour_wm, day_wm) {
+            out.entry((res, metric.clone(), res.floor(t)))
+                .or_default()
+                .add(&dim, &val, n);
+        }
+        out.entry((Resolution::Minute, metric, t))
+            .or_default()
+            .add(&dim, &val, n);
+    }
+    out
+}
+
+/// A slot of the flush log, as the ring remembers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogSlot {
+    pub slot: i64,
+    pub seq: i64,
+    pub id: String,
+    pub at: i64,
+}
+
+/// Where the next appended flush goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotChoice {
+    /// Reuse this slot (its batch is folded and old enough).
+    Reuse(i64),
+    /// The oldest slot must be reused but is not folded yet: fold first.
+    FoldFirst,
+    /// Add a new slot with this number.
+    New(i64),
+}
+
+/// The flush log's slots in append order, and the batch ids they hold: the
+/// in-memory mirror of `flush_log`, rebuilt from it when the object starts.
+#[derive(Debug, Default)]
+pub struct LogRing {
+    slots: VecDeque<LogSlot>,
+    ids: HashSet<String>,
+    next_slot: i64,
+    next_seq: i64,
+}
+
+impl LogRing {
+    /// The ring as stored (any order).
+    pub fn load(mut slots: Vec<LogSlot>) -> Self {
+        slots.sort_by_key(|s| s.seq);
+        let next_slot = slots.iter().map(|s| s.slot + 1).max().unwrap_or(0);
+        let next_seq = slots.iter().map(|s| s.seq + 1).max().unwrap_or(1);
+        LogRing {
+            ids: slots.iter().map(|s| s.id.clone()).collect(),
+            slots: slots.into(),
+            next_slot,
+            next_seq,
+        }
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.ids.contains(id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// The sequence number the next append gets.
+    pub fn next_seq(&self) -> i64 {
+        self.next_seq
+    }
+
+    /// Where to append at `now`, given the highest folded `seq`.
+    pub fn choose(&self, now: i64, folded: i64) -> SlotChoice {
+        match self.slots.front() {
+            Some(oldest)
+                if oldest.at <= now - LOG_ID_TTL_SECS || self.slots.len() >= LOG_MAX_SLOTS =>
+            {
+                if oldest.seq <= folded {
+                    SlotChoice::Reuse(oldest.slot)
+                } else {
+                    SlotChoice::FoldFirst
+                }
+            }
+            _ => SlotChoice::New(self.next_slot),
+        }
+    }
+
+    /// Records an append that storage accepted into `slot`.
+    pub fn appended(&mut self, slot: i64, id: String, at: i64) {
+        if self.slots.front().is_some_and(|s| s.slot == slot) {
+            if let Some(old) = self.slots.pop_front() {
+                self.ids.remove(&old.id);
+            }
+        }
+        self.next_slot = self.next_slot.max(slot + 1);
+        self.ids.insert(id.clone());
+        self.slots.push_back(LogSlot {
+            slot,
+            seq: self.next_seq,
+            id,
+            at,
+        });
+        self.next_seq += 1;
+    }
+}
 
 /// Which coarser buckets a freshly written minute row must also update
 /// because that period was already rolled up.
@@ -143,9 +376,10 @@ pub fn read_plan(step: Resolution, from: i64, to: i64, hour_wm: i64, day_wm: i64
     parts
 }
 
-/// The SELECT for one read part, with `metrics` and `dims` placeholders.
-/// Bindings: source res, from, to, then the metrics, then the dims.
-pub fn read_sql(step: Resolution, metrics: usize, dims: usize) -> String {
+/// The SELECT for one read part of the version-1 `counts` table (while it
+/// is being migrated), with `metrics` and `dims` placeholders. Bindings:
+/// source res, from, to, then the metrics, then the dims.
+pub fn legacy_read_sql(step: Resolution, metrics: usize, dims: usize) -> String {
     let bucket = match step {
         Resolution::Minute => "t".to_string(),
         other => format!("t - (t % {})", other.seconds()),
@@ -279,6 +513,11 @@ impl HourlyAdmission {
         out
     }
 
+    /// Forgets everything (after a rolled-back write).
+    pub fn clear(&mut self) {
+        self.seen.clear();
+    }
+
     /// Forgets hours before `hour` (they no longer receive writes).
     pub fn forget_before(&mut self, hour: i64) {
         self.seen.retain(|(h, _, _), _| *h >= hour);
@@ -294,11 +533,101 @@ mod tests {
     const DAY0: i64 = 20_000 * D;
 
     #[test]
-    fn upsert_sql_has_six_parameters_per_row() {
-        let s = upsert_sql(UPSERT_CHUNK);
-        assert_eq!(s.matches('?').count(), 6 * UPSERT_CHUNK);
-        const { assert!(6 * UPSERT_CHUNK <= 100) };
-        assert!(s.ends_with("n = n + excluded.n"));
+    fn bucket_counts_round_trip_and_merge() {
+        let mut b = BucketCounts::default();
+        b.add("count", "", 3);
+        b.add("source", "google", 2);
+        b.add("source", "a\"b,\\c", 1);
+        let text = b.encode();
+        assert_eq!(BucketCounts::decode(&text).unwrap(), b);
+        let mut c = BucketCounts::default();
+        c.add("count", "", 4);
+        c.merge(&b);
+        assert_eq!(c.0[&("count".to_string(), String::new())], 7);
+        assert_eq!(c.values_of("source").count(), 2);
+        assert!(BucketCounts::decode("{").is_err());
+        let rows: Vec<Row> = b.rows(60, "m").collect();
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows.iter().map(Row::n).sum::<u64>(), 6);
+    }
+
+    #[test]
+    fn bucket_writes_group_rows_and_write_through_rolled_up_periods() {
+        let row = |t: i64, n| Row(t, "m".into(), "count".into(), String::new(), n);
+        let hour_wm = DAY0 + 5 * H;
+        let w = bucket_writes(
+            vec![
+                row(DAY0 + 6 * H, 1),
+                row(DAY0 + 6 * H, 2),
+                row(DAY0 + 4 * H + 60, 5),
+            ],
+            hour_wm,
+            DAY0,
+        );
+        let got: Vec<(Resolution, i64, u64)> = w
+            .iter()
+            .map(|((res, _, t), b)| (*res, *t, b.0.values().sum()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (Resolution::Minute, DAY0 + 4 * H + 60, 5),
+                (Resolution::Minute, DAY0 + 6 * H, 3),
+                (Resolution::Hour, DAY0 + 4 * H, 5),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_log_ring_reuses_old_folded_slots_and_grows_otherwise() {
+        let mut ring = LogRing::load(Vec::new());
+        assert_eq!(ring.choose(1_000, 0), SlotChoice::New(0));
+        ring.appended(0, "a".into(), 1_000);
+        ring.appended(1, "b".into(), 1_010);
+        assert!(ring.contains("a"));
+        // Young ids are kept: a new slot.
+        assert_eq!(ring.choose(1_020, 2), SlotChoice::New(2));
+        // Old and folded: reuse, and the old id is forgotten.
+        let later = 1_000 + LOG_ID_TTL_SECS;
+        assert_eq!(ring.choose(later, 2), SlotChoice::Reuse(0));
+        // Old but not folded: fold first.
+        assert_eq!(ring.choose(later, 0), SlotChoice::FoldFirst);
+        ring.appended(0, "c".into(), later);
+        assert!(!ring.contains("a"));
+        assert!(ring.contains("c"));
+        assert_eq!(ring.len(), 2);
+        assert_eq!(ring.next_seq(), 4);
+        // Reloaded from storage, the ring is the same.
+        let again = LogRing::load(vec![
+            LogSlot {
+                slot: 0,
+                seq: 3,
+                id: "c".into(),
+                at: later,
+            },
+            LogSlot {
+                slot: 1,
+                seq: 2,
+                id: "b".into(),
+                at: 1_010,
+            },
+        ]);
+        assert_eq!(again.choose(later, 3), SlotChoice::New(2));
+        assert_eq!(
+            again.choose(1_010 + LOG_ID_TTL_SECS, 3),
+            SlotChoice::Reuse(1)
+        );
+        assert_eq!(again.next_seq(), 4);
+    }
+
+    #[test]
+    fn a_full_ring_reuses_its_oldest_slot_even_when_young() {
+        let mut ring = LogRing::load(Vec::new());
+        for i in 0..LOG_MAX_SLOTS as i64 {
+            ring.appended(i, format!("id{i}"), 100);
+        }
+        assert_eq!(ring.choose(101, 0), SlotChoice::FoldFirst);
+        assert_eq!(ring.choose(101, i64::MAX), SlotChoice::Reuse(0));
     }
 
     #[test]
@@ -376,11 +705,11 @@ mod tests {
     }
 
     #[test]
-    fn read_sql_buckets_by_step() {
-        let s = read_sql(Resolution::Hour, 2, 3);
+    fn legacy_read_sql_buckets_by_step() {
+        let s = legacy_read_sql(Resolution::Hour, 2, 3);
         assert!(s.contains("t - (t % 3600)"));
         assert_eq!(s.matches('?').count(), 3 + 2 + 3);
-        assert!(read_sql(Resolution::Minute, 1, 1).starts_with("SELECT t AS t"));
+        assert!(legacy_read_sql(Resolution::Minute, 1, 1).starts_with("SELECT t AS t"));
     }
 
     #[test]

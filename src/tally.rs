@@ -26,8 +26,8 @@ pub const MINUTE_SECS: i64 = 60;
 pub const HOUR_SECS: i64 = 3_600;
 pub const DAY_SECS: i64 = 86_400;
 
-/// A bucket size.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// A bucket size, ordered from the finest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Resolution {
     Minute,

@@ -137,6 +137,7 @@ fn sketches_expire_with_hour_rows_and_unreadable_ones_are_replaced() {
     let (s, raw, _db) = on_file("corrupt");
     s.apply_flush(flush("i-0", vec![(DAY0, visitors(0..3))]), DAY0)
         .unwrap();
+    s.fold().unwrap();
     raw.exec(
         "UPDATE visitor_sketches SET sketch = ?",
         vec![SqlValue::Blob(vec![9, 9, 9])],
@@ -174,6 +175,7 @@ fn stored_sketches_hold_no_ip_address() {
     let (s, raw, _db) = on_file("no-ip");
     s.apply_flush(flush("i-0", vec![(DAY0, visitors(0..300))]), DAY0)
         .unwrap();
+    s.fold().unwrap();
     let rows = raw
         .exec("SELECT sketch FROM visitor_sketches", vec![])
         .unwrap()

@@ -50,3 +50,40 @@ impl Native {
         Native(rusqlite::Connection::open_in_memory().expect("in-memory SQLite"))
     }
 }
+
+// Not every test binary that includes this module injects faults.
+/// A connection whose `n`-th statement containing `pattern` fails (once):
+/// a storage fault in the middle of a multi-statement write.
+#[allow(dead_code)]
+pub struct Faulty {
+    pub inner: Native,
+    pub pattern: &'static str,
+    pub countdown: std::cell::Cell<usize>,
+}
+
+#[allow(dead_code)]
+impl Faulty {
+    pub fn new(pattern: &'static str, n: usize) -> Self {
+        Faulty {
+            inner: Native::in_memory(),
+            pattern,
+            countdown: std::cell::Cell::new(n),
+        }
+    }
+}
+
+impl Sql for Faulty {
+    fn exec(&self, sql: &str, binds: Vec<SqlValue>) -> Result<SqlOutput, String> {
+        if sql.contains(self.pattern) {
+            match self.countdown.get() {
+                0 => {}
+                1 => {
+                    self.countdown.set(0);
+                    return Err("injected fault".into());
+                }
+                n => self.countdown.set(n - 1),
+            }
+        }
+        self.inner.exec(sql, binds)
+    }
+}
