@@ -335,7 +335,11 @@ mod tests {
         q.record(25_100, 25, &hit(), None); // a new request meanwhile
         let again = sent(q.step(&d, 25_250));
         assert_eq!(again, f);
-        assert_eq!(counted(&again), 2, "the new request is not in the resent batch");
+        assert_eq!(
+            counted(&again),
+            2,
+            "the new request is not in the resent batch"
+        );
         q.acknowledged(&again.id);
         assert_eq!(q.at_risk(), 1);
     }
@@ -392,7 +396,9 @@ mod tests {
         assert_eq!(f.requests, 100);
         // Requests during the send open generation 1 with its own driver,
         // which waits for the send in flight before sending its own.
-        let d1 = q.record(120, 0, &hit(), None).expect("driver of generation 1");
+        let d1 = q
+            .record(120, 0, &hit(), None)
+            .expect("driver of generation 1");
         assert_eq!(q.step(&d1, 20_120), Step::Sleep(20_120 + IN_FLIGHT_POLL_MS));
         q.acknowledged(&f.id);
         assert_eq!(q.step(&early, 200), Step::Done);
