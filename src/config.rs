@@ -216,7 +216,7 @@ impl Default for StorageSettings {
             hour_retention_days: 400,
             day_retention_days: 0,
             max_dimension_values: 50,
-            flush_interval_ms: 1000,
+            flush_interval_ms: 20_000,
             flush_max_events: 1000,
         }
     }
@@ -672,7 +672,9 @@ pub(crate) mod parse {
             flush_interval_ms: c.int_in(
                 &r.flush_interval_ms,
                 "storage.flush_interval_ms",
-                50..=10_000,
+                // At most flush_queue::MAX_WINDOW_MS: the window and the
+                // send budget must fit in one `wait_until`.
+                50..=20_000,
                 d.flush_interval_ms,
             ),
             flush_max_events: c.int_in(

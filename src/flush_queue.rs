@@ -40,6 +40,11 @@ pub const MAX_RETRY_MS: u64 = 4_000;
 /// How often a driver looks again while another driver's send is in flight
 /// (only when two generations overlap a slow send).
 pub const IN_FLIGHT_POLL_MS: u64 = 25;
+/// The shell gives up waiting for one send's answer after this long.
+pub const SEND_TIMEOUT_MS: u64 = 5_000;
+/// A send still marked in flight this long after it began belongs to a
+/// driver the runtime cancelled: the batch may be sent again (same id).
+pub const STALE_SEND_MS: u64 = 2 * SEND_TIMEOUT_MS;
 
 /// The knobs of the policy, from `[storage]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +94,7 @@ struct Outstanding {
     retry_at_ms: u64,
     attempts: u32,
     in_flight: bool,
+    sent_at_ms: u64,
 }
 
 /// One isolate's counts that are not yet durable.
@@ -183,13 +189,14 @@ impl FlushQueue {
             }
         };
         if let Some(out) = &mut self.outstanding {
-            if out.in_flight {
+            if out.in_flight && now_ms < out.sent_at_ms + STALE_SEND_MS {
                 return sleep(now_ms + IN_FLIGHT_POLL_MS);
             }
-            if now_ms < out.retry_at_ms {
+            if !out.in_flight && now_ms < out.retry_at_ms {
                 return sleep(out.retry_at_ms);
             }
             out.in_flight = true;
+            out.sent_at_ms = now_ms;
             out.attempts += 1;
             return Step::Send(out.flush.clone());
         }
@@ -211,6 +218,7 @@ impl FlushQueue {
             retry_at_ms: now_ms,
             attempts: 1,
             in_flight: true,
+            sent_at_ms: now_ms,
         });
         Step::Send(flush)
     }
@@ -399,11 +407,32 @@ mod tests {
         let d1 = q
             .record(120, 0, &hit(), None)
             .expect("driver of generation 1");
-        assert_eq!(q.step(&d1, 20_120), Step::Sleep(20_120 + IN_FLIGHT_POLL_MS));
+        assert_eq!(q.step(&d1, 5_000), Step::Sleep(5_000 + IN_FLIGHT_POLL_MS));
         q.acknowledged(&f.id);
         assert_eq!(q.step(&early, 200), Step::Done);
         assert_eq!(q.step(&d, 20_000), Step::Done);
         assert_eq!(sent(q.step(&d1, 20_145)).requests, 1);
+    }
+
+    #[test]
+    fn the_longest_configurable_window_fits_one_wait_until() {
+        // `storage.flush_interval_ms` accepts at most 20,000 (config.rs).
+        assert_eq!(MAX_WINDOW_MS, 20_000);
+        assert!(MAX_WINDOW_MS + SEND_BUDGET_MS <= DRIVER_LIFE_MS);
+        assert!(DRIVER_LIFE_MS < 30_000, "Workers allow 30 s of wait_until");
+    }
+
+    #[test]
+    fn a_send_whose_driver_was_cancelled_is_taken_over() {
+        let mut q = queue();
+        let d = q.record(0, 0, &hit(), None).unwrap();
+        let f = sent(q.step(&d, 20_000));
+        // The driver is cancelled mid-send and never reports. The next
+        // generation's driver waits a while, then sends the batch again.
+        let d1 = q.record(21_000, 21, &hit(), None).unwrap();
+        assert_eq!(q.step(&d1, 21_000), Step::Sleep(21_000 + IN_FLIGHT_POLL_MS));
+        let again = sent(q.step(&d1, 20_000 + STALE_SEND_MS));
+        assert_eq!(again.id, f.id);
     }
 
     #[test]

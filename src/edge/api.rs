@@ -309,7 +309,7 @@ async fn backfill(mut req: Request, env: &Env, config: &Config) -> Result<Respon
         let name = shards::shard_name(&config.site.name, *shard);
         let body =
             serde_json::to_string(batch).map_err(|e| worker::Error::RustError(e.to_string()))?;
-        match shards::call(env, &name, "/flush", Some(body)).await {
+        match shards::call(env, &name, "/import", Some(body)).await {
             Ok(mut resp) if resp.status_code() == 200 => {
                 let v: serde_json::Value = resp.json().await.unwrap_or_default();
                 if v["applied"].as_bool() == Some(true) {
@@ -547,11 +547,25 @@ async fn stats(env: &Env, classifier: &Classifier) -> Result<Response> {
             })
             .collect();
     let sum = |key: &str| -> u64 { shards.iter().filter_map(|s| s[key].as_u64()).sum() };
+    let (flushes, requests, rows_written, duplicates) = (
+        sum("flushes"),
+        sum("requests"),
+        sum("rows_written"),
+        sum("duplicate_batches"),
+    );
+    // What Cloudflare bills for counting, per counted visitor request: SQLite
+    // rows written, and Durable Object requests (every flush that reached a
+    // shard, duplicates included).
+    let per_request =
+        |n: u64| (requests > 0).then(|| (n as f64 / requests as f64 * 10_000.0).round() / 10_000.0);
     let totals = json!({
-        "flushes": sum("flushes"),
-        "requests": sum("requests"),
-        "rows_written": sum("rows_written"),
-        "duplicate_batches": sum("duplicate_batches"),
+        "flushes": flushes,
+        "requests": requests,
+        "rows_written": rows_written,
+        "duplicate_batches": duplicates,
+        "pending_flushes": sum("pending_flushes"),
+        "rows_written_per_request": per_request(rows_written),
+        "do_requests_per_request": per_request(flushes + duplicates),
     });
     let status = if shards.len() as u32 == config.storage.shards {
         200

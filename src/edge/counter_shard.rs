@@ -1,37 +1,87 @@
 //! `CounterShard`, the Durable Object that holds one shard of a site's
-//! counts: it hands flushed batches, range reads and its alarm to the pure
-//! [`CounterStore`] over the object's SQLite storage.
+//! counts: it hands live flushes (appended), imports (backfill), range
+//! reads and its alarm to the pure [`CounterStore`] over the object's
+//! SQLite storage.
 //!
 //! Invariant: every store call issues its SQL without an `.await` in
-//! between, which the runtime commits atomically: a batch is either fully
-//! counted together with its id, or not at all.
+//! between, and every multi-statement write runs inside `transactionSync`
+//! ([`DurableSql`]'s [`Sql::transaction`]): a batch is either fully counted
+//! together with its id, or not at all.
 
 use super::now_secs;
 use super::shards::Fault;
-use crate::counter_store::{CounterStore, Sql, SqlOutput, SqlValue, StoreLimits};
+use crate::counter_store::{CounterStore, Sql, SqlOutput, SqlValue, StoreError, StoreLimits};
 use crate::series::ShardQuery;
-use crate::tally::Flush;
+use crate::tally::{Batch, Flush};
 use crate::uniques::{ShardSketches, SketchQuery};
 use serde_json::json;
 use std::cell::Cell;
+use worker::wasm_bindgen::closure::ScopedClosure;
+use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::{
-    durable_object, DurableObject, Env, Method, Request, Response, Result, SqlStorage,
-    SqlStorageValue, State,
+    durable_object, js_sys, DurableObject, Env, Method, Request, Response, Result, SqlStorage,
+    SqlStorageValue, State, Storage,
 };
 
 /// Time between maintenance runs (rollups, retention).
 const MAINTENANCE_INTERVAL_MS: f64 = 10.0 * 60.0 * 1000.0;
 
 /// A Durable Object's SQLite storage as the stores' [`Sql`].
-pub(super) struct DurableSql(SqlStorage);
+pub(super) struct DurableSql {
+    sql: SqlStorage,
+    storage: Storage,
+}
 
 impl DurableSql {
-    pub(super) fn new(sql: SqlStorage) -> Self {
-        DurableSql(sql)
+    pub(super) fn new(storage: Storage) -> Self {
+        DurableSql {
+            sql: storage.sql(),
+            storage,
+        }
     }
 }
 
 impl Sql for DurableSql {
+    /// `ctx.storage.transactionSync(f)`: Durable Object SQL refuses
+    /// `SAVEPOINT`; a callback that throws rolls everything back.
+    fn transaction<T>(
+        &self,
+        doing: &'static str,
+        f: impl FnOnce() -> std::result::Result<T, StoreError>,
+    ) -> std::result::Result<T, StoreError> {
+        let fail = |cause: String| StoreError { doing, cause };
+        let raw: &JsValue = self.storage.as_raw().unchecked_ref();
+        let run = js_sys::Reflect::get(raw, &JsValue::from_str("transactionSync"))
+            .ok()
+            .and_then(|v| v.dyn_into::<js_sys::Function>().ok())
+            .ok_or_else(|| fail("transactionSync is not available".into()))?;
+        let mut f = Some(f);
+        let mut outcome: Option<std::result::Result<T, StoreError>> = None;
+        let mut body = || -> std::result::Result<(), JsValue> {
+            let Some(f) = f.take() else {
+                return Err(JsValue::from_str("transaction body ran twice"));
+            };
+            let result = f();
+            let failed = result.is_err();
+            outcome = Some(result);
+            if failed {
+                Err(JsValue::from_str("rolled back"))
+            } else {
+                Ok(())
+            }
+        };
+        let callback =
+            ScopedClosure::<dyn FnMut() -> std::result::Result<(), JsValue>>::borrow_mut(&mut body);
+        let thrown = run.call1(raw, callback.as_ref());
+        drop(callback);
+        match (outcome, thrown) {
+            (Some(Ok(v)), Ok(_)) => Ok(v),
+            (Some(Err(e)), _) => Err(e),
+            (_, Err(e)) => Err(fail(format!("transaction failed: {e:?}"))),
+            (None, Ok(_)) => Err(fail("transaction body did not run".into())),
+        }
+    }
+
     fn exec(&self, sql: &str, binds: Vec<SqlValue>) -> std::result::Result<SqlOutput, String> {
         let mut values = Vec::with_capacity(binds.len());
         for b in binds {
@@ -42,7 +92,7 @@ impl Sql for DurableSql {
                 SqlValue::Blob(b) => SqlStorageValue::Blob(b),
             });
         }
-        let cursor = self.0.exec(sql, values).map_err(|e| e.to_string())?;
+        let cursor = self.sql.exec(sql, values).map_err(|e| e.to_string())?;
         let mut rows = Vec::new();
         for row in cursor.raw() {
             let row = row.map_err(|e| e.to_string())?;
@@ -71,6 +121,8 @@ pub struct CounterShard {
     env: Env,
     store: std::result::Result<CounterStore<DurableSql>, String>,
     alarm_known: Cell<bool>,
+    /// When this object first saw a flush (ms), for `BPM_FAULT=storage-for-Ns`.
+    first_flush_ms: Cell<Option<f64>>,
 }
 
 impl DurableObject for CounterShard {
@@ -92,8 +144,8 @@ impl DurableObject for CounterShard {
                 }
             },
         );
-        let store = CounterStore::open(DurableSql(state.storage().sql()), limits)
-            .map_err(|e| e.to_string());
+        let store =
+            CounterStore::open(DurableSql::new(state.storage()), limits).map_err(|e| e.to_string());
         if let Err(e) = &store {
             worker::console_error!("bpm-edge: counter shard storage unusable: {e}");
         }
@@ -102,6 +154,7 @@ impl DurableObject for CounterShard {
             env,
             store,
             alarm_known: Cell::new(false),
+            first_flush_ms: Cell::new(None),
         }
     }
 
@@ -113,11 +166,22 @@ impl DurableObject for CounterShard {
         let route = (req.method(), req.path());
         let result = match (route.0, route.1.as_str()) {
             (Method::Post, "/flush") => {
-                if Fault::from_env(&self.env) == Some(Fault::Storage) {
+                if self.fault_now() {
                     return Response::error("injected storage fault", 500);
                 }
                 let flush: Flush = req.json().await?;
                 let applied = store.apply_flush(flush, now_secs());
+                if applied.is_ok() {
+                    self.ensure_alarm().await;
+                }
+                applied.map(|a| json!(a))
+            }
+            (Method::Post, "/import") => {
+                if self.fault_now() {
+                    return Response::error("injected storage fault", 500);
+                }
+                let batch: Batch = req.json().await?;
+                let applied = store.apply(batch, now_secs());
                 if applied.is_ok() {
                     self.ensure_alarm().await;
                 }
@@ -133,7 +197,7 @@ impl DurableObject for CounterShard {
                     .read_sketches(&query)
                     .map(|sketches| json!(ShardSketches { sketches }))
             }
-            (Method::Get, "/stats") => store.stats().map(|s| {
+            (Method::Get, "/stats") => store.fold().and_then(|_| store.stats()).map(|s| {
                 let mut v = json!(s);
                 if let Some(obj) = v.as_object_mut() {
                     obj.insert(
@@ -171,6 +235,18 @@ impl DurableObject for CounterShard {
 }
 
 impl CounterShard {
+    /// Whether an injected fault refuses writes now (tests only).
+    fn fault_now(&self) -> bool {
+        let now = js_sys::Date::now();
+        let first = *self.first_flush_ms.get().get_or_insert(now);
+        self.first_flush_ms.set(Some(first));
+        match Fault::from_env(&self.env) {
+            Some(Fault::Storage) => true,
+            Some(Fault::StorageFor(secs)) => now - first < secs * 1000.0,
+            _ => false,
+        }
+    }
+
     async fn ensure_alarm(&self) {
         if self.alarm_known.get() {
             return;

@@ -41,8 +41,7 @@ pub struct DailySalt {
 
 impl DurableObject for DailySalt {
     fn new(state: State, _env: Env) -> Self {
-        let store =
-            SaltStore::open(DurableSql::new(state.storage().sql())).map_err(|e| e.to_string());
+        let store = SaltStore::open(DurableSql::new(state.storage())).map_err(|e| e.to_string());
         if let Err(e) = &store {
             worker::console_error!("bpm-edge: salt storage unusable: {e}");
         }

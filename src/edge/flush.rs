@@ -1,17 +1,15 @@
-//! Batches this isolate's counts and flushes them to its counter shard.
+//! Runs this isolate's [`FlushQueue`] against its counter shard: records
+//! each counted request, and runs the drivers the queue hands out inside
+//! the `wait_until` of the request that got one.
 //!
-//! Every counted request adds its hits to the isolate's open [`Tally`]
-//! (one "generation") and then waits, inside its own `wait_until`, until the
-//! flush that carries that generation has been acknowledged by the shard, so
-//! the runtime keeps the isolate alive until the counts are durable. A flush
-//! happens `flush_interval_ms` after the first request of a generation, or at
-//! once when it reaches `flush_max_events` requests: storage sees one write
-//! batch per interval, not one per request.
-//!
-//! Waiting requests poll shared state with their own timers instead of
-//! being woken by the flushing request: the Workers runtime cancels a
-//! request whose only pending work would be completed from another
-//! request's context.
+//! Only the first request of a generation (and one that fills it) waits
+//! for anything: it sleeps until the window closes, then sends the batch
+//! and retries on failure, all under its own timers. The other requests
+//! record their hits and return at once: no timer, no polling. A driver
+//! never waits on another request's promise (the runtime cancels a request
+//! whose only pending work would be completed from another request's
+//! context); when two generations overlap a slow send, the later driver
+//! looks again with its own short timer.
 //!
 //! A request with a visitor (IP address and user agent) is hashed with its
 //! day's salt before its hits are recorded; the hash goes into the tally's
@@ -19,52 +17,30 @@
 //! salt may wait for the salt object once per isolate and day; it happens
 //! here, inside `wait_until`, never on the visitor's path.
 //!
-//! Invariants: a batch id is unique per isolate and generation, and a retried
-//! batch keeps its id, so the shard applies it at most once (sketches
-//! included). No `RefCell` borrow is held across an `.await`.
+//! Invariant: no `RefCell` borrow is held across an `.await`.
 
 use super::{daily_salt, shards};
 use crate::classify::{Classifier, Hit};
-use crate::tally::{Flush, Tally};
+use crate::flush_queue::{Driver, FlushPolicy, FlushQueue, Step, SEND_TIMEOUT_MS};
+use crate::tally::Flush;
 use crate::visitors::{salt_day, visitor_hash};
+use futures_util::future::{select, Either};
 use std::cell::RefCell;
-use std::collections::BTreeSet;
 use std::rc::Rc;
 use std::time::Duration;
 use worker::{js_sys, Delay, Env};
 
-/// Attempts per batch before its counts are given up (and logged).
-const ATTEMPTS: u32 = 4;
-/// How often a waiting request checks whether its generation is durable.
-const POLL_MS: u64 = 100;
-/// A waiting request gives up after this long (under `wait_until`'s limit).
-const MAX_WAIT_MS: u64 = 25_000;
+/// The var that overrides `[storage] flush_interval_ms` (tests, local runs).
+const WINDOW_VAR: &str = "BPM_FLUSH_INTERVAL_MS";
 
-struct Queue {
-    tally: Tally,
-    /// The generation now accumulating.
-    open: u64,
-    /// Generations taken for flushing and not yet acknowledged.
-    in_flight: BTreeSet<u64>,
-    timer_armed: bool,
-    isolate: String,
-    shard: u32,
-}
-
-impl Queue {
-    fn is_durable(&self, generation: u64) -> bool {
-        generation < self.open && !self.in_flight.contains(&generation)
-    }
+struct Isolate {
+    queue: FlushQueue,
+    /// The shard this isolate writes to, e.g. `demo:2`.
+    shard: String,
 }
 
 thread_local! {
-    static QUEUE: RefCell<Option<Queue>> = const { RefCell::new(None) };
-}
-
-enum Next {
-    FlushNow,
-    FlushAfterInterval,
-    Wait,
+    static ISOLATE: RefCell<Option<Isolate>> = const { RefCell::new(None) };
 }
 
 /// Who made a request, for unique visitors: held in memory only until it
@@ -74,8 +50,13 @@ pub struct Visitor {
     pub user_agent: String,
 }
 
-/// Records one request's hits; the returned future completes when they are
-/// durable (or given up). Hand it to `ctx.wait_until`.
+fn now_ms() -> u64 {
+    js_sys::Date::now().max(0.0) as u64
+}
+
+/// Records one request's hits; if the request got a driver, the returned
+/// future runs it until its generation is durable (or its time is up).
+/// Hand it to `ctx.wait_until`.
 pub async fn record(
     env: Env,
     classifier: Rc<Classifier>,
@@ -84,7 +65,6 @@ pub async fn record(
     visitor: Option<Visitor>,
 ) {
     let config = classifier.config();
-    let settings = &config.storage;
     let mut hash = None;
     if let Some(visitor) = visitor.filter(|_| hits.iter().any(|h| !h.bot)) {
         let day = salt_day(&config.time, at_secs);
@@ -97,114 +77,96 @@ pub async fn record(
             ));
         }
     }
-    let step = QUEUE.with(|cell| {
+    let driver = ISOLATE.with(|cell| {
         let mut slot = cell.try_borrow_mut().ok()?;
-        let queue = slot.get_or_insert_with(|| new_queue(&classifier));
-        queue.tally.record(at_secs, &hits);
-        if let Some(hash) = hash {
-            queue.tally.record_visitor(at_secs, &hits, hash);
-        }
-        let next = if queue.tally.requests() >= u64::from(settings.flush_max_events) {
-            Next::FlushNow
-        } else if !queue.timer_armed {
-            queue.timer_armed = true;
-            Next::FlushAfterInterval
-        } else {
-            Next::Wait
-        };
-        Some((queue.open, next))
+        let isolate = slot.get_or_insert_with(|| new_isolate(&env, &classifier));
+        isolate.queue.record(now_ms(), at_secs, &hits, hash)
     });
-    let Some((generation, next)) = step else {
-        return;
-    };
-    match next {
-        Next::FlushNow => flush(&env, &classifier).await,
-        Next::FlushAfterInterval => {
-            Delay::from(Duration::from_millis(u64::from(settings.flush_interval_ms))).await;
-            flush(&env, &classifier).await;
-        }
-        Next::Wait => {}
-    }
-    let mut waited = 0;
-    while waited < MAX_WAIT_MS && !is_durable(generation) {
-        Delay::from(Duration::from_millis(POLL_MS)).await;
-        waited += POLL_MS;
+    if let Some(driver) = driver {
+        drive(&env, driver).await;
     }
 }
 
-fn is_durable(generation: u64) -> bool {
-    QUEUE.with(|cell| {
-        cell.try_borrow()
-            .ok()
-            .and_then(|q| q.as_ref().map(|q| q.is_durable(generation)))
-            .unwrap_or(true)
-    })
-}
-
-fn new_queue(classifier: &Classifier) -> Queue {
-    let storage = &classifier.config().storage;
+fn new_isolate(env: &Env, classifier: &Classifier) -> Isolate {
+    let config = classifier.config();
+    let storage = &config.storage;
     let random = || (js_sys::Math::random() * 4_294_967_296.0) as u64;
     let shards = storage.shards.max(1);
-    Queue {
-        tally: Tally::new(storage.max_dimension_values as usize),
-        open: 0,
-        in_flight: BTreeSet::new(),
-        timer_armed: false,
-        isolate: format!("{:08x}{:08x}", random(), random()),
-        shard: ((js_sys::Math::random() * f64::from(shards)) as u32).min(shards - 1),
+    let shard = ((js_sys::Math::random() * f64::from(shards)) as u32).min(shards - 1);
+    let window_ms = super::env_string(env, WINDOW_VAR)
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(u64::from(storage.flush_interval_ms));
+    let policy = FlushPolicy {
+        window_ms,
+        max_requests: u64::from(storage.flush_max_events),
+        max_values: storage.max_dimension_values as usize,
+    };
+    let names = config.metrics.iter().map(|m| m.name.clone()).collect();
+    Isolate {
+        queue: FlushQueue::new(policy, format!("{:08x}{:08x}", random(), random()), names),
+        shard: shards::shard_name(&config.site.name, shard),
     }
 }
 
-async fn flush(env: &Env, classifier: &Classifier) {
-    let config = classifier.config();
-    let names: Vec<String> = config.metrics.iter().map(|m| m.name.clone()).collect();
-    let taken = QUEUE.with(|cell| {
-        let mut slot = cell.try_borrow_mut().ok()?;
-        let queue = slot.as_mut()?;
-        queue.timer_armed = false;
-        let generation = queue.open;
-        queue.open += 1;
-        if queue.tally.is_empty() {
-            return None;
-        }
-        queue.in_flight.insert(generation);
-        let flush = queue
-            .tally
-            .drain_flush(format!("{}-{generation}", queue.isolate), &names);
-        Some((generation, queue.shard, flush))
-    });
-    let Some((generation, shard, flush)) = taken else {
-        return;
-    };
-    let name = shards::shard_name(&config.site.name, shard);
-    if let Err(e) = send(env, &name, &flush).await {
-        worker::console_error!(
-            "bpm-edge: flush of batch {} ({} requests) to {name} failed, counts lost: {e}",
-            flush.id,
-            flush.requests
-        );
-    }
-    QUEUE.with(|cell| {
-        if let Ok(mut slot) = cell.try_borrow_mut() {
-            if let Some(queue) = slot.as_mut() {
-                queue.in_flight.remove(&generation);
+/// Runs `driver` until the queue says it is done or out of time.
+async fn drive(env: &Env, driver: Driver) {
+    loop {
+        let step = ISOLATE.with(|cell| {
+            let mut slot = cell.try_borrow_mut().ok()?;
+            let isolate = slot.as_mut()?;
+            Some((isolate.queue.step(&driver, now_ms()), isolate.shard.clone()))
+        });
+        let Some((step, shard)) = step else {
+            return;
+        };
+        match step {
+            Step::Done => return,
+            Step::OutOfTime => {
+                worker::console_error!(
+                    "bpm-edge: a batch for {shard} is still not acknowledged; it stays in this isolate and is resent by the next request"
+                );
+                return;
+            }
+            Step::Sleep(until) => {
+                Delay::from(Duration::from_millis(until.saturating_sub(now_ms()))).await;
+            }
+            Step::Send(flush) => {
+                let result = send(env, &shard, &flush).await;
+                let now = now_ms();
+                ISOLATE.with(|cell| {
+                    if let Some(isolate) = cell
+                        .try_borrow_mut()
+                        .ok()
+                        .as_deref_mut()
+                        .and_then(Option::as_mut)
+                    {
+                        match &result {
+                            Ok(()) => isolate.queue.acknowledged(&flush.id),
+                            Err(_) => isolate.queue.failed(&flush.id, now),
+                        }
+                    }
+                });
+                if let Err(e) = result {
+                    worker::console_error!(
+                        "bpm-edge: flush of batch {} ({} requests) to {shard} failed, will retry: {e}",
+                        flush.id,
+                        flush.requests
+                    );
+                }
             }
         }
-    });
+    }
 }
 
+/// One attempt to deliver `flush`, bounded by [`SEND_TIMEOUT_MS`].
 async fn send(env: &Env, shard: &str, flush: &Flush) -> Result<(), String> {
     let body = serde_json::to_string(flush).map_err(|e| e.to_string())?;
-    let mut last = String::new();
-    for attempt in 0..ATTEMPTS {
-        if attempt > 0 {
-            Delay::from(Duration::from_millis(100 * 3u64.pow(attempt - 1))).await;
-        }
-        match shards::call(env, shard, "/flush", Some(body.clone())).await {
-            Ok(resp) if (200..300).contains(&resp.status_code()) => return Ok(()),
-            Ok(resp) => last = format!("shard answered {}", resp.status_code()),
-            Err(e) => last = e.to_string(),
-        }
+    let call = Box::pin(shards::call(env, shard, "/flush", Some(body)));
+    let timeout = Box::pin(Delay::from(Duration::from_millis(SEND_TIMEOUT_MS)));
+    match select(call, timeout).await {
+        Either::Left((Ok(resp), _)) if (200..300).contains(&resp.status_code()) => Ok(()),
+        Either::Left((Ok(resp), _)) => Err(format!("shard answered {}", resp.status_code())),
+        Either::Left((Err(e), _)) => Err(e.to_string()),
+        Either::Right(_) => Err(format!("no answer within {SEND_TIMEOUT_MS} ms")),
     }
-    Err(last)
 }

@@ -22,12 +22,15 @@ pub const BINDING: &str = "BPM_COUNTER";
 const BROKEN_BINDING: &str = "BPM_COUNTER_MISSING";
 
 /// Test-only fault injection, from the var `BPM_FAULT`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Fault {
     /// The counter binding cannot be found.
     CounterBinding,
     /// Every write to a shard fails inside the Durable Object.
     Storage,
+    /// Writes fail for this many seconds after a shard's first write
+    /// (`storage-for-10s`), then succeed: a short outage.
+    StorageFor(f64),
 }
 
 impl Fault {
@@ -35,7 +38,12 @@ impl Fault {
         match super::env_string(env, "BPM_FAULT").as_deref() {
             Some("counter-binding") => Some(Fault::CounterBinding),
             Some("storage") => Some(Fault::Storage),
-            _ => None,
+            Some(other) => other
+                .strip_prefix("storage-for-")
+                .and_then(|s| s.strip_suffix('s'))
+                .and_then(|s| s.parse::<f64>().ok())
+                .map(Fault::StorageFor),
+            None => None,
         }
     }
 }

@@ -37,9 +37,11 @@ use worker::{
 
 /// The Durable Object binding in `wrangler.toml`.
 pub const BINDING: &str = "BPM_ALERTS";
-/// A bucket is judged once it ended this long ago (flushes land within
-/// about a second; retries within a few more).
-const COMPLETE_AFTER_SECS: i64 = 30;
+/// A bucket is judged once it ended this long ago: an isolate sends its
+/// counts at most `flush_queue::MAX_WINDOW_MS` (20 s) after they happened,
+/// with `SEND_BUDGET_MS` (8 s) for retries. With a tick a minute, any value
+/// under 60 s judges a bucket at the same tick.
+const COMPLETE_AFTER_SECS: i64 = 45;
 
 /// End of the last 5-minute bucket complete at `now`.
 fn last_complete_bucket(now: i64) -> i64 {
@@ -77,8 +79,7 @@ pub struct SiteAlerts {
 
 impl DurableObject for SiteAlerts {
     fn new(state: State, env: Env) -> Self {
-        let store =
-            AlertStore::open(DurableSql::new(state.storage().sql())).map_err(|e| e.to_string());
+        let store = AlertStore::open(DurableSql::new(state.storage())).map_err(|e| e.to_string());
         if let Err(e) = &store {
             worker::console_error!("bpm-edge: alert storage unusable: {e}");
         }
