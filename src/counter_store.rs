@@ -31,14 +31,14 @@ pub enum SqlValue {
 }
 
 impl SqlValue {
-    fn int(&self) -> Option<i64> {
+    pub fn int(&self) -> Option<i64> {
         match self {
             SqlValue::Int(i) => Some(*i),
             _ => None,
         }
     }
 
-    fn text(&self) -> Option<&str> {
+    pub fn text(&self) -> Option<&str> {
         match self {
             SqlValue::Text(s) => Some(s),
             _ => None,
