@@ -19,6 +19,8 @@ pub mod config;
 pub mod counter_store;
 pub mod detector;
 pub mod event;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod fleet;
 pub mod flush_queue;
 pub mod latency;
 pub mod lifecycle;
