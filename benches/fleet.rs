@@ -95,6 +95,7 @@ fn main() {
                 seed: 42,
                 outage: None,
                 window_ms,
+                lose_every_nth_ack: None,
             };
             let profile = Profile {
                 site_rps: site,

@@ -93,6 +93,9 @@ pub struct RunOptions {
     pub outage: Option<(u64, u64)>,
     /// Overrides `[storage] flush_interval_ms`.
     pub window_ms: Option<u64>,
+    /// Every n-th batch a shard applied is reported to its isolate as a
+    /// failure (the answer was lost): the isolate resends it.
+    pub lose_every_nth_ack: Option<u64>,
 }
 
 /// What one run counted.
@@ -533,6 +536,10 @@ pub fn simulate<S: Sql>(
                             let ok =
                                 !down && shards[isolates[i].shard].apply_flush(flush, secs).is_ok();
                             charge(&mut report, started);
+                            let ok = ok
+                                && options
+                                    .lose_every_nth_ack
+                                    .is_none_or(|n| report.flush_requests % n.max(1) != 0);
                             if ok {
                                 isolates[i].queue.acknowledged(&id);
                             } else {

@@ -27,6 +27,7 @@ const OPTIONS: RunOptions = RunOptions {
     seed: 7,
     outage: None,
     window_ms: None,
+    lose_every_nth_ack: None,
 };
 
 #[test]
@@ -94,4 +95,26 @@ fn a_shard_outage_delays_counts_but_loses_none() {
     );
     assert_eq!(r.left_in_isolates, 0);
     assert!(r.at_risk_per_isolate > 0.0);
+}
+
+#[test]
+fn lost_acknowledgements_never_count_twice() {
+    // One answer in five is lost after the shard applied the batch: the
+    // isolate resends it under its id and the shard refuses the duplicate.
+    let r = run(
+        50.0,
+        2.0,
+        RunOptions {
+            secs: 180,
+            lose_every_nth_ack: Some(5),
+            ..OPTIONS
+        },
+    );
+    assert!(
+        r.exact(),
+        "sent {:?}\nstored {:?}",
+        r.hits_sent,
+        r.hits_stored
+    );
+    assert_eq!(r.left_in_isolates, 0);
 }
