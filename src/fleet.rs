@@ -537,9 +537,9 @@ pub fn simulate<S: Sql>(
                                 !down && shards[isolates[i].shard].apply_flush(flush, secs).is_ok();
                             charge(&mut report, started);
                             let ok = ok
-                                && options
-                                    .lose_every_nth_ack
-                                    .is_none_or(|n| report.flush_requests % n.max(1) != 0);
+                                && options.lose_every_nth_ack.is_none_or(|n| {
+                                    !report.flush_requests.is_multiple_of(n.max(1))
+                                });
                             if ok {
                                 isolates[i].queue.acknowledged(&id);
                             } else {
