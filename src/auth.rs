@@ -3,7 +3,11 @@
 //! dashboard's session cookie that a login with that token earns.
 //!
 //! Invariants: with no token configured, nothing is authorised (an operator
-//! who forgot the secret gets 401s, not an open API). A session value is
+//! who forgot the secret gets 401s, not an open API); a configured token
+//! shorter than [`MIN_TOKEN_LEN`] is refused as such, and the public demo
+//! token ([`DEMO_TOKEN`]) only works on a loopback host. Tokens are compared
+//! as SHA-256 digests in constant time, so neither their content nor their
+//! length leaks through timing. A session value is
 //! `v1.{expires}.{mac}` with `mac = HMAC-SHA256(token, "bpm-session.v1.{expires}")`:
 //! it holds no data, cannot be forged without the token, ends at `expires`,
 //! and every session ends when the token is rotated. A state-changing request
@@ -13,7 +17,7 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 /// Why a request was not authorised; the message is safe to show.
@@ -21,6 +25,11 @@ use subtle::ConstantTimeEq;
 pub enum AuthError {
     /// The deployment has no `BPM_API_TOKEN` secret.
     NotConfigured,
+    /// `BPM_API_TOKEN` is set but shorter than [`MIN_TOKEN_LEN`].
+    TooShort,
+    /// `BPM_API_TOKEN` is the public demo token, on a host that is not
+    /// loopback.
+    DemoToken,
     /// No `Authorization: Bearer …` header.
     Missing,
     /// A token that is not the configured one.
@@ -39,6 +48,12 @@ impl AuthError {
             AuthError::NotConfigured => {
                 "the API token is not configured: set the Worker secret BPM_API_TOKEN"
             }
+            AuthError::TooShort => {
+                "the API token BPM_API_TOKEN is shorter than 16 characters, which is guessable: set a long random secret"
+            }
+            AuthError::DemoToken => {
+                "BPM_API_TOKEN is the public demo token from .dev.vars.example, accepted only on 127.0.0.1 or localhost: set your own secret"
+            }
             AuthError::Missing => "missing `Authorization: Bearer <token>` header",
             AuthError::Wrong => "invalid API token",
             AuthError::BadSession => "invalid session: log in again",
@@ -52,6 +67,43 @@ impl AuthError {
 
 /// Shortest token accepted as configured: a short secret is guessable.
 pub const MIN_TOKEN_LEN: usize = 16;
+/// The demo's token, published in `.dev.vars.example`.
+pub const DEMO_TOKEN: &str = "dev-token-change-me-0123456789";
+
+/// Whether `host` (a `Host` header or URL host, with or without a port)
+/// names this machine: `localhost`, `127.0.0.0/8` or `[::1]`.
+pub fn is_loopback(host: &str) -> bool {
+    let host = host.trim().to_ascii_lowercase();
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        host.rsplit_once(':')
+            .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
+            .map_or(host.as_str(), |(name, _)| name)
+    };
+    name == "localhost"
+        || name == "::1"
+        || name
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The configured token as usable for a request to `host`: why not, if it
+/// is missing, too short, or the public demo token away from loopback.
+pub fn screen_token<'a>(configured: Option<&'a str>, host: &str) -> Result<&'a str, AuthError> {
+    let token = configured_token(configured)?;
+    if same_secret(token, DEMO_TOKEN) && !is_loopback(host) {
+        return Err(AuthError::DemoToken);
+    }
+    Ok(token)
+}
+
+/// Constant-time equality that hides the lengths too: compares digests.
+fn same_secret(offered: &str, expected: &str) -> bool {
+    let a = Sha256::digest(offered.as_bytes());
+    let b = Sha256::digest(expected.as_bytes());
+    bool::from(a.as_slice().ct_eq(b.as_slice()))
+}
 
 /// Checks an `Authorization` header value against the configured token.
 pub fn check_bearer(header: Option<&str>, configured: Option<&str>) -> Result<(), AuthError> {
@@ -61,7 +113,7 @@ pub fn check_bearer(header: Option<&str>, configured: Option<&str>) -> Result<()
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Err(AuthError::Missing);
     }
-    if bool::from(token.trim().as_bytes().ct_eq(expected.as_bytes())) {
+    if same_secret(token.trim(), expected) {
         Ok(())
     } else {
         Err(AuthError::Wrong)
@@ -77,8 +129,9 @@ pub const CSRF_HEADER: &str = "x-bpm-csrf";
 
 fn configured_token(configured: Option<&str>) -> Result<&str, AuthError> {
     match configured.map(str::trim) {
-        Some(t) if t.len() >= MIN_TOKEN_LEN => Ok(t),
-        _ => Err(AuthError::NotConfigured),
+        None | Some("") => Err(AuthError::NotConfigured),
+        Some(t) if t.chars().count() < MIN_TOKEN_LEN => Err(AuthError::TooShort),
+        Some(t) => Ok(t),
     }
 }
 
@@ -93,7 +146,7 @@ fn session_mac(token: &str, expires: i64) -> Option<Hmac<Sha256>> {
 /// Checks a token offered at login (constant time).
 pub fn check_token(offered: &str, configured: Option<&str>) -> Result<(), AuthError> {
     let expected = configured_token(configured)?;
-    if bool::from(offered.trim().as_bytes().ct_eq(expected.as_bytes())) {
+    if same_secret(offered.trim(), expected) {
         Ok(())
     } else {
         Err(AuthError::Wrong)
@@ -129,6 +182,29 @@ pub fn check_session(value: &str, configured: Option<&str>, now: i64) -> Result<
         return Err(AuthError::SessionExpired);
     }
     Ok(expires)
+}
+
+/// The `Set-Cookie` value for a session (`max_age` 0 ends it), scoped to
+/// bpm-edge's own `prefix` so the browser never sends it with the site's
+/// other paths.
+pub fn session_cookie(value: &str, max_age: i64, prefix: &str, secure: bool) -> String {
+    format!(
+        "{SESSION_COOKIE}={value}; HttpOnly; SameSite=Strict; Path={prefix}; Max-Age={max_age}{}",
+        if secure { "; Secure" } else { "" }
+    )
+}
+
+/// A `Cookie` header without bpm-edge's session cookie, for forwarding to
+/// the origin: `None` when nothing else is left.
+pub fn without_session_cookie(header: &str) -> Option<String> {
+    let kept: Vec<&str> = header
+        .split(';')
+        .map(str::trim)
+        .filter(|pair| {
+            !pair.is_empty() && pair.split('=').next().map(str::trim) != Some(SESSION_COOKIE)
+        })
+        .collect();
+    (!kept.is_empty()).then(|| kept.join("; "))
 }
 
 /// The value of cookie `name` in a `Cookie` header, if present.
@@ -192,6 +268,86 @@ mod tests {
     const TOKEN: &str = "0123456789abcdef-token";
 
     #[test]
+    fn regression_the_session_cookie_ignored_the_configured_prefix() {
+        let c = session_cookie("v1.1.x", 60, "/ops/metrics", true);
+        assert!(c.contains("; Path=/ops/metrics;"), "{c}");
+        assert!(c.ends_with("; Secure"));
+        assert!(!session_cookie("", 0, "/_bpm", false).contains("Secure"));
+    }
+
+    #[test]
+    fn regression_the_session_cookie_was_forwarded_to_the_origin() {
+        assert_eq!(
+            without_session_cookie("a=1; bpm_session=v1.2.abc; b=2").as_deref(),
+            Some("a=1; b=2")
+        );
+        assert_eq!(without_session_cookie("bpm_session=v1.2.abc"), None);
+        assert_eq!(
+            without_session_cookie(" bpm_session = x ;theme=dark").as_deref(),
+            Some("theme=dark")
+        );
+        // A cookie whose name merely starts the same is the site's own.
+        assert_eq!(
+            without_session_cookie("bpm_session2=k").as_deref(),
+            Some("bpm_session2=k")
+        );
+    }
+
+    #[test]
+    fn regression_a_short_token_was_reported_as_not_configured() {
+        assert_eq!(
+            check_token("short", Some("too-short")),
+            Err(AuthError::TooShort)
+        );
+        assert!(AuthError::TooShort.message().contains("shorter than 16"));
+        assert_eq!(check_token("x", Some("  ")), Err(AuthError::NotConfigured));
+        assert_eq!(check_token("x", None), Err(AuthError::NotConfigured));
+    }
+
+    #[test]
+    fn regression_the_public_demo_token_worked_on_any_host() {
+        for host in [
+            "127.0.0.1:8787",
+            "localhost",
+            "LOCALHOST:80",
+            "[::1]:8787",
+            "127.3.4.5",
+        ] {
+            assert_eq!(
+                screen_token(Some(DEMO_TOKEN), host),
+                Ok(DEMO_TOKEN),
+                "{host}"
+            );
+        }
+        for host in [
+            "www.example.com",
+            "example.com:443",
+            "10.0.0.1",
+            "localhost.example.com",
+            "127.0.0.1.nip.io",
+            "",
+        ] {
+            assert_eq!(
+                screen_token(Some(DEMO_TOKEN), host),
+                Err(AuthError::DemoToken),
+                "{host}"
+            );
+        }
+        assert_eq!(screen_token(Some(TOKEN), "www.example.com"), Ok(TOKEN));
+        assert!(AuthError::DemoToken.message().contains(".dev.vars.example"));
+    }
+
+    #[test]
+    fn tokens_of_any_length_compare_as_digests() {
+        // Equal digests only for equal strings; a prefix or an extension of
+        // the token is just wrong (no early exit on length).
+        assert!(same_secret(TOKEN, TOKEN));
+        assert!(!same_secret("0123456789abcdef", TOKEN));
+        assert!(!same_secret("0123456789abcdef-token-and-more", TOKEN));
+        assert!(!same_secret("", TOKEN));
+    }
+
+    #[test]
     fn accepts_only_the_configured_bearer_token() {
         assert_eq!(
             check_bearer(Some("Bearer 0123456789abcdef-token"), Some(TOKEN)),
@@ -232,7 +388,7 @@ mod tests {
         );
         assert_eq!(
             check_bearer(Some("Bearer short"), Some("short")),
-            Err(AuthError::NotConfigured)
+            Err(AuthError::TooShort)
         );
         assert_eq!(
             check_bearer(Some("Bearer "), Some("")),

@@ -5,24 +5,96 @@
 //! Every API route but `health` needs the API token (bearer header or login
 //! session) or, when configured, a Cloudflare Access assertion. Errors are JSON
 //! `{"error": "..."}` with a 4xx/5xx status; nothing here reaches the origin.
+//! Every answer under the prefix carries the dashboard's security headers
+//! ([`SECURITY_HEADERS`]), and no request body is read past its limit.
 
 use super::{access_keys, shards, site_alerts, CONFIG_HASH, VERSION};
 use crate::access::{assertion_from, AccessError, AccessIdentity, AccessPolicy, ASSERTION_HEADER};
 use crate::auth::{
-    authorise, check_csrf, check_token, issue_session, AuthError, Authorised, Credentials,
-    CSRF_HEADER, SESSION_COOKIE, SESSION_SECS,
+    authorise, check_csrf, check_token, issue_session, screen_token, session_cookie, AuthError,
+    Authorised, Credentials, CSRF_HEADER, SESSION_SECS,
 };
 use crate::classify::Classifier;
 use crate::config::{Config, MetricKind};
 use crate::referral_report::{self, ReportQuery};
 use crate::series::{build_response, SeriesQuery};
 use crate::uniques::UniquesQuery;
+use futures_util::StreamExt;
 use serde::Serialize;
 use serde_json::json;
 use std::rc::Rc;
 use worker::{Env, Headers, Method, Request, Response, Result};
 
+/// Sent with every answer under the prefix: the dashboard loads only its
+/// own files, is never framed, never sniffed, never sends a referrer.
+pub const SECURITY_HEADERS: &[(&str, &str)] = &[
+    (
+        "content-security-policy",
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+         connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; \
+         frame-ancestors 'none'",
+    ),
+    ("x-frame-options", "DENY"),
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "no-referrer"),
+];
+
+/// Most bytes of a login body, and of a silence.
+const MAX_LOGIN_BYTES: usize = 4 * 1024;
+const MAX_SILENCE_BYTES: usize = 16 * 1024;
+
 pub async fn handle(
+    req: Request,
+    env: &Env,
+    classifier: Option<Rc<Classifier>>,
+    prefix: &str,
+) -> Result<Response> {
+    let resp = route(req, env, classifier, prefix).await?;
+    let headers = Headers::new();
+    for (name, value) in resp.headers().entries() {
+        headers.append(&name, &value)?;
+    }
+    for (name, value) in SECURITY_HEADERS {
+        headers.set(name, value)?;
+    }
+    Ok(resp.with_headers(headers))
+}
+
+/// Reads the body, at most `limit` bytes: `None` when it is longer (by its
+/// `Content-Length`, or once the stream passes the limit; the rest is never
+/// read or held).
+async fn read_bounded(req: &mut Request, limit: usize) -> Result<Option<Vec<u8>>> {
+    let declared = req
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Ok(None);
+    }
+    let Ok(mut stream) = req.stream() else {
+        return Ok(Some(Vec::new()));
+    };
+    let mut body = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        if body.len() + chunk.len() > limit {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
+}
+
+/// [`read_bounded`] as UTF-8 text (invalid sequences replaced).
+async fn read_text(req: &mut Request, limit: usize) -> Result<Option<String>> {
+    Ok(read_bounded(req, limit)
+        .await?
+        .map(|b| String::from_utf8_lossy(&b).into_owned()))
+}
+
+async fn route(
     mut req: Request,
     env: &Env,
     classifier: Option<Rc<Classifier>>,
@@ -47,11 +119,16 @@ pub async fn handle(
             }),
         );
     }
-    let token = super::env_string(env, "BPM_API_TOKEN");
+    let configured = super::env_string(env, "BPM_API_TOKEN");
+    let host = req.url()?.host_str().unwrap_or("").to_string();
+    let token = match screen_token(configured.as_deref(), &host) {
+        Ok(t) => TokenSetting::Usable(t),
+        Err(e) => TokenSetting::Unusable(e),
+    };
     if route == "session" {
-        return session(req, env, token.as_deref()).await;
+        return session(req, env, token, prefix).await;
     }
-    if let Err(refusal) = caller(&req, env, token.as_deref()).await {
+    if let Err(refusal) = caller(&req, env, token).await {
         return refused(refusal);
     }
     let config = classifier.config();
@@ -77,10 +154,9 @@ pub async fn handle(
             alerts_object(env, config, Method::Get, "/silences", None).await
         }
         (Method::Post, "silences") => {
-            let body = req.text().await?;
-            if body.len() > 16 * 1024 {
+            let Some(body) = read_text(&mut req, MAX_SILENCE_BYTES).await? else {
                 return json_error(413, "a silence is at most 16 KiB of JSON");
-            }
+            };
             alerts_object(env, config, Method::Post, "/silences", Some(body)).await
         }
         (Method::Delete, r) if r.starts_with("silences/") => {
@@ -110,6 +186,32 @@ pub async fn handle(
     }
 }
 
+/// The configured API token, as this request may use it.
+#[derive(Clone, Copy)]
+enum TokenSetting<'a> {
+    Usable(&'a str),
+    /// Missing, too short, or the demo token away from loopback: nothing is
+    /// authorised by a token, and a refusal says why.
+    Unusable(AuthError),
+}
+
+impl<'a> TokenSetting<'a> {
+    fn token(self) -> Option<&'a str> {
+        match self {
+            TokenSetting::Usable(t) => Some(t),
+            TokenSetting::Unusable(_) => None,
+        }
+    }
+
+    /// The refusal to give instead of "not configured".
+    fn explain(self, e: AuthError) -> AuthError {
+        match (self, e) {
+            (TokenSetting::Unusable(why), AuthError::NotConfigured) => why,
+            _ => e,
+        }
+    }
+}
+
 /// Who an authorised request speaks for.
 enum Caller {
     /// The API token, as a bearer header or through a login session.
@@ -131,8 +233,9 @@ enum Refusal {
 async fn caller(
     req: &Request,
     env: &Env,
-    token: Option<&str>,
+    setting: TokenSetting<'_>,
 ) -> std::result::Result<Caller, Refusal> {
+    let token = setting.token();
     let header = |name: &str| req.headers().get(name).ok().flatten();
     let (authorization, cookie, csrf, assertion) = (
         header("authorization"),
@@ -149,7 +252,7 @@ async fn caller(
     let now = super::now_secs();
     let by_token = match authorise(creds, token, now) {
         Ok(a) => return Ok(Caller::Token(a)),
-        Err(e) => e,
+        Err(e) => setting.explain(e),
     };
     let jwt = assertion_from(assertion.as_deref(), cookie.as_deref());
     let (None, Some(jwt)) = (creds.authorization, jwt) else {
@@ -190,21 +293,23 @@ fn unauthorised(e: AuthError) -> Result<Response> {
 /// `/api/session`: the dashboard's login (`POST {"token"}` sets an HttpOnly
 /// cookie), its check (`GET`, which also answers for Cloudflare Access) and
 /// logout (`DELETE`).
-async fn session(mut req: Request, env: &Env, token: Option<&str>) -> Result<Response> {
+async fn session(
+    mut req: Request,
+    env: &Env,
+    setting: TokenSetting<'_>,
+    prefix: &str,
+) -> Result<Response> {
     let now = super::now_secs();
+    let token = setting.token();
     let secure = req.url().map(|u| u.scheme() == "https").unwrap_or(true);
-    let cookie = |value: &str, max_age: i64| {
-        format!(
-            "{SESSION_COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/_bpm; Max-Age={max_age}{}",
-            if secure { "; Secure" } else { "" }
-        )
-    };
+    // The cookie is scoped to bpm-edge's own prefix; the proxy also strips
+    // it from anything forwarded to the origin.
+    let cookie = |value: &str, max_age: i64| session_cookie(value, max_age, prefix, secure);
     match req.method() {
         Method::Post => {
-            let body = req.text().await.unwrap_or_default();
-            if body.len() > 4096 {
+            let Some(body) = read_text(&mut req, MAX_LOGIN_BYTES).await? else {
                 return json_error(413, "a login is at most 4 KiB of JSON");
-            }
+            };
             let offered = serde_json::from_str::<serde_json::Value>(&body)
                 .ok()
                 .and_then(|v| v["token"].as_str().map(str::to_owned));
@@ -212,11 +317,11 @@ async fn session(mut req: Request, env: &Env, token: Option<&str>) -> Result<Res
                 return json_error(400, "expected JSON {\"token\": \"...\"}");
             };
             if let Err(e) = check_token(&offered, token) {
-                return unauthorised(e);
+                return unauthorised(setting.explain(e));
             }
             let (value, _) = match issue_session(token, now) {
                 Ok(s) => s,
-                Err(e) => return unauthorised(e),
+                Err(e) => return unauthorised(setting.explain(e)),
             };
             let mut resp = Response::empty()?.with_status(204);
             resp.headers_mut()
@@ -224,7 +329,7 @@ async fn session(mut req: Request, env: &Env, token: Option<&str>) -> Result<Res
             resp.headers_mut().set("cache-control", "no-store")?;
             Ok(resp)
         }
-        Method::Get => match caller(&req, env, token).await {
+        Method::Get => match caller(&req, env, setting).await {
             Ok(Caller::Token(Authorised::Session { expires })) => json_response(
                 200,
                 &json!({
@@ -279,20 +384,9 @@ const MAX_BACKFILL_BYTES: usize = 32 * 1024 * 1024;
 /// `POST /api/backfill`: imports `timestamp,metric,count` CSV into the
 /// counter shards (for the dashboard) and the alert object (for baselines).
 async fn backfill(mut req: Request, env: &Env, config: &Config) -> Result<Response> {
-    let declared: usize = req
-        .headers()
-        .get("content-length")
-        .ok()
-        .flatten()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    if declared > MAX_BACKFILL_BYTES {
+    let Some(text) = read_text(&mut req, MAX_BACKFILL_BYTES).await? else {
         return json_error(413, "at most 32 MiB per request; split the file");
-    }
-    let text = req.text().await?;
-    if text.len() > MAX_BACKFILL_BYTES {
-        return json_error(413, "at most 32 MiB per request; split the file");
-    }
+    };
     let counts = match crate::backfill::parse(&text, config) {
         Ok(c) => c,
         Err(errors) => {
