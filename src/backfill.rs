@@ -18,6 +18,9 @@ use std::fmt;
 
 /// Most lines one request may carry.
 pub const MAX_LINES: usize = 500_000;
+/// The largest count storage holds exactly (Durable Object SQL integers
+/// are exact up to 2^53 − 1), for a minute, a split and a 5-minute bucket.
+pub const MAX_EXACT_COUNT: u64 = (1 << 53) - 1;
 /// Rows per counter-shard batch.
 pub const BATCH_ROWS: usize = 2_000;
 
@@ -47,6 +50,7 @@ pub struct Counts {
 pub fn parse(text: &str, config: &Config) -> Result<Counts, Vec<LineError>> {
     let mut counts = Counts::default();
     let mut errors = Vec::new();
+    let mut bucket_sums: BTreeMap<(String, i64), u64> = BTreeMap::new();
     let counted = |name: &str| {
         config
             .metric(name)
@@ -101,6 +105,20 @@ pub fn parse(text: &str, config: &Config) -> Result<Counts, Vec<LineError>> {
             continue;
         };
         let minute = t.timestamp().div_euclid(60) * 60;
+        if split.is_none() {
+            let bucket = bucket_sums
+                .entry((metric.to_string(), minute.div_euclid(BUCKET_SECS)))
+                .or_insert(0u64);
+            *bucket = bucket.saturating_add(n);
+            if *bucket > MAX_EXACT_COUNT {
+                err(format!(
+                    "the counts of {:?} add up to more than {MAX_EXACT_COUNT} (2^53 - 1, the most storage holds exactly) in the 5 minutes from {}",
+                    truncate(metric),
+                    crate::series::format_time(minute.div_euclid(BUCKET_SECS) * BUCKET_SECS)
+                ));
+                continue;
+            }
+        }
         let slot = match split {
             None => counts
                 .minutes
@@ -123,6 +141,12 @@ pub fn parse(text: &str, config: &Config) -> Result<Counts, Vec<LineError>> {
             }
         };
         *slot = slot.saturating_add(n);
+        if *slot > MAX_EXACT_COUNT {
+            err(format!(
+                "the counts of {:?} add up to more than {MAX_EXACT_COUNT} (2^53 - 1, the most storage holds exactly) in one minute",
+                truncate(metric)
+            ));
+        }
     }
     if errors.is_empty() {
         Ok(counts)
@@ -254,6 +278,29 @@ impl Counts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn regression_a_count_above_2_pow_53_failed_halfway_through_an_import() {
+        let cfg = config();
+        let ok = "2026-01-05T10:00:00Z,logins,9007199254740991\n";
+        assert!(parse(ok, &cfg).is_ok());
+        // One count too large, or several adding up past it: the whole
+        // request is refused before anything is written, naming the line.
+        let big = format!(
+            "2026-01-05T10:00:00Z,logins,1\n2026-01-05T10:01:00Z,logins,{}\n",
+            1u64 << 53
+        );
+        let errors = parse(&big, &cfg).unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].line, 2);
+        assert!(errors[0].message.contains("2^53"), "{}", errors[0]);
+        let sum =
+            "2026-01-05T10:00:00Z,logins,9007199254740000\n2026-01-05T10:01:00Z,logins,5000\n";
+        let errors = parse(sum, &cfg).unwrap_err();
+        assert_eq!(errors[0].line, 2, "the 5-minute bucket overflows on line 2");
+        let split = "2026-01-05T10:00:00Z,marketing_views,9007199254740991,source,google\n2026-01-05T10:00:30Z,marketing_views,1,source,google\n";
+        assert_eq!(parse(split, &cfg).unwrap_err()[0].line, 2);
+    }
 
     fn config() -> Config {
         crate::config::parse_toml(include_str!("../bpm.toml"), "bpm.toml").unwrap()

@@ -416,34 +416,50 @@ impl<S: Sql> CounterStore<S> {
         }
     }
 
-    /// Imports a batch (backfill) straight into the buckets, once per batch
-    /// id: all its rows and its id in one transaction, or nothing.
+    /// Imports a batch (backfill) straight into the buckets: all of it, or
+    /// nothing, in one transaction. Each (metric, minute, dimension) is
+    /// imported once for as long as hour rows are kept: the parts already
+    /// in the import ledger are skipped, so importing the same data again,
+    /// cut into other batches or not, changes nothing.
     pub fn apply(&self, batch: Batch, now: i64) -> Result<Applied, StoreError> {
-        let Batch { id, requests, rows } = batch;
-        let seen = self.sql.rows(
-            "checking the batch id",
-            "SELECT 1 FROM applied_batches WHERE id = ?",
-            vec![id.as_str().into()],
-        )?;
-        if !seen.is_empty() {
-            self.unsaved_duplicates
-                .set(self.unsaved_duplicates.get() + 1);
-            return Ok(Applied {
-                applied: false,
-                rows_written: 0,
-            });
+        let _ = now;
+        let Batch { requests, rows, .. } = batch;
+        let mut groups: BTreeMap<(String, i64, String), Vec<Row>> = BTreeMap::new();
+        for row in rows {
+            groups
+                .entry((row.1.clone(), row.0, row.2.clone()))
+                .or_default()
+                .push(row);
         }
         let before = self.state.get();
         let result = self.sql.transaction("importing a batch", || {
-            let mut written = self.write_rows(rows)?;
-            written += self
-                .sql
-                .run(
-                    "recording the batch id",
-                    "INSERT INTO applied_batches (id, at) VALUES (?, ?)",
-                    vec![id.as_str().into(), now.into()],
-                )?
-                .rows_written;
+            let mut fresh = Vec::new();
+            let mut keys = Vec::new();
+            for ((metric, t, dim), rows) in groups {
+                let seen = self.sql.rows(
+                    "checking the import ledger",
+                    "SELECT 1 FROM import_ledger WHERE metric = ? AND t = ? AND dim = ?",
+                    vec![metric.as_str().into(), t.into(), dim.as_str().into()],
+                )?;
+                if seen.is_empty() {
+                    fresh.extend(rows);
+                    keys.push((metric, t, dim));
+                }
+            }
+            if keys.is_empty() {
+                return Ok(None);
+            }
+            let mut written = self.write_rows(fresh)?;
+            for (metric, t, dim) in &keys {
+                written += self
+                    .sql
+                    .run(
+                        "recording imported minutes",
+                        "INSERT INTO import_ledger (metric, t, dim) VALUES (?, ?, ?)",
+                        vec![metric.as_str().into(), (*t).into(), dim.as_str().into()],
+                    )?
+                    .rows_written;
+            }
             written += 1;
             let after = ShardState {
                 flushes: before.flushes + 1,
@@ -452,14 +468,22 @@ impl<S: Sql> CounterStore<S> {
                 ..before
             };
             self.save_state(after)?;
-            Ok((after, written))
+            Ok(Some((after, written)))
         });
         match result {
-            Ok((after, written)) => {
+            Ok(Some((after, written))) => {
                 self.state.set(after);
                 Ok(Applied {
                     applied: true,
                     rows_written: written,
+                })
+            }
+            Ok(None) => {
+                self.unsaved_duplicates
+                    .set(self.unsaved_duplicates.get() + 1);
+                Ok(Applied {
+                    applied: false,
+                    rows_written: 0,
                 })
             }
             Err(e) => {
@@ -847,6 +871,14 @@ impl<S: Sql> CounterStore<S> {
                     "expiring batch ids",
                     "DELETE FROM applied_batches WHERE at < ?",
                     vec![(now - store::BATCH_ID_TTL_SECS).into()],
+                )?
+                .rows_written;
+            written += self
+                .sql
+                .run(
+                    "expiring the import ledger",
+                    "DELETE FROM import_ledger WHERE t < ?",
+                    vec![store::sketch_delete_before(now, self.limits.retention_days.1).into()],
                 )?
                 .rows_written;
             let after = ShardState {

@@ -57,6 +57,11 @@ pub const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS visitor_sketches (
         metric TEXT NOT NULL, hour INTEGER NOT NULL, sketch BLOB NOT NULL,
         PRIMARY KEY (metric, hour)) WITHOUT ROWID",
+    // Which (metric, minute, dimension) an import has written: a re-import
+    // of the same minutes adds nothing, however the data is cut.
+    "CREATE TABLE IF NOT EXISTS import_ledger (
+        metric TEXT NOT NULL, t INTEGER NOT NULL, dim TEXT NOT NULL,
+        PRIMARY KEY (metric, t, dim)) WITHOUT ROWID",
     // One row (id 0): the fold mark and the statistics, updated together.
     "CREATE TABLE IF NOT EXISTS shard_state (
         id INTEGER PRIMARY KEY, folded INTEGER NOT NULL, flushes INTEGER NOT NULL,
@@ -136,7 +141,8 @@ pub const STAT_DUPLICATES: &str = "duplicate_batches";
 /// Seconds after an hour ends before it is rolled up (late flushes are
 /// handled anyway; this only avoids rolling up a still-busy hour).
 pub const ROLLUP_GRACE_SECS: i64 = 120;
-/// How long imported (backfill) batch ids are remembered.
+/// How long version-1 import batch ids are kept (imports now use the
+/// ledger, kept as long as hour rows).
 pub const BATCH_ID_TTL_SECS: i64 = 86_400;
 /// A flush-log slot is reused only once its batch id is this old, so a
 /// retry within this time is recognised (unless the ring is full).

@@ -64,8 +64,8 @@ fn a_batch_is_applied_once() {
     );
     let first = s.apply(b.clone(), DAY0 + 120).unwrap();
     assert!(first.applied);
-    // Two minute buckets, the batch id and the shard state row.
-    assert_eq!(first.rows_written, 2 + 1 + 1);
+    // Two minute buckets, their two import-ledger rows and the state row.
+    assert_eq!(first.rows_written, 2 + 2 + 1);
     let again = s.apply(b, DAY0 + 130).unwrap();
     assert!(!again.applied);
     assert_eq!(
@@ -351,7 +351,7 @@ fn regression_a_statement_failing_mid_fold_applies_nothing() {
 
 #[test]
 fn regression_a_statement_failing_mid_import_applies_nothing() {
-    let s = CounterStore::open(Faulty::new("INSERT INTO applied_batches", 1), LIMITS).unwrap();
+    let s = CounterStore::open(Faulty::new("INSERT INTO import_ledger", 2), LIMITS).unwrap();
     let b = batch(
         "import-1",
         (0..30)
@@ -515,4 +515,56 @@ fn a_version_1_shard_is_migrated_in_place_without_losing_its_history() {
     assert_eq!(s.read(&q).unwrap().iter().map(Row::n).sum::<u64>(), 5);
     drop(s);
     let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn regression_backfill_was_not_idempotent_after_a_day() {
+    // Version 1 remembered import batch ids for 24 h, and ids hashed
+    // 2,000-line chunks: the same CSV posted again later, or cut
+    // differently, was counted again. Each (metric, minute, dimension) is
+    // now imported once for as long as hour rows are kept.
+    let s = store(LIMITS);
+    let rows: Vec<Row> = (0..120)
+        .flat_map(|i| {
+            [
+                row(DAY0 + i * 60, "count", "", 3),
+                row(DAY0 + i * 60, "source", "google", 2),
+            ]
+        })
+        .collect();
+    assert!(s.apply(batch("a", rows.clone()), DAY0).unwrap().applied);
+    let expect = |s: &CounterStore<Native>| {
+        assert_eq!(
+            total(s, Resolution::Hour, DAY0, DAY0 + 86_400, "count"),
+            360
+        );
+        assert_eq!(
+            total(s, Resolution::Hour, DAY0, DAY0 + 86_400, "source"),
+            240
+        );
+    };
+    expect(&s);
+    // Ten days later, after rollups and the 24 h id expiry, the same data
+    // in other chunks under other ids: nothing changes.
+    s.maintain(DAY0 + 10 * 86_400).unwrap();
+    for (i, chunk) in rows.chunks(37).enumerate() {
+        let again = s.apply(
+            batch(&format!("other-{i}"), chunk.to_vec()),
+            DAY0 + 10 * 86_400,
+        );
+        assert!(!again.unwrap().applied, "chunk {i}");
+    }
+    expect(&s);
+    // New minutes in a mixed batch are imported; the known ones skipped.
+    let mut mixed = rows[..10].to_vec();
+    mixed.push(row(DAY0 + 200 * 60, "count", "", 4));
+    assert!(
+        s.apply(batch("mixed", mixed), DAY0 + 10 * 86_400)
+            .unwrap()
+            .applied
+    );
+    assert_eq!(
+        total(&s, Resolution::Hour, DAY0, DAY0 + 86_400, "count"),
+        364
+    );
 }

@@ -94,13 +94,25 @@ fn sketches_merge_per_hour_once_per_batch() {
     // `to` is exclusive; an empty range has no sketch.
     assert_eq!(read(&s, DAY0 + H, DAY0 + 2 * H, false), vec![(DAY0 + H, 5)]);
     assert_eq!(read(&s, DAY0 + 5 * H, DAY0 + 6 * H, false), vec![]);
-    // A plain batch (backfill, older isolate) still applies.
+    // A plain batch (backfill) still applies; one with nothing new does not.
     let plain = Batch {
         id: "b-0".into(),
         requests: 0,
-        rows: vec![],
+        rows: vec![bpm_edge::tally::Row(
+            DAY0,
+            "logins".into(),
+            "count".into(),
+            String::new(),
+            1,
+        )],
     };
     assert!(s.apply(plain, DAY0).unwrap().applied);
+    let empty = Batch {
+        id: "b-1".into(),
+        requests: 0,
+        rows: vec![],
+    };
+    assert!(!s.apply(empty, DAY0).unwrap().applied);
 }
 
 #[test]
