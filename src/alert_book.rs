@@ -548,9 +548,11 @@ fn build_event(
         EventStatus::Resolved => eval.and_then(|e| e.window(HOUR)),
         EventStatus::Firing => eval.and_then(|e| e.headline()),
     };
-    let observed = window.map_or(0.0, |w| w.observed);
-    let expected = window.and_then(|w| w.expected).unwrap_or(0.0);
-    let z = window.and_then(|w| w.z).unwrap_or(0.0);
+    // Numbers in an event are finite, so no format writes them as `null`.
+    let finite = |x: f64| if x.is_finite() { x } else { 0.0 };
+    let observed = finite(window.map_or(0.0, |w| w.observed));
+    let expected = finite(window.and_then(|w| w.expected).unwrap_or(0.0));
+    let z = finite(window.and_then(|w| w.z).unwrap_or(0.0));
     let drop_pct = if expected > 0.0 {
         ((1.0 - observed / expected) * 1000.0).round() / 10.0
     } else {
@@ -561,6 +563,9 @@ fn build_event(
         .then_some(rec.alert.resolved_at)
         .flatten();
     let metric = config.metric(&rule.metric);
+    // The instant the event describes: the evaluation it reports, not the
+    // tick that sends it (which is `group_wait` or a silence later).
+    let at = eval.map_or(now, |e| e.at);
     AlertEvent {
         id: format!("evt_{}_{}", rec.fingerprint, rec.sequence),
         fingerprint: rec.fingerprint.clone(),
@@ -581,7 +586,7 @@ fn build_event(
             owner: metric.map(|m| m.owner.clone()).unwrap_or_default(),
             runbook: rule.runbook.clone(),
         },
-        at: eval.map_or(now, |e| e.at),
+        at,
         window: window.map_or(HOUR, |w| w.window),
         observed,
         expected,
@@ -590,7 +595,9 @@ fn build_event(
         p_value: p_value(z),
         started_at,
         resolved_at,
-        duration_s: resolved_at.unwrap_or(now).saturating_sub(started_at).max(0),
+        // Both ends are evaluation instants, so the body's own fields give
+        // it: `resolved_at − started_at`, or `at − started_at` while firing.
+        duration_s: resolved_at.unwrap_or(at).saturating_sub(started_at).max(0),
         lowest_ratio: rec.alert.lowest_ratio,
         dashboard_url: format!("{}#/metric/{}", config.dashboard_url(), rule.metric),
         other_bpms,
@@ -722,6 +729,35 @@ inhibits = ["*"]
         assert_eq!(resolved.lowest_ratio, Some(0.0));
         assert!(resolved.duration_s > 0);
         assert_eq!(notices[0].receivers, vec!["ops".to_string()]);
+    }
+
+    #[test]
+    fn regression_duration_s_was_counted_to_the_tick_not_the_evaluation() {
+        // `duration_s` was documented as `at − started_at` while firing but
+        // computed to the tick that sent the event, so a first firing said
+        // "60 s" (the group wait) with `at == started_at` in the same body.
+        let mut cfg = config();
+        cfg.alerts[0].repeat_interval = 3600;
+        let mut tail = vec![0.0; 18];
+        tail.extend([50.0; 24]);
+        let d = data(&tail, &[2000.0; 42]);
+        let mut book = AlertBook::new(&cfg, vec![], 0);
+        let notices = drive(&mut book, &cfg, &d, 42, &[]);
+        let first = &notices[0].event;
+        assert_eq!((first.status, first.repeat), (EventStatus::Firing, false));
+        let repeat = &notices[1].event;
+        assert_eq!((repeat.status, repeat.repeat), (EventStatus::Firing, true));
+        let last = &notices[notices.len() - 1].event;
+        assert_eq!(last.status, EventStatus::Resolved);
+        for n in &notices {
+            let e = &n.event;
+            let end = e.resolved_at.unwrap_or(e.at);
+            assert_eq!(e.duration_s, end - e.started_at, "{:?}", e.status);
+            assert_eq!(e.duration_s % BUCKET_SECS, 0, "evaluation instants only");
+        }
+        assert_eq!(first.duration_s, 0, "first firing: at == started_at");
+        assert!(repeat.duration_s >= 3600);
+        assert!(last.duration_s > repeat.duration_s);
     }
 
     #[test]

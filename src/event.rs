@@ -104,7 +104,10 @@ pub struct AlertEvent {
     /// When the episode started firing, Unix s.
     pub started_at: i64,
     pub resolved_at: Option<i64>,
-    /// `resolved_at − started_at`, or `at − started_at` while firing.
+    /// `resolved_at − started_at`, or `at − started_at` while firing: all
+    /// three are evaluation instants, so it is a multiple of the bucket
+    /// length (0 in an episode's first firing) and never counts the group
+    /// wait or a silence that delayed the sending.
     pub duration_s: i64,
     /// Lowest observed/expected ratio of the episode.
     pub lowest_ratio: Option<f64>,

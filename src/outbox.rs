@@ -15,9 +15,13 @@
 //!   its receiver until it is requeued; a `Dead` or `Delivered` one does not.
 //! - `Retry-After` can only postpone an attempt (never bring it forward) and
 //!   never by more than `MAX_RETRY_AFTER_SECS`.
+//! - A status the receiver's service documents as final (PagerDuty's 400:
+//!   "invalid event, do not retry") makes the message `Dead` at once; every
+//!   other failure follows the schedule.
 //! - Nothing here panics, whatever the status code, header text or time;
 //!   time arithmetic saturates.
 
+use crate::rules::WebhookFormat;
 use chrono::DateTime;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -61,7 +65,8 @@ pub enum Verdict {
     Delivered,
     /// Try again at this Unix second.
     RetryAt(i64),
-    /// The schedule is exhausted: give up, keep the message for inspection.
+    /// Give up, keep the message for inspection: the schedule is exhausted,
+    /// or the receiver refused it for good ([`refused_for_good`]).
     Dead,
     /// 410 Gone: the receiver asked to stop; send it nothing more.
     DisableReceiver,
@@ -82,7 +87,7 @@ pub enum Verdict {
 /// Other 4xx (400, 401, 403, 404, 413 …) are retried on the schedule rather
 /// than given up at once: they usually mean a misconfigured receiver (wrong
 /// path, rotated secret, body limit), and one fixed within hours still gets
-/// the events. 3xx are failures too, since redirects are not followed (a
+/// the events (PagerDuty's 400 is the exception, see [`judge_for`]). 3xx are failures too, since redirects are not followed (a
 /// signed body must not be sent to a place its receiver did not configure).
 /// 1xx and codes outside 100–599 are failures retried on the schedule.
 pub fn judge(attempt: u32, result: &AttemptResult, now: i64) -> Verdict {
@@ -109,6 +114,24 @@ pub fn judge(attempt: u32, result: &AttemptResult, now: i64) -> Verdict {
             let wait = retry_after.map_or(delay, |r| r.max(delay));
             Verdict::RetryAt(now.saturating_add(wait))
         }
+    }
+}
+
+/// Whether a receiver of this format refused the message for good with
+/// `code`, so that sending the same body again cannot succeed. Only PagerDuty
+/// documents such a status: Events API v2 answers 400 to an invalid event
+/// and says not to retry it. Generic receivers are retried on every 4xx (see
+/// [`judge`]).
+pub fn refused_for_good(format: WebhookFormat, code: u16) -> bool {
+    matches!((format, code), (WebhookFormat::Pagerduty, 400))
+}
+
+/// [`judge`] for a receiver of `format`: a status it refuses for good
+/// ([`refused_for_good`]) is `Dead` at once, whatever the attempt.
+pub fn judge_for(format: WebhookFormat, attempt: u32, result: &AttemptResult, now: i64) -> Verdict {
+    match result {
+        AttemptResult::Status { code, .. } if refused_for_good(format, *code) => Verdict::Dead,
+        _ => judge(attempt, result, now),
     }
 }
 
@@ -194,14 +217,27 @@ impl Delivery {
     /// A delivery that is no longer `Queued` is settled: a late result does
     /// not change it (a delivered message is never un-delivered), and the
     /// verdict matching its state is returned.
+    ///
+    /// This is the generic policy ([`judge`]); [`Delivery::record_for`]
+    /// applies a receiver format's own final statuses.
     pub fn record(&mut self, result: &AttemptResult, now: i64) -> Verdict {
+        self.record_for(WebhookFormat::Json, result, now)
+    }
+
+    /// [`Delivery::record`] for a receiver of `format` ([`judge_for`]).
+    pub fn record_for(
+        &mut self,
+        format: WebhookFormat,
+        result: &AttemptResult,
+        now: i64,
+    ) -> Verdict {
         match self.state {
             DeliveryState::Queued => {}
             DeliveryState::Delivered => return Verdict::Delivered,
             DeliveryState::Dead => return Verdict::Dead,
             DeliveryState::Disabled => return Verdict::DisableReceiver,
         }
-        let verdict = judge(self.attempts, result, now);
+        let verdict = judge_for(format, self.attempts, result, now);
         self.attempts = self.attempts.saturating_add(1);
         match result {
             AttemptResult::Status { code, .. } => {
@@ -451,6 +487,42 @@ mod tests {
             );
         }
         assert_eq!(judge(10, &status(404), NOW), Verdict::Dead);
+    }
+
+    #[test]
+    fn regression_a_pagerduty_400_was_retried_for_16_hours() {
+        // PagerDuty answers 400 to an invalid event and documents "don't
+        // retry"; the outbox retried it 10 more times anyway.
+        let pd = WebhookFormat::Pagerduty;
+        assert_eq!(judge_for(pd, 0, &status(400), NOW), Verdict::Dead);
+        assert_eq!(judge_for(pd, 0, &status_ra(400, "60"), NOW), Verdict::Dead);
+        let mut del = Delivery::new(1, "oncall", "evt_1", NOW);
+        assert_eq!(del.record_for(pd, &status(400), NOW), Verdict::Dead);
+        assert_eq!(del.state, DeliveryState::Dead);
+        assert_eq!((del.attempts, del.last_status), (1, Some(400)));
+        assert!(due(std::slice::from_ref(&del), &[], i64::MAX).is_empty());
+        // PagerDuty's other failures keep the schedule: 429 and 5xx are
+        // retried, and so is every other 4xx.
+        for code in [401, 403, 404, 413, 429, 500, 502, 503] {
+            assert_eq!(
+                judge_for(pd, 0, &status(code), NOW),
+                Verdict::RetryAt(NOW + 5),
+                "{code}"
+            );
+        }
+        assert_eq!(judge_for(pd, 0, &status(202), NOW), Verdict::Delivered);
+        // Other formats still retry a 400 on the schedule.
+        for f in [
+            WebhookFormat::Json,
+            WebhookFormat::Slack,
+            WebhookFormat::Alertmanager,
+        ] {
+            assert!(!refused_for_good(f, 400));
+            assert_eq!(
+                judge_for(f, 0, &status(400), NOW),
+                Verdict::RetryAt(NOW + 5)
+            );
+        }
     }
 
     #[test]

@@ -256,6 +256,30 @@ fn truncate_chars(s: &str, max: usize) -> String {
     out
 }
 
+/// [`truncate_chars`] for Slack mrkdwn that is already escaped
+/// ([`slack_escape`], [`slack_link`]): the cut never falls inside an entity
+/// (`&amp;`) or a link (`<url|label>`). In such text a bare `&` only starts
+/// an entity and a bare `<` only starts a link, so a kept prefix that ends
+/// after an `&` with no `;` behind it, or after a `<` with no `>` behind it,
+/// is shortened to end before that character; the result still ends with
+/// "…" and has at most `max` characters.
+fn truncate_mrkdwn(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    loop {
+        let open_entity = out.rfind('&').filter(|&i| !out[i..].contains(';'));
+        let open_link = out.rfind('<').filter(|&i| !out[i..].contains('>'));
+        match open_entity.into_iter().chain(open_link).min() {
+            Some(i) => out.truncate(i),
+            None => break,
+        }
+    }
+    out.push('…');
+    out
+}
+
 fn rounded_others(others: &[OtherBpm]) -> Vec<OtherBpm> {
     others
         .iter()
@@ -508,10 +532,11 @@ impl SlackText {
         }
     }
 
+    /// `text` must be escaped mrkdwn; it is cut as [`truncate_mrkdwn`] does.
     fn mrkdwn(text: &str) -> Self {
         SlackText {
             kind: "mrkdwn",
-            text: truncate_chars(text, SLACK_TEXT_MAX),
+            text: truncate_mrkdwn(text, SLACK_TEXT_MAX),
             emoji: None,
         }
     }
@@ -648,11 +673,13 @@ fn slack_section(e: &AlertEvent) -> String {
                 window_label(e.window),
                 num_string(e.z, 2)
             ));
-            lines.push(format!(
-                "Firing since {} ({})",
-                human_time(e.started_at),
-                elapsed_label(e.duration_s)
-            ));
+            // An episode's first firing has `duration_s` 0 (it reports the
+            // evaluation that started it): "(0s)" would say nothing.
+            let mut since = format!("Firing since {}", human_time(e.started_at));
+            if e.duration_s > 0 {
+                since.push_str(&format!(" ({})", elapsed_label(e.duration_s)));
+            }
+            lines.push(since);
         }
         EventStatus::Resolved => {
             let mut s = format!("Recovered after {}", elapsed_label(e.duration_s));
@@ -748,7 +775,7 @@ fn slack(events: &[AlertEvent]) -> SlackMessage {
         });
     }
     SlackMessage {
-        text: truncate_chars(&slack_escape(&text), SLACK_TEXT_MAX),
+        text: truncate_mrkdwn(&slack_escape(&text), SLACK_TEXT_MAX),
         blocks,
     }
 }
@@ -1335,6 +1362,51 @@ mod tests {
         let (_, v) = one(WebhookFormat::Slack, &many);
         assert!(v["blocks"].as_array().unwrap().len() <= 50);
         assert!(v["text"].as_str().unwrap().chars().count() <= 3000);
+    }
+
+    #[test]
+    fn regression_slack_truncation_cut_inside_an_entity_or_a_link() {
+        // Cutting "&amp;" to "&am…" or "<https://…|Runbook>" to "<https://…"
+        // showed raw markup in Slack (or a link to a truncated URL).
+        let entity = format!("{}&amp;tail", "x".repeat(10));
+        for max in 11..=15 {
+            let cut = truncate_mrkdwn(&entity, max);
+            assert_eq!(cut, format!("{}…", "x".repeat(10)), "max {max}");
+        }
+        assert_eq!(
+            truncate_mrkdwn(&entity, 16),
+            format!("{}&amp;…", "x".repeat(10))
+        );
+        let link = "see <https://wiki.example.com/a?b=1&amp;c=2|Runbook> now";
+        for max in 6..=52 {
+            let cut = truncate_mrkdwn(link, max);
+            assert_eq!(cut, "see …", "max {max}");
+        }
+        assert_eq!(
+            truncate_mrkdwn(link, 53),
+            "see <https://wiki.example.com/a?b=1&amp;c=2|Runbook>…"
+        );
+        // Plain text is cut like truncate_chars; short text is kept.
+        assert_eq!(truncate_mrkdwn("abcdef", 4), "abc…");
+        assert_eq!(truncate_mrkdwn("a&amp;b", 7), "a&amp;b");
+        // A whole message: every cut of a long section ends cleanly.
+        let mut e = event("evt_1", EventStatus::Firing);
+        e.metric.description = String::new();
+        e.metric.stage = "&".repeat(3000);
+        let (_, v) = one(WebhookFormat::Slack, &[e]);
+        let section = v["blocks"][1]["text"]["text"].as_str().unwrap();
+        assert!(section.chars().count() <= SLACK_TEXT_MAX);
+        assert!(
+            section.ends_with("&amp;…"),
+            "{}",
+            &section[section.len() - 20..]
+        );
+        for text in [section, v["text"].as_str().unwrap()] {
+            let tail = text.trim_end_matches('…');
+            let last_amp = tail.rfind('&').unwrap_or(0);
+            assert!(tail[last_amp..].contains(';') || !tail.contains('&'));
+            assert!(tail.rfind('<').is_none_or(|i| tail[i..].contains('>')));
+        }
     }
 
     #[test]

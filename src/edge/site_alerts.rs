@@ -460,7 +460,10 @@ impl SiteAlerts {
             };
             let result = self.attempt(config, item).await;
             let mut d = item.delivery.clone();
-            let verdict = d.record(&result, now_secs());
+            let format = config
+                .receiver(&d.receiver)
+                .map_or(WebhookFormat::Json, |r| r.format);
+            let verdict = d.record_for(format, &result, now_secs());
             store.update_delivery(&d).map_err(|e| e.to_string())?;
             if verdict == Verdict::DisableReceiver {
                 store
