@@ -18,7 +18,7 @@ use crate::detector::{CountSeries, DetectorParams, DropDetector, Evaluation, Win
 use crate::event::{AlertEvent, EventStatus, HealthChange, MetricInfo, OtherBpm, StatusShare};
 use crate::latency;
 use crate::lifecycle::{step, AlertState, LifecycleParams, State};
-use crate::rules::AlertRule;
+use crate::rules::{AlertRule, Receiver};
 use crate::tally::Row;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -532,6 +532,103 @@ impl AlertBook {
         }
         (notices, history)
     }
+
+    /// The rule that inhibits `rule` now, if any: a firing rule whose
+    /// `inhibits` names it.
+    fn inhibitor<'a>(&self, config: &'a Config, rule: &str) -> Option<&'a AlertRule> {
+        config.alerts.iter().find(|f| {
+            f.inhibits(rule)
+                && self
+                    .records
+                    .get(&f.name)
+                    .is_some_and(|rec| rec.alert.state == State::Firing)
+        })
+    }
+
+    /// The alerts a group holds besides a tick's events, as Alertmanager
+    /// keeps them: every rule still firing whose firing notification went
+    /// out and that is neither silenced nor inhibited at `now`. Call after
+    /// [`AlertBook::notify`] at the same `now`, so a firing sent in this
+    /// tick counts as sent.
+    ///
+    /// The events are built afresh (status firing, not a repeat, the
+    /// numbers of the latest evaluation, the id of the rule's last sent
+    /// event) and changes nothing: no sequence is taken, nothing is queued
+    /// for them on their own; a grouped format lists them beside the tick's
+    /// events ([`crate::payload::render_group`]).
+    pub fn firing_group(&self, config: &Config, silences: &[Silence], now: i64) -> Vec<Notice> {
+        config
+            .alerts
+            .iter()
+            .filter_map(|rule| {
+                let rec = self.records.get(&rule.name)?;
+                let member = rec.alert.state == State::Firing
+                    && rec.firing_sent
+                    && !silences.iter().any(|s| s.covers(&rule.name, now))
+                    && self.inhibitor(config, &rule.name).is_none();
+                member.then(|| Notice {
+                    event: build_event(
+                        config,
+                        rule,
+                        rec,
+                        EventStatus::Firing,
+                        false,
+                        now,
+                        Vec::new(),
+                    ),
+                    receivers: rule.receivers.clone(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// What one receiver gets from one tick.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dispatch<'a> {
+    pub receiver: &'a Receiver,
+    /// The tick's events that name this receiver, in rule order.
+    pub events: Vec<AlertEvent>,
+    /// The rest of its group ([`AlertBook::firing_group`] members that name
+    /// it), for the grouped formats.
+    pub group: Vec<AlertEvent>,
+}
+
+/// Routes a tick's notices to the configured receivers. A receiver gets a
+/// [`Dispatch`] only if some notice names it (the group alone is no news)
+/// and it is not in `disabled`: nothing is queued for a disabled receiver,
+/// and the names of those that would have had events are returned second,
+/// in config order.
+pub fn dispatch<'a>(
+    config: &'a Config,
+    notices: &[Notice],
+    group: &[Notice],
+    disabled: &[String],
+) -> (Vec<Dispatch<'a>>, Vec<&'a str>) {
+    let naming = |list: &[Notice], name: &str| -> Vec<AlertEvent> {
+        list.iter()
+            .filter(|n| n.receivers.iter().any(|r| r == name))
+            .map(|n| n.event.clone())
+            .collect()
+    };
+    let mut out = Vec::new();
+    let mut skipped = Vec::new();
+    for receiver in &config.receivers {
+        let events = naming(notices, &receiver.name);
+        if events.is_empty() {
+            continue;
+        }
+        if disabled.contains(&receiver.name) {
+            skipped.push(receiver.name.as_str());
+            continue;
+        }
+        out.push(Dispatch {
+            receiver,
+            events,
+            group: naming(group, &receiver.name),
+        });
+    }
+    (out, skipped)
 }
 
 fn build_event(
@@ -758,6 +855,215 @@ inhibits = ["*"]
         assert_eq!(first.duration_s, 0, "first firing: at == started_at");
         assert!(repeat.duration_s >= 3600);
         assert!(last.duration_s > repeat.duration_s);
+    }
+
+    const GROUPED: &str = r#"
+[site]
+name = "shop"
+url = "https://shop.example"
+
+[alerting]
+group_wait = "60s"
+
+[[metric]]
+name = "logins"
+stage = "retention"
+description = "Logins"
+match = { method = "POST", path = "/login" }
+
+[[metric]]
+name = "signups"
+stage = "activation"
+description = "Signups"
+match = { method = "POST", path = "/signup" }
+
+[[receiver]]
+name = "am"
+format = "alertmanager"
+url = "https://am.example/hook"
+
+[[receiver]]
+name = "ops"
+url = "https://hooks.example/ops"
+
+[[alert]]
+name = "logins_drop"
+metric = "logins"
+severity = "critical"
+receivers = ["am", "ops"]
+
+[[alert]]
+name = "signups_drop"
+metric = "signups"
+severity = "critical"
+receivers = ["am"]
+"#;
+
+    /// The Alertmanager messages of `buckets` evaluations (ticks at each
+    /// bucket end and 60 s later), as `(status, [(alertname, status)])`,
+    /// with every groupKey seen.
+    #[allow(clippy::type_complexity)]
+    fn am_messages(
+        cfg: &Config,
+        d: &SeriesSet,
+        buckets: i64,
+        silences: &[Silence],
+    ) -> (Vec<(String, Vec<(String, String)>)>, Vec<String>) {
+        let mut book = AlertBook::new(cfg, vec![], 0);
+        let mut out = Vec::new();
+        let mut keys = Vec::new();
+        for i in 1..=buckets {
+            let at = T0 + i * BUCKET_SECS;
+            book.evaluate(cfg, d, at, &Utc);
+            for tick in [at, at + 60] {
+                let (notices, _) = book.notify(cfg, silences, tick);
+                let group = book.firing_group(cfg, silences, tick);
+                let (routed, _) = dispatch(cfg, &notices, &group, &[]);
+                for r in routed.iter().filter(|r| r.receiver.name == "am") {
+                    let dest = crate::payload::Destination {
+                        receiver: "am",
+                        format: r.receiver.format,
+                        routing_key: None,
+                        external_url: "https://shop.example/_bpm/",
+                    };
+                    for m in crate::payload::render_group(&dest, &r.events, &r.group) {
+                        let v: serde_json::Value = serde_json::from_str(&m.body).unwrap();
+                        keys.push(v["groupKey"].as_str().unwrap().to_string());
+                        let alerts = v["alerts"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .map(|a| {
+                                (
+                                    a["labels"]["alertname"].as_str().unwrap().to_string(),
+                                    a["status"].as_str().unwrap().to_string(),
+                                )
+                            })
+                            .collect();
+                        out.push((v["status"].as_str().unwrap().to_string(), alerts));
+                    }
+                }
+            }
+        }
+        (out, keys)
+    }
+
+    fn two_outages() -> SeriesSet {
+        let n = (5 * WEEK / BUCKET_SECS) as usize;
+        let mk = |down: std::ops::Range<usize>| {
+            let mut v = vec![50.0; n];
+            v.extend((0..60).map(|i| if down.contains(&i) { 0.0 } else { 50.0 }));
+            CountSeries::from_counts(0, BUCKET_SECS, &v)
+        };
+        let mut s = SeriesSet::default();
+        // Logins stop for 30 minutes; signups stop a quarter of an hour
+        // later and stay down until well after logins recovered.
+        s.series.insert("logins".into(), mk(0..6));
+        s.series.insert("signups".into(), mk(3..30));
+        s
+    }
+
+    #[test]
+    fn regression_alertmanager_second_alert_of_a_group_dropped_the_first() {
+        // logins_drop fired in one tick, signups_drop in a later one: the
+        // second message had the group's key but listed only signups_drop.
+        // Alertmanager lists every alert of the group in each message.
+        let cfg = crate::config::parse_toml(GROUPED, "test.toml").unwrap();
+        let (messages, keys) = am_messages(&cfg, &two_outages(), 60, &[]);
+        let pair = |a: &str, s: &str| (a.to_string(), s.to_string());
+        assert_eq!(
+            messages,
+            vec![
+                ("firing".into(), vec![pair("logins_drop", "firing")]),
+                (
+                    "firing".into(),
+                    vec![
+                        pair("signups_drop", "firing"),
+                        pair("logins_drop", "firing")
+                    ]
+                ),
+                (
+                    "firing".into(),
+                    vec![
+                        pair("logins_drop", "resolved"),
+                        pair("signups_drop", "firing")
+                    ]
+                ),
+                // logins_drop's resolution was notified: it left the group.
+                ("resolved".into(), vec![pair("signups_drop", "resolved")]),
+            ]
+        );
+        assert!(keys.iter().all(|k| k == "{}:{site=\"shop\"}"), "{keys:?}");
+    }
+
+    #[test]
+    fn a_silenced_or_inhibited_alert_is_not_listed_in_its_group() {
+        let cfg = crate::config::parse_toml(GROUPED, "test.toml").unwrap();
+        let silence = Silence {
+            id: "sil_1".into(),
+            rule: "logins_drop".into(),
+            until: i64::MAX,
+            reason: "known".into(),
+            author: "ops".into(),
+            created_at: 0,
+        };
+        let (messages, _) = am_messages(&cfg, &two_outages(), 60, &[silence]);
+        assert_eq!(
+            messages,
+            vec![
+                (
+                    "firing".to_string(),
+                    vec![("signups_drop".to_string(), "firing".to_string())]
+                ),
+                (
+                    "resolved".to_string(),
+                    vec![("signups_drop".to_string(), "resolved".to_string())]
+                ),
+            ]
+        );
+        // An inhibited rule is left out of the group too.
+        let mut inhibiting = cfg.clone();
+        inhibiting.alerts[1].inhibits = vec!["logins_drop".into()];
+        let d = two_outages();
+        let mut book = AlertBook::new(&inhibiting, vec![], 0);
+        let mut listed = Vec::new();
+        for i in 1..=12 {
+            let at = T0 + i * BUCKET_SECS;
+            book.evaluate(&inhibiting, &d, at, &Utc);
+            for tick in [at, at + 60] {
+                book.notify(&inhibiting, &[], tick);
+                listed.push(
+                    book.firing_group(&inhibiting, &[], tick)
+                        .into_iter()
+                        .map(|n| n.event.rule)
+                        .collect::<Vec<_>>(),
+                );
+            }
+        }
+        assert!(listed.iter().any(|l| l == &["logins_drop".to_string()]));
+        assert_eq!(listed.last().unwrap(), &["signups_drop".to_string()]);
+    }
+
+    #[test]
+    fn dispatch_skips_disabled_receivers_and_empty_ones() {
+        let cfg = crate::config::parse_toml(GROUPED, "test.toml").unwrap();
+        let mut book = AlertBook::new(&cfg, vec![], 0);
+        let d = two_outages();
+        let mut routed_to = Vec::new();
+        let mut skipped_all = Vec::new();
+        for i in 1..=8 {
+            let at = T0 + i * BUCKET_SECS;
+            book.evaluate(&cfg, &d, at, &Utc);
+            let (notices, _) = book.notify(&cfg, &[], at + 60);
+            let group = book.firing_group(&cfg, &[], at + 60);
+            let (routed, skipped) = dispatch(&cfg, &notices, &group, &["ops".to_string()]);
+            routed_to.extend(routed.iter().map(|r| r.receiver.name.clone()));
+            skipped_all.extend(skipped.into_iter().map(String::from));
+        }
+        // Two firings went to "am"; the logins one also named "ops", which
+        // is disabled: skipped, and reported.
+        assert_eq!(routed_to, vec!["am", "am"]);
+        assert_eq!(skipped_all, vec!["ops"]);
     }
 
     #[test]

@@ -59,6 +59,24 @@ impl fmt::Debug for Destination<'_> {
 /// digits of a SHA-256 over the sorted, distinct event ids, so it is stable
 /// across retries, re-renders and event order. Empty events → empty vec.
 pub fn render(dest: &Destination, events: &[AlertEvent]) -> Vec<Message> {
+    render_group(dest, events, &[])
+}
+
+/// [`render`], given the rest of the receiver's group: alerts still firing
+/// that this tick sends no event for ([`crate::alert_book::AlertBook::firing_group`]).
+///
+/// Alertmanager lists them after `events` (a member with the fingerprint of
+/// one of `events` is left out), so every message of a group carries the
+/// group's current alerts (those firing, plus those resolved in this
+/// notification) and the status Alertmanager would give it: `firing` while
+/// any listed alert fires. The other formats carry `events` only. The
+/// message id depends on `events` alone, and no events still give no
+/// messages: the group by itself is no news.
+pub fn render_group(
+    dest: &Destination,
+    events: &[AlertEvent],
+    group: &[AlertEvent],
+) -> Vec<Message> {
     if events.is_empty() {
         return Vec::new();
     }
@@ -77,9 +95,11 @@ pub fn render(dest: &Destination, events: &[AlertEvent]) -> Vec<Message> {
         WebhookFormat::Slack => message(&group_id(events), &slack(events))
             .into_iter()
             .collect(),
-        WebhookFormat::Alertmanager => message(&group_id(events), &AmMessage::new(dest, events))
-            .into_iter()
-            .collect(),
+        WebhookFormat::Alertmanager => {
+            message(&group_id(events), &AmMessage::new(dest, events, group))
+                .into_iter()
+                .collect()
+        }
     }
 }
 
@@ -809,7 +829,36 @@ struct AmAlert<'a> {
     ends_at: String,
     #[serde(rename = "generatorURL")]
     generator_url: &'a str,
-    fingerprint: &'a str,
+    /// Alertmanager's own: [`am_fingerprint`] of `labels`.
+    fingerprint: String,
+}
+
+/// Alertmanager's fingerprint of a label set, as `model.LabelSet.Fingerprint()`
+/// in prometheus/common (`labelSetToFingerprint` in `model/signature.go`)
+/// computes it and Alertmanager's webhook writes it
+/// (`Fingerprint.String()`: `%016x`): FNV-1a 64 over the label names in byte
+/// order, each name and then its value followed by the separator byte 0xff
+/// (which no UTF-8 text contains). A `BTreeMap<String, _>` iterates in byte
+/// order, which is Go's `sort.Strings` order. The empty set gives the FNV
+/// offset basis, `cbf29ce484222325`.
+pub fn am_fingerprint(labels: &BTreeMap<String, String>) -> String {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    const SEPARATOR: u8 = 0xff;
+    let mut h = OFFSET;
+    let mut add = |bytes: &[u8]| {
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(PRIME);
+        }
+    };
+    for (name, value) in labels {
+        add(name.as_bytes());
+        add(&[SEPARATOR]);
+        add(value.as_bytes());
+        add(&[SEPARATOR]);
+    }
+    format!("{h:016x}")
 }
 
 /// Inserts `v` under `k` unless it is empty: Alertmanager treats an empty
@@ -866,7 +915,11 @@ impl<'a> AmAlert<'a> {
         put(&mut annotations, "expected", num_string(e.expected, 3));
         put(&mut annotations, "drop_pct", num_string(e.drop_pct, 1));
         put(&mut annotations, "window", window_label(e.window));
+        // bpm-edge's own key (the json event's `fingerprint`, PagerDuty's
+        // `dedup_key`), which Alertmanager's label hash is not.
+        put(&mut annotations, "bpm_fingerprint", e.fingerprint.clone());
 
+        let fingerprint = am_fingerprint(&labels);
         AmAlert {
             status: e.status.as_str(),
             labels,
@@ -878,20 +931,25 @@ impl<'a> AmAlert<'a> {
                 (EventStatus::Firing, _) => ZERO_TIME.to_string(),
             },
             generator_url: &e.dashboard_url,
-            fingerprint: &e.fingerprint,
+            fingerprint,
         }
     }
 }
 
 impl<'a> AmMessage<'a> {
-    /// Groups by site: all events of one render share it.
-    fn new(dest: &Destination<'a>, events: &'a [AlertEvent]) -> Self {
+    /// Groups by site: all events of one render share it. Lists `events`,
+    /// then the members of `group` that are not among them.
+    fn new(dest: &Destination<'a>, events: &'a [AlertEvent], group: &'a [AlertEvent]) -> Self {
         let site = events.first().map_or("", |e| e.site.as_str());
-        let alerts: Vec<AmAlert> = events.iter().map(AmAlert::new).collect();
+        let rest = group
+            .iter()
+            .filter(|g| !events.iter().any(|e| e.fingerprint == g.fingerprint));
+        let all: Vec<&AlertEvent> = events.iter().chain(rest).collect();
+        let alerts: Vec<AmAlert> = all.iter().map(|e| AmAlert::new(e)).collect();
         let labels: Vec<&BTreeMap<String, String>> = alerts.iter().map(|a| &a.labels).collect();
         let annotations: Vec<&BTreeMap<String, String>> =
             alerts.iter().map(|a| &a.annotations).collect();
-        let firing = events.iter().any(|e| e.status == EventStatus::Firing);
+        let firing = all.iter().any(|e| e.status == EventStatus::Firing);
         AmMessage {
             version: "4",
             group_key: format!("{{}}:{{site={}}}", quote(site)),
@@ -1462,10 +1520,71 @@ mod tests {
         assert_eq!(a["startsAt"], "2026-11-24T09:10:00Z");
         assert_eq!(a["endsAt"], "0001-01-01T00:00:00Z");
         assert_eq!(a["generatorURL"], e.dashboard_url.as_str());
-        assert_eq!(a["fingerprint"], "0123456789abcdef");
+        // Alertmanager's label-set hash (see
+        // regression_alertmanager_fingerprint_was_not_alertmanagers); bpm-edge's
+        // own key is an annotation.
+        assert_eq!(a["fingerprint"], "c79cfa1b70225f00");
+        assert_eq!(a["annotations"]["bpm_fingerprint"], "0123456789abcdef");
         // One alert: everything is common.
         assert_eq!(v["commonLabels"], a["labels"]);
         assert_eq!(v["commonAnnotations"], a["annotations"]);
+    }
+
+    #[test]
+    fn regression_alertmanager_fingerprint_was_not_alertmanagers() {
+        // The `fingerprint` of an Alertmanager alert was bpm-edge's own
+        // SHA-256 key; Alertmanager's is FNV-1a 64 of the label set. The
+        // vectors are prometheus/common's own (model/signature_test.go:
+        // TestMetricToFingerprint and the fingerprint benchmarks).
+        let set = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let hex = |n: u64| format!("{n:016x}");
+        assert_eq!(am_fingerprint(&set(&[])), hex(14_695_981_039_346_656_037));
+        assert_eq!(
+            am_fingerprint(&set(&[
+                ("name", "garland, briggs"),
+                ("fear", "love is not enough")
+            ])),
+            hex(5_799_056_148_416_392_346)
+        );
+        let (one, two, three) = (
+            ("first-label", "first-label-value"),
+            ("second-label", "second-label-value"),
+            ("third-label", "third-label-value"),
+        );
+        assert_eq!(am_fingerprint(&set(&[one])), hex(5_146_282_821_936_882_169));
+        assert_eq!(
+            am_fingerprint(&set(&[two, one])),
+            hex(3_195_800_080_984_914_717)
+        );
+        assert_eq!(
+            am_fingerprint(&set(&[three, one, two])),
+            hex(13_843_036_195_897_128_121)
+        );
+        // The alert's labels, hashed by the same algorithm in Python:
+        // alertname=logins-drop metric=logins severity=critical site=demo
+        // stage=login team=growth tier=1.
+        let (_, v) = one_message(&[event("evt_1", EventStatus::Firing)]);
+        assert_eq!(v["alerts"][0]["fingerprint"], "c79cfa1b70225f00");
+        // It follows the labels: another team is another alert.
+        let mut other = event("evt_1", EventStatus::Firing);
+        other.labels.insert("team".into(), "payments".into());
+        let (_, w) = one_message(&[other]);
+        assert_ne!(w["alerts"][0]["fingerprint"], v["alerts"][0]["fingerprint"]);
+        let labels: BTreeMap<String, String> =
+            serde_json::from_value(w["alerts"][0]["labels"].clone()).unwrap();
+        assert_eq!(
+            w["alerts"][0]["fingerprint"],
+            am_fingerprint(&labels).as_str()
+        );
+    }
+
+    fn one_message(events: &[AlertEvent]) -> (String, Value) {
+        one(WebhookFormat::Alertmanager, events)
     }
 
     #[test]

@@ -11,8 +11,8 @@
 use super::counter_shard::DurableSql;
 use super::{env_string, now_secs, shards, VERSION};
 use crate::alert_book::{
-    counted_metrics, health_change, AlertBook, HistoryEntry, Notice, RuleRecord, SeriesSet,
-    SilenceRequest,
+    counted_metrics, dispatch, health_change, AlertBook, Dispatch, HistoryEntry, Notice,
+    RuleRecord, SeriesSet, SilenceRequest,
 };
 use crate::alert_store::{series_set, AlertStore, OutboxItem, SERIES_RETENTION_SECS};
 use crate::config::{Config, MetricKind};
@@ -65,6 +65,16 @@ struct Tick {
 struct Backfill {
     id: String,
     buckets: Vec<(String, i64, i64)>,
+}
+
+/// What the synchronous part of a tick decided.
+struct Judged {
+    notices: Vec<Notice>,
+    /// [`AlertBook::firing_group`] after the notices.
+    group: Vec<Notice>,
+    history: Vec<HistoryEntry>,
+    evaluated: bool,
+    eval_ms: f64,
 }
 
 #[durable_object]
@@ -218,8 +228,13 @@ impl SiteAlerts {
         let at = last_complete_bucket(now);
         let metrics = counted_metrics(config);
         self.refresh(store, config, &metrics, at).await?;
-        let (mut notices, history, evaluated, eval_ms) =
-            self.judge(store, config, &metrics, at, now)?;
+        let Judged {
+            mut notices,
+            group,
+            history,
+            evaluated,
+            eval_ms,
+        } = self.judge(store, config, &metrics, at, now)?;
         for n in notices.iter_mut() {
             if n.event.status == crate::event::EventStatus::Firing {
                 n.event.health = self.health(config, &n.event).await;
@@ -228,7 +243,7 @@ impl SiteAlerts {
         // The outbox runs on real time even when a tick is driven at another
         // instant (`wrangler dev --test-scheduled` with `time=`).
         let queued = self
-            .queue(store, config, &notices, now_secs())
+            .queue(store, config, &notices, &group, now_secs())
             .map_err(internal)?;
         if let Some(book) = self.book.borrow().as_ref() {
             store.save_records(book.records()).map_err(internal)?;
@@ -255,7 +270,6 @@ impl SiteAlerts {
 
     /// The synchronous part of a tick: evaluates the book if a new bucket
     /// completed and decides the notifications.
-    #[allow(clippy::type_complexity)]
     fn judge(
         &self,
         store: &AlertStore<DurableSql>,
@@ -263,7 +277,7 @@ impl SiteAlerts {
         metrics: &[String],
         at: i64,
         now: i64,
-    ) -> std::result::Result<(Vec<Notice>, Vec<HistoryEntry>, bool, f64), (u16, String)> {
+    ) -> std::result::Result<Judged, (u16, String)> {
         let started = worker::js_sys::Date::now();
         let last_at: Option<i64> = store
             .meta("last_at")
@@ -292,8 +306,15 @@ impl SiteAlerts {
         let eval_ms = worker::js_sys::Date::now() - started;
         let silences = store.silences().map_err(internal)?;
         let (notices, notes) = book.notify(config, &silences, now);
+        let group = book.firing_group(config, &silences, now);
         history.extend(notes);
-        Ok((notices, history, evaluated, eval_ms))
+        Ok(Judged {
+            notices,
+            group,
+            history,
+            evaluated,
+            eval_ms,
+        })
     }
 
     /// Re-reads recent minute counts from the counter shards into the
@@ -396,25 +417,29 @@ impl SiteAlerts {
         Some(health_change(&now_rows, &before_rows))
     }
 
-    /// Renders each receiver's messages and writes them to the outbox.
+    /// Renders each receiver's messages and writes them to the outbox, as
+    /// [`dispatch`] routes them (nothing for a disabled receiver).
     fn queue(
         &self,
         store: &AlertStore<DurableSql>,
         config: &Config,
         notices: &[Notice],
+        group: &[Notice],
         now: i64,
     ) -> std::result::Result<usize, crate::counter_store::StoreError> {
         let external = config.dashboard_url();
+        let disabled = store.disabled_names()?;
+        let (routed, skipped) = dispatch(config, notices, group, &disabled);
+        for name in skipped {
+            worker::console_log!("bpm-edge: receiver {name:?} is disabled; nothing queued");
+        }
         let mut queued = 0;
-        for receiver in &config.receivers {
-            let events: Vec<AlertEvent> = notices
-                .iter()
-                .filter(|n| n.receivers.contains(&receiver.name))
-                .map(|n| n.event.clone())
-                .collect();
-            if events.is_empty() {
-                continue;
-            }
+        for Dispatch {
+            receiver,
+            events,
+            group,
+        } in routed
+        {
             if let Err(why) = self.endpoint(receiver) {
                 worker::console_error!("bpm-edge: receiver {:?} skipped: {why}", receiver.name);
                 continue;
@@ -432,7 +457,7 @@ impl SiteAlerts {
                 routing_key: routing_key.as_deref(),
                 external_url: &external,
             };
-            for m in payload::render(&dest, &events) {
+            for m in payload::render_group(&dest, &events, &group) {
                 store.enqueue(&receiver.name, &m.id, &m.body, now)?;
                 queued += 1;
             }
