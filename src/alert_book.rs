@@ -29,6 +29,10 @@ use std::fmt;
 const HOUR: i64 = 3600;
 /// Longest silence accepted.
 pub const MAX_SILENCE_SECS: i64 = 90 * 86_400;
+/// An ended silence stays listed (`active: false`) this long after its
+/// `until`, then is pruned; its record stays in the history
+/// ([`silence_history`]).
+pub const SILENCE_RETENTION_SECS: i64 = 7 * 86_400;
 
 /// A mute on one rule (or `*`: all) until a time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +50,34 @@ pub struct Silence {
 impl Silence {
     pub fn covers(&self, rule: &str, now: i64) -> bool {
         now < self.until && (self.rule == "*" || self.rule == rule)
+    }
+
+    /// Ended more than [`SILENCE_RETENTION_SECS`] before `now`: it mutes
+    /// nothing any more and leaves the silence list. An active silence is
+    /// never expired.
+    pub fn expired(&self, now: i64) -> bool {
+        self.until < now.saturating_sub(SILENCE_RETENTION_SECS)
+    }
+}
+
+/// The history line that keeps a silence once it leaves the silence list:
+/// written when it is created (`notice` "silence created") and when it is
+/// deleted ("silence deleted"), with the whole silence. `rule` is the
+/// silence's (`*` for all rules, whose `metric` is then empty).
+pub fn silence_history(config: &Config, silence: &Silence, notice: &str, at: i64) -> HistoryEntry {
+    HistoryEntry {
+        at,
+        rule: silence.rule.clone(),
+        metric: config
+            .alert(&silence.rule)
+            .map(|r| r.metric.clone())
+            .unwrap_or_default(),
+        from: None,
+        to: None,
+        notice: Some(notice.to_string()),
+        incident: None,
+        window: None,
+        silence: Some(silence.clone()),
     }
 }
 
@@ -196,6 +228,10 @@ pub struct HistoryEntry {
     pub incident: Option<String>,
     /// The window that explains the change.
     pub window: Option<WindowVerdict>,
+    /// Set for a silence's lines ([`silence_history`]). Absent in lines
+    /// written before silences were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub silence: Option<Silence>,
 }
 
 /// An event to deliver, and to whom.
@@ -401,6 +437,7 @@ impl AlertBook {
                     incident: matches!(t.to, State::Firing | State::Resolved)
                         .then(|| rec.incident()),
                     window,
+                    silence: None,
                 });
             }
             rec.last = Some(eval);
@@ -462,6 +499,7 @@ impl AlertBook {
                 notice: Some(notice),
                 incident: Some(rec.incident()),
                 window: None,
+                silence: None,
             };
             let mut send: Option<(EventStatus, bool)> = None;
             match rec.alert.state {
@@ -1210,6 +1248,31 @@ receivers = ["am"]
             no_author.into_silence(&cfg, "x".into(), now),
             Err(SilenceError::Missing("author"))
         );
+    }
+
+    #[test]
+    fn history_lines_written_before_silences_were_recorded_still_read() {
+        let old = r#"{"at":5,"rule":"logins_drop","metric":"logins","from":null,"to":null,"notice":"firing sent","incident":"inc_x_1","window":null}"#;
+        let h: HistoryEntry = serde_json::from_str(old).unwrap();
+        assert_eq!(h.silence, None);
+        // A line without a silence is written without the key.
+        assert!(!serde_json::to_string(&h).unwrap().contains("silence"));
+        let s = Silence {
+            id: "sil_1".into(),
+            rule: "*".into(),
+            until: 100,
+            reason: "r".into(),
+            author: "a".into(),
+            created_at: 0,
+        };
+        assert!(!s.expired(100 + SILENCE_RETENTION_SECS));
+        assert!(s.expired(101 + SILENCE_RETENTION_SECS));
+        assert!(!s.expired(i64::MIN));
+        let line = silence_history(&config(), &s, "silence created", 0);
+        assert_eq!((line.rule.as_str(), line.metric.as_str()), ("*", ""));
+        let back: HistoryEntry =
+            serde_json::from_str(&serde_json::to_string(&line).unwrap()).unwrap();
+        assert_eq!(back, line);
     }
 
     #[test]

@@ -7,8 +7,10 @@
 //! an in-memory SQLite. Invariants: a backfill batch id is applied at most
 //! once; an outbox row keeps its `message_id` and body for its whole life,
 //! so every retry is the same message; history is bounded by the configured
-//! limit, series by [`SERIES_RETENTION_SECS`].
+//! limit, series by [`SERIES_RETENTION_SECS`], ended silences by
+//! [`SILENCE_RETENTION_SECS`] (the history keeps their record).
 
+pub use crate::alert_book::SILENCE_RETENTION_SECS;
 use crate::alert_book::{HistoryEntry, RuleRecord, SeriesSet, Silence};
 use crate::counter_store::{Sql, SqlValue, StoreError};
 use crate::detector::CountSeries;
@@ -236,7 +238,8 @@ impl<S: Sql> AlertStore<S> {
         Ok(())
     }
 
-    /// Newest first, optionally for one rule.
+    /// Newest first, optionally for one rule (which includes the lines of
+    /// silences of all rules, `*`).
     pub fn history(&self, limit: u32, rule: Option<&str>) -> Result<Vec<HistoryEntry>, StoreError> {
         let rows = self.sql.rows(
             "reading history",
@@ -246,7 +249,7 @@ impl<S: Sql> AlertStore<S> {
         Ok(rows
             .iter()
             .filter_map(|r| serde_json::from_str::<HistoryEntry>(text(r.first())?).ok())
-            .filter(|e| rule.is_none_or(|r| e.rule == r))
+            .filter(|e| rule.is_none_or(|r| e.rule == r || (e.rule == "*" && e.silence.is_some())))
             .take(limit as usize)
             .collect())
     }
@@ -275,12 +278,48 @@ impl<S: Sql> AlertStore<S> {
 
     /// Returns whether a silence with that id existed.
     pub fn delete_silence(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.take_silence(id)?.is_some())
+    }
+
+    /// Deletes a silence and returns it (`None`: no such id; a row that
+    /// does not decode is deleted all the same).
+    pub fn take_silence(&self, id: &str) -> Result<Option<Silence>, StoreError> {
         let rows = self.sql.rows(
             "deleting a silence",
-            "DELETE FROM silences WHERE id = ? RETURNING id",
+            "DELETE FROM silences WHERE id = ? RETURNING json",
             vec![id.into()],
         )?;
-        Ok(!rows.is_empty())
+        Ok(rows.first().map(|r| {
+            text(r.first())
+                .and_then(|j| serde_json::from_str(j).ok())
+                .unwrap_or_else(|| Silence {
+                    id: id.to_string(),
+                    rule: String::new(),
+                    until: 0,
+                    reason: String::new(),
+                    author: String::new(),
+                    created_at: 0,
+                })
+        }))
+    }
+
+    /// Deletes the silences that [`Silence::expired`] at `now`; returns how
+    /// many. Their record is the history line written when each was created.
+    pub fn prune_silences(&self, now: i64) -> Result<usize, StoreError> {
+        let expired: Vec<String> = self
+            .silences()?
+            .into_iter()
+            .filter(|s| s.expired(now))
+            .map(|s| s.id)
+            .collect();
+        for id in &expired {
+            self.sql.rows(
+                "pruning a silence",
+                "DELETE FROM silences WHERE id = ?",
+                vec![id.as_str().into()],
+            )?;
+        }
+        Ok(expired.len())
     }
 
     /// Queues a message; returns its delivery.
@@ -384,8 +423,10 @@ impl<S: Sql> AlertStore<S> {
         Ok(())
     }
 
-    /// Drops old series buckets and settled outbox rows.
+    /// Drops old series buckets, settled outbox rows, expired silences and
+    /// old backfill ids.
     pub fn prune(&self, now: i64) -> Result<(), StoreError> {
+        self.prune_silences(now)?;
         self.sql.rows(
             "pruning the series",
             "DELETE FROM series WHERE t < ?",

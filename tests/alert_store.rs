@@ -2,8 +2,10 @@
 //! contiguous series, idempotent backfill imports, rule records, bounded
 //! history, silences, and the webhook outbox's lifecycle and pruning.
 
-use bpm_edge::alert_book::{AlertBook, HistoryEntry, RuleRecord, Silence};
-use bpm_edge::alert_store::{series_set, AlertStore, OUTBOX_RETENTION_SECS, SERIES_RETENTION_SECS};
+use bpm_edge::alert_book::{silence_history, AlertBook, HistoryEntry, RuleRecord, Silence};
+use bpm_edge::alert_store::{
+    series_set, AlertStore, OUTBOX_RETENTION_SECS, SERIES_RETENTION_SECS, SILENCE_RETENTION_SECS,
+};
 use bpm_edge::outbox::{due, AttemptResult, Delivery, DeliveryState, Verdict};
 use bpm_edge::rules::BUCKET_SECS;
 use std::collections::BTreeMap;
@@ -27,8 +29,12 @@ fn key(metric: &str, t: i64) -> (String, i64) {
     (metric.to_string(), t)
 }
 
+fn shipped_config() -> bpm_edge::config::Config {
+    bpm_edge::config::parse_toml(include_str!("../bpm.toml"), "bpm.toml").unwrap()
+}
+
 fn config_records() -> Vec<RuleRecord> {
-    let config = bpm_edge::config::parse_toml(include_str!("../bpm.toml"), "bpm.toml").unwrap();
+    let config = shipped_config();
     let book = AlertBook::new(&config, vec![], DAY0);
     book.records().cloned().collect()
 }
@@ -43,6 +49,7 @@ fn entry(at: i64, rule: &str) -> HistoryEntry {
         notice: Some(format!("note at {at}")),
         incident: None,
         window: None,
+        silence: None,
     }
 }
 
@@ -639,4 +646,97 @@ fn regression_every_tick_rewrote_two_hours_of_series() {
     let loaded = s.load_series(t0).unwrap();
     assert_eq!(loaded.len(), 23);
     assert_eq!(loaded[&("logins".to_string(), t0 + 23 * BUCKET_SECS)], 36);
+}
+
+#[test]
+fn regression_expired_silences_were_kept_forever_and_read_every_tick() {
+    // Every silence ever created stayed in the table, and every tick read
+    // them all. Ended ones now leave it SILENCE_RETENTION_SECS after their
+    // end; the history line written at creation keeps the record.
+    let config = shipped_config();
+    let s = store();
+    let now = DAY0 + 400 * 86_400;
+    let limit = config.alerting.history_limit;
+    let mk = |id: &str, rule: &str, until: i64| Silence {
+        id: id.into(),
+        rule: rule.into(),
+        until,
+        reason: format!("reason {id}"),
+        author: "ops".into(),
+        created_at: until - 3600,
+    };
+    // A year of silences, one a day, all ended long ago…
+    for day in 0..365 {
+        let old = mk(&format!("sil_{day:03}"), "logins_drop", DAY0 + day * 86_400);
+        s.add_silence(&old).unwrap();
+        s.append_history(
+            &[silence_history(
+                &config,
+                &old,
+                "silence created",
+                old.created_at,
+            )],
+            limit,
+        )
+        .unwrap();
+    }
+    // …one ended just inside the retention, one ended just outside it, one
+    // active, and one on every rule.
+    let recent = mk(
+        "sil_recent",
+        "logins_drop",
+        now - SILENCE_RETENTION_SECS + 60,
+    );
+    let just_out = mk(
+        "sil_just_out",
+        "logins_drop",
+        now - SILENCE_RETENTION_SECS - 1,
+    );
+    let active = mk("sil_active", "signups_drop", now + 3600);
+    let all = mk("sil_all", "*", now + 600);
+    for x in [&recent, &just_out, &active, &all] {
+        s.add_silence(x).unwrap();
+        s.append_history(
+            &[silence_history(&config, x, "silence created", x.created_at)],
+            limit,
+        )
+        .unwrap();
+    }
+    assert_eq!(s.silences().unwrap().len(), 369);
+    assert_eq!(s.prune_silences(now).unwrap(), 366);
+    let ids: Vec<String> = s.silences().unwrap().into_iter().map(|x| x.id).collect();
+    assert_eq!(ids, vec!["sil_recent", "sil_all", "sil_active"]);
+    // Pruning again finds nothing; prune() prunes silences too.
+    assert_eq!(s.prune_silences(now).unwrap(), 0);
+    s.add_silence(&mk("sil_again", "*", now - SILENCE_RETENTION_SECS - 5))
+        .unwrap();
+    s.prune(now).unwrap();
+    assert_eq!(s.silences().unwrap().len(), 3);
+
+    // The pruned ones are still in the history, whole.
+    let history = s.history(1000, Some("logins_drop")).unwrap();
+    let kept = history
+        .iter()
+        .find(|h| h.silence.as_ref().is_some_and(|x| x.id == "sil_just_out"))
+        .expect("the pruned silence's history line");
+    assert_eq!(kept.silence.as_ref(), Some(&just_out));
+    assert_eq!(kept.notice.as_deref(), Some("silence created"));
+    assert_eq!(
+        (kept.rule.as_str(), kept.metric.as_str()),
+        ("logins_drop", "logins")
+    );
+    // A silence of every rule is listed under each rule's history.
+    let signups = s.history(1000, Some("signups_drop")).unwrap();
+    let rules: Vec<&str> = signups.iter().map(|h| h.rule.as_str()).collect();
+    assert_eq!(rules, vec!["*", "signups_drop"]);
+    assert_eq!(signups[0].metric, "");
+}
+
+#[test]
+fn take_silence_returns_the_deleted_silence_once() {
+    let s = store();
+    let x = silence("sil_x", "logins_drop", DAY0);
+    s.add_silence(&x).unwrap();
+    assert_eq!(s.take_silence("sil_x").unwrap(), Some(x));
+    assert_eq!(s.take_silence("sil_x").unwrap(), None);
 }

@@ -11,8 +11,8 @@
 use super::counter_shard::DurableSql;
 use super::{env_string, now_secs, shards, VERSION};
 use crate::alert_book::{
-    counted_metrics, dispatch, health_change, AlertBook, Dispatch, HistoryEntry, Notice,
-    RuleRecord, SeriesSet, SilenceRequest,
+    counted_metrics, dispatch, health_change, silence_history, AlertBook, Dispatch, HistoryEntry,
+    Notice, RuleRecord, SeriesSet, SilenceRequest,
 };
 use crate::alert_store::{series_set, AlertStore, OutboxItem, SERIES_RETENTION_SECS};
 use crate::config::{Config, MetricKind};
@@ -156,7 +156,13 @@ impl DurableObject for SiteAlerts {
                         }
                     };
                     match body.into_silence(config, random_id("sil"), now) {
-                        Ok(s) => match store.add_silence(&s) {
+                        // The history keeps the silence once it is pruned.
+                        Ok(s) => match store.add_silence(&s).and_then(|()| {
+                            store.append_history(
+                                &[silence_history(config, &s, "silence created", now)],
+                                config.alerting.history_limit,
+                            )
+                        }) {
                             Ok(()) => return json_status(201, &silence_json(&s, now)),
                             Err(e) => Err(internal(e)),
                         },
@@ -165,7 +171,15 @@ impl DurableObject for SiteAlerts {
                 }
                 (Method::Delete, p) if p.starts_with("/silences/") => {
                     let id = p.trim_start_matches("/silences/");
-                    match store.delete_silence(id) {
+                    let deleted = store.take_silence(id).and_then(|taken| {
+                        let Some(s) = taken else { return Ok(false) };
+                        store.append_history(
+                            &[silence_history(config, &s, "silence deleted", now)],
+                            config.alerting.history_limit,
+                        )?;
+                        Ok(true)
+                    });
+                    match deleted {
                         Ok(true) => Ok(json!({ "deleted": id })),
                         Ok(false) => Err((404, format!("no silence {id:?}"))),
                         Err(e) => Err(internal(e)),
@@ -742,6 +756,14 @@ fn history_json(h: &HistoryEntry) -> serde_json::Value {
         "notice": h.notice,
         "incident": h.incident,
         "window": h.window,
+        "silence": h.silence.as_ref().map(|s| json!({
+            "id": s.id,
+            "rule": s.rule,
+            "until": crate::series::format_time(s.until),
+            "reason": s.reason,
+            "author": s.author,
+            "created_at": crate::series::format_time(s.created_at),
+        })),
     })
 }
 

@@ -311,6 +311,12 @@ test('a silenced alert changes state and is listed, but sends nothing', async ()
   const del = await fetch(`${worker.url}/_bpm/api/silences/${silence.id}`, { method: 'DELETE', headers: { authorization: `Bearer ${TEST_TOKEN}` } });
   assert.equal(del.status, 200);
   await tick(T0 + 126 * MIN + 30);
+  // The history keeps the silence, whole, after it is gone from the list.
+  const kept = await worker.api('/_bpm/api/alerts/history?rule=signups_drop&limit=100');
+  const lines = kept.body.history.filter((h) => h.silence?.id === silence.id);
+  assert.deepEqual(lines.map((h) => h.notice), ['silence deleted', 'silence created'], kept.text);
+  assert.equal(lines[1].silence.reason, 'signup form migration');
+  assert.equal(lines[1].silence.author, 'e2e');
   const sent = await waitFor(() => receiver.delivered('/ops').find((g) => g.payload.rule === 'signups_drop'), { timeoutMs: 30_000, what: 'the signups webhook after the silence' });
   assert.ok(sent.verified);
   // Silences need a rule that exists, an end in the future, a reason and an author.

@@ -97,6 +97,19 @@ export function muteForm(rule, { done }) {
   return form;
 }
 
+/**
+ * The notice of a history line as a person reads it. A silence's lines carry
+ * the silence (the history keeps it after the silence list drops it):
+ * "Muted until Mon 24 Nov, 08:00 by ana: “deploy”" and "Unmuted (sil_…)".
+ */
+export function historyNotice(h) {
+  const s = h.silence;
+  if (!s) return h.notice ?? '';
+  const scope = s.rule === '*' ? ' (all rules)' : '';
+  if (h.notice === 'silence deleted') return `Unmuted${scope}: silence ${s.id} deleted`;
+  return `Muted${scope} until ${f.dateTime(s.until)} by ${s.author}: “${s.reason}”`;
+}
+
 /** "1h window: 12 observed vs 130.5 expected (−91%), z = −9.8" from a detector window. */
 export function windowText(w) {
   if (!w) return '';

@@ -6,7 +6,7 @@ import { call, withQuery } from './api.js';
 import * as f from './format.js';
 import { timeChart, COLORS, colorFor } from './charts.js';
 import { baselineData, BASELINE_SERIES, headline, shownState, stateLabel } from './mission.js';
-import { alertList, muteForm, windowText } from './alerts.js';
+import { alertList, historyNotice, muteForm, windowText } from './alerts.js';
 
 export function createMetric({ title, about, form, stateBox, countHost, countedBox, bots, latencyHost, latencyEmpty, statusHost, statusEmpty, historyBox, onOverview, refresh: refreshAll }) {
   const countChart = timeChart(countHost, { height: 240, series: BASELINE_SERIES });
@@ -53,7 +53,18 @@ export function createMetric({ title, about, form, stateBox, countHost, countedB
       return;
     }
     const answers = await Promise.all(rules.map((r) => call(withQuery('alerts/history', { rule: r, limit: 50 }))));
-    const entries = answers.flatMap((a) => a.history ?? []).sort((a, b) => (a.at < b.at ? 1 : a.at > b.at ? -1 : 0));
+    // A silence of all rules ("*") is in every rule's answer: list it once.
+    const seen = new Set();
+    const entries = answers
+      .flatMap((a) => a.history ?? [])
+      .filter((h) => {
+        if (!h.silence) return true;
+        const key = `${h.silence.id} ${h.notice}`;
+        if (seen.has(key)) return false;
+        seen.add(key);
+        return true;
+      })
+      .sort((a, b) => (a.at < b.at ? 1 : a.at > b.at ? -1 : 0));
     if (!entries.length) {
       historyBox.replaceChildren(f.el('p', { class: 'muted', text: `No transitions yet for ${rules.join(', ')}.` }));
       return;
@@ -62,8 +73,8 @@ export function createMetric({ title, about, form, stateBox, countHost, countedB
       f.el('tr', {},
         f.el('td', { text: f.dateTime(h.at) }),
         f.el('td', { text: h.rule }),
-        f.el('td', { text: h.from || h.to ? `${h.from ?? '—'} → ${h.to ?? '—'}` : h.notice ?? '' }),
-        f.el('td', { text: h.from || h.to ? (h.notice ?? '') : '' }),
+        f.el('td', { text: h.from || h.to ? `${h.from ?? '—'} → ${h.to ?? '—'}` : historyNotice(h) }),
+        f.el('td', { text: h.from || h.to ? historyNotice(h) : '' }),
         f.el('td', { class: 'muted', text: windowText(h.window) }))));
     historyBox.replaceChildren(f.el('table', { class: 'history' },
       f.el('thead', {}, f.el('tr', {}, ...['When', 'Rule', 'Transition', 'Notice', 'Why'].map((t) => f.el('th', { scope: 'col', text: t })))),
