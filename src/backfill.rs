@@ -205,8 +205,12 @@ impl Counts {
         self.minutes.is_empty() && self.splits.is_empty()
     }
 
+    /// The imported count (saturating: 2,048 minutes of the largest exact
+    /// count already exceed a u64).
     pub fn total(&self) -> u64 {
-        self.minutes.values().sum()
+        self.minutes
+            .values()
+            .fold(0u64, |sum, n| sum.saturating_add(*n))
     }
 
     /// Counter-shard batches with content-hash ids, each with the shard
@@ -408,5 +412,23 @@ mod tests {
             batches.iter().map(|(_, b)| b.rows.len()).sum::<usize>(),
             c.minutes.len()
         );
+    }
+
+    #[test]
+    fn regression_total_of_a_huge_import_overflowed() {
+        // Found by tests/properties.rs (backfill::huge_imports_add_up): every
+        // 5-minute bucket within MAX_EXACT_COUNT, but 2,049 of them sum past
+        // u64::MAX, and `total` (the API's "total") panicked in debug builds
+        // and wrapped in release.
+        let text: String = (0..2049)
+            .map(|i| {
+                format!(
+                    "{},logins,{MAX_EXACT_COUNT}\n",
+                    crate::series::format_time(1_793_491_200 + i * 300)
+                )
+            })
+            .collect();
+        let c = parse(&text, &config()).unwrap();
+        assert_eq!(c.total(), u64::MAX);
     }
 }

@@ -1093,7 +1093,7 @@ pub(crate) mod parse {
             Value::String(s) => {
                 let s = s.trim().to_ascii_lowercase();
                 let b = s.as_bytes();
-                if b.len() == 3 && &s[1..] == "xx" && (b'1'..=b'5').contains(&b[0]) {
+                if b.len() == 3 && s.get(1..) == Some("xx") && (b'1'..=b'5').contains(&b[0]) {
                     Some(StatusMatch::Class(b[0] - b'0'))
                 } else {
                     s.parse::<u16>()
@@ -1401,5 +1401,16 @@ match = { path = "/login" }
         assert!(!d.matches("badexample.com"));
         let e = HostPattern::Exact("example.com".into());
         assert!(!e.matches("www.example.com"));
+    }
+
+    #[test]
+    fn regression_status_with_a_multibyte_first_character_panicked() {
+        // Found by tests/properties.rs (config::generated_file_with_random_values):
+        // a three-byte status string whose first character is two bytes
+        // was sliced inside that character.
+        let text = "[[metric]]\nname = \"m\"\nstage = \"other\"\ndescription = \"d\"\nmatch = { path = \"/\", status = \"éx\" }\n";
+        let e = one_error(text);
+        assert_eq!(e.field, "metric \"m\".match.status");
+        assert!(e.message.contains("is not a status class"), "{}", e.message);
     }
 }
