@@ -9,7 +9,10 @@
 #     35 days of minute data, and one alert evaluation as the difference
 #     between an evaluating and an idle tick (scripts/bench-dashboard.mjs);
 #  5. an API call authorised by a Cloudflare Access JWT against one with the
-#     bearer token (scripts/bench-access.mjs).
+#     bearer token (scripts/bench-access.mjs);
+#  6. CPU time, req/s and p50/p99 per request on raw workerd (no wrangler
+#     proxy) for bpm-edge with counting off and on, against a six-line JS
+#     passthrough worker (scripts/bench-cpu.mjs).
 # Results land in bench-results/.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -36,3 +39,6 @@ node scripts/bench-dashboard.mjs
 
 echo "== 5. Cloudflare Access JWT verification"
 BPM_SKIP_BUILD=1 node scripts/bench-access.mjs
+
+echo "== 6. CPU per request on raw workerd against a JS passthrough"
+node scripts/bench-cpu.mjs

@@ -23,7 +23,7 @@ use crate::classify::Classifier;
 use std::cell::OnceCell;
 use std::rc::Rc;
 use worker::{
-    event, Context, Env, Method, Request, Response, Result, ScheduleContext, ScheduledEvent,
+    event, web_sys, Context, Env, Method, Request, Result, ScheduleContext, ScheduledEvent,
 };
 
 /// The configuration compiled by `build.rs` from `bpm.toml`.
@@ -69,22 +69,33 @@ pub(crate) fn env_string(env: &Env, name: &str) -> Option<String> {
         .filter(|s| !s.trim().is_empty())
 }
 
+/// The entry point. It takes and returns the runtime's own request and
+/// response objects: a visitor's request is forwarded as it is and the
+/// origin's response returned as it is (see `proxy`), without converting
+/// either; only the API under the reserved prefix uses workers-rs types.
 #[event(fetch)]
-pub async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
+pub async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> Result<web_sys::Response> {
     let classifier = classifier();
+    let url = req.url();
     let prefix = classifier
         .as_ref()
-        .map_or(FALLBACK_PREFIX, |c| c.config().site.prefix.as_str())
-        .to_string();
-    let path = req.path();
-    let own = path == prefix
-        || path
-            .strip_prefix(prefix.as_str())
-            .is_some_and(|rest| rest.starts_with('/'));
-    if own {
-        return api::handle(req, &env, classifier, &prefix).await;
+        .map_or(FALLBACK_PREFIX, |c| c.config().site.prefix.as_str());
+    if is_own_path(&url, prefix) {
+        let prefix = prefix.to_string();
+        let resp = api::handle(Request::from(req), &env, classifier, &prefix).await?;
+        return Ok(resp.into());
     }
-    proxy::forward(req, &env, &ctx, classifier).await
+    proxy::forward(req, &url, &env, &ctx, classifier).await
+}
+
+/// Whether the path of `url` is `prefix` or under `prefix/`.
+fn is_own_path(url: &str, prefix: &str) -> bool {
+    let Some((_, target)) = proxy::split_url(url) else {
+        return false;
+    };
+    let path = target.split_once('?').map_or(target, |(p, _)| p);
+    path.strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 /// The cron trigger: one tick of the site's alert object (evaluation when a

@@ -1,0 +1,504 @@
+// bench-cpu.mjs — what bpm-edge costs per request on raw workerd (no wrangler
+// proxy in front), against a six-line JS passthrough worker run the same way.
+//
+// Owns: a demo origin (child process), one `workerd serve` process per variant
+// with a Cap'n Proto config generated under test-artifacts/bench-cpu-*/
+// (passthrough JS worker; the built bpm-edge with BPM_COUNTING=off; with
+// BPM_COUNTING=on; optionally the same two for a second build given with
+// --compare DIR), a closed-loop HTTP client with a realistic mix of counted
+// requests, and the report: workerd's own CPU time per request (from
+// /proc/<pid>/task/*/schedstat around each batch, and over the whole run
+// including background flushes and alarms), req/s and p50/p99 latency from
+// the client, each also as the median of per-round ratios against the
+// passthrough, plus the CPU µs added per request over the passthrough. The
+// counting variants' totals are checked against the requests sent.
+//
+// Invariants:
+// - Bounded: --rounds × variants × (--requests) requests plus --warmup per
+//   variant (and a few stats calls); only 127.0.0.1 is contacted.
+// - Variants are interleaved (A B C A B C …) so drift hits all alike.
+// - Every process started here is stopped by its own PID in `finally` (and
+//   SIGKILLed on exit if still alive); nothing is stopped by name.
+// - Uses the current build/ (run scripts/build-worker.sh first, as bench.sh
+//   does); builds it only when build/index.js is missing.
+//
+// Usage: node scripts/bench-cpu.mjs [--requests 2000] [--rounds 5] [--concurrency 4]
+//          [--warmup 300] [--settle-ms 1500] [--build build] [--compare DIR]
+//          [--count-wait-s 30]
+// Writes bench-results/cpu.json.
+
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ROOT, BROWSER_UA, TEST_TOKEN, freePort, artifactDir } from '../tests/e2e/harness.mjs';
+
+const WORKERD = path.join(ROOT, 'node_modules', '@cloudflare', 'workerd-linux-64', 'bin', 'workerd');
+const MAX_REQUESTS = 100_000;
+
+function parseArgs(argv) {
+  const o = { requests: 2000, rounds: 5, concurrency: 4, warmup: 300, settleMs: 1500, build: 'build', compare: null, countWaitS: 30 };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const val = () => {
+      if (i + 1 >= argv.length) throw new Error(`${a} needs a value`);
+      return argv[++i];
+    };
+    if (a === '--requests') o.requests = Number(val());
+    else if (a === '--rounds') o.rounds = Number(val());
+    else if (a === '--concurrency') o.concurrency = Number(val());
+    else if (a === '--warmup') o.warmup = Number(val());
+    else if (a === '--settle-ms') o.settleMs = Number(val());
+    else if (a === '--build') o.build = val();
+    else if (a === '--compare') o.compare = val();
+    else if (a === '--count-wait-s') o.countWaitS = Number(val());
+    else throw new Error(`unknown argument ${a}`);
+  }
+  const int = (name, v, lo, hi) => {
+    if (!(Number.isInteger(v) && v >= lo && v <= hi)) throw new Error(`--${name} must be an integer in ${lo}..${hi}`);
+  };
+  int('requests', o.requests, 10, MAX_REQUESTS);
+  int('rounds', o.rounds, 1, 50);
+  int('concurrency', o.concurrency, 1, 64);
+  int('warmup', o.warmup, 0, MAX_REQUESTS);
+  int('settle-ms', o.settleMs, 0, 30_000);
+  int('count-wait-s', o.countWaitS, 0, 600);
+  return o;
+}
+
+// ---- the request mix: every request is one the shipped bpm.toml counts ----
+
+const FORM = 'user=demo&password=demo';
+const MIX = [
+  {
+    name: 'GET / (google, utm)',
+    method: 'GET',
+    path: '/?utm_source=newsletter&utm_medium=email&utm_campaign=Spring%20Launch',
+    headers: { referer: 'https://www.google.com/search?q=demo+shop' },
+    expect: 200,
+  },
+  { name: 'GET /pricing (hn)', method: 'GET', path: '/pricing', headers: { referer: 'https://news.ycombinator.com/item?id=1' }, expect: 200 },
+  { name: 'GET /login', method: 'GET', path: '/login', headers: { referer: 'http://127.0.0.1/pricing' }, expect: 200 },
+  {
+    name: 'POST /login → 302 /dashboard',
+    method: 'POST',
+    path: '/login',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-length': String(FORM.length), referer: 'http://127.0.0.1/login' },
+    body: FORM,
+    expect: 302,
+  },
+];
+
+const percentile = (sorted, q) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] : null);
+const median = (xs) => {
+  const s = xs.filter((x) => x !== null && Number.isFinite(x)).sort((a, b) => a - b);
+  if (!s.length) return null;
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+
+/** Closed loop: `concurrency` lanes send `total` requests of the mix in turn. */
+async function load(port, total, concurrency, seq) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
+  const latencies = [];
+  let errors = 0;
+  let unexpected = 0;
+  let next = 0;
+  const once = (i) =>
+    new Promise((resolve) => {
+      const r = MIX[i % MIX.length];
+      // Distinct visitors (as CF-Connecting-IP on the edge), 200 of them.
+      const ip = `198.51.100.${(seq + i) % 200}`;
+      const t0 = process.hrtime.bigint();
+      const req = http.request(
+        {
+          host: '127.0.0.1',
+          port,
+          method: r.method,
+          path: r.path,
+          agent,
+          headers: { 'user-agent': BROWSER_UA, accept: 'text/html', 'cf-connecting-ip': ip, ...r.headers },
+        },
+        (res) => {
+          res.resume();
+          res.on('end', () => {
+            latencies.push(Number(process.hrtime.bigint() - t0) / 1e6);
+            if (res.statusCode !== r.expect) unexpected += 1;
+            resolve();
+          });
+          res.on('error', () => {
+            errors += 1;
+            resolve();
+          });
+        },
+      );
+      req.setTimeout(10_000, () => req.destroy(new Error('timeout')));
+      req.on('error', () => {
+        errors += 1;
+        resolve();
+      });
+      req.end(r.body);
+    });
+  const start = process.hrtime.bigint();
+  async function lane() {
+    while (next < total) await once(next++);
+  }
+  await Promise.all(Array.from({ length: concurrency }, lane));
+  const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+  agent.destroy();
+  latencies.sort((a, b) => a - b);
+  return {
+    requests: total,
+    errors,
+    unexpected,
+    seconds,
+    rps: latencies.length / seconds,
+    p50_ms: percentile(latencies, 0.5),
+    p99_ms: percentile(latencies, 0.99),
+  };
+}
+
+// ---- workerd's CPU time ----
+
+/** Nanoseconds on CPU of all threads of `pid` (schedstat), and utime+stime in ns (stat). */
+function cpuNs(pid) {
+  let sched = 0;
+  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+    try {
+      sched += Number(fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+    } catch {
+      /* thread gone */
+    }
+  }
+  // Fields after the ")" of the comm: utime and stime are fields 14 and 15.
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(f[11]) + Number(f[12]);
+  const hz = 100; // USER_HZ on Linux
+  return { sched, stat: (ticks * 1e9) / hz };
+}
+
+// ---- workerd configs ----
+
+const capStr = (s) => JSON.stringify(String(s)); // Cap'n Proto text strings use C-style escapes, as JSON does
+const wranglerCompatDate = () => {
+  const m = fs.readFileSync(path.join(ROOT, 'wrangler.toml'), 'utf8').match(/^compatibility_date\s*=\s*"([^"]+)"/m);
+  if (!m) throw new Error('wrangler.toml has no compatibility_date');
+  return m[1];
+};
+
+/** storage.flush_interval_ms of bpm.toml (its default when absent). */
+function flushIntervalMs() {
+  const m = fs.readFileSync(path.join(ROOT, 'bpm.toml'), 'utf8').match(/^\s*flush_interval_ms\s*=\s*(\d+)/m);
+  return m ? Number(m[1]) : 20_000;
+}
+
+const PASSTHROUGH_JS = `export default {
+  async fetch(req, env) {
+    const u = new URL(req.url), o = new URL(env.ORIGIN_URL);
+    u.protocol = o.protocol; u.host = o.host;
+    return fetch(new Request(u, req), { redirect: "manual" });
+  },
+};
+`;
+
+function capnpConfig({ dir, port, modules, bindings, durableObjects, compatDate }) {
+  const rel = (p) => path.relative(dir, p);
+  const mods = modules.map((m) => `(name = ${capStr(m.name)}, ${m.kind} = embed ${capStr(rel(m.file))})`).join(',\n      ');
+  const binds = [
+    ...Object.entries(bindings).map(([k, v]) => `(name = ${capStr(k)}, text = ${capStr(v)})`),
+    ...durableObjects.map((d) => `(name = ${capStr(d.binding)}, durableObjectNamespace = ${capStr(d.className)})`),
+  ].join(',\n      ');
+  const dos = durableObjects.length
+    ? `durableObjectNamespaces = [
+      ${durableObjects.map((d) => `(className = ${capStr(d.className)}, uniqueKey = ${capStr(`bpm-bench-${d.className}`)}, enableSql = true)`).join(',\n      ')}
+    ],
+    durableObjectStorage = (localDisk = "do-disk"),`
+    : '';
+  return `# Generated by scripts/bench-cpu.mjs; not checked in.
+using Workerd = import "/workerd/workerd.capnp";
+
+const config :Workerd.Config = (
+  services = [
+    (name = "main", worker = .mainWorker),
+    (name = "internet", network = (allow = ["local", "private"])),
+    (name = "do-disk", disk = (path = ${capStr(path.join(dir, 'do'))}, writable = true)),
+  ],
+  sockets = [(name = "http", address = ${capStr(`127.0.0.1:${port}`)}, http = (), service = "main")],
+);
+
+const mainWorker :Workerd.Worker = (
+  compatibilityDate = ${capStr(compatDate)},
+  modules = [
+      ${mods}
+  ],
+  bindings = [
+      ${binds}
+  ],
+  ${dos}
+  globalOutbound = "internet",
+);
+`;
+}
+
+const liveChildren = new Set();
+process.on('exit', () => {
+  for (const child of liveChildren) {
+    try {
+      process.kill(child.pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+});
+for (const sig of ['SIGINT', 'SIGTERM']) process.once(sig, () => process.exit(130));
+
+async function stopChild(child) {
+  if (!liveChildren.has(child)) return;
+  liveChildren.delete(child);
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  try {
+    process.kill(child.pid, 'SIGTERM');
+  } catch {
+    return;
+  }
+  if ((await Promise.race([exited.then(() => true), sleep(3_000).then(() => false)])) === false) {
+    try {
+      process.kill(child.pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+    await Promise.race([exited, sleep(2_000)]);
+  }
+}
+
+function spawnLogged(cmd, args, logFile, cwd) {
+  const fd = fs.openSync(logFile, 'a');
+  const child = spawn(cmd, args, { cwd, stdio: ['ignore', fd, fd] });
+  fs.closeSync(fd);
+  liveChildren.add(child);
+  return child;
+}
+
+async function waitHttp(port, p, child, logFile, what) {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`${what} exited (${child.exitCode ?? child.signalCode}):\n${fs.readFileSync(logFile, 'utf8').slice(-3000)}`);
+    }
+    try {
+      const res = await fetch(`http://127.0.0.1:${port}${p}`, { signal: AbortSignal.timeout(2_000), redirect: 'manual' });
+      await res.arrayBuffer();
+      if (res.status < 500) return;
+    } catch {
+      /* not up yet */
+    }
+    if (Date.now() > deadline) throw new Error(`${what} not up after 30 s:\n${fs.readFileSync(logFile, 'utf8').slice(-3000)}`);
+    await sleep(100);
+  }
+}
+
+async function startOriginProcess(dir) {
+  const port = await freePort();
+  const logFile = path.join(dir, 'origin.log');
+  const child = spawnLogged(process.execPath, [path.join(ROOT, 'scripts', 'demo-origin.mjs'), '--port', String(port)], logFile, ROOT);
+  await waitHttp(port, '/__origin/stats', child, logFile, 'demo origin');
+  return { url: `http://127.0.0.1:${port}`, child };
+}
+
+async function startWorkerd({ name, dir, modules, bindings, durableObjects, compatDate }) {
+  const wdir = path.join(dir, name);
+  fs.mkdirSync(path.join(wdir, 'do'), { recursive: true });
+  const port = await freePort();
+  const config = path.join(wdir, 'config.capnp');
+  fs.writeFileSync(config, capnpConfig({ dir: wdir, port, modules, bindings, durableObjects, compatDate }));
+  const logFile = path.join(wdir, 'workerd.log');
+  const child = spawnLogged(WORKERD, ['serve', config], logFile, wdir);
+  // The passthrough forwards this to the origin; bpm-edge answers it itself.
+  await waitHttp(port, durableObjects.length ? '/_bpm/api/health' : '/__origin/stats', child, logFile, `workerd (${name})`);
+  return { name, port, child, pid: child.pid, logFile };
+}
+
+function bpmModules(buildDir) {
+  const js = path.join(buildDir, 'index.js');
+  const wasm = path.join(buildDir, 'index_bg.wasm');
+  for (const f of [js, wasm]) if (!fs.existsSync(f)) throw new Error(`missing ${f} (run scripts/build-worker.sh)`);
+  // build/index.js imports "./index_bg.wasm" and "cloudflare:workers" (built in).
+  return [
+    { name: 'index.js', kind: 'esModule', file: js },
+    { name: 'index_bg.wasm', kind: 'wasm', file: wasm },
+  ];
+}
+
+const DURABLE_OBJECTS = [
+  { binding: 'BPM_COUNTER', className: 'CounterShard' },
+  { binding: 'BPM_ALERTS', className: 'SiteAlerts' },
+  { binding: 'BPM_SALT', className: 'DailySalt' },
+];
+
+/** The counter shards' totals (GET /_bpm/api/stats), or null. */
+async function shardTotals(port) {
+  try {
+    const res = await fetch(`http://127.0.0.1:${port}/_bpm/api/stats`, {
+      headers: { authorization: `Bearer ${TEST_TOKEN}` },
+      signal: AbortSignal.timeout(15_000),
+    });
+    return (await res.json())?.totals ?? null;
+  } catch {
+    return null;
+  }
+}
+
+/** Waits (at most `seconds`) until the shards counted `sent` requests; the last totals seen. */
+async function waitCounted(port, sent, seconds) {
+  const deadline = Date.now() + seconds * 1000;
+  for (;;) {
+    const totals = await shardTotals(port);
+    if ((totals && totals.requests >= sent) || Date.now() > deadline) return totals;
+    await sleep(500);
+  }
+}
+
+const fmt = (x, d = 1) => (x === null || x === undefined || !Number.isFinite(x) ? 'n/a' : Number(x).toFixed(d));
+const fmtInt = (x) => (x === null || !Number.isFinite(x) ? 'n/a' : Math.round(x).toLocaleString('en-US'));
+
+async function main() {
+  const opts = parseArgs(process.argv.slice(2));
+  if (process.platform !== 'linux') throw new Error('bench-cpu reads /proc: Linux only');
+  if (!fs.existsSync(WORKERD)) throw new Error(`missing ${WORKERD} (run scripts/install-toolchain.sh)`);
+  const buildDir = path.resolve(ROOT, opts.build);
+  if (opts.build === 'build' && !fs.existsSync(path.join(buildDir, 'index.js'))) {
+    const r = spawnSync('bash', [path.join(ROOT, 'scripts', 'build-worker.sh')], { cwd: ROOT, stdio: 'inherit' });
+    if (r.status !== 0) throw new Error('build failed');
+  }
+  const compatDate = wranglerCompatDate();
+  const dir = artifactDir('bench-cpu');
+  fs.writeFileSync(path.join(dir, 'passthrough.js'), PASSTHROUGH_JS);
+
+  const started = [];
+  let origin;
+  try {
+    origin = await startOriginProcess(dir);
+    const common = { ORIGIN_URL: origin.url, BPM_API_TOKEN: TEST_TOKEN };
+    const specs = [
+      { name: 'passthrough', label: 'JS passthrough (baseline)', modules: [{ name: 'passthrough.js', kind: 'esModule', file: path.join(dir, 'passthrough.js') }], bindings: { ORIGIN_URL: origin.url }, durableObjects: [] },
+      { name: 'off', label: 'bpm-edge, counting off', modules: bpmModules(buildDir), bindings: { ...common, BPM_COUNTING: 'off' }, durableObjects: DURABLE_OBJECTS },
+      { name: 'on', label: 'bpm-edge, counting on', modules: bpmModules(buildDir), bindings: { ...common, BPM_COUNTING: 'on' }, durableObjects: DURABLE_OBJECTS, counts: true },
+    ];
+    if (opts.compare) {
+      const cmp = path.resolve(ROOT, opts.compare);
+      const tag = opts.compare;
+      specs.push(
+        { name: 'off-compare', label: `bpm-edge (${tag}), counting off`, modules: bpmModules(cmp), bindings: { ...common, BPM_COUNTING: 'off' }, durableObjects: DURABLE_OBJECTS },
+        { name: 'on-compare', label: `bpm-edge (${tag}), counting on`, modules: bpmModules(cmp), bindings: { ...common, BPM_COUNTING: 'on' }, durableObjects: DURABLE_OBJECTS, counts: true },
+      );
+    }
+    const variants = [];
+    for (const spec of specs) {
+      const w = await startWorkerd({ ...spec, dir, compatDate });
+      started.push(w);
+      variants.push({ ...spec, ...w, rounds: [], sent: 0 });
+    }
+    console.log(`workerd ${spawnSync(WORKERD, ['--version']).stdout.toString().trim()}, compatibilityDate ${compatDate}; ${opts.rounds} rounds × ${opts.requests} requests × ${variants.length} variants, concurrency ${opts.concurrency}; configs in ${path.relative(ROOT, dir)}/`);
+
+    let seq = 0;
+    if (opts.warmup > 0) {
+      for (const v of variants) {
+        await load(v.port, opts.warmup, opts.concurrency, seq);
+        v.sent += opts.warmup;
+        seq += opts.warmup;
+      }
+      await sleep(opts.settleMs);
+    }
+    for (const v of variants) v.cpuStart = cpuNs(v.pid).sched;
+    for (let round = 0; round < opts.rounds; round++) {
+      for (const v of variants) {
+        const before = cpuNs(v.pid);
+        const r = await load(v.port, opts.requests, opts.concurrency, seq);
+        // Let the isolate finish what these requests scheduled (wait_until)
+        // before reading the CPU again; flushes held for the window are in
+        // the whole-run figure.
+        await sleep(opts.settleMs);
+        const after = cpuNs(v.pid);
+        v.sent += opts.requests;
+        seq += opts.requests;
+        v.rounds.push({
+          ...r,
+          cpu_us_per_req: (after.sched - before.sched) / 1e3 / opts.requests,
+          cpu_us_per_req_stat: (after.stat - before.stat) / 1e3 / opts.requests,
+        });
+      }
+    }
+
+    const base = variants[0];
+    const ratio = (v, key) => median(v.rounds.map((r, i) => r[key] / base.rounds[i][key]));
+    // Counts wait in the isolate for up to flush_interval_ms (bpm.toml)
+    // before the last batch is sent: wait that long, then read each
+    // process's CPU once more (the whole run's cost, background flushes and
+    // alarms included), then check the counts.
+    const tailMs = Math.min(60_000, flushIntervalMs() + 2_000);
+    await sleep(tailMs);
+    for (const v of variants) v.cpuEnd = cpuNs(v.pid).sched;
+    const measured = opts.rounds * opts.requests;
+    const whole = (v) => (v.cpuEnd - v.cpuStart) / 1e3 / measured;
+    const totals = [];
+    for (const v of variants) totals.push(v.counts ? await waitCounted(v.port, v.sent, opts.countWaitS) : null);
+    const rows = variants.map((v, vi) => ({
+      variant: v.label,
+      cpu_us_per_req: median(v.rounds.map((r) => r.cpu_us_per_req)),
+      cpu_us_per_req_stat: median(v.rounds.map((r) => r.cpu_us_per_req_stat)),
+      cpu_ratio: ratio(v, 'cpu_us_per_req'),
+      added_cpu_us_per_req: median(v.rounds.map((r, i) => r.cpu_us_per_req - base.rounds[i].cpu_us_per_req)),
+      whole_run_cpu_us_per_req: whole(v),
+      whole_run_added_cpu_us_per_req: whole(v) - whole(base),
+      rps: median(v.rounds.map((r) => r.rps)),
+      rps_ratio: ratio(v, 'rps'),
+      p50_ms: median(v.rounds.map((r) => r.p50_ms)),
+      p50_ratio: ratio(v, 'p50_ms'),
+      p99_ms: median(v.rounds.map((r) => r.p99_ms)),
+      p99_ratio: ratio(v, 'p99_ms'),
+      errors: v.rounds.reduce((a, r) => a + r.errors, 0),
+      unexpected_status: v.rounds.reduce((a, r) => a + r.unexpected, 0),
+      sent: v.sent,
+      counted: totals[vi]?.requests ?? null,
+      shard_totals: totals[vi],
+      rounds: v.rounds,
+    }));
+
+    console.log('');
+    console.log('| variant | CPU µs/req | × passthrough | added µs/req | whole run: CPU µs/req (added) | req/s | × | p50 ms | × | p99 ms | × |');
+    console.log('|---|---|---|---|---|---|---|---|---|---|---|');
+    for (const r of rows) {
+      const isBase = r === rows[0];
+      console.log(
+        `| ${r.variant} | ${fmt(r.cpu_us_per_req, 0)} | ${fmt(r.cpu_ratio, 2)}× | ${isBase ? '–' : fmt(r.added_cpu_us_per_req, 0)} | ${fmt(r.whole_run_cpu_us_per_req, 0)}${isBase ? '' : ` (+${fmt(r.whole_run_added_cpu_us_per_req, 0)})`} | ${fmtInt(r.rps)} | ${fmt(r.rps_ratio, 2)}× | ${fmt(r.p50_ms, 2)} | ${fmt(r.p50_ratio, 2)}× | ${fmt(r.p99_ms, 2)} | ${fmt(r.p99_ratio, 2)}× |`,
+      );
+    }
+    console.log('');
+    console.log(`Medians over ${opts.rounds} interleaved rounds; ratios are medians of per-round ratios against the passthrough of the same round. CPU = workerd's threads (schedstat) from the first request of a batch until ${opts.settleMs} ms after its last response; whole run = from the first measured batch until ${tailMs / 1000} s after the last (background flushes and alarms included), over the ${measured} measured requests. Mix: ${MIX.map((m) => m.name).join(', ')}; all counted by the shipped bpm.toml.`);
+    for (const r of rows) {
+      const notes = [];
+      if (r.errors) notes.push(`${r.errors} transport errors`);
+      if (r.unexpected_status) notes.push(`${r.unexpected_status} unexpected statuses`);
+      if (r.shard_totals) {
+        const t = r.shard_totals;
+        const per = (x) => (typeof x === 'number' ? x.toFixed(4) : 'n/a');
+        notes.push(`counted ${t.requests} of ${r.sent} requests sent; ${per(t.do_requests_per_request)} Durable Object requests and ${per(t.rows_written_per_request)} rows written per counted request`);
+      }
+      if (notes.length) console.log(`- ${r.variant}: ${notes.join(', ')}`);
+    }
+    fs.mkdirSync(path.join(ROOT, 'bench-results'), { recursive: true });
+    const result = { workerd: WORKERD, compatibility_date: compatDate, options: opts, mix: MIX.map((m) => m.name), rows };
+    fs.writeFileSync(path.join(ROOT, 'bench-results', 'cpu.json'), `${JSON.stringify(result, null, 2)}\n`);
+    if (rows.some((r) => r.errors > 0)) process.exitCode = 1;
+  } finally {
+    for (const w of started) await stopChild(w.child);
+    if (origin) await stopChild(origin.child);
+    // Keep the configs and logs; drop the Durable Object storage.
+    for (const w of started) fs.rmSync(path.join(dir, w.name, 'do'), { recursive: true, force: true });
+  }
+}
+
+await main();
