@@ -180,6 +180,14 @@ const CACHED_DAYS: usize = 3;
 impl SaltCache {
     /// The step for `day` at `now_ms`; marks the day as being fetched when
     /// the answer is [`SaltStep::Fetch`].
+    /// The salt of `day` if this isolate already has it (no waiting).
+    pub fn ready(&self, day: i64) -> Option<Salt> {
+        match self.days.get(&day) {
+            Some(CacheEntry::Ready(salt)) => Some(salt.clone()),
+            _ => None,
+        }
+    }
+
     pub fn step(&mut self, day: i64, now_ms: f64) -> SaltStep {
         match self.days.get(&day) {
             Some(CacheEntry::Ready(salt)) => SaltStep::Ready(salt.clone()),

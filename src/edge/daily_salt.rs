@@ -97,6 +97,11 @@ thread_local! {
     static SALTS: RefCell<SaltCache> = RefCell::new(SaltCache::default());
 }
 
+/// The salt of site-local `day` if this isolate has it already.
+pub fn cached(day: i64) -> Option<Salt> {
+    SALTS.with(|c| c.try_borrow().ok().and_then(|c| c.ready(day)))
+}
+
 /// The salt of site-local `day` for this isolate: from its cache, else
 /// asked of the salt object once (concurrent requests wait for that one
 /// answer). `None` when it cannot be had; the request is then counted

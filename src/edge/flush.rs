@@ -5,7 +5,8 @@
 //! Only the first request of a generation (and one that fills it) waits
 //! for anything: it sleeps until the window closes, then sends the batch
 //! and retries on failure, all under its own timers. The other requests
-//! record their hits and return at once: no timer, no polling. A driver
+//! record their hits synchronously and get no `wait_until` at all: no
+//! timer, no polling, no promise. A driver
 //! never waits on another request's promise (the runtime cancels a request
 //! whose only pending work would be completed from another request's
 //! context); when two generations overlap a slow send, the later driver
@@ -23,9 +24,11 @@ use super::{daily_salt, shards};
 use crate::classify::{Classifier, Hit};
 use crate::flush_queue::{Driver, FlushPolicy, FlushQueue, Step, SEND_TIMEOUT_MS};
 use crate::tally::Flush;
-use crate::visitors::{salt_day, visitor_hash};
+use crate::visitors::{salt_day, visitor_hash, Salt};
 use futures_util::future::{select, Either};
 use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Duration;
 use worker::{js_sys, Delay, Env};
@@ -54,37 +57,63 @@ fn now_ms() -> u64 {
     js_sys::Date::now().max(0.0) as u64
 }
 
-/// Records one request's hits; if the request got a driver, the returned
-/// future runs it until its generation is durable (or its time is up).
-/// Hand it to `ctx.wait_until`.
-pub async fn record(
-    env: Env,
-    classifier: Rc<Classifier>,
+/// Records one request's hits. Returns the work this request must do
+/// inside its `wait_until`, if any: run the driver it got, or first fetch
+/// the day's visitor salt (once per isolate and day). Most requests get
+/// `None` and cost nothing more.
+pub fn record(
+    env: &Env,
+    classifier: &Rc<Classifier>,
     at_secs: i64,
     hits: Vec<Hit>,
     visitor: Option<Visitor>,
-) {
+) -> Option<Pin<Box<dyn Future<Output = ()>>>> {
     let config = classifier.config();
-    let mut hash = None;
-    if let Some(visitor) = visitor.filter(|_| hits.iter().any(|h| !h.bot)) {
-        let day = salt_day(&config.time, at_secs);
-        if let Some(salt) = daily_salt::salt_for(&env, config, day).await {
-            hash = Some(visitor_hash(
-                &salt,
-                &config.site.name,
-                &visitor.ip,
-                &visitor.user_agent,
-            ));
+    let visitor = visitor.filter(|_| hits.iter().any(|h| !h.bot));
+    let day = salt_day(&config.time, at_secs);
+    let ready = match &visitor {
+        None => Some(None),
+        Some(v) => daily_salt::cached(day).map(|salt| Some(visitor_hash_of(&salt, config, v))),
+    };
+    if let Some(visitor_hash) = ready {
+        let driver = record_hits(env, classifier, at_secs, &hits, visitor_hash)?;
+        let env = env.clone();
+        return Some(Box::pin(async move { drive(&env, driver).await }));
+    }
+    let env = env.clone();
+    let classifier = Rc::clone(classifier);
+    Some(Box::pin(async move {
+        let config = classifier.config();
+        let mut visitor_hash = None;
+        if let Some(v) = &visitor {
+            if let Some(salt) = daily_salt::salt_for(&env, config, day).await {
+                visitor_hash = Some(visitor_hash_of(&salt, config, v));
+            }
         }
-    }
-    let driver = ISOLATE.with(|cell| {
+        if let Some(driver) = record_hits(&env, &classifier, at_secs, &hits, visitor_hash) {
+            drive(&env, driver).await;
+        }
+    }))
+}
+
+fn visitor_hash_of(salt: &Salt, config: &crate::config::Config, v: &Visitor) -> u64 {
+    visitor_hash(salt, &config.site.name, &v.ip, &v.user_agent)
+}
+
+/// Adds the hits to this isolate's queue; the driver this request must run,
+/// if it got one.
+fn record_hits(
+    env: &Env,
+    classifier: &Classifier,
+    at_secs: i64,
+    hits: &[Hit],
+    visitor_hash: Option<u64>,
+) -> Option<Driver> {
+    ISOLATE.with(|cell| {
         let mut slot = cell.try_borrow_mut().ok()?;
-        let isolate = slot.get_or_insert_with(|| new_isolate(&env, &classifier));
-        isolate.queue.record(now_ms(), at_secs, &hits, hash)
-    });
-    if let Some(driver) = driver {
-        drive(&env, driver).await;
-    }
+        let isolate = slot.get_or_insert_with(|| new_isolate(env, classifier));
+        isolate.queue.record(now_ms(), at_secs, hits, visitor_hash)
+    })
 }
 
 fn new_isolate(env: &Env, classifier: &Classifier) -> Isolate {

@@ -4,6 +4,9 @@
 //! rebuilt, so its status, headers and body stream reach the visitor as they
 //! are; then schedules counting.
 //!
+//! bpm-edge's own session cookie (scoped to the prefix, but a browser may
+//! still send it) is taken out of what is forwarded.
+//!
 //! Invariants: the response is the origin's, or a `502` with a short plain
 //! text reason when the origin cannot be reached or answers a status no
 //! `Response` can carry (outside 200–599 and not a `101` upgrade, e.g. `999`:
@@ -18,6 +21,7 @@
 //! deployment, which starts new isolates).
 
 use super::flush;
+use crate::auth::{without_session_cookie, SESSION_COOKIE};
 use crate::classify::{Classifier, RequestFacts, ResponseFacts};
 use std::cell::OnceCell;
 use std::rc::Rc;
@@ -100,7 +104,7 @@ pub async fn forward(
     if method != "GET" {
         init.set_method(&method);
     }
-    init.set_headers(&headers);
+    init.set_headers(&forwarded_headers(&headers));
     if let Some(body) = req.body() {
         init.set_body(&body);
     }
@@ -162,14 +166,31 @@ pub async fn forward(
             ip,
             user_agent: user_agent.unwrap_or_default(),
         });
-    ctx.wait_until(flush::record(
-        env.clone(),
-        classifier,
-        at_secs,
-        hits,
-        visitor,
-    ));
+    if let Some(work) = flush::record(env, &classifier, at_secs, hits, visitor) {
+        ctx.wait_until(work);
+    }
     Ok(reply)
+}
+
+/// The headers to forward: the visitor's, less bpm-edge's own session
+/// cookie (copied only when that cookie is there; the origin never sees it).
+fn forwarded_headers(headers: &web_sys::Headers) -> web_sys::Headers {
+    let Some(cookie) = headers
+        .get("cookie")
+        .ok()
+        .flatten()
+        .filter(|c| c.contains(SESSION_COOKIE))
+    else {
+        return headers.clone();
+    };
+    let Ok(copy) = web_sys::Headers::new_with_headers(headers) else {
+        return headers.clone();
+    };
+    let _ = match without_session_cookie(&cookie) {
+        Some(rest) => copy.set("cookie", &rest),
+        None => copy.delete("cookie"),
+    };
+    copy
 }
 
 /// Splits a URL as the runtime serialises it (`http(s)://host[:port]/path?query`)
