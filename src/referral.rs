@@ -115,10 +115,12 @@ pub fn source(referer: Option<&[u8]>, own_hosts: &[String], request_host: &str) 
     classify_host(&host)
 }
 
-/// A URL's host, lower-case, without a trailing dot.
+/// A URL's host, lower-case, without a trailing dot; `None` when nothing
+/// is left (`https://../`).
 pub fn url_host(url: &url::Url) -> Option<String> {
     url.host_str()
         .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
+        .filter(|h| !h.is_empty())
 }
 
 /// Whether a (lower-case) host is this site: the Host the visitor asked for
@@ -352,5 +354,15 @@ mod tests {
         assert_eq!(utm(&q).source, None);
         assert_eq!(utm("utm_source=%ff%fe").source, None);
         assert_eq!(utm("%%%=&&&=utm_source").source, None);
+    }
+
+    #[test]
+    fn regression_referer_whose_host_is_only_dots_gave_an_empty_source() {
+        // Found by tests/properties.rs (classify::hits_are_valid, 10^6-case
+        // run): the host of `https:///../..` is `..`, which lost its dots
+        // and became the empty source "" instead of "unknown".
+        for r in ["https:///../../x", "https://./", "http://../"] {
+            assert_eq!(src(r), UNKNOWN, "{r}");
+        }
     }
 }
