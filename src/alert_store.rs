@@ -14,14 +14,15 @@ pub use crate::alert_book::SILENCE_RETENTION_SECS;
 use crate::alert_book::{HistoryEntry, RuleRecord, SeriesSet, Silence};
 use crate::counter_store::{Sql, SqlValue, StoreError};
 use crate::detector::CountSeries;
-use crate::outbox::{Delivery, DeliveryState};
+use crate::outbox::{self, Delivery, DeliveryState, Enabled};
 use crate::rules::BUCKET_SECS;
 use std::collections::BTreeMap;
 
 /// Series older than this are dropped: 4 weeks of baseline behind 14 days
 /// of dispersion history, plus the longest window.
 pub const SERIES_RETENTION_SECS: i64 = 43 * 86_400;
-/// Delivered and dead outbox rows are kept this long for inspection.
+/// Delivered, dead and held outbox rows are kept this long after they
+/// settled, for inspection.
 pub const OUTBOX_RETENTION_SECS: i64 = 7 * 86_400;
 
 const SCHEMA: &[&str] = &[
@@ -409,18 +410,75 @@ impl<S: Sql> AlertStore<S> {
             .collect())
     }
 
+    /// Disables `receiver` (a second disable keeps the first record) and
+    /// holds every message queued for it, in one transaction: nothing is
+    /// attempted for it until [`AlertStore::enable_receiver`], and held
+    /// messages are pruned like settled ones. Returns how many were held.
     pub fn disable_receiver(
         &self,
         receiver: &str,
         now: i64,
         reason: &str,
-    ) -> Result<(), StoreError> {
-        self.sql.rows(
-            "disabling a receiver",
-            "INSERT INTO disabled_receivers (receiver, at, reason) VALUES (?, ?, ?) ON CONFLICT (receiver) DO NOTHING",
-            vec![receiver.into(), now.into(), reason.into()],
+    ) -> Result<usize, StoreError> {
+        self.sql.transaction("disabling a receiver", || {
+            self.sql.rows(
+                "disabling a receiver",
+                "INSERT INTO disabled_receivers (receiver, at, reason) VALUES (?, ?, ?) ON CONFLICT (receiver) DO NOTHING",
+                vec![receiver.into(), now.into(), reason.into()],
+            )?;
+            self.hold_queued(receiver, now)
+        })
+    }
+
+    /// Holds the queued messages of `receiver`; returns how many.
+    fn hold_queued(&self, receiver: &str, now: i64) -> Result<usize, StoreError> {
+        let rows = self.sql.rows(
+            "reading a receiver's queue",
+            "SELECT delivery FROM outbox WHERE receiver = ? AND state = 'queued' ORDER BY seq",
+            vec![receiver.into()],
         )?;
-        Ok(())
+        let mut held = 0;
+        for r in &rows {
+            let Some(mut d) =
+                text(r.first()).and_then(|j| serde_json::from_str::<Delivery>(j).ok())
+            else {
+                continue;
+            };
+            if d.hold(now) {
+                self.update_delivery(&d)?;
+                held += 1;
+            }
+        }
+        Ok(held)
+    }
+
+    /// Re-enables `receiver` in one transaction: removes its disabled
+    /// record and settles its held messages as [`outbox::enable`] decides
+    /// (recent ones requeued in order, older ones given up). Also frees
+    /// held messages of a receiver that has no disabled record. Returns
+    /// whether it was disabled, and what happened to its messages.
+    pub fn enable_receiver(&self, receiver: &str, now: i64) -> Result<(bool, Enabled), StoreError> {
+        self.sql.transaction("enabling a receiver", || {
+            let was = self.sql.rows(
+                "enabling a receiver",
+                "DELETE FROM disabled_receivers WHERE receiver = ? RETURNING receiver",
+                vec![receiver.into()],
+            )?;
+            let rows = self.sql.rows(
+                "reading held messages",
+                "SELECT delivery FROM outbox WHERE receiver = ? AND state = 'disabled' ORDER BY seq",
+                vec![receiver.into()],
+            )?;
+            let mut held: Vec<Delivery> = rows
+                .iter()
+                .filter_map(|r| serde_json::from_str(text(r.first())?).ok())
+                .collect();
+            let outcome = outbox::enable(&mut held, receiver, now);
+            for d in &held {
+                self.update_delivery(d)?;
+            }
+            Ok((!was.is_empty(), outcome))
+        })
     }
 
     /// Drops old series buckets, settled outbox rows, expired silences and
@@ -432,13 +490,19 @@ impl<S: Sql> AlertStore<S> {
             "DELETE FROM series WHERE t < ?",
             vec![(now - SERIES_RETENTION_SECS).into()],
         )?;
-        let settled =
-            self.items("SELECT delivery, body FROM outbox WHERE state IN ('delivered', 'dead')")?;
+        // Messages still queued for a disabled receiver (written before
+        // disabling held them) are held now, so they age out too.
+        for receiver in self.disabled_names()? {
+            self.hold_queued(&receiver, now)?;
+        }
+        let settled = self.items(
+            "SELECT delivery, body FROM outbox WHERE state IN ('delivered', 'dead', 'disabled')",
+        )?;
         for item in settled {
             let d = &item.delivery;
-            // A dead row's last attempt is its `next_at`; age it from there.
-            let settled_at = d.delivered_at.unwrap_or(d.next_at.max(d.created_at));
-            if settled_at < now - OUTBOX_RETENTION_SECS {
+            if d.settled_at()
+                .is_some_and(|t| t < now - OUTBOX_RETENTION_SECS)
+            {
                 self.sql.rows(
                     "pruning the outbox",
                     "DELETE FROM outbox WHERE seq = ?",

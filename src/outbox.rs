@@ -13,6 +13,13 @@
 //!   is neither delivered nor dead (the head) may be attempted, so "firing"
 //!   and "resolved" of one alert arrive in order. A `Disabled` head blocks
 //!   its receiver until it is requeued; a `Dead` or `Delivered` one does not.
+//! - A 410 disables the receiver: the message that got it and every message
+//!   queued behind it are held (`Disabled`, with `held_at`), nothing new is
+//!   queued for it, and held messages are pruned like settled ones. When an
+//!   operator re-enables it ([`enable`]), held messages at most
+//!   [`REQUEUE_MAX_AGE_SECS`] old are requeued in their order and older ones
+//!   are given up (`Dead`): a receiver never gets a message older than the
+//!   retry schedule would have kept.
 //! - `Retry-After` can only postpone an attempt (never bring it forward) and
 //!   never by more than `MAX_RETRY_AFTER_SECS`.
 //! - A status the receiver's service documents as final (PagerDuty's 400:
@@ -37,6 +44,24 @@ pub const TIMEOUT_MS: u64 = 15_000;
 /// Upper bound on a receiver's `Retry-After`: a receiver cannot park a
 /// message for longer than a day.
 pub const MAX_RETRY_AFTER_SECS: i64 = 86_400;
+
+/// Oldest message (by `created_at`) that re-enabling its receiver sends:
+/// the span of the retry schedule (15 h 52 min 35 s), i.e. what a message
+/// to a receiver that kept failing would still have been retried within.
+pub const REQUEUE_MAX_AGE_SECS: i64 = {
+    let mut total = 0;
+    let mut i = 0;
+    while i < RETRY_SCHEDULE_SECS.len() {
+        total += RETRY_SCHEDULE_SECS[i];
+        i += 1;
+    }
+    total
+};
+
+/// The `last_error` of a held message given up when its receiver was
+/// re-enabled.
+pub const TOO_OLD_TO_REQUEUE: &str =
+    "held while the receiver was disabled, and too old to send when it was re-enabled";
 
 /// Longest `last_error` kept on a delivery, in characters: the error text
 /// comes from the network stack and is stored with every row.
@@ -167,7 +192,8 @@ pub enum DeliveryState {
     Delivered,
     /// The schedule was exhausted; kept for inspection.
     Dead,
-    /// Its receiver answered 410; no further attempts until requeued.
+    /// Held: its receiver is disabled (it answered 410, to this message or
+    /// to one before it); no attempts until requeued by [`enable`].
     Disabled,
 }
 
@@ -191,6 +217,10 @@ pub struct Delivery {
     pub last_error: Option<String>,
     pub created_at: i64,
     pub delivered_at: Option<i64>,
+    /// When it was held (`Disabled`); `None` otherwise, and in rows written
+    /// before holds were timed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_at: Option<i64>,
 }
 
 impl Delivery {
@@ -207,6 +237,7 @@ impl Delivery {
             last_error: None,
             created_at: now,
             delivered_at: None,
+            held_at: None,
         }
     }
 
@@ -260,9 +291,37 @@ impl Delivery {
             }
             Verdict::RetryAt(at) => self.next_at = at,
             Verdict::Dead => self.state = DeliveryState::Dead,
-            Verdict::DisableReceiver => self.state = DeliveryState::Disabled,
+            Verdict::DisableReceiver => {
+                self.state = DeliveryState::Disabled;
+                self.held_at = Some(now);
+            }
         }
         verdict
+    }
+
+    /// Holds a `Queued` delivery because its receiver was disabled. Returns
+    /// whether it changed anything; other states are left alone.
+    pub fn hold(&mut self, now: i64) -> bool {
+        if self.state != DeliveryState::Queued {
+            return false;
+        }
+        self.state = DeliveryState::Disabled;
+        self.held_at = Some(now);
+        true
+    }
+
+    /// When it stopped waiting for an attempt, `None` while `Queued`: it was
+    /// delivered, held, or (for a dead one) last attempted. Settled rows are
+    /// pruned some time after this.
+    pub fn settled_at(&self) -> Option<i64> {
+        match self.state {
+            DeliveryState::Queued => None,
+            DeliveryState::Delivered => Some(self.delivered_at.unwrap_or(self.next_at)),
+            DeliveryState::Disabled => Some(self.held_at.unwrap_or(self.next_at)),
+            // A dead row's last attempt is its `next_at`.
+            DeliveryState::Dead => Some(self.next_at),
+        }
+        .map(|t| t.max(self.created_at))
     }
 
     /// Puts a `Disabled` delivery back in the queue (its receiver was
@@ -275,8 +334,100 @@ impl Delivery {
         self.state = DeliveryState::Queued;
         self.attempts = 0;
         self.next_at = now;
+        self.held_at = None;
         true
     }
+}
+
+/// What re-enabling a receiver did to its held messages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Enabled {
+    /// Held messages put back in the queue, due at once, in their order.
+    pub requeued: usize,
+    /// Held messages older than [`REQUEUE_MAX_AGE_SECS`], now `Dead`.
+    pub given_up: usize,
+}
+
+/// Re-enables `receiver` in `queue`: each of its held (`Disabled`)
+/// deliveries created at most [`REQUEUE_MAX_AGE_SECS`] before `now` is
+/// requeued ([`Delivery::requeue`]); older ones become `Dead` with
+/// [`TOO_OLD_TO_REQUEUE`] (settled at `now`, so kept for inspection and
+/// pruned like other dead rows). Since every older one is settled, no held
+/// head is left to block the receiver. Deliveries are changed in place;
+/// other receivers and states are untouched.
+pub fn enable(queue: &mut [Delivery], receiver: &str, now: i64) -> Enabled {
+    let mut out = Enabled::default();
+    for d in queue
+        .iter_mut()
+        .filter(|d| d.receiver == receiver && d.state == DeliveryState::Disabled)
+    {
+        if now.saturating_sub(d.created_at) <= REQUEUE_MAX_AGE_SECS {
+            d.requeue(now);
+            out.requeued += 1;
+        } else {
+            d.state = DeliveryState::Dead;
+            d.next_at = now;
+            d.held_at = None;
+            d.last_error = Some(TOO_OLD_TO_REQUEUE.to_string());
+            out.given_up += 1;
+        }
+    }
+    out
+}
+
+/// A receiver as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReceiverStatus {
+    pub name: String,
+    /// `None` for a receiver that is disabled but no longer configured.
+    pub format: Option<WebhookFormat>,
+    pub enabled: bool,
+    /// Unix seconds it was disabled at, while disabled.
+    pub disabled_since: Option<i64>,
+    /// Why it was disabled, while disabled.
+    pub disabled_reason: Option<String>,
+    /// Messages waiting for an attempt.
+    pub queued: usize,
+    /// Messages held because it is disabled.
+    pub held: usize,
+}
+
+/// Every configured receiver (in config order), then any disabled one no
+/// longer configured, with its state and its messages in `queue` (the
+/// outbox's pending rows). `disabled` is `(receiver, since, reason)`.
+pub fn receiver_statuses(
+    configured: &[(&str, WebhookFormat)],
+    disabled: &[(String, i64, String)],
+    queue: &[Delivery],
+) -> Vec<ReceiverStatus> {
+    let count = |name: &str, state: DeliveryState| {
+        queue
+            .iter()
+            .filter(|d| d.receiver == name && d.state == state)
+            .count()
+    };
+    let status = |name: &str, format: Option<WebhookFormat>| {
+        let off = disabled.iter().find(|(r, _, _)| r == name);
+        ReceiverStatus {
+            name: name.to_string(),
+            format,
+            enabled: off.is_none(),
+            disabled_since: off.map(|(_, at, _)| *at),
+            disabled_reason: off.map(|(_, _, why)| why.clone()),
+            queued: count(name, DeliveryState::Queued),
+            held: count(name, DeliveryState::Disabled),
+        }
+    };
+    let mut out: Vec<ReceiverStatus> = configured
+        .iter()
+        .map(|(name, format)| status(name, Some(*format)))
+        .collect();
+    for (name, _, _) in disabled {
+        if !configured.iter().any(|(c, _)| c == name) {
+            out.push(status(name, None));
+        }
+    }
+    out
 }
 
 /// The head of each enabled receiver that is waiting to be attempted: its
@@ -755,6 +906,91 @@ mod tests {
         assert_eq!(seqs(&due(&queue, &[], NOW + 10)), vec![1]);
         // Requeue only touches disabled deliveries.
         assert!(!queue[1].requeue(NOW));
+    }
+
+    #[test]
+    fn enable_requeues_up_to_the_schedule_span_and_gives_up_older() {
+        assert_eq!(REQUEUE_MAX_AGE_SECS, 57_155);
+        let mut queue = vec![
+            d(1, "a", NOW),
+            d(2, "a", NOW),
+            d(3, "b", NOW),
+            d(4, "a", NOW),
+        ];
+        queue[0].created_at = NOW - 1;
+        assert_eq!(queue[0].record(&status(410), NOW), Verdict::DisableReceiver);
+        assert_eq!(queue[0].held_at, Some(NOW));
+        assert!(queue[1].hold(NOW));
+        assert!(!queue[1].hold(NOW + 1), "already held");
+        assert!(queue[2].hold(NOW));
+        queue[3].state = DeliveryState::Delivered;
+        let later = NOW - 1 + REQUEUE_MAX_AGE_SECS + 1;
+        // Seq 1 is one second too old; seq 2 exactly at the limit.
+        let out = enable(&mut queue, "a", later);
+        assert_eq!(
+            out,
+            Enabled {
+                requeued: 1,
+                given_up: 1
+            }
+        );
+        assert_eq!(queue[0].state, DeliveryState::Dead);
+        assert_eq!(queue[0].last_error.as_deref(), Some(TOO_OLD_TO_REQUEUE));
+        assert_eq!(queue[0].settled_at(), Some(later));
+        assert_eq!(queue[1].state, DeliveryState::Queued);
+        assert_eq!((queue[1].attempts, queue[1].held_at), (0, None));
+        assert_eq!(queue[2].state, DeliveryState::Disabled, "another receiver");
+        assert_eq!(queue[3].state, DeliveryState::Delivered);
+        assert_eq!(seqs(&due(&queue, &[], later)), vec![2]);
+    }
+
+    #[test]
+    fn settled_at_per_state() {
+        let mut q = Delivery::new(1, "a", "m", NOW);
+        assert_eq!(q.settled_at(), None);
+        q.hold(NOW + 5);
+        assert_eq!(q.settled_at(), Some(NOW + 5));
+        let mut legacy = Delivery::new(2, "a", "m", NOW);
+        legacy.state = DeliveryState::Disabled;
+        assert_eq!(legacy.settled_at(), Some(NOW), "no held_at: its next_at");
+        let mut done = Delivery::new(3, "a", "m", NOW);
+        done.record(&status(200), NOW + 9);
+        assert_eq!(done.settled_at(), Some(NOW + 9));
+    }
+
+    #[test]
+    fn receiver_statuses_list_configured_then_unknown_disabled() {
+        let mut queue = vec![d(1, "ops", NOW), d(2, "ops", NOW), d(3, "pd", NOW)];
+        queue[0].hold(NOW);
+        let disabled = vec![
+            ("ops".to_string(), NOW - 60, "410".to_string()),
+            ("gone".to_string(), NOW - 90, "410".to_string()),
+        ];
+        let list = receiver_statuses(
+            &[
+                ("pd", WebhookFormat::Pagerduty),
+                ("ops", WebhookFormat::Json),
+            ],
+            &disabled,
+            &queue,
+        );
+        let names: Vec<(&str, bool, usize, usize)> = list
+            .iter()
+            .map(|r| (r.name.as_str(), r.enabled, r.queued, r.held))
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                ("pd", true, 1, 0),
+                ("ops", false, 1, 1),
+                ("gone", false, 0, 0)
+            ]
+        );
+        assert_eq!(list[2].format, None);
+        assert_eq!(list[1].disabled_since, Some(NOW - 60));
+        let v = serde_json::to_value(&list[1]).unwrap();
+        assert_eq!(v["format"], "json");
+        assert_eq!(v["disabled_reason"], "410");
     }
 
     #[test]

@@ -6,7 +6,10 @@ use bpm_edge::alert_book::{silence_history, AlertBook, HistoryEntry, RuleRecord,
 use bpm_edge::alert_store::{
     series_set, AlertStore, OUTBOX_RETENTION_SECS, SERIES_RETENTION_SECS, SILENCE_RETENTION_SECS,
 };
-use bpm_edge::outbox::{due, AttemptResult, Delivery, DeliveryState, Verdict};
+use bpm_edge::outbox::{
+    due, next_wake, receiver_statuses, AttemptResult, Delivery, DeliveryState, Enabled, Verdict,
+    REQUEUE_MAX_AGE_SECS, TOO_OLD_TO_REQUEUE,
+};
 use bpm_edge::rules::BUCKET_SECS;
 use std::collections::BTreeMap;
 
@@ -523,10 +526,16 @@ fn prune_drops_old_series_and_settled_outbox_rows_only() {
     s.update_delivery(&fresh_delivered).unwrap();
     // Still queued however old: kept.
     let old_queued = s.enqueue("oncall", "old_queued", "x", old - 10).unwrap();
-    // Disabled however old: kept.
+    // Held (its receiver answered 410) long ago: pruned like any settled
+    // row. Until regression_one_410_disabled_a_receiver_for_good these were
+    // kept, and re-read, forever.
     let mut old_disabled = s.enqueue("gone", "old_disabled", "x", old - 10).unwrap();
     old_disabled.record(&status(410), old);
     s.update_delivery(&old_disabled).unwrap();
+    // Held recently: kept.
+    let mut fresh_disabled = s.enqueue("gone", "fresh_disabled", "x", old - 10).unwrap();
+    fresh_disabled.record(&status(410), fresh);
+    s.update_delivery(&fresh_disabled).unwrap();
 
     s.prune(now).unwrap();
 
@@ -545,8 +554,8 @@ fn prune_drops_old_series_and_settled_outbox_rows_only() {
         left,
         vec![
             "fresh_delivered",
+            "fresh_disabled",
             "late_delivered",
-            "old_disabled",
             "old_queued"
         ]
     );
@@ -556,7 +565,7 @@ fn prune_drops_old_series_and_settled_outbox_rows_only() {
         .iter()
         .map(|i| i.delivery.seq)
         .collect();
-    assert_eq!(pending, vec![old_queued.seq, old_disabled.seq]);
+    assert_eq!(pending, vec![old_queued.seq, fresh_disabled.seq]);
 }
 
 #[test]
@@ -739,4 +748,180 @@ fn take_silence_returns_the_deleted_silence_once() {
     s.add_silence(&x).unwrap();
     assert_eq!(s.take_silence("sil_x").unwrap(), Some(x));
     assert_eq!(s.take_silence("sil_x").unwrap(), None);
+}
+
+#[test]
+fn regression_one_410_disabled_a_receiver_for_good() {
+    // One 410 disabled "ops": nothing re-enabled it, every notification
+    // after it was still queued for it and never pruned, so a year later
+    // hundreds of rows were re-read on every tick. Now its queue is held,
+    // nothing new is queued (alert_book::dispatch skips it), held rows age
+    // out, and re-enabling sends what is recent.
+    let config = shipped_config();
+    let s = store();
+    let t = DAY0;
+    let mut first = s.enqueue("ops", "evt_a_1", "firing", t).unwrap();
+    let behind = s.enqueue("ops", "evt_a_2", "resolved", t + 300).unwrap();
+    let other = s.enqueue("oncall", "evt_a_1", "trigger", t).unwrap();
+    assert_eq!(first.record(&status(410), t + 1), Verdict::DisableReceiver);
+    s.update_delivery(&first).unwrap();
+    let held = s
+        .disable_receiver("ops", t + 1, "the endpoint answered 410 Gone to evt_a_1")
+        .unwrap();
+    assert_eq!(held, 1, "the message behind the 410 is held too");
+    let behind_now = s
+        .pending()
+        .unwrap()
+        .into_iter()
+        .find(|i| i.delivery.seq == behind.seq)
+        .unwrap();
+    assert_eq!(behind_now.delivery.state, DeliveryState::Disabled);
+    assert_eq!(behind_now.delivery.held_at, Some(t + 1));
+
+    // Shown as disabled, since when and why, with what it holds.
+    let pending: Vec<Delivery> = s
+        .pending()
+        .unwrap()
+        .into_iter()
+        .map(|i| i.delivery)
+        .collect();
+    let configured: Vec<(&str, _)> = config
+        .receivers
+        .iter()
+        .map(|r| (r.name.as_str(), r.format))
+        .collect();
+    let statuses = receiver_statuses(&configured, &s.disabled_receivers().unwrap(), &pending);
+    let ops = statuses.iter().find(|r| r.name == "ops").unwrap();
+    assert!(!ops.enabled);
+    assert_eq!(ops.disabled_since, Some(t + 1));
+    assert_eq!(
+        ops.disabled_reason.as_deref(),
+        Some("the endpoint answered 410 Gone to evt_a_1")
+    );
+    assert_eq!((ops.queued, ops.held), (0, 2));
+    let oncall = statuses.iter().find(|r| r.name == "oncall").unwrap();
+    assert!(oncall.enabled && oncall.disabled_since.is_none());
+    assert_eq!((oncall.queued, oncall.held), (1, 0));
+    // Nothing of ops is due, whatever the time; oncall is unaffected.
+    let disabled = s.disabled_names().unwrap();
+    let due_now: Vec<i64> = due(&pending, &disabled, i64::MAX)
+        .iter()
+        .map(|d| d.seq)
+        .collect();
+    assert_eq!(due_now, vec![other.seq]);
+
+    // A year of ticks queues nothing more for ops (dispatch skips it), and
+    // the held rows leave the outbox a week after they were held.
+    s.prune(t + OUTBOX_RETENTION_SECS - 60).unwrap();
+    assert_eq!(s.pending().unwrap().len(), 3);
+    s.prune(t + 365 * 86_400).unwrap();
+    let left: Vec<String> = s
+        .pending()
+        .unwrap()
+        .into_iter()
+        .map(|i| format!("{}:{}", i.delivery.receiver, i.delivery.message_id))
+        .collect();
+    assert_eq!(
+        left,
+        vec!["oncall:evt_a_1"],
+        "only the live queue is re-read"
+    );
+    // Still disabled until someone says otherwise.
+    assert_eq!(s.disabled_names().unwrap(), vec!["ops"]);
+}
+
+#[test]
+fn enabling_a_receiver_requeues_recent_held_messages_in_order() {
+    let s = store();
+    let t = DAY0;
+    let mut first = s.enqueue("ops", "m1", "b1", t).unwrap();
+    let second = s.enqueue("ops", "m2", "b2", t + 60).unwrap();
+    first.record(&status(410), t + 1);
+    s.update_delivery(&first).unwrap();
+    s.disable_receiver("ops", t + 1, "410").unwrap();
+    // Re-enabled an hour later: both go out again, oldest first.
+    let (was, outcome) = s.enable_receiver("ops", t + 3600).unwrap();
+    assert!(was);
+    assert_eq!((outcome.requeued, outcome.given_up), (2, 0));
+    assert!(s.disabled_receivers().unwrap().is_empty());
+    let queue: Vec<Delivery> = s
+        .pending()
+        .unwrap()
+        .into_iter()
+        .map(|i| i.delivery)
+        .collect();
+    assert!(queue
+        .iter()
+        .all(|d| d.state == DeliveryState::Queued && d.attempts == 0));
+    let seqs: Vec<i64> = queue.iter().map(|d| d.seq).collect();
+    assert_eq!(seqs, vec![first.seq, second.seq]);
+    let due_now: Vec<i64> = due(&queue, &[], t + 3600).iter().map(|d| d.seq).collect();
+    assert_eq!(
+        due_now,
+        vec![first.seq],
+        "oldest first, the second waits its turn"
+    );
+    assert_eq!(next_wake(&queue, &[]), Some(t + 3600));
+    // Enabling an enabled receiver changes nothing.
+    assert_eq!(
+        s.enable_receiver("ops", t + 3601).unwrap(),
+        (false, Enabled::default())
+    );
+}
+
+#[test]
+fn enabling_a_receiver_gives_up_held_messages_older_than_the_schedule() {
+    let s = store();
+    let t = DAY0;
+    let mut old = s.enqueue("ops", "m_old", "b", t).unwrap();
+    old.record(&status(410), t + 1);
+    s.update_delivery(&old).unwrap();
+    s.disable_receiver("ops", t + 1, "410").unwrap();
+    let enabled_at = t + REQUEUE_MAX_AGE_SECS + 1;
+    let (was, outcome) = s.enable_receiver("ops", enabled_at).unwrap();
+    assert!(was);
+    assert_eq!((outcome.requeued, outcome.given_up), (0, 1));
+    let rows = s.recent(10).unwrap();
+    assert_eq!(rows[0].delivery.state, DeliveryState::Dead);
+    assert_eq!(
+        rows[0].delivery.last_error.as_deref(),
+        Some(TOO_OLD_TO_REQUEUE)
+    );
+    // Nothing blocks the receiver now: a new message is due at once.
+    let fresh = s.enqueue("ops", "m_new", "b", enabled_at).unwrap();
+    let queue: Vec<Delivery> = s
+        .pending()
+        .unwrap()
+        .into_iter()
+        .map(|i| i.delivery)
+        .collect();
+    let due_now: Vec<i64> = due(&queue, &[], enabled_at).iter().map(|d| d.seq).collect();
+    assert_eq!(due_now, vec![fresh.seq]);
+    // The given-up row is kept for inspection, then pruned.
+    s.prune(enabled_at + OUTBOX_RETENTION_SECS - 1).unwrap();
+    assert_eq!(s.recent(10).unwrap().len(), 2);
+    s.prune(enabled_at + OUTBOX_RETENTION_SECS + 1).unwrap();
+    assert_eq!(s.recent(10).unwrap().len(), 1);
+}
+
+#[test]
+fn prune_holds_messages_left_queued_for_a_disabled_receiver() {
+    // Rows written before disabling held them: queued behind a 410, for a
+    // receiver in the disabled table. Prune holds them, then ages them out.
+    let s = store();
+    let t = DAY0;
+    // The old shell queued for a disabled receiver all the same.
+    s.disable_receiver("ops", t, "410").unwrap();
+    s.enqueue("ops", "m1", "b", t).unwrap();
+    assert_eq!(
+        s.pending().unwrap()[0].delivery.state,
+        DeliveryState::Queued
+    );
+    s.prune(t + 60).unwrap();
+    assert_eq!(
+        s.pending().unwrap()[0].delivery.state,
+        DeliveryState::Disabled
+    );
+    s.prune(t + 60 + OUTBOX_RETENTION_SECS + 1).unwrap();
+    assert!(s.pending().unwrap().is_empty());
 }

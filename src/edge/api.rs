@@ -176,6 +176,23 @@ async fn route(
             )
             .await
         }
+        (Method::Post, r) if r.starts_with("receivers/") && r.ends_with("/enable") => {
+            // Re-enables a receiver a 410 disabled (see site_alerts).
+            let name = r
+                .strip_prefix("receivers/")
+                .and_then(|n| n.strip_suffix("/enable"))
+                .unwrap_or("");
+            if name.is_empty()
+                || name.len() > 64
+                || !name
+                    .chars()
+                    .all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_' | '-'))
+            {
+                return json_error(404, "no such receiver");
+            }
+            let path = format!("/receivers/{name}/enable");
+            alerts_object(env, config, Method::Post, &path, None).await
+        }
         (Method::Post, "backfill") => backfill(req, env, config).await,
         (
             _,

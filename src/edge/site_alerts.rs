@@ -185,6 +185,13 @@ impl DurableObject for SiteAlerts {
                         Err(e) => Err(internal(e)),
                     }
                 }
+                (Method::Post, p) if p.starts_with("/receivers/") && p.ends_with("/enable") => {
+                    let name = p
+                        .strip_prefix("/receivers/")
+                        .and_then(|r| r.strip_suffix("/enable"))
+                        .unwrap_or("");
+                    self.enable_receiver(store, config, name, now).await
+                }
                 (Method::Post, "/backfill") => {
                     let b: Backfill = req.json().await?;
                     match store.import(&b.id, &b.buckets, now) {
@@ -505,9 +512,14 @@ impl SiteAlerts {
             let verdict = d.record_for(format, &result, now_secs());
             store.update_delivery(&d).map_err(|e| e.to_string())?;
             if verdict == Verdict::DisableReceiver {
-                store
-                    .disable_receiver(&d.receiver, now_secs(), "the endpoint answered 410 Gone")
+                let reason = format!("the endpoint answered 410 Gone to {}", d.message_id);
+                let held = store
+                    .disable_receiver(&d.receiver, now_secs(), &reason)
                     .map_err(|e| e.to_string())?;
+                worker::console_error!(
+                    "bpm-edge: receiver {:?} disabled ({reason}); {held} more message(s) held",
+                    d.receiver
+                );
             }
         }
         Ok(())
@@ -684,6 +696,39 @@ impl SiteAlerts {
         serde_json::to_value(built).map_err(internal)
     }
 
+    /// `POST /receivers/{name}/enable`: re-enables a receiver a 410
+    /// disabled; its recent held messages go out again, in order.
+    async fn enable_receiver(
+        &self,
+        store: &AlertStore<DurableSql>,
+        config: &Config,
+        name: &str,
+        now: i64,
+    ) -> std::result::Result<serde_json::Value, (u16, String)> {
+        let disabled = store.disabled_names().map_err(internal)?;
+        if config.receiver(name).is_none() && !disabled.iter().any(|d| d == name) {
+            return Err((404, format!("no receiver named {name:?}")));
+        }
+        let (was_disabled, outcome) = store.enable_receiver(name, now).map_err(internal)?;
+        if was_disabled {
+            worker::console_log!(
+                "bpm-edge: receiver {name:?} re-enabled; {} held message(s) requeued, {} too old",
+                outcome.requeued,
+                outcome.given_up
+            );
+        }
+        if outcome.requeued > 0 {
+            self.schedule_alarm(store).await;
+        }
+        Ok(json!({
+            "receiver": name,
+            "enabled": true,
+            "was_disabled": was_disabled,
+            "requeued": outcome.requeued,
+            "given_up": outcome.given_up,
+        }))
+    }
+
     /// Current states with their explanation, silences and delivery state.
     fn alerts(
         &self,
@@ -726,12 +771,37 @@ impl SiteAlerts {
             .iter()
             .map(|i| json!(i.delivery))
             .collect();
-        let disabled: Vec<serde_json::Value> = store
-            .disabled_receivers()
+        let disabled_rows = store.disabled_receivers().map_err(internal)?;
+        let disabled: Vec<serde_json::Value> = disabled_rows
+            .iter()
+            .map(|(r, at, reason)| json!({ "receiver": r, "since": crate::series::format_time(*at), "reason": reason }))
+            .collect();
+        let pending: Vec<_> = store
+            .pending()
             .map_err(internal)?
             .into_iter()
-            .map(|(r, at, reason)| json!({ "receiver": r, "since": crate::series::format_time(at), "reason": reason }))
+            .map(|i| i.delivery)
             .collect();
+        let configured: Vec<(&str, WebhookFormat)> = config
+            .receivers
+            .iter()
+            .map(|r| (r.name.as_str(), r.format))
+            .collect();
+        let receivers: Vec<serde_json::Value> =
+            outbox::receiver_statuses(&configured, &disabled_rows, &pending)
+                .into_iter()
+                .map(|r| {
+                    json!({
+                        "name": r.name,
+                        "format": r.format,
+                        "enabled": r.enabled,
+                        "disabled_since": r.disabled_since.map(crate::series::format_time),
+                        "disabled_reason": r.disabled_reason,
+                        "queued": r.queued,
+                        "held": r.held,
+                    })
+                })
+                .collect();
         let last_at = store.meta("last_at").map_err(internal)?;
         let eval_ms = store.meta("last_evaluation_ms").map_err(internal)?;
         Ok(json!({
@@ -741,6 +811,7 @@ impl SiteAlerts {
             "evaluation_ms": eval_ms.and_then(|v| v.parse::<f64>().ok()),
             "alerts": rules,
             "deliveries": outbox,
+            "receivers": receivers,
             "disabled_receivers": disabled,
         }))
     }

@@ -1,6 +1,8 @@
 // alerts.js — an alert as the on-call person reads it (rule, severity,
-// state, since when, the detector's explanation, who muted it until when)
-// and the mute form that creates a silence through POST /api/silences.
+// state, since when, the detector's explanation, who muted it until when),
+// the mute form that creates a silence through POST /api/silences, and the
+// notice of a webhook receiver a 410 disabled, with its Re-enable button
+// (POST /api/receivers/NAME/enable).
 
 import { call } from './api.js';
 import * as f from './format.js';
@@ -95,6 +97,41 @@ export function muteForm(rule, { done }) {
   });
   queueMicrotask(() => reason.focus());
   return form;
+}
+
+/**
+ * One notice per disabled webhook receiver (from GET /api/alerts
+ * `receivers`): since when, why, how many messages it holds, and a
+ * Re-enable button; onEnabled() runs once the worker re-enabled it. Enabled
+ * receivers give nothing, so a healthy site shows no panel at all.
+ */
+export function receiverNotices(receivers, { onEnabled }) {
+  return (receivers ?? []).filter((r) => !r.enabled).map((r) => {
+    const box = f.el('div', { class: 'receiver-disabled', 'data-receiver': r.name });
+    const button = f.el('button', { type: 'button', class: 'enable', text: `Re-enable ${r.name}` });
+    const error = f.el('span', { class: 'error', role: 'alert', hidden: true });
+    button.addEventListener('click', async () => {
+      button.disabled = true;
+      error.hidden = true;
+      try {
+        await call(`receivers/${encodeURIComponent(r.name)}/enable`, { method: 'POST' });
+        onEnabled();
+      } catch (e) {
+        button.disabled = false;
+        error.textContent = `Not re-enabled: ${e.message}`;
+        error.hidden = false;
+      }
+    });
+    const since = r.disabled_since ? ` since ${f.since(r.disabled_since)}` : '';
+    const held = r.held ? ` ${r.held} message${r.held === 1 ? '' : 's'} held for it (sent on re-enabling if under 16 h old).` : '';
+    box.append(
+      f.el('p', {},
+        f.el('strong', { text: `Webhook receiver ${r.name} is disabled${since}` }),
+        `: ${r.disabled_reason || 'no reason recorded'}. Nothing is sent to it until it is re-enabled.${held} `,
+        button, ' ', error),
+    );
+    return box;
+  });
 }
 
 /**

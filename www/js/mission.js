@@ -1,12 +1,14 @@
 // mission.js — Mission Control, the landing view: every BPM grouped by RARR
 // stage with its window vs. baseline, a 24 h sparkline with the baseline
-// band, its alert state and the mute form; and the top banner that answers
-// "can I go back to sleep?". Cards are built once and updated in place.
+// band, its alert state and the mute form; the top banner that answers
+// "can I go back to sleep?"; and, above the cards, a notice per webhook
+// receiver that is disabled, with its Re-enable button. Cards are built once
+// and updated in place.
 
 import { call } from './api.js';
 import * as f from './format.js';
 import { timeChart, COLORS } from './charts.js';
-import { muteForm, alertList } from './alerts.js';
+import { muteForm, alertList, receiverNotices } from './alerts.js';
 
 const STAGE_TITLES = {
   acquisition: 'Acquisition',
@@ -80,6 +82,25 @@ function bannerText(metrics) {
 export function createMission({ root, banner, onOverview, refresh: refreshAll }) {
   const cards = new Map();
   let layoutKey = '';
+  const receiversBox = f.el('div', { class: 'receivers', 'aria-live': 'polite' });
+  root.before(receiversBox);
+  let receiversKey = '';
+
+  // Disabled receivers, from GET /api/alerts. A failed read keeps what is
+  // shown (the overview's refresh already reports a broken connection).
+  async function refreshReceivers() {
+    let data;
+    try {
+      data = await call('alerts');
+    } catch {
+      return;
+    }
+    const off = (data?.receivers ?? []).filter((r) => !r.enabled);
+    const key = JSON.stringify(off);
+    if (key === receiversKey) return;
+    receiversKey = key;
+    receiversBox.replaceChildren(...receiverNotices(off, { onEnabled: refreshAll }));
+  }
 
   function buildCard(m) {
     const refs = {};
@@ -164,6 +185,7 @@ export function createMission({ root, banner, onOverview, refresh: refreshAll })
     banner.hidden = false;
     layout(data);
     for (const m of data.metrics) updateCard(cards.get(m.name), m);
+    await refreshReceivers();
   }
 
   return { refresh, leave: () => { banner.hidden = true; } };
