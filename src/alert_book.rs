@@ -11,7 +11,10 @@
 //! out if it is still firing when the silence ends; a resolved notification
 //! is sent only for an episode whose firing was sent; every sent event gets
 //! the next `sequence` of its rule and the id `evt_{fingerprint}_{sequence}`,
-//! so it is unique and stable across delivery retries.
+//! so it is unique and stable across delivery retries. [`AlertBook::firing_group`]
+//! and [`dispatch`] decide what each receiver gets from a tick: its events,
+//! the rest of its Alertmanager group, and nothing at all while a 410 has it
+//! disabled.
 
 use crate::config::{Config, MetricKind};
 use crate::detector::{CountSeries, DetectorParams, DropDetector, Evaluation, WindowVerdict};

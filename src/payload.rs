@@ -9,7 +9,9 @@
 //! `webhook-id`. Invariants: the per-event formats (json, pagerduty) give one
 //! message per event whose id is the event id; the grouped formats (slack,
 //! alertmanager) give exactly one message whose id depends only on the set of
-//! event ids; no events give no messages. The limits the receiving services
+//! event ids; no events give no messages. An Alertmanager message lists the
+//! receiver's whole group ([`render_group`]) with Alertmanager's own
+//! fingerprints ([`am_fingerprint`]). The limits the receiving services
 //! document (Slack: header 150 characters, text object 3000, 50 blocks;
 //! PagerDuty: summary 1024) are enforced here, counted in characters.
 

@@ -6,7 +6,9 @@
 //! Invariants: a notification is written to the outbox (with its final
 //! `webhook-id` and body) in the same storage transaction as the rule
 //! record that says it was sent, so a crash never loses or duplicates it;
-//! the alarm only ever sends outbox rows, oldest first per receiver.
+//! the alarm only ever sends outbox rows, oldest first per receiver; nothing
+//! is queued for a receiver a 410 disabled (the core's `dispatch` skips it)
+//! until `POST /receivers/{name}/enable` re-enables it.
 
 use super::counter_shard::DurableSql;
 use super::{env_string, now_secs, shards, VERSION};
@@ -448,6 +450,9 @@ impl SiteAlerts {
         group: &[Notice],
         now: i64,
     ) -> std::result::Result<usize, crate::counter_store::StoreError> {
+        if notices.is_empty() {
+            return Ok(0);
+        }
         let external = config.dashboard_url();
         let disabled = store.disabled_names()?;
         let (routed, skipped) = dispatch(config, notices, group, &disabled);
