@@ -434,29 +434,55 @@ impl<S: Sql> CounterStore<S> {
         let before = self.state.get();
         let result = self.sql.transaction("importing a batch", || {
             let mut fresh = Vec::new();
-            let mut keys = Vec::new();
-            for ((metric, t, dim), rows) in groups {
-                let seen = self.sql.rows(
+            let mut keys: Vec<(String, i64, String)> = Vec::new();
+            let mut known: HashSet<(String, i64, String)> = HashSet::new();
+            let mut spans: BTreeMap<(String, String), (i64, i64)> = BTreeMap::new();
+            for (metric, t, dim) in groups.keys() {
+                let span = spans
+                    .entry((metric.clone(), dim.clone()))
+                    .or_insert((*t, *t));
+                span.0 = span.0.min(*t);
+                span.1 = span.1.max(*t);
+            }
+            for ((metric, dim), (from, to)) in &spans {
+                for r in self.sql.rows(
                     "checking the import ledger",
-                    "SELECT 1 FROM import_ledger WHERE metric = ? AND t = ? AND dim = ?",
-                    vec![metric.as_str().into(), t.into(), dim.as_str().into()],
-                )?;
-                if seen.is_empty() {
+                    "SELECT t FROM import_ledger WHERE metric = ? AND dim = ? AND t >= ? AND t <= ?",
+                    vec![
+                        metric.as_str().into(),
+                        dim.as_str().into(),
+                        (*from).into(),
+                        (*to).into(),
+                    ],
+                )? {
+                    if let Some(t) = r.first().and_then(SqlValue::int) {
+                        known.insert((metric.clone(), t, dim.clone()));
+                    }
+                }
+            }
+            for (key, rows) in groups {
+                if !known.contains(&key) {
                     fresh.extend(rows);
-                    keys.push((metric, t, dim));
+                    keys.push(key);
                 }
             }
             if keys.is_empty() {
                 return Ok(None);
             }
             let mut written = self.write_rows(fresh)?;
-            for (metric, t, dim) in &keys {
+            for chunk in keys.chunks(store::LEDGER_PUT_CHUNK) {
+                let mut binds = Vec::with_capacity(chunk.len() * 3);
+                for (metric, t, dim) in chunk {
+                    binds.push(metric.as_str().into());
+                    binds.push((*t).into());
+                    binds.push(dim.as_str().into());
+                }
                 written += self
                     .sql
                     .run(
                         "recording imported minutes",
-                        "INSERT INTO import_ledger (metric, t, dim) VALUES (?, ?, ?)",
-                        vec![metric.as_str().into(), (*t).into(), dim.as_str().into()],
+                        &store::ledger_put_sql(chunk.len()),
+                        binds,
                     )?
                     .rows_written;
             }
@@ -509,31 +535,50 @@ impl<S: Sql> CounterStore<S> {
     /// merged again, and failing would block every later fold).
     fn put_buckets(&self, writes: BucketWrites) -> Result<u64, StoreError> {
         let mut written = 0;
-        for ((res, metric, t), mut counts) in writes {
-            let stored = self.sql.rows(
-                "reading a bucket",
-                store::BUCKET_GET_SQL,
-                vec![res.code().into(), metric.as_str().into(), t.into()],
-            )?;
-            if let Some(old) = stored
-                .first()
-                .and_then(|r| r.first())
-                .and_then(SqlValue::text)
-                .and_then(|text| BucketCounts::decode(text).ok())
-            {
-                counts.merge(&old);
+        let mut out: Vec<(Resolution, String, i64, String)> = Vec::with_capacity(writes.len());
+        // Rows of one (resolution, metric) that lie close together are read
+        // with one range query (imports write thousands of neighbours).
+        for run in store::close_runs(writes) {
+            let (res, metric) = (run.res, run.metric.as_str());
+            let stored: HashMap<i64, BucketCounts> = self
+                .sql
+                .rows(
+                    "reading buckets",
+                    store::BUCKET_SPAN_SQL,
+                    vec![
+                        res.code().into(),
+                        metric.into(),
+                        run.from.into(),
+                        (run.to + 1).into(),
+                    ],
+                )?
+                .iter()
+                .filter_map(|r| {
+                    let t = r.first()?.int()?;
+                    Some((t, BucketCounts::decode(r.get(1)?.text()?).ok()?))
+                })
+                .collect();
+            for (t, mut counts) in run.buckets {
+                if let Some(old) = stored.get(&t) {
+                    counts.merge(old);
+                }
+                out.push((res, run.metric.clone(), t, counts.encode()));
+            }
+        }
+        for chunk in out.chunks(store::BUCKET_PUT_CHUNK) {
+            let mut binds = Vec::with_capacity(chunk.len() * 4);
+            for (res, metric, t, data) in chunk {
+                binds.push(res.code().into());
+                binds.push(metric.as_str().into());
+                binds.push((*t).into());
+                binds.push(data.as_str().into());
             }
             written += self
                 .sql
                 .run(
                     "writing a bucket",
-                    store::BUCKET_PUT_SQL,
-                    vec![
-                        res.code().into(),
-                        metric.as_str().into(),
-                        t.into(),
-                        counts.encode().as_str().into(),
-                    ],
+                    &store::bucket_put_sql(chunk.len()),
+                    binds,
                 )?
                 .rows_written;
         }

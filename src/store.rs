@@ -80,13 +80,67 @@ pub const LEGACY_DELETE_SQL: &str = "DELETE FROM counts WHERE res = ?1 AND metri
 /// Legacy rows migrated per call: bounds the work of one request or alarm.
 pub const MIGRATE_ROWS_PER_STEP: i64 = 20_000;
 
-/// One bucket row `(?1 res, ?2 metric, ?3 t)`.
-pub const BUCKET_GET_SQL: &str =
-    "SELECT data FROM buckets WHERE res = ?1 AND metric = ?2 AND t = ?3";
-/// Writes a bucket row with its complete (already merged) data.
-pub const BUCKET_PUT_SQL: &str =
-    "INSERT INTO buckets (res, metric, t, data) VALUES (?1, ?2, ?3, ?4)
-    ON CONFLICT (res, metric, t) DO UPDATE SET data = excluded.data";
+/// Bucket rows written per statement: 4 bound values each, under the
+/// 100-parameter limit of Durable Object SQL.
+pub const BUCKET_PUT_CHUNK: usize = 25;
+/// Import-ledger rows written per statement (3 values each).
+pub const LEDGER_PUT_CHUNK: usize = 33;
+
+/// Writes `rows` bucket rows with their complete (already merged) data.
+pub fn bucket_put_sql(rows: usize) -> String {
+    format!(
+        "INSERT INTO buckets (res, metric, t, data) VALUES {} \
+         ON CONFLICT (res, metric, t) DO UPDATE SET data = excluded.data",
+        vec!["(?, ?, ?, ?)"; rows.max(1)].join(", ")
+    )
+}
+
+/// Records `rows` (metric, minute, dimension) as imported.
+pub fn ledger_put_sql(rows: usize) -> String {
+    format!(
+        "INSERT INTO import_ledger (metric, t, dim) VALUES {} ON CONFLICT DO NOTHING",
+        vec!["(?, ?, ?)"; rows.max(1)].join(", ")
+    )
+}
+
+/// The rows of `(?1 res, ?2 metric)` in `[?3, ?4)`.
+pub const BUCKET_SPAN_SQL: &str =
+    "SELECT t, data FROM buckets WHERE res = ?1 AND metric = ?2 AND t >= ?3 AND t < ?4";
+
+/// Bucket writes of one (resolution, metric) close enough together to be
+/// read with one range query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CloseRun {
+    pub res: Resolution,
+    pub metric: String,
+    pub from: i64,
+    pub to: i64,
+    pub buckets: Vec<(i64, BucketCounts)>,
+}
+
+/// Splits writes into [`CloseRun`]s: a gap of more than 8 buckets starts a
+/// new run, so a late minute hours away is read on its own.
+pub fn close_runs(writes: BucketWrites) -> Vec<CloseRun> {
+    let mut runs: Vec<CloseRun> = Vec::new();
+    for ((res, metric, t), counts) in writes {
+        match runs.last_mut() {
+            Some(run)
+                if run.res == res && run.metric == metric && t - run.to <= 8 * res.seconds() =>
+            {
+                run.to = t;
+                run.buckets.push((t, counts));
+            }
+            _ => runs.push(CloseRun {
+                res,
+                metric,
+                from: t,
+                to: t,
+                buckets: vec![(t, counts)],
+            }),
+        }
+    }
+    runs
+}
 /// Rows of resolution `?1` in `[?2, ?3)`, all metrics.
 pub const BUCKET_RANGE_SQL: &str =
     "SELECT metric, t, data FROM buckets WHERE res = ?1 AND t >= ?2 AND t < ?3";
@@ -555,6 +609,44 @@ mod tests {
         let rows: Vec<Row> = b.rows(60, "m").collect();
         assert_eq!(rows.len(), 3);
         assert_eq!(rows.iter().map(Row::n).sum::<u64>(), 6);
+    }
+
+    #[test]
+    fn close_runs_read_neighbours_together_and_far_buckets_apart() {
+        let mut w = BucketWrites::new();
+        let mut one = BucketCounts::default();
+        one.add("count", "", 1);
+        for t in [0, 60, 120, 600, 5_000] {
+            w.insert((Resolution::Minute, "a".into(), DAY0 + t), one.clone());
+        }
+        w.insert((Resolution::Minute, "b".into(), DAY0), one.clone());
+        w.insert((Resolution::Hour, "a".into(), DAY0), one.clone());
+        let runs: Vec<(Resolution, &str, i64, i64, usize)> = close_runs(w)
+            .iter()
+            .map(|r| {
+                (
+                    r.res,
+                    r.metric.as_str(),
+                    r.from - DAY0,
+                    r.to - DAY0,
+                    r.buckets.len(),
+                )
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|(res, m, a, b, n)| (res, if m == "a" { "a" } else { "b" }, a, b, n))
+            .collect();
+        assert_eq!(
+            runs,
+            vec![
+                (Resolution::Minute, "a", 0, 600, 4),
+                (Resolution::Minute, "a", 5_000, 5_000, 1),
+                (Resolution::Minute, "b", 0, 0, 1),
+                (Resolution::Hour, "a", 0, 0, 1),
+            ]
+        );
+        assert_eq!(bucket_put_sql(BUCKET_PUT_CHUNK).matches('?').count(), 100);
+        assert!(ledger_put_sql(LEDGER_PUT_CHUNK).matches('?').count() <= 100);
     }
 
     #[test]

@@ -324,7 +324,9 @@ fn regression_a_statement_failing_mid_fold_applies_nothing() {
     // Version 1 wrote a batch statement by statement: a failing second
     // upsert left the first rows behind, and the same-id retry added them
     // again (56 stored for 40 requests).
-    let s = CounterStore::open(Faulty::new("INSERT INTO buckets", 2), LIMITS).unwrap();
+    // The state row is written last in the fold's transaction, after every
+    // bucket (its first write is when the store opens).
+    let s = CounterStore::open(Faulty::new("INSERT INTO shard_state", 2), LIMITS).unwrap();
     let mut rows = Vec::new();
     for i in 0..40 {
         rows.extend(view(DAY0 + (i % 4) * 60, "google"));
@@ -335,7 +337,7 @@ fn regression_a_statement_failing_mid_fold_applies_nothing() {
             .applied
     );
     let err = s.fold().unwrap_err();
-    assert_eq!(err.doing, "writing a bucket");
+    assert_eq!(err.doing, "saving the shard state");
     assert_eq!(s.stats().unwrap().pending_flushes, 1);
     // The next fold (the fault has passed) counts every request once.
     assert_eq!(
@@ -351,7 +353,7 @@ fn regression_a_statement_failing_mid_fold_applies_nothing() {
 
 #[test]
 fn regression_a_statement_failing_mid_import_applies_nothing() {
-    let s = CounterStore::open(Faulty::new("INSERT INTO import_ledger", 2), LIMITS).unwrap();
+    let s = CounterStore::open(Faulty::new("INSERT INTO shard_state", 2), LIMITS).unwrap();
     let b = batch(
         "import-1",
         (0..30)
