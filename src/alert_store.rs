@@ -32,6 +32,8 @@ const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS history (id INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, json TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS silences (id TEXT PRIMARY KEY, json TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS backfills (id TEXT PRIMARY KEY, at INTEGER NOT NULL)",
+    // Each imported (metric, minute, count) once, as long as series are kept.
+    "CREATE TABLE IF NOT EXISTS imported_minutes (metric TEXT NOT NULL, t INTEGER NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (metric, t, n)) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, receiver TEXT NOT NULL, message_id TEXT NOT NULL, body TEXT NOT NULL, delivery TEXT NOT NULL, state TEXT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS outbox_state ON outbox (state, seq)",
     "CREATE TABLE IF NOT EXISTS disabled_receivers (receiver TEXT PRIMARY KEY, at INTEGER NOT NULL, reason TEXT NOT NULL)",
@@ -160,35 +162,61 @@ impl<S: Sql> AlertStore<S> {
         Ok(())
     }
 
-    /// Adds imported counts once per batch id; returns false for a batch
-    /// seen before.
+    /// Imports minute counts `(metric, minute, n)` into the 5-minute
+    /// series, in one transaction. A line already imported with the same
+    /// count is skipped (kept as long as the series), so importing the same
+    /// history again, whole or cut differently, adds nothing. Returns what
+    /// was added per `(metric, bucket)`.
     pub fn import(
         &self,
-        batch_id: &str,
-        buckets: &[(String, i64, i64)],
-        now: i64,
-    ) -> Result<bool, StoreError> {
-        let seen = self.sql.rows(
-            "checking the backfill id",
-            "SELECT 1 FROM backfills WHERE id = ?",
-            vec![batch_id.into()],
-        )?;
-        if !seen.is_empty() {
-            return Ok(false);
+        minutes: &[(String, i64, i64)],
+        _now: i64,
+    ) -> Result<Vec<(String, i64, i64)>, StoreError> {
+        let mut spans: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
+        for (metric, t, _) in minutes {
+            let span = spans.entry(metric.as_str()).or_insert((*t, *t));
+            span.0 = span.0.min(*t);
+            span.1 = span.1.max(*t);
         }
-        for (metric, t, n) in buckets {
-            self.sql.rows(
-                "importing a bucket",
-                "INSERT INTO series (metric, t, n) VALUES (?, ?, ?) ON CONFLICT (metric, t) DO UPDATE SET n = n + excluded.n",
-                vec![metric.as_str().into(), (*t).into(), (*n).into()],
-            )?;
-        }
-        self.sql.rows(
-            "recording the backfill id",
-            "INSERT INTO backfills (id, at) VALUES (?, ?)",
-            vec![batch_id.into(), now.into()],
-        )?;
-        Ok(true)
+        self.sql.transaction("importing history", || {
+            let mut known: std::collections::HashSet<(String, i64, i64)> = Default::default();
+            for (metric, (from, to)) in &spans {
+                for r in self.sql.rows(
+                    "checking imported minutes",
+                    "SELECT t, n FROM imported_minutes WHERE metric = ? AND t >= ? AND t <= ?",
+                    vec![(*metric).into(), (*from).into(), (*to).into()],
+                )? {
+                    if let (Some(t), Some(n)) = (
+                        r.first().and_then(SqlValue::int),
+                        r.get(1).and_then(SqlValue::int),
+                    ) {
+                        known.insert((metric.to_string(), t, n));
+                    }
+                }
+            }
+            let mut added: BTreeMap<(String, i64), i64> = BTreeMap::new();
+            for (metric, t, n) in minutes {
+                if *n <= 0 || !known.insert((metric.clone(), *t, *n)) {
+                    continue;
+                }
+                self.sql.rows(
+                    "recording an imported minute",
+                    "INSERT INTO imported_minutes (metric, t, n) VALUES (?, ?, ?)",
+                    vec![metric.as_str().into(), (*t).into(), (*n).into()],
+                )?;
+                let bucket = t.div_euclid(BUCKET_SECS) * BUCKET_SECS;
+                let slot = added.entry((metric.clone(), bucket)).or_insert(0);
+                *slot = slot.saturating_add(*n);
+            }
+            for ((metric, t), n) in &added {
+                self.sql.rows(
+                    "importing a bucket",
+                    "INSERT INTO series (metric, t, n) VALUES (?, ?, ?) ON CONFLICT (metric, t) DO UPDATE SET n = n + excluded.n",
+                    vec![metric.as_str().into(), (*t).into(), (*n).into()],
+                )?;
+            }
+            Ok(added.into_iter().map(|((m, t), n)| (m, t, n)).collect())
+        })
     }
 
     pub fn records(&self) -> Result<Vec<RuleRecord>, StoreError> {
@@ -513,6 +541,11 @@ impl<S: Sql> AlertStore<S> {
         self.sql.rows(
             "pruning backfill ids",
             "DELETE FROM backfills WHERE at < ?",
+            vec![(now - SERIES_RETENTION_SECS).into()],
+        )?;
+        self.sql.rows(
+            "pruning imported minutes",
+            "DELETE FROM imported_minutes WHERE t < ?",
             vec![(now - SERIES_RETENTION_SECS).into()],
         )?;
         Ok(())

@@ -258,24 +258,14 @@ impl Counts {
             .collect()
     }
 
-    /// The alert object's import: an id for the whole data and its counts
-    /// per 5-minute bucket.
-    pub fn buckets(&self) -> (String, Vec<(String, i64, i64)>) {
-        let mut sums: BTreeMap<(String, i64), i64> = BTreeMap::new();
-        for ((t, m), n) in &self.minutes {
-            let b = t.div_euclid(BUCKET_SECS) * BUCKET_SECS;
-            let slot = sums.entry((m.clone(), b)).or_insert(0);
-            *slot = slot.saturating_add(i64::try_from(*n).unwrap_or(i64::MAX));
-        }
-        let id = format!(
-            "backfill-{}",
-            digest_hex(
-                self.minutes
-                    .iter()
-                    .map(|((t, m), n)| format!("{t},{m},{n}"))
-            )
-        );
-        (id, sums.into_iter().map(|((m, t), n)| (m, t, n)).collect())
+    /// The alert object's import: every minute count `(metric, minute, n)`
+    /// (it sums them into its 5-minute series, each line once).
+    pub fn minute_counts(&self) -> Vec<(String, i64, i64)> {
+        self.minutes
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|((t, m), n)| (m.clone(), *t, i64::try_from(*n).unwrap_or(i64::MAX)))
+            .collect()
     }
 }
 
@@ -316,12 +306,11 @@ mod tests {
         let c = parse(text, &config()).unwrap();
         assert_eq!(c.minutes.get(&(1_793_527_500, "logins".into())), Some(&5));
         assert_eq!(c.total(), 6);
-        let (_, buckets) = c.buckets();
         assert_eq!(
-            buckets,
+            c.minute_counts(),
             vec![
                 ("logins".into(), 1_793_527_500, 5),
-                ("signups".into(), 1_793_527_500, 1)
+                ("signups".into(), 1_793_527_560, 1)
             ]
         );
     }
@@ -351,7 +340,7 @@ mod tests {
             2
         )));
         assert_eq!(
-            c.buckets().1,
+            c.minute_counts(),
             vec![("marketing_views".to_string(), 1_793_527_500, 5)]
         );
         // Count-only data hashes as it did before splits existed.
@@ -388,8 +377,7 @@ mod tests {
         .unwrap();
         let c = parse("2026-11-01T10:05:00Z,logins,4\n", &cfg).unwrap();
         assert_eq!(a.batches(4), b.batches(4));
-        assert_eq!(a.buckets().0, b.buckets().0);
-        assert_ne!(a.buckets().0, c.buckets().0);
+        assert_eq!(a.minute_counts(), b.minute_counts());
         assert_ne!(a.batches(4)[0].1.id, c.batches(4)[0].1.id);
         assert!(a.batches(4).iter().all(|(s, _)| *s < 4));
     }

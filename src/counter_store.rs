@@ -183,6 +183,9 @@ pub struct StoreLimits {
     pub retention_days: (u32, u32, u32),
 }
 
+/// An imported line: (metric, minute, dimension, value, count).
+type LedgerKey = (String, i64, String, String, u64);
+
 /// The `shard_state` row: the fold mark and the statistics, one row so
 /// that a fold updates them with one write.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -417,52 +420,57 @@ impl<S: Sql> CounterStore<S> {
     }
 
     /// Imports a batch (backfill) straight into the buckets: all of it, or
-    /// nothing, in one transaction. Each (metric, minute, dimension) is
-    /// imported once for as long as hour rows are kept: the parts already
-    /// in the import ledger are skipped, so importing the same data again,
-    /// cut into other batches or not, changes nothing.
+    /// nothing, in one transaction. Each line (metric, minute, dimension,
+    /// value, count) is imported once for as long as hour rows are kept:
+    /// lines already in the import ledger are skipped, so importing the
+    /// same data again, cut into other batches or not, changes nothing,
+    /// while a line with another count for the same minute adds to it.
     pub fn apply(&self, batch: Batch, now: i64) -> Result<Applied, StoreError> {
         let _ = now;
         let Batch { requests, rows, .. } = batch;
-        let mut groups: BTreeMap<(String, i64, String), Vec<Row>> = BTreeMap::new();
+        // One ledger key per imported line: (metric, minute, dim, value, n).
+        let mut groups: BTreeMap<LedgerKey, Row> = BTreeMap::new();
         for row in rows {
-            groups
-                .entry((row.1.clone(), row.0, row.2.clone()))
-                .or_default()
-                .push(row);
+            let key = (row.1.clone(), row.0, row.2.clone(), row.3.clone(), row.4);
+            match groups.entry(key) {
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(row);
+                }
+                // The same line twice in one batch is one line.
+                std::collections::btree_map::Entry::Occupied(_) => {}
+            }
         }
         let before = self.state.get();
         let result = self.sql.transaction("importing a batch", || {
             let mut fresh = Vec::new();
-            let mut keys: Vec<(String, i64, String)> = Vec::new();
-            let mut known: HashSet<(String, i64, String)> = HashSet::new();
-            let mut spans: BTreeMap<(String, String), (i64, i64)> = BTreeMap::new();
-            for (metric, t, dim) in groups.keys() {
-                let span = spans
-                    .entry((metric.clone(), dim.clone()))
-                    .or_insert((*t, *t));
+            let mut keys: Vec<LedgerKey> = Vec::new();
+            let mut known: HashSet<LedgerKey> = HashSet::new();
+            let mut spans: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+            for (metric, t, ..) in groups.keys() {
+                let span = spans.entry(metric.clone()).or_insert((*t, *t));
                 span.0 = span.0.min(*t);
                 span.1 = span.1.max(*t);
             }
-            for ((metric, dim), (from, to)) in &spans {
+            for (metric, (from, to)) in &spans {
                 for r in self.sql.rows(
                     "checking the import ledger",
-                    "SELECT t FROM import_ledger WHERE metric = ? AND dim = ? AND t >= ? AND t <= ?",
-                    vec![
-                        metric.as_str().into(),
-                        dim.as_str().into(),
-                        (*from).into(),
-                        (*to).into(),
-                    ],
+                    "SELECT t, dim, val, n FROM import_ledger WHERE metric = ? AND t >= ? AND t <= ?",
+                    vec![metric.as_str().into(), (*from).into(), (*to).into()],
                 )? {
-                    if let Some(t) = r.first().and_then(SqlValue::int) {
-                        known.insert((metric.clone(), t, dim.clone()));
+                    if let (Some(t), Some(dim), Some(val), Some(n)) = (
+                        r.first().and_then(SqlValue::int),
+                        r.get(1).and_then(SqlValue::text),
+                        r.get(2).and_then(SqlValue::text),
+                        r.get(3).and_then(SqlValue::int),
+                    ) {
+                        let n = u64::try_from(n).unwrap_or(0);
+                        known.insert((metric.clone(), t, dim.to_string(), val.to_string(), n));
                     }
                 }
             }
-            for (key, rows) in groups {
+            for (key, row) in groups {
                 if !known.contains(&key) {
-                    fresh.extend(rows);
+                    fresh.push(row);
                     keys.push(key);
                 }
             }
@@ -471,11 +479,13 @@ impl<S: Sql> CounterStore<S> {
             }
             let mut written = self.write_rows(fresh)?;
             for chunk in keys.chunks(store::LEDGER_PUT_CHUNK) {
-                let mut binds = Vec::with_capacity(chunk.len() * 3);
-                for (metric, t, dim) in chunk {
+                let mut binds = Vec::with_capacity(chunk.len() * 5);
+                for (metric, t, dim, val, n) in chunk {
                     binds.push(metric.as_str().into());
                     binds.push((*t).into());
                     binds.push(dim.as_str().into());
+                    binds.push(val.as_str().into());
+                    binds.push(SqlValue::Int(i64::try_from(*n).unwrap_or(i64::MAX)));
                 }
                 written += self
                     .sql

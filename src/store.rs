@@ -57,11 +57,11 @@ pub const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS visitor_sketches (
         metric TEXT NOT NULL, hour INTEGER NOT NULL, sketch BLOB NOT NULL,
         PRIMARY KEY (metric, hour)) WITHOUT ROWID",
-    // Which (metric, minute, dimension) an import has written: a re-import
-    // of the same minutes adds nothing, however the data is cut.
+    // Every line an import has written: importing the same lines again
+    // adds nothing, however the data is cut.
     "CREATE TABLE IF NOT EXISTS import_ledger (
-        metric TEXT NOT NULL, t INTEGER NOT NULL, dim TEXT NOT NULL,
-        PRIMARY KEY (metric, t, dim)) WITHOUT ROWID",
+        metric TEXT NOT NULL, t INTEGER NOT NULL, dim TEXT NOT NULL, val TEXT NOT NULL,
+        n INTEGER NOT NULL, PRIMARY KEY (metric, t, dim, val, n)) WITHOUT ROWID",
     // One row (id 0): the fold mark and the statistics, updated together.
     "CREATE TABLE IF NOT EXISTS shard_state (
         id INTEGER PRIMARY KEY, folded INTEGER NOT NULL, flushes INTEGER NOT NULL,
@@ -83,8 +83,8 @@ pub const MIGRATE_ROWS_PER_STEP: i64 = 20_000;
 /// Bucket rows written per statement: 4 bound values each, under the
 /// 100-parameter limit of Durable Object SQL.
 pub const BUCKET_PUT_CHUNK: usize = 25;
-/// Import-ledger rows written per statement (3 values each).
-pub const LEDGER_PUT_CHUNK: usize = 33;
+/// Import-ledger rows written per statement (5 values each).
+pub const LEDGER_PUT_CHUNK: usize = 20;
 
 /// Writes `rows` bucket rows with their complete (already merged) data.
 pub fn bucket_put_sql(rows: usize) -> String {
@@ -95,11 +95,11 @@ pub fn bucket_put_sql(rows: usize) -> String {
     )
 }
 
-/// Records `rows` (metric, minute, dimension) as imported.
+/// Records `rows` imported lines (metric, minute, dimension, value, n).
 pub fn ledger_put_sql(rows: usize) -> String {
     format!(
-        "INSERT INTO import_ledger (metric, t, dim) VALUES {} ON CONFLICT DO NOTHING",
-        vec!["(?, ?, ?)"; rows.max(1)].join(", ")
+        "INSERT INTO import_ledger (metric, t, dim, val, n) VALUES {} ON CONFLICT DO NOTHING",
+        vec!["(?, ?, ?, ?, ?)"; rows.max(1)].join(", ")
     )
 }
 

@@ -248,34 +248,39 @@ fn series_set_starts_at_the_earliest_stored_bucket_of_any_metric() {
 }
 
 #[test]
-fn backfill_import_applies_each_batch_id_once() {
+fn regression_backfill_import_added_the_same_history_again_under_another_id() {
+    // Version 1 recognised a whole upload by its id only: the same minutes
+    // in another request (cut differently, or after the id expired) were
+    // added again. Each (metric, minute, count) line is imported once now.
     let s = store();
     s.replace_series("logins", DAY0, DAY0 + 3 * B, &counts(&[(DAY0, 10)]))
         .unwrap();
-    let batch = vec![
-        ("logins".to_string(), DAY0, 5),
-        ("logins".to_string(), DAY0 + B, 7),
+    let lines = vec![
+        ("logins".to_string(), DAY0 + 60, 5),
+        ("logins".to_string(), DAY0 + B + 60, 7),
         ("signups".to_string(), DAY0, 2),
     ];
-    assert!(s.import("id1", &batch, DAY0 + 3600).unwrap());
+    let added = s.import(&lines, DAY0 + 3600).unwrap();
+    assert_eq!(added.len(), 3);
     let after_first = s.load_series(0).unwrap();
     // Adds onto an existing bucket, creates the missing ones.
     assert_eq!(after_first.get(&key("logins", DAY0)), Some(&15));
     assert_eq!(after_first.get(&key("logins", DAY0 + B)), Some(&7));
     assert_eq!(after_first.get(&key("signups", DAY0)), Some(&2));
-
-    // The same batch again (a retried upload) changes nothing.
-    assert!(!s.import("id1", &batch, DAY0 + 3700).unwrap());
+    // The same lines again, whole or in parts: nothing is added.
+    assert!(s.import(&lines, DAY0 + 3700).unwrap().is_empty());
+    assert!(s.import(&lines[1..], DAY0 + 90_000).unwrap().is_empty());
     assert_eq!(s.load_series(0).unwrap(), after_first);
-
-    // A different batch id adds again.
-    assert!(s.import("id2", &batch, DAY0 + 3800).unwrap());
-    let after_second = s.load_series(0).unwrap();
-    assert_eq!(after_second.get(&key("logins", DAY0)), Some(&20));
-    assert_eq!(after_second.get(&key("logins", DAY0 + B)), Some(&14));
-    assert_eq!(after_second.get(&key("signups", DAY0)), Some(&4));
-    assert!(!s.import("id2", &batch, DAY0 + 3900).unwrap());
-    assert_eq!(s.load_series(0).unwrap(), after_second);
+    // A line with another count for a known minute is new history: added.
+    let more = vec![("logins".to_string(), DAY0 + 60, 3)];
+    assert_eq!(
+        s.import(&more, DAY0 + 3800).unwrap(),
+        vec![("logins".to_string(), DAY0, 3)]
+    );
+    assert_eq!(
+        s.load_series(0).unwrap().get(&key("logins", DAY0)),
+        Some(&18)
+    );
 }
 
 #[test]
@@ -569,20 +574,20 @@ fn prune_drops_old_series_and_settled_outbox_rows_only() {
 }
 
 #[test]
-fn prune_forgets_old_backfill_ids_but_not_fresh_ones() {
+fn prune_forgets_imported_minutes_only_with_their_series() {
     let s = store();
     let now = DAY0 + 60 * 86_400;
-    let batch = vec![("logins".to_string(), now - B, 1)];
-    assert!(s
-        .import("old", &batch, now - SERIES_RETENTION_SECS - 60)
-        .unwrap());
-    assert!(s.import("fresh", &batch, now - 60).unwrap());
+    let old = vec![("logins".to_string(), now - SERIES_RETENTION_SECS - 600, 1)];
+    let fresh = vec![("logins".to_string(), now - B, 1)];
+    assert_eq!(s.import(&old, now - 60).unwrap().len(), 1);
+    assert_eq!(s.import(&fresh, now - 60).unwrap().len(), 1);
     s.prune(now).unwrap();
-    // A fresh id is still remembered.
-    assert!(!s.import("fresh", &batch, now).unwrap());
+    // A fresh minute is still known; an expired one is gone with its bucket.
+    assert!(s.import(&fresh, now).unwrap().is_empty());
+    assert_eq!(s.import(&old, now).unwrap().len(), 1);
     assert_eq!(
         s.load_series(0).unwrap().get(&key("logins", now - B)),
-        Some(&2)
+        Some(&1)
     );
 }
 

@@ -439,8 +439,7 @@ async fn backfill(mut req: Request, env: &Env, config: &Config) -> Result<Respon
             Err(e) => return json_error(503, &format!("{name}: {e}; retry the same request")),
         }
     }
-    let (id, buckets) = counts.buckets();
-    let body = serde_json::to_string(&json!({ "id": id, "buckets": buckets }))
+    let body = serde_json::to_string(&json!({ "minutes": counts.minute_counts() }))
         .map_err(|e| worker::Error::RustError(e.to_string()))?;
     let alerts_applied =
         match site_alerts::call(env, config, Method::Post, "/backfill", Some(body)).await {

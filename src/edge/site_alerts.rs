@@ -62,11 +62,10 @@ struct Tick {
     now: i64,
 }
 
-/// The body of `POST /backfill`: counts per 5-minute bucket.
+/// The body of `POST /backfill`: counts per minute.
 #[derive(Deserialize)]
 struct Backfill {
-    id: String,
-    buckets: Vec<(String, i64, i64)>,
+    minutes: Vec<(String, i64, i64)>,
 }
 
 /// What the synchronous part of a tick decided.
@@ -196,16 +195,14 @@ impl DurableObject for SiteAlerts {
                 }
                 (Method::Post, "/backfill") => {
                     let b: Backfill = req.json().await?;
-                    match store.import(&b.id, &b.buckets, now) {
-                        Ok(applied) => {
-                            if applied {
-                                if let Some(cache) = self.series.borrow_mut().as_mut() {
-                                    for (m, t, n) in &b.buckets {
-                                        *cache.entry((m.clone(), *t)).or_insert(0) += n;
-                                    }
+                    match store.import(&b.minutes, now) {
+                        Ok(added) => {
+                            if let Some(cache) = self.series.borrow_mut().as_mut() {
+                                for (m, t, n) in &added {
+                                    *cache.entry((m.clone(), *t)).or_insert(0) += n;
                                 }
                             }
-                            Ok(json!({ "applied": applied }))
+                            Ok(json!({ "applied": !added.is_empty() }))
                         }
                         Err(e) => Err(internal(e)),
                     }
