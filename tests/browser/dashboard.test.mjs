@@ -301,6 +301,13 @@ before(async () => {
     userAgent: BROWSER_UA,
   });
   context.on('request', (r) => requestUrls.push(r.url()));
+  // Every Content-Security-Policy violation of every page, for the last test.
+  await context.addInitScript(() => {
+    window.__cspViolations = [];
+    document.addEventListener('securitypolicyviolation', (e) =>
+      window.__cspViolations.push(`${e.violatedDirective} ${e.blockedURI}`),
+    );
+  });
   page = context.pages()[0] ?? (await context.newPage());
   page.on('console', (m) => {
     if (m.type() === 'error') consoleErrors.push(m.text());
@@ -574,10 +581,15 @@ test('behind Cloudflare Access the dashboard opens without the login form, and L
   }
 });
 
-test('no console errors, and no request left 127.0.0.1', async () => {
+test('no console errors, no Content-Security-Policy violation, and no request left 127.0.0.1', async () => {
   // 401s are the login flow's own answers (a wrong token, the logged-out check).
   const unexpected = consoleErrors.filter((e) => !/status of 401/.test(e));
   assert.deepEqual(unexpected, []);
+  // The dashboard runs under the strict policy it is served with.
+  const shell = await fetch(`${worker.url}/_bpm/`);
+  await shell.arrayBuffer();
+  assert.match(shell.headers.get('content-security-policy') ?? '', /default-src 'self'/);
+  assert.deepEqual(await page.evaluate(() => window.__cspViolations), []);
   assert.ok(requestUrls.length > 10);
   for (const u of requestUrls) {
     const url = new URL(u);
