@@ -20,9 +20,10 @@ echo "== native tests"
 cargo test --quiet
 echo "== build the worker"
 bash scripts/build-worker.sh
+# Chromium first: one e2e file (receivers) also drives the dashboard.
+bash scripts/ensure-chromium.sh
 echo "== end-to-end tests (wrangler dev)"
 export BPM_SKIP_BUILD=1
 node --test --test-concurrency=1 tests/e2e/*.test.mjs
 echo "== browser tests (headless Chromium against wrangler dev)"
-bash scripts/ensure-chromium.sh
 node --test --test-concurrency=1 tests/browser/*.test.mjs
