@@ -45,7 +45,13 @@ function bigPost(url, total, { declared }) {
         req.destroy();
       });
     });
-    req.on('error', (e) => (answered ? undefined : reject(e)));
+    // The server may close the connection as soon as it has answered,
+    // while the upload is still being written: it stopped reading early.
+    req.on('error', (e) => {
+      if (answered) return;
+      if (e.code === 'EPIPE' || e.code === 'ECONNRESET') resolve({ status: 'closed early', written, body: '' });
+      else reject(e);
+    });
     const chunk = Buffer.alloc(64 * 1024, 0x20);
     const pump = () => {
       while (!answered && written < total) {
@@ -63,11 +69,24 @@ function bigPost(url, total, { declared }) {
 // in, so this checks the answer, not how much crossed the socket.
 test('regression: a 60 MB login body is refused without being read (declared and chunked)', async () => {
   const url = `${worker.url}/_bpm/api/session`;
-  const declared = await bigPost(url, 60 * 1024 * 1024, { declared: true });
-  assert.equal(declared.status, 413, declared.body);
-  assert.match(declared.body, /at most 4 KiB/);
-  const chunked = await bigPost(url, 8 * 1024 * 1024, { declared: false });
-  assert.equal(chunked.status, 413, chunked.body);
+  for (const declared of [true, false]) {
+    const big = await bigPost(url, (declared ? 60 : 8) * 1024 * 1024, { declared });
+    assert.ok(big.status === 413 || big.status === 'closed early', `declared ${declared}: ${big.status} ${big.body}`);
+    if (big.status === 413) assert.match(big.body, /at most 4 KiB/);
+  }
+  // Just over the limit, both ways: the answer and its reason.
+  const over = 'x'.repeat(5 * 1024);
+  const small = await fetch(url, { method: 'POST', body: over });
+  assert.equal(small.status, 413);
+  assert.match((await small.json()).error, /at most 4 KiB/);
+  const stream = new ReadableStream({
+    start(c) {
+      c.enqueue(new TextEncoder().encode(over));
+      c.close();
+    },
+  });
+  const chunked = await fetch(url, { method: 'POST', body: stream, duplex: 'half' });
+  assert.equal(chunked.status, 413);
   // A normal login still works afterwards.
   const ok = await fetch(url, { method: 'POST', body: JSON.stringify({ token: TEST_TOKEN }) });
   assert.equal(ok.status, 204);
