@@ -11,51 +11,13 @@
 //! Markdown table and writes `bench-results/fleet.json`.
 
 use bpm_edge::config::parse_toml;
-use bpm_edge::counter_store::{Sql, SqlOutput, SqlValue};
 use bpm_edge::fleet::{simulate, Profile, RunOptions};
-use rusqlite::types::{Value, ValueRef};
 use std::time::Instant;
 
-/// An in-memory SQLite connection (the same dialect as Durable Objects).
-struct Native(rusqlite::Connection);
-
-impl Sql for Native {
-    fn exec(&self, sql: &str, binds: Vec<SqlValue>) -> Result<SqlOutput, String> {
-        let mut stmt = self.0.prepare_cached(sql).map_err(|e| e.to_string())?;
-        let params: Vec<Value> = binds
-            .into_iter()
-            .map(|b| match b {
-                SqlValue::Null => Value::Null,
-                SqlValue::Int(i) => Value::Integer(i),
-                SqlValue::Text(s) => Value::Text(s),
-                SqlValue::Blob(b) => Value::Blob(b),
-            })
-            .collect();
-        let columns = stmt.column_count();
-        let before = self.0.total_changes();
-        let mut rows = Vec::new();
-        let mut query = stmt
-            .query(rusqlite::params_from_iter(params))
-            .map_err(|e| e.to_string())?;
-        while let Some(row) = query.next().map_err(|e| e.to_string())? {
-            let mut out = Vec::with_capacity(columns);
-            for i in 0..columns {
-                out.push(match row.get_ref(i).map_err(|e| e.to_string())? {
-                    ValueRef::Integer(v) => SqlValue::Int(v),
-                    ValueRef::Text(t) => SqlValue::Text(String::from_utf8_lossy(t).into_owned()),
-                    ValueRef::Blob(b) => SqlValue::Blob(b.to_vec()),
-                    _ => SqlValue::Null,
-                });
-            }
-            rows.push(out);
-        }
-        drop(query);
-        Ok(SqlOutput {
-            rows,
-            rows_written: self.0.total_changes() - before,
-        })
-    }
-}
+/// The native SQLite adapter of the store tests.
+#[path = "../tests/common/mod.rs"]
+mod common;
+use common::Native;
 
 fn env_f64(name: &str) -> Option<f64> {
     std::env::var(name).ok()?.parse().ok()
@@ -101,9 +63,7 @@ fn main() {
                 site_rps: site,
                 isolate_rps: iso,
             };
-            let r = simulate(&config, profile, options, || {
-                Native(rusqlite::Connection::open_in_memory().expect("in-memory SQLite"))
-            });
+            let r = simulate(&config, profile, options, Native::in_memory);
             let took = started.elapsed().as_secs_f64();
             println!(
                 "| {site} | {iso} | {} | {:.3} | {:.3} | {:.3} | {:.2} | {:.1} | {} | {took:.1} |",

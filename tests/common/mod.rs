@@ -8,7 +8,7 @@ pub struct Native(pub rusqlite::Connection);
 
 impl Sql for Native {
     fn exec(&self, sql: &str, binds: Vec<SqlValue>) -> Result<SqlOutput, String> {
-        let mut stmt = self.0.prepare(sql).map_err(|e| e.to_string())?;
+        let mut stmt = self.0.prepare_cached(sql).map_err(|e| e.to_string())?;
         let params: Vec<Value> = binds
             .into_iter()
             .map(|b| match b {

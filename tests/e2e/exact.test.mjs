@@ -10,9 +10,13 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { startOrigin, startWorker, waitFor, runConcurrent, metricTotal, BROWSER_UA } from './harness.mjs';
+import { startOrigin, waitFor, runConcurrent, metricTotal, BROWSER_UA } from './harness.mjs';
+import { withWorker as withWorkerOf } from './fixture.mjs';
 
 let origin;
+
+/** A worker in front of this file's origin (unless `opts` names another). */
+const withWorker = (opts, fn) => withWorkerOf({ originUrl: origin.url, ...opts }, fn);
 
 before(async () => {
   origin = await startOrigin({ port: 0 });
@@ -20,15 +24,6 @@ before(async () => {
 after(async () => {
   await origin?.close();
 });
-
-async function withWorker(opts, fn) {
-  const worker = await startWorker({ originUrl: origin.url, ...opts });
-  try {
-    await fn(worker);
-  } finally {
-    await worker.stop();
-  }
-}
 
 /** Waits until `metric` reaches `expected`, then checks it stays there. */
 async function expectExactly(worker, metric, since, expected, timeoutMs = 60_000) {

@@ -10,7 +10,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { startOrigin, startWorker, freePort, runConcurrent } from './harness.mjs';
+import { startOrigin, freePort, runConcurrent } from './harness.mjs';
+import { withWorker } from './fixture.mjs';
 
 let origin;
 
@@ -20,15 +21,6 @@ before(async () => {
 after(async () => {
   await origin?.close();
 });
-
-async function withWorker(opts, fn) {
-  const worker = await startWorker(opts);
-  try {
-    await fn(worker);
-  } finally {
-    await worker.stop();
-  }
-}
 
 const login = (password) => ({
   method: 'POST',

@@ -7,6 +7,16 @@
 import { before, after } from 'node:test';
 import { startOrigin, startWorker } from './harness.mjs';
 
+/** Starts a worker with `opts`, runs `fn(worker)`, and stops it whatever happens. */
+export async function withWorker(opts, fn) {
+  const worker = await startWorker(opts);
+  try {
+    await fn(worker);
+  } finally {
+    await worker.stop();
+  }
+}
+
 /**
  * Registers the hooks for a worker labelled `label`. `options` (an object,
  * or a function returning one when `before` runs) go to startWorker.
