@@ -222,18 +222,7 @@ impl<S: Sql> CounterStore<S> {
                 Vec::new(),
             )?
             .is_empty();
-        let store = CounterStore {
-            sql,
-            limits,
-            admission: RefCell::new(HourlyAdmission::default()),
-            ring: RefCell::new(LogRing::default()),
-            state: Cell::new(ShardState::default()),
-            unsaved_duplicates: Cell::new(0),
-            legacy: Cell::new(legacy),
-        };
-        store.init_state()?;
-        let slots = store
-            .sql
+        let slots = sql
             .rows("loading the flush log", store::LOG_RING_SQL, Vec::new())?
             .iter()
             .filter_map(|r| {
@@ -245,7 +234,16 @@ impl<S: Sql> CounterStore<S> {
                 })
             })
             .collect();
-        *store.ring.borrow_mut() = LogRing::load(slots);
+        let store = CounterStore {
+            sql,
+            limits,
+            admission: RefCell::new(HourlyAdmission::default()),
+            ring: RefCell::new(LogRing::load(slots)),
+            state: Cell::new(ShardState::default()),
+            unsaved_duplicates: Cell::new(0),
+            legacy: Cell::new(legacy),
+        };
+        store.init_state()?;
         Ok(store)
     }
 
@@ -310,6 +308,40 @@ impl<S: Sql> CounterStore<S> {
         Ok(())
     }
 
+    /// Runs `f` in one transaction together with saving the shard state it
+    /// returns (if changed). On success the in-memory state follows; on
+    /// failure nothing was written, and the admission cache, which may hold
+    /// values of the rolled-back write, is dropped.
+    fn in_transaction<T>(
+        &self,
+        doing: &'static str,
+        f: impl FnOnce(ShardState) -> Result<(ShardState, T), StoreError>,
+    ) -> Result<T, StoreError> {
+        let before = self.state.get();
+        let result = self.sql.transaction(doing, || {
+            let (after, value) = f(before)?;
+            if after != before {
+                self.save_state(after)?;
+            }
+            Ok((after, value))
+        });
+        match result {
+            Ok((after, value)) => {
+                self.state.set(after);
+                Ok(value)
+            }
+            Err(e) => {
+                self.admission.borrow_mut().clear();
+                Err(e)
+            }
+        }
+    }
+
+    /// Flushes appended and not yet folded.
+    fn pending_flushes(&self) -> i64 {
+        (self.ring.borrow().next_seq() - 1 - self.state.get().folded).max(0)
+    }
+
     /// Appends a live flush to the log, once per batch id: one row written.
     /// Its counts reach the buckets at the next fold (before any read).
     pub fn apply_flush(&self, flush: Flush, now: i64) -> Result<Applied, StoreError> {
@@ -362,11 +394,10 @@ impl<S: Sql> CounterStore<S> {
     /// transaction with the new fold mark and statistics. Returns the rows
     /// written (0 when nothing was pending).
     pub fn fold(&self) -> Result<u64, StoreError> {
-        let before = self.state.get();
         let entries = self.sql.rows(
             "reading appended flushes",
             store::LOG_UNFOLDED_SQL,
-            vec![before.folded.into()],
+            vec![self.state.get().folded.into()],
         )?;
         let Some(last) = entries
             .last()
@@ -392,7 +423,7 @@ impl<S: Sql> CounterStore<S> {
             }
         }
         let appended = entries.len() as i64;
-        let result = self.sql.transaction("folding flushes", || {
+        let written = self.in_transaction("folding flushes", |before| {
             let written = self.write_rows(rows)? + self.merge_sketches(sketches)?;
             let after = ShardState {
                 folded: last,
@@ -402,21 +433,10 @@ impl<S: Sql> CounterStore<S> {
                 rows_written: before.rows_written + appended + written as i64 + 1,
                 duplicates: before.duplicates + self.unsaved_duplicates.get(),
             };
-            self.save_state(after)?;
             Ok((after, written + 1))
-        });
-        match result {
-            Ok((after, written)) => {
-                self.state.set(after);
-                self.unsaved_duplicates.set(0);
-                Ok(written)
-            }
-            Err(e) => {
-                // The admission cache may hold values that were rolled back.
-                self.admission.borrow_mut().clear();
-                Err(e)
-            }
-        }
+        })?;
+        self.unsaved_duplicates.set(0);
+        Ok(written)
     }
 
     /// Imports a batch (backfill) straight into the buckets: all of it, or
@@ -429,19 +449,13 @@ impl<S: Sql> CounterStore<S> {
         let _ = now;
         let Batch { requests, rows, .. } = batch;
         // One ledger key per imported line: (metric, minute, dim, value, n).
+        // The same line twice in one batch is one line.
         let mut groups: BTreeMap<LedgerKey, Row> = BTreeMap::new();
         for row in rows {
             let key = (row.1.clone(), row.0, row.2.clone(), row.3.clone(), row.4);
-            match groups.entry(key) {
-                std::collections::btree_map::Entry::Vacant(e) => {
-                    e.insert(row);
-                }
-                // The same line twice in one batch is one line.
-                std::collections::btree_map::Entry::Occupied(_) => {}
-            }
+            groups.entry(key).or_insert(row);
         }
-        let before = self.state.get();
-        let result = self.sql.transaction("importing a batch", || {
+        let written = self.in_transaction("importing a batch", |before| {
             let mut fresh = Vec::new();
             let mut keys: Vec<LedgerKey> = Vec::new();
             let mut known: HashSet<LedgerKey> = HashSet::new();
@@ -475,7 +489,7 @@ impl<S: Sql> CounterStore<S> {
                 }
             }
             if keys.is_empty() {
-                return Ok(None);
+                return Ok((before, None));
             }
             let mut written = self.write_rows(fresh)?;
             for chunk in keys.chunks(store::LEDGER_PUT_CHUNK) {
@@ -496,6 +510,7 @@ impl<S: Sql> CounterStore<S> {
                     )?
                     .rows_written;
             }
+            // The lines, their ledger rows and the state row.
             written += 1;
             let after = ShardState {
                 flushes: before.flushes + 1,
@@ -503,28 +518,20 @@ impl<S: Sql> CounterStore<S> {
                 rows_written: before.rows_written + written as i64,
                 ..before
             };
-            self.save_state(after)?;
-            Ok(Some((after, written)))
-        });
-        match result {
-            Ok(Some((after, written))) => {
-                self.state.set(after);
-                Ok(Applied {
-                    applied: true,
-                    rows_written: written,
-                })
-            }
-            Ok(None) => {
+            Ok((after, Some(written)))
+        })?;
+        match written {
+            Some(written) => Ok(Applied {
+                applied: true,
+                rows_written: written,
+            }),
+            None => {
                 self.unsaved_duplicates
                     .set(self.unsaved_duplicates.get() + 1);
                 Ok(Applied {
                     applied: false,
                     rows_written: 0,
                 })
-            }
-            Err(e) => {
-                self.admission.borrow_mut().clear();
-                Err(e)
             }
         }
     }
@@ -827,8 +834,7 @@ impl<S: Sql> CounterStore<S> {
             }
         }
         let keys: Vec<(Resolution, String, i64)> = writes.keys().cloned().collect();
-        let before = self.state.get();
-        let after = self.sql.transaction("migrating version-1 rows", || {
+        self.in_transaction("migrating version-1 rows", |before| {
             let mut written = self.put_buckets(writes)?;
             for (res, metric, t) in &keys {
                 written += self
@@ -844,10 +850,8 @@ impl<S: Sql> CounterStore<S> {
                 rows_written: before.rows_written + written as i64 + 1,
                 ..before
             };
-            self.save_state(after)?;
-            Ok(after)
+            Ok((after, ()))
         })?;
-        self.state.set(after);
         Ok(true)
     }
 
@@ -871,8 +875,26 @@ impl<S: Sql> CounterStore<S> {
             .and_then(SqlValue::int);
         let plan =
             store::maintenance_plan(now, hour_wm, day_wm, oldest, self.limits.retention_days);
-        let before = self.state.get();
-        let after = self.sql.transaction("maintaining buckets", || {
+        // Sketches and the import ledger are kept as long as hour rows.
+        let hours_kept_from = store::sketch_delete_before(now, self.limits.retention_days.1);
+        let expiries = [
+            (
+                "expiring visitor sketches",
+                "DELETE FROM visitor_sketches WHERE hour < ?",
+                hours_kept_from,
+            ),
+            (
+                "expiring batch ids",
+                "DELETE FROM applied_batches WHERE at < ?",
+                now - store::BATCH_ID_TTL_SECS,
+            ),
+            (
+                "expiring the import ledger",
+                "DELETE FROM import_ledger WHERE t < ?",
+                hours_kept_from,
+            ),
+        ];
+        self.in_transaction("maintaining buckets", |before| {
             let mut written = 0;
             if let Some((a, b)) = plan.hours {
                 let mut hour = a;
@@ -912,42 +934,16 @@ impl<S: Sql> CounterStore<S> {
                         .rows_written;
                 }
             }
-            written += self
-                .sql
-                .run(
-                    "expiring visitor sketches",
-                    "DELETE FROM visitor_sketches WHERE hour < ?",
-                    vec![store::sketch_delete_before(now, self.limits.retention_days.1).into()],
-                )?
-                .rows_written;
-            written += self
-                .sql
-                .run(
-                    "expiring batch ids",
-                    "DELETE FROM applied_batches WHERE at < ?",
-                    vec![(now - store::BATCH_ID_TTL_SECS).into()],
-                )?
-                .rows_written;
-            written += self
-                .sql
-                .run(
-                    "expiring the import ledger",
-                    "DELETE FROM import_ledger WHERE t < ?",
-                    vec![store::sketch_delete_before(now, self.limits.retention_days.1).into()],
-                )?
-                .rows_written;
+            for (doing, sql, cutoff) in expiries {
+                written += self.sql.run(doing, sql, vec![cutoff.into()])?.rows_written;
+            }
+            // Counting the state row too, when there is anything to count.
             let after = ShardState {
-                rows_written: before.rows_written + written as i64 + 1,
+                rows_written: before.rows_written + written as i64 + i64::from(written > 0),
                 ..before
             };
-            if written > 0 {
-                self.save_state(after)?;
-                Ok(after)
-            } else {
-                Ok(before)
-            }
+            Ok((after, ()))
         })?;
-        self.state.set(after);
         if let Ok(mut adm) = self.admission.try_borrow_mut() {
             adm.forget_before(Resolution::Hour.floor(now) - 3600);
         }
@@ -1002,8 +998,7 @@ impl<S: Sql> CounterStore<S> {
 
     /// Whether any minute rows remain (maintenance still has work ahead).
     pub fn has_minutes(&self) -> Result<bool, StoreError> {
-        let pending = self.ring.borrow().next_seq() - 1 > self.state.get().folded;
-        Ok(pending
+        Ok(self.pending_flushes() > 0
             || self.legacy.get()
             || !self
                 .sql
@@ -1023,7 +1018,7 @@ impl<S: Sql> CounterStore<S> {
             requests: state.requests,
             rows_written: state.rows_written,
             duplicate_batches: state.duplicates + self.unsaved_duplicates.get(),
-            pending_flushes: (self.ring.borrow().next_seq() - 1 - state.folded).max(0),
+            pending_flushes: self.pending_flushes(),
             hour_watermark: hour_wm,
             day_watermark: day_wm,
             schema_version: self.meta(store::SCHEMA_KEY)?,
