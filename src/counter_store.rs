@@ -613,8 +613,13 @@ impl<S: Sql> CounterStore<S> {
             self.limits.max_values,
             |hour, metric, dim| match self.sql.rows(
                 "loading the hour's dimension values",
-                store::BUCKET_METRIC_RANGE_SQL,
-                vec![metric.into(), hour.into(), (hour + 3600).into()],
+                store::BUCKET_SPAN_SQL,
+                vec![
+                    Resolution::Minute.code().into(),
+                    metric.into(),
+                    hour.into(),
+                    (hour + 3600).into(),
+                ],
             ) {
                 Ok(rows) => {
                     let mut values = BTreeSet::new();

@@ -202,6 +202,11 @@ pub struct Metered<S: Sql> {
 }
 
 impl<S: Sql> Metered<S> {
+    /// Rows every statement so far inserted, updated or deleted.
+    pub fn rows_written(&self) -> u64 {
+        self.written.get()
+    }
+
     pub fn new(inner: S) -> Self {
         Metered {
             inner,

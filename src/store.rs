@@ -144,9 +144,6 @@ pub fn close_runs(writes: BucketWrites) -> Vec<CloseRun> {
 /// Rows of resolution `?1` in `[?2, ?3)`, all metrics.
 pub const BUCKET_RANGE_SQL: &str =
     "SELECT metric, t, data FROM buckets WHERE res = ?1 AND t >= ?2 AND t < ?3";
-/// Minute rows of metric `?1` in `[?2, ?3)`.
-pub const BUCKET_METRIC_RANGE_SQL: &str =
-    "SELECT t, data FROM buckets WHERE res = 0 AND metric = ?1 AND t >= ?2 AND t < ?3";
 
 /// Rows of resolution ?1 in `[?2, ?3)` of the `metrics` that follow.
 pub fn bucket_read_sql(metrics: usize) -> String {

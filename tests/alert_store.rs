@@ -14,7 +14,8 @@ use bpm_edge::rules::BUCKET_SECS;
 use std::collections::BTreeMap;
 
 mod common;
-use common::{Metered, Native};
+use bpm_edge::fleet::Metered;
+use common::Native;
 
 /// A UTC midnight in 2025 (a multiple of the bucket length).
 const DAY0: i64 = 20_400 * 86_400;
@@ -641,22 +642,22 @@ fn regression_every_tick_rewrote_two_hours_of_series() {
     // deleted and re-inserted all of them (48 rows a metric a minute, about
     // 14 million billed rows a month for 7 metrics). Only changes are
     // written now.
-    let metered = Metered::in_memory();
+    let metered = Metered::new(Native::in_memory());
     let s = AlertStore::open(&metered).unwrap();
     let t0 = 1_764_000_000 - 1_764_000_000 % BUCKET_SECS;
     let mut counts: BTreeMap<i64, i64> = (0..24).map(|i| (t0 + i * BUCKET_SECS, 10 + i)).collect();
     let to = t0 + 24 * BUCKET_SECS;
     s.replace_series("logins", t0, to, &counts).unwrap();
-    let first = metered.rows_written.get();
+    let first = metered.rows_written();
     assert_eq!(first, 24);
     // The next tick: the same two hours, one bucket grew.
     *counts.get_mut(&(t0 + 23 * BUCKET_SECS)).unwrap() += 3;
     s.replace_series("logins", t0, to, &counts).unwrap();
-    assert_eq!(metered.rows_written.get() - first, 1);
+    assert_eq!(metered.rows_written() - first, 1);
     // A bucket that fell to zero is removed; the rest stays.
     counts.insert(t0, 0);
     s.replace_series("logins", t0, to, &counts).unwrap();
-    assert_eq!(metered.rows_written.get() - first, 2);
+    assert_eq!(metered.rows_written() - first, 2);
     let loaded = s.load_series(t0).unwrap();
     assert_eq!(loaded.len(), 23);
     assert_eq!(loaded[&("logins".to_string(), t0 + 23 * BUCKET_SECS)], 36);

@@ -87,30 +87,3 @@ impl Sql for Faulty {
         self.inner.exec(sql, binds)
     }
 }
-
-/// A connection that adds up the rows every statement wrote: what
-/// Cloudflare bills as rows written.
-#[allow(dead_code)]
-pub struct Metered {
-    pub inner: Native,
-    pub rows_written: std::cell::Cell<u64>,
-}
-
-#[allow(dead_code)]
-impl Metered {
-    pub fn in_memory() -> Self {
-        Metered {
-            inner: Native::in_memory(),
-            rows_written: std::cell::Cell::new(0),
-        }
-    }
-}
-
-impl Sql for &Metered {
-    fn exec(&self, sql: &str, binds: Vec<SqlValue>) -> Result<SqlOutput, String> {
-        let out = self.inner.exec(sql, binds)?;
-        self.rows_written
-            .set(self.rows_written.get() + out.rows_written);
-        Ok(out)
-    }
-}
