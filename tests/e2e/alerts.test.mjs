@@ -12,12 +12,12 @@
 // live site would have had at that instant. Webhook delivery runs on real
 // time (the outbox alarm), as in production.
 
-import http from 'node:http';
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Webhook } from 'standardwebhooks';
 import { startOrigin, startWorker, waitFor, TEST_TOKEN } from './harness.mjs';
+import { startWebhookSink, amFingerprint } from './webhook-sink.mjs';
 
 const OPS_SECRET = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
 const AM_SECRET = 'whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD';
@@ -32,69 +32,19 @@ let worker;
 let receiver;
 const T0 = Math.floor(Date.now() / 1000 / BUCKET) * BUCKET;
 
-/** A webhook receiver: verifies every request, can fail the next N to one path. */
+/** The receiver: verifies /ops and /am, and can fail the next N requests to a path. */
 async function startReceiver() {
-  const got = [];
   const failNext = new Map();
-  const verifiers = { '/ops': new Webhook(OPS_SECRET), '/am': new Webhook(AM_SECRET) };
-  const server = http.createServer((req, res) => {
-    const chunks = [];
-    req.on('data', (c) => chunks.push(c));
-    req.on('end', () => {
-      const body = Buffer.concat(chunks).toString('utf8');
-      const headers = {
-        'webhook-id': req.headers['webhook-id'],
-        'webhook-timestamp': req.headers['webhook-timestamp'],
-        'webhook-signature': req.headers['webhook-signature'],
-      };
-      let verified = false;
-      let payload;
-      const verifier = verifiers[req.url];
-      if (verifier) {
-        try {
-          payload = verifier.verify(body, headers);
-          verified = true;
-        } catch {
-          verified = false;
-        }
-      } else {
-        payload = JSON.parse(body);
-      }
-      const left = failNext.get(req.url) ?? 0;
-      const failed = left > 0;
-      if (failed) failNext.set(req.url, left - 1);
-      got.push({ path: req.url, id: headers['webhook-id'], timestamp: headers['webhook-timestamp'], verified, payload, failed, at: Date.now() });
-      res.writeHead(failed ? 500 : 200, { 'content-type': 'text/plain' });
-      res.end(failed ? 'down for maintenance' : 'ok');
-    });
+  const sink = await startWebhookSink({
+    verifiers: { '/ops': new Webhook(OPS_SECRET), '/am': new Webhook(AM_SECRET) },
+    answer: (path) => {
+      const left = failNext.get(path) ?? 0;
+      if (left === 0) return 200;
+      failNext.set(path, left - 1);
+      return 500;
+    },
   });
-  await new Promise((r) => server.listen(0, '127.0.0.1', r));
-  return {
-    url: `http://127.0.0.1:${server.address().port}`,
-    got,
-    delivered: (path) => got.filter((g) => g.path === path && !g.failed),
-    failNext: (path, n) => failNext.set(path, n),
-    close: () => new Promise((r) => server.close(r)),
-  };
-}
-
-/**
- * Alertmanager's fingerprint of a label set, as prometheus/common's
- * LabelSet.Fingerprint(): FNV-1a 64 over the names in byte order (ASCII
- * here, so JS's sort is that order), each name and value followed by 0xff.
- */
-function amFingerprint(labels) {
-  let h = 0xcbf29ce484222325n;
-  const add = (bytes) => {
-    for (const b of bytes) h = ((h ^ BigInt(b)) * 0x100000001b3n) & 0xffffffffffffffffn;
-  };
-  for (const name of Object.keys(labels).sort()) {
-    add(Buffer.from(name, 'utf8'));
-    add([0xff]);
-    add(Buffer.from(labels[name], 'utf8'));
-    add([0xff]);
-  }
-  return h.toString(16).padStart(16, '0');
+  return { ...sink, failNext: (path, n) => failNext.set(path, n) };
 }
 
 /** Minute counts as the CSV `bpm-edge replay` writes, for [from, to). */

@@ -14,7 +14,6 @@
 // missing; the API then re-enables the receiver instead.
 
 import fs from 'node:fs';
-import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { test, before, after } from 'node:test';
@@ -23,6 +22,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Webhook } from 'standardwebhooks';
 import { chromium } from 'playwright-core';
 import { startOrigin, startWorker, waitFor, TEST_TOKEN } from './harness.mjs';
+import { startWebhookSink, amFingerprint } from './webhook-sink.mjs';
 
 const OPS_SECRET = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
 const AM_SECRET = 'whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD';
@@ -45,50 +45,18 @@ const T0 = Math.floor(Date.now() / 1000 / BUCKET) * BUCKET;
 
 /** Receivers: /ops answers 410 once then 200, /pd always 400, /am 200. */
 async function startReceiver() {
-  const got = [];
   let opsGone = 1;
-  const verifiers = { '/ops': new Webhook(OPS_SECRET), '/am': new Webhook(AM_SECRET) };
-  const server = http.createServer((req, res) => {
-    const chunks = [];
-    req.on('data', (c) => chunks.push(c));
-    req.on('end', () => {
-      const body = Buffer.concat(chunks).toString('utf8');
-      const headers = {
-        'webhook-id': req.headers['webhook-id'],
-        'webhook-timestamp': req.headers['webhook-timestamp'],
-        'webhook-signature': req.headers['webhook-signature'],
-      };
-      let verified = false;
-      let payload;
-      const verifier = verifiers[req.url];
-      if (verifier) {
-        try {
-          payload = verifier.verify(body, headers);
-          verified = true;
-        } catch {
-          payload = JSON.parse(body);
-        }
-      } else {
-        payload = JSON.parse(body);
-      }
-      let status = 200;
-      if (req.url === '/pd') status = 400;
-      if (req.url === '/ops' && opsGone > 0) {
+  return startWebhookSink({
+    verifiers: { '/ops': new Webhook(OPS_SECRET), '/am': new Webhook(AM_SECRET) },
+    answer: (path) => {
+      if (path === '/pd') return 400;
+      if (path === '/ops' && opsGone > 0) {
         opsGone -= 1;
-        status = 410;
+        return 410;
       }
-      got.push({ path: req.url, id: headers['webhook-id'], signature: headers['webhook-signature'], verified, payload, status, at: Date.now() });
-      res.writeHead(status, { 'content-type': 'text/plain' });
-      res.end(status === 200 ? 'ok' : 'no');
-    });
+      return 200;
+    },
   });
-  await new Promise((r) => server.listen(0, '127.0.0.1', r));
-  return {
-    url: `http://127.0.0.1:${server.address().port}`,
-    got,
-    to: (path) => got.filter((g) => g.path === path),
-    close: () => new Promise((r) => server.close(r)),
-  };
 }
 
 function csv(metrics, from, to) {
@@ -122,21 +90,6 @@ async function alerts() {
   const r = await worker.api('/_bpm/api/alerts');
   assert.equal(r.status, 200, r.text);
   return r.body;
-}
-
-/** Alertmanager's fingerprint of a label set (prometheus/common LabelSet.Fingerprint). */
-function amFingerprint(labels) {
-  let h = 0xcbf29ce484222325n;
-  const add = (bytes) => {
-    for (const b of bytes) h = ((h ^ BigInt(b)) * 0x100000001b3n) & 0xffffffffffffffffn;
-  };
-  for (const name of Object.keys(labels).sort()) {
-    add(Buffer.from(name, 'utf8'));
-    add([0xff]);
-    add(Buffer.from(labels[name], 'utf8'));
-    add([0xff]);
-  }
-  return h.toString(16).padStart(16, '0');
 }
 
 const enable = (name, { token = TEST_TOKEN, headers = {} } = {}) =>
