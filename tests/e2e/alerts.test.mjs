@@ -16,7 +16,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Webhook } from 'standardwebhooks';
-import { startOrigin, startWorker, waitFor, TEST_TOKEN } from './harness.mjs';
+import { startOrigin, startWorker, waitFor, TEST_TOKEN, postBackfill, minuteCsv } from './harness.mjs';
 import { startWebhookSink, amFingerprint } from './webhook-sink.mjs';
 
 const OPS_SECRET = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
@@ -47,27 +47,9 @@ async function startReceiver() {
   return { ...sink, failNext: (path, n) => failNext.set(path, n) };
 }
 
-/** Minute counts as the CSV `bpm-edge replay` writes, for [from, to). */
-function csv(metrics, from, to) {
-  const lines = ['timestamp,metric,count'];
-  for (let t = from; t < to; t += MIN) {
-    const ts = new Date(t * 1000).toISOString().replace('.000Z', 'Z');
-    for (const m of metrics) lines.push(`${ts},${m},${RATES[m]}`);
-  }
-  return lines.join('\n') + '\n';
-}
+const csv = (metrics, from, to) => minuteCsv(RATES, metrics, from, to);
 
-async function backfill(text) {
-  const res = await fetch(`${worker.url}/_bpm/api/backfill`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${TEST_TOKEN}`, 'content-type': 'text/csv' },
-    body: text,
-    signal: AbortSignal.timeout(120_000),
-  });
-  const body = await res.json();
-  assert.equal(res.status, 200, JSON.stringify(body));
-  return body;
-}
+const backfill = (text) => postBackfill(worker, text);
 
 /** One cron tick at simulated time `t` (Unix seconds). */
 async function tick(t) {

@@ -8,7 +8,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { waitFor, TEST_TOKEN, BROWSER_UA } from './harness.mjs';
+import { waitFor, TEST_TOKEN, BROWSER_UA, postBackfill } from './harness.mjs';
 import { withOriginAndWorker } from './fixture.mjs';
 
 const MIN = 60;
@@ -23,17 +23,7 @@ let worker;
 
 withOriginAndWorker('dashboard-api', {}, (started) => ({ origin, worker } = started));
 
-async function backfill(text) {
-  const res = await fetch(`${worker.url}/_bpm/api/backfill`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${TEST_TOKEN}` },
-    body: text,
-    signal: AbortSignal.timeout(120_000),
-  });
-  const body = await res.json();
-  assert.equal(res.status, 200, JSON.stringify(body));
-  return body;
-}
+const backfill = (text) => postBackfill(worker, text);
 
 function session(method, { cookie, body, headers = {} } = {}) {
   return fetch(`${worker.url}/_bpm/api/session`, {

@@ -349,3 +349,31 @@ export async function metricTotal(worker, metric, since) {
   if (r.status !== 200) throw new Error(`series ${metric}: ${r.status} ${r.text}`);
   return { total: sumCount(r.body), bots: sumBots(r.body), body: r.body };
 }
+
+// ---- History for the alert tests ----
+
+/**
+ * Minute counts for `metrics` over [from, to) (Unix seconds) as the CSV
+ * `bpm-edge replay` writes, each metric at its `rates` count a minute.
+ */
+export function minuteCsv(rates, metrics, from, to) {
+  const lines = ['timestamp,metric,count'];
+  for (let t = from; t < to; t += 60) {
+    const ts = new Date(t * 1000).toISOString().replace('.000Z', 'Z');
+    for (const m of metrics) lines.push(`${ts},${m},${rates[m]}`);
+  }
+  return lines.join('\n') + '\n';
+}
+
+/** POSTs a backfill CSV to `worker`; returns the answer, which must be 200. */
+export async function postBackfill(worker, text, token = TEST_TOKEN) {
+  const res = await fetch(`${worker.url}/_bpm/api/backfill`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'text/csv' },
+    body: text,
+    signal: AbortSignal.timeout(120_000),
+  });
+  const answer = await res.text();
+  if (res.status !== 200) throw new Error(`backfill answered ${res.status}: ${answer}`);
+  return JSON.parse(answer);
+}

@@ -21,7 +21,7 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Webhook } from 'standardwebhooks';
 import { chromium } from 'playwright-core';
-import { startOrigin, startWorker, waitFor, TEST_TOKEN } from './harness.mjs';
+import { startOrigin, startWorker, waitFor, TEST_TOKEN, postBackfill, minuteCsv } from './harness.mjs';
 import { startWebhookSink, amFingerprint } from './webhook-sink.mjs';
 
 const OPS_SECRET = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
@@ -59,24 +59,9 @@ async function startReceiver() {
   });
 }
 
-function csv(metrics, from, to) {
-  const lines = ['timestamp,metric,count'];
-  for (let t = from; t < to; t += MIN) {
-    const ts = new Date(t * 1000).toISOString().replace('.000Z', 'Z');
-    for (const m of metrics) lines.push(`${ts},${m},${RATES[m]}`);
-  }
-  return lines.join('\n') + '\n';
-}
+const csv = (metrics, from, to) => minuteCsv(RATES, metrics, from, to);
 
-async function backfill(text) {
-  const res = await fetch(`${worker.url}/_bpm/api/backfill`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${TEST_TOKEN}`, 'content-type': 'text/csv' },
-    body: text,
-    signal: AbortSignal.timeout(120_000),
-  });
-  assert.equal(res.status, 200, await res.text());
-}
+const backfill = (text) => postBackfill(worker, text);
 
 async function tick(t) {
   const res = await fetch(`${worker.url}/cdn-cgi/handler/scheduled?cron=*+*+*+*+*&time=${t * 1000}&format=json`, {
