@@ -170,7 +170,6 @@ impl<S: Sql> AlertStore<S> {
     pub fn import(
         &self,
         minutes: &[(String, i64, i64)],
-        _now: i64,
     ) -> Result<Vec<(String, i64, i64)>, StoreError> {
         let mut spans: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
         for (metric, t, _) in minutes {

@@ -445,8 +445,7 @@ impl<S: Sql> CounterStore<S> {
     /// lines already in the import ledger are skipped, so importing the
     /// same data again, cut into other batches or not, changes nothing,
     /// while a line with another count for the same minute adds to it.
-    pub fn apply(&self, batch: Batch, now: i64) -> Result<Applied, StoreError> {
-        let _ = now;
+    pub fn apply(&self, batch: Batch) -> Result<Applied, StoreError> {
         let Batch { requests, rows, .. } = batch;
         // One ledger key per imported line: (metric, minute, dim, value, n).
         // The same line twice in one batch is one line.

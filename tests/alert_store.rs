@@ -261,7 +261,7 @@ fn regression_backfill_import_added_the_same_history_again_under_another_id() {
         ("logins".to_string(), DAY0 + B + 60, 7),
         ("signups".to_string(), DAY0, 2),
     ];
-    let added = s.import(&lines, DAY0 + 3600).unwrap();
+    let added = s.import(&lines).unwrap();
     assert_eq!(added.len(), 3);
     let after_first = s.load_series(0).unwrap();
     // Adds onto an existing bucket, creates the missing ones.
@@ -269,13 +269,13 @@ fn regression_backfill_import_added_the_same_history_again_under_another_id() {
     assert_eq!(after_first.get(&key("logins", DAY0 + B)), Some(&7));
     assert_eq!(after_first.get(&key("signups", DAY0)), Some(&2));
     // The same lines again, whole or in parts: nothing is added.
-    assert!(s.import(&lines, DAY0 + 3700).unwrap().is_empty());
-    assert!(s.import(&lines[1..], DAY0 + 90_000).unwrap().is_empty());
+    assert!(s.import(&lines).unwrap().is_empty());
+    assert!(s.import(&lines[1..]).unwrap().is_empty());
     assert_eq!(s.load_series(0).unwrap(), after_first);
     // A line with another count for a known minute is new history: added.
     let more = vec![("logins".to_string(), DAY0 + 60, 3)];
     assert_eq!(
-        s.import(&more, DAY0 + 3800).unwrap(),
+        s.import(&more).unwrap(),
         vec![("logins".to_string(), DAY0, 3)]
     );
     assert_eq!(
@@ -580,12 +580,12 @@ fn prune_forgets_imported_minutes_only_with_their_series() {
     let now = DAY0 + 60 * 86_400;
     let old = vec![("logins".to_string(), now - SERIES_RETENTION_SECS - 600, 1)];
     let fresh = vec![("logins".to_string(), now - B, 1)];
-    assert_eq!(s.import(&old, now - 60).unwrap().len(), 1);
-    assert_eq!(s.import(&fresh, now - 60).unwrap().len(), 1);
+    assert_eq!(s.import(&old).unwrap().len(), 1);
+    assert_eq!(s.import(&fresh).unwrap().len(), 1);
     s.prune(now).unwrap();
     // A fresh minute is still known; an expired one is gone with its bucket.
-    assert!(s.import(&fresh, now).unwrap().is_empty());
-    assert_eq!(s.import(&old, now).unwrap().len(), 1);
+    assert!(s.import(&fresh).unwrap().is_empty());
+    assert_eq!(s.import(&old).unwrap().len(), 1);
     assert_eq!(
         s.load_series(0).unwrap().get(&key("logins", now - B)),
         Some(&1)

@@ -62,11 +62,11 @@ fn a_batch_is_applied_once() {
         "iso-1",
         vec![row(DAY0, "count", "", 7), row(DAY0 + 60, "count", "", 3)],
     );
-    let first = s.apply(b.clone(), DAY0 + 120).unwrap();
+    let first = s.apply(b.clone()).unwrap();
     assert!(first.applied);
     // Two minute buckets, their two import-ledger rows and the state row.
     assert_eq!(first.rows_written, 2 + 2 + 1);
-    let again = s.apply(b, DAY0 + 130).unwrap();
+    let again = s.apply(b).unwrap();
     assert!(!again.applied);
     assert_eq!(
         total(&s, Resolution::Minute, DAY0, DAY0 + 3600, "count"),
@@ -82,7 +82,7 @@ fn a_batch_is_applied_once() {
 #[test]
 fn reads_agree_at_every_step_before_and_after_rollups() {
     let s = store(LIMITS);
-    s.apply(batch("b1", spread()), DAY0 + 20 * 3600).unwrap();
+    s.apply(batch("b1", spread())).unwrap();
     let (from, to) = (DAY0, DAY0 + 3 * 86_400);
     let steps = [Resolution::Minute, Resolution::Hour, Resolution::Day];
     let minute_range = |s: &CounterStore<Native>, step| {
@@ -111,12 +111,12 @@ fn reads_agree_at_every_step_before_and_after_rollups() {
 #[test]
 fn late_minutes_reach_rolled_up_hours_and_days() {
     let s = store(LIMITS);
-    s.apply(batch("b1", spread()), DAY0 + 20 * 3600).unwrap();
+    s.apply(batch("b1", spread())).unwrap();
     s.maintain(DAY0 + 2 * 86_400 + 600).unwrap();
-    s.apply(
-        batch("late", vec![row(DAY0 + 21 * 3600 + 60, "count", "", 5)]),
-        DAY0 + 2 * 86_400 + 700,
-    )
+    s.apply(batch(
+        "late",
+        vec![row(DAY0 + 21 * 3600 + 60, "count", "", 5)],
+    ))
     .unwrap();
     for step in [Resolution::Minute, Resolution::Hour, Resolution::Day] {
         assert_eq!(
@@ -133,7 +133,7 @@ fn retention_removes_old_minutes_and_hours_but_days_stay() {
         max_values: 50,
         retention_days: (2, 3, 0),
     });
-    s.apply(batch("b1", spread()), DAY0 + 20 * 3600).unwrap();
+    s.apply(batch("b1", spread())).unwrap();
     s.maintain(DAY0 + 10 * 86_400).unwrap();
     assert_eq!(
         total(&s, Resolution::Minute, DAY0, DAY0 + 3 * 86_400, "count"),
@@ -162,10 +162,8 @@ fn distinct_values_per_hour_are_capped_and_counts_still_add_up() {
         rows.push(row(DAY0 + (i % 60) * 60, "utm_source", &format!("v{i}"), 1));
     }
     // Two flushes in the same hour: the cap holds across them.
-    s.apply(batch("a", rows[..20].to_vec()), DAY0 + 3600)
-        .unwrap();
-    s.apply(batch("b", rows[20..].to_vec()), DAY0 + 3600)
-        .unwrap();
+    s.apply(batch("a", rows[..20].to_vec())).unwrap();
+    s.apply(batch("b", rows[20..].to_vec())).unwrap();
     let q = ShardQuery {
         step: Resolution::Hour,
         from: DAY0,
@@ -179,11 +177,8 @@ fn distinct_values_per_hour_are_capped_and_counts_still_add_up() {
     assert!(distinct.contains("other"));
     assert_eq!(got.iter().map(Row::n).sum::<u64>(), 40);
     // The next hour admits new values again.
-    s.apply(
-        batch("c", vec![row(DAY0 + 3600, "utm_source", "fresh", 1)]),
-        DAY0 + 7200,
-    )
-    .unwrap();
+    s.apply(batch("c", vec![row(DAY0 + 3600, "utm_source", "fresh", 1)]))
+        .unwrap();
     let q2 = ShardQuery {
         from: DAY0 + 3600,
         to: DAY0 + 7200,
@@ -205,7 +200,7 @@ fn day_rollup_keeps_the_top_values() {
         row(DAY0 + 7200, "source", "c", 4),
         row(DAY0 + 7260, "source", "b", 1),
     ];
-    s.apply(batch("x", rows), DAY0 + 8000).unwrap();
+    s.apply(batch("x", rows)).unwrap();
     s.maintain(DAY0 + 86_400 + 600).unwrap();
     let q = ShardQuery {
         step: Resolution::Day,
@@ -360,10 +355,10 @@ fn regression_a_statement_failing_mid_import_applies_nothing() {
             .map(|i| row(DAY0 + i * 60, "count", "", 2))
             .collect(),
     );
-    assert!(s.apply(b.clone(), DAY0).is_err());
+    assert!(s.apply(b.clone()).is_err());
     assert_eq!(total(&s, Resolution::Minute, DAY0, DAY0 + 3600, "count"), 0);
-    assert!(s.apply(b.clone(), DAY0).unwrap().applied);
-    assert!(!s.apply(b, DAY0).unwrap().applied);
+    assert!(s.apply(b.clone()).unwrap().applied);
+    assert!(!s.apply(b).unwrap().applied);
     assert_eq!(
         total(&s, Resolution::Minute, DAY0, DAY0 + 3600, "count"),
         60
@@ -373,7 +368,7 @@ fn regression_a_statement_failing_mid_import_applies_nothing() {
 #[test]
 fn a_failing_maintenance_run_changes_nothing_and_the_next_one_completes() {
     let s = CounterStore::open(Faulty::new("DELETE FROM applied_batches", 1), LIMITS).unwrap();
-    s.apply(batch("b1", spread()), DAY0 + 20 * 3600).unwrap();
+    s.apply(batch("b1", spread())).unwrap();
     assert!(s.maintain(DAY0 + 2 * 86_400 + 600).is_err());
     assert_eq!(s.stats().unwrap().hour_watermark, 0);
     s.maintain(DAY0 + 2 * 86_400 + 600).unwrap();
@@ -534,7 +529,7 @@ fn regression_backfill_was_not_idempotent_after_a_day() {
             ]
         })
         .collect();
-    assert!(s.apply(batch("a", rows.clone()), DAY0).unwrap().applied);
+    assert!(s.apply(batch("a", rows.clone())).unwrap().applied);
     let expect = |s: &CounterStore<Native>| {
         assert_eq!(
             total(s, Resolution::Hour, DAY0, DAY0 + 86_400, "count"),
@@ -550,21 +545,14 @@ fn regression_backfill_was_not_idempotent_after_a_day() {
     // in other chunks under other ids: nothing changes.
     s.maintain(DAY0 + 10 * 86_400).unwrap();
     for (i, chunk) in rows.chunks(37).enumerate() {
-        let again = s.apply(
-            batch(&format!("other-{i}"), chunk.to_vec()),
-            DAY0 + 10 * 86_400,
-        );
+        let again = s.apply(batch(&format!("other-{i}"), chunk.to_vec()));
         assert!(!again.unwrap().applied, "chunk {i}");
     }
     expect(&s);
     // New minutes in a mixed batch are imported; the known ones skipped.
     let mut mixed = rows[..10].to_vec();
     mixed.push(row(DAY0 + 200 * 60, "count", "", 4));
-    assert!(
-        s.apply(batch("mixed", mixed), DAY0 + 10 * 86_400)
-            .unwrap()
-            .applied
-    );
+    assert!(s.apply(batch("mixed", mixed)).unwrap().applied);
     assert_eq!(
         total(&s, Resolution::Hour, DAY0, DAY0 + 86_400, "count"),
         364

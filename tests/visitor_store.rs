@@ -106,13 +106,13 @@ fn sketches_merge_per_hour_once_per_batch() {
             1,
         )],
     };
-    assert!(s.apply(plain, DAY0).unwrap().applied);
+    assert!(s.apply(plain).unwrap().applied);
     let empty = Batch {
         id: "b-1".into(),
         requests: 0,
         rows: vec![],
     };
-    assert!(!s.apply(empty, DAY0).unwrap().applied);
+    assert!(!s.apply(empty).unwrap().applied);
 }
 
 #[test]

@@ -181,7 +181,7 @@ impl DurableObject for CounterShard {
                     return Response::error("injected storage fault", 500);
                 }
                 let batch: Batch = req.json().await?;
-                let applied = store.apply(batch, now_secs());
+                let applied = store.apply(batch);
                 if applied.is_ok() {
                     self.ensure_alarm().await;
                 }

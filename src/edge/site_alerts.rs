@@ -195,7 +195,7 @@ impl DurableObject for SiteAlerts {
                 }
                 (Method::Post, "/backfill") => {
                     let b: Backfill = req.json().await?;
-                    match store.import(&b.minutes, now) {
+                    match store.import(&b.minutes) {
                         Ok(added) => {
                             if let Some(cache) = self.series.borrow_mut().as_mut() {
                                 for (m, t, n) in &added {
