@@ -322,11 +322,16 @@ async function startWorkerd({ name, dir, modules, bindings, durableObjects, comp
 }
 
 function bpmModules(buildDir) {
+  const entry = path.join(buildDir, 'entry.mjs');
   const js = path.join(buildDir, 'index.js');
   const wasm = path.join(buildDir, 'index_bg.wasm');
   for (const f of [js, wasm]) if (!fs.existsSync(f)) throw new Error(`missing ${f} (run scripts/build-worker.sh)`);
-  // build/index.js imports "./index_bg.wasm" and "cloudflare:workers" (built in).
+  // The first module is the entry: build/entry.mjs (src/edge/entry.mjs) when
+  // the build has one, else worker-build's own index.js (a --compare build
+  // from before the entry existed). index.js imports "./index_bg.wasm" and
+  // "cloudflare:workers" (built in).
   return [
+    ...(fs.existsSync(entry) ? [{ name: 'entry.mjs', kind: 'esModule', file: entry }] : []),
     { name: 'index.js', kind: 'esModule', file: js },
     { name: 'index_bg.wasm', kind: 'wasm', file: wasm },
   ];

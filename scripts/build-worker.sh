@@ -23,7 +23,13 @@ for f in uPlot.iife.min.js uPlot.min.css; do
   cmp -s "$uplot_dist/$f" "www/vendor/$f" || cp "$uplot_dist/$f" "www/vendor/$f"
 done
 
+# The module entry (see its header) goes next to worker-build's output.
+install_entry() {
+  cmp -s src/edge/entry.mjs build/entry.mjs || cp src/edge/entry.mjs build/entry.mjs
+}
+
 if [ "${BPM_SKIP_BUILD:-}" = "1" ] && [ -f build/index.js ]; then
+  install_entry
   exit 0
 fi
 export PATH="$HOME/.cargo/bin:$root/node_modules/.bin:$PATH"
@@ -37,6 +43,8 @@ for tool in "$WASM_BINDGEN_BIN" "$ESBUILD_BIN" "$WASM_OPT_BIN" "$(command -v wor
   fi
 done
 if [ "${BPM_BUILD_PROFILE:-release}" = "dev" ]; then
-  exec worker-build --release --no-opt
+  worker-build --release --no-opt
+else
+  worker-build --release
 fi
-exec worker-build --release
+install_entry

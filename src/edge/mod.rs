@@ -85,7 +85,7 @@ pub async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> Result<web_
         let resp = api::handle(Request::from(req), &env, classifier, &prefix).await?;
         return Ok(resp.into());
     }
-    proxy::forward(req, &url, &env, &ctx, classifier).await
+    proxy::forward(proxy::Visit::new(req, url, env, ctx, classifier)).await
 }
 
 /// Whether the path of `url` is `prefix` or under `prefix/`.

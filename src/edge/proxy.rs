@@ -65,111 +65,201 @@ thread_local! {
     static SETTINGS: OnceCell<Settings> = const { OnceCell::new() };
 }
 
-/// Forwards `req` (whose serialised URL is `url`) and returns the origin's
-/// response object itself.
-pub async fn forward(
+/// One visitor request on its way to the origin. The entry
+/// (`entry.mjs`) drives it with plain promise callbacks, so no Rust future
+/// (and none of wasm-bindgen's executor, which the CPU benchmark's profile
+/// put at about a third of the request's CPU) runs per request:
+/// `startVisit` → [`Visit::forward`] → [`Visit::answer`] or
+/// [`Visit::unreachable`]. Each call is synchronous; `answer` and
+/// `unreachable` consume the visit.
+#[wasm_bindgen]
+pub struct Visit {
     req: web_sys::Request,
-    url: &str,
-    env: &Env,
-    ctx: &Context,
+    /// The request URL as the runtime serialised it.
+    url: String,
+    env: Env,
+    ctx: Context,
     classifier: Option<Rc<Classifier>>,
-) -> Result<web_sys::Response> {
-    let started = js_sys::Date::now();
-    let Some((host, target)) = split_url(url) else {
-        return bad_gateway("bpm-edge: the request URL could not be read");
-    };
-    let settings = SETTINGS.with(|cell| {
-        let s = cell.get_or_init(|| Settings::read(env));
-        s.origin
-            .as_ref()
-            .map(|base| (base.as_ref().map(|b| format!("{b}{target}")), s.counting))
-            .map_err(|msg| *msg)
-    });
-    let (origin_url, counting) = match settings {
-        Ok(s) => s,
-        Err(msg) => return bad_gateway(msg),
-    };
-    if origin_url.is_none() {
-        // Deployed on a route: if this worker ever throws, the runtime sends
-        // the request straight to the origin instead of failing it.
-        ctx.pass_through_on_exception();
-    }
-    let counting = classifier.filter(|_| counting);
+    /// When the request was forwarded (ms), for latency.
+    started: f64,
+}
 
-    // One request, built by `fetch` itself from the URL and this init: same
-    // method, headers and body stream; a redirect goes back as it is.
-    let method = req.method();
-    let headers = req.headers();
-    let init = web_sys::RequestInit::new();
-    if method != "GET" {
-        init.set_method(&method);
+/// The visit for `req`, or `undefined` when the request is for bpm-edge
+/// itself (the reserved prefix), which the async `fetch` handler answers.
+#[wasm_bindgen(js_name = startVisit)]
+pub fn start_visit(
+    req: web_sys::Request,
+    env: Env,
+    ctx: worker::worker_sys::Context,
+) -> Option<Visit> {
+    let classifier = super::classifier();
+    let url = req.url();
+    let prefix = classifier
+        .as_ref()
+        .map_or(super::FALLBACK_PREFIX, |c| c.config().site.prefix.as_str());
+    if super::is_own_path(&url, prefix) {
+        return None;
     }
-    init.set_headers(&forwarded_headers(&headers));
-    if let Some(body) = req.body() {
-        init.set_body(&body);
+    Some(Visit::new(req, url, env, Context::new(ctx), classifier))
+}
+
+#[wasm_bindgen]
+impl Visit {
+    /// Sends the request to the origin: a promise of the origin's response,
+    /// which rejects when the origin cannot be reached. A request that
+    /// cannot be forwarded at all resolves to a `502` and is not counted.
+    pub fn forward(&mut self) -> Promise {
+        match self.send() {
+            Ok(pending) => pending,
+            Err(reason) => {
+                self.classifier = None;
+                match bad_gateway(reason) {
+                    Ok(resp) => Promise::resolve(&JsValue::from(resp)),
+                    Err(e) => Promise::reject(&e.into()),
+                }
+            }
+        }
     }
-    init.set_redirect(web_sys::RequestRedirect::Manual);
-    let pending = match global_fetch(origin_url.as_deref().unwrap_or(url), &init) {
-        Ok(p) => p,
-        Err(_) => return bad_gateway("bpm-edge: the request could not be forwarded"),
-    };
-    let response = match JsFuture::from(pending)
+
+    /// What the visitor gets for the origin's `response`: the response
+    /// itself, or a `502` when its status cannot be passed on. Schedules
+    /// counting (on the origin's real status) either way.
+    pub fn answer(self, response: web_sys::Response) -> Result<web_sys::Response> {
+        let status = response.status();
+        let reply = if status == 101 || (200..=599).contains(&status) {
+            // A second handle to the same object (not `Response.clone()`,
+            // which would tee the body).
+            Clone::clone(&response)
+        } else {
+            bad_gateway(&format!(
+                "bpm-edge: the origin answered status {status}, which cannot be passed on"
+            ))?
+        };
+        self.count(&response);
+        Ok(reply)
+    }
+
+    /// The `502` for an origin that could not be reached; nothing is counted.
+    pub fn unreachable(self) -> Result<web_sys::Response> {
+        bad_gateway("bpm-edge: the origin could not be reached")
+    }
+}
+
+impl Visit {
+    /// A visit for a request that is not under the reserved prefix.
+    pub(super) fn new(
+        req: web_sys::Request,
+        url: String,
+        env: Env,
+        ctx: Context,
+        classifier: Option<Rc<Classifier>>,
+    ) -> Self {
+        Visit {
+            req,
+            url,
+            env,
+            ctx,
+            classifier,
+            started: 0.0,
+        }
+    }
+
+    /// Starts the one forwarded request: same method, headers (less the
+    /// session cookie) and body stream; a redirect goes back as it is.
+    fn send(&mut self) -> std::result::Result<Promise, &'static str> {
+        let Some((_, target)) = split_url(&self.url) else {
+            return Err("bpm-edge: the request URL could not be read");
+        };
+        let (origin_url, counting) = SETTINGS.with(|cell| {
+            let s = cell.get_or_init(|| Settings::read(&self.env));
+            s.origin
+                .as_ref()
+                .map(|base| (base.as_ref().map(|b| format!("{b}{target}")), s.counting))
+                .map_err(|msg| *msg)
+        })?;
+        if origin_url.is_none() {
+            // Deployed on a route: if this worker ever throws, the runtime
+            // sends the request straight to the origin instead of failing it.
+            self.ctx.pass_through_on_exception();
+        }
+        if !counting {
+            self.classifier = None;
+        }
+        let method = self.req.method();
+        let init = web_sys::RequestInit::new();
+        if method != "GET" {
+            init.set_method(&method);
+        }
+        init.set_headers(&forwarded_headers(&self.req.headers()));
+        if let Some(body) = self.req.body() {
+            init.set_body(&body);
+        }
+        init.set_redirect(web_sys::RequestRedirect::Manual);
+        self.started = js_sys::Date::now();
+        global_fetch(origin_url.as_deref().unwrap_or(&self.url), &init)
+            .map_err(|_| "bpm-edge: the request could not be forwarded")
+    }
+
+    /// Classifies the request with the origin's `response` and records its
+    /// hits; a driver or salt fetch it gets runs in its `wait_until`.
+    fn count(self, response: &web_sys::Response) {
+        let Some(classifier) = self.classifier else {
+            return;
+        };
+        let Some((host, target)) = split_url(&self.url) else {
+            return;
+        };
+        let now = js_sys::Date::now();
+        let headers = self.req.headers();
+        let header = |name: &str| headers.get(name).ok().flatten();
+        let method = self.req.method();
+        let referer = header("referer");
+        let user_agent = header("user-agent");
+        let location = response.headers().get("location").ok().flatten();
+        let request_facts = RequestFacts {
+            method: &method,
+            target: target.as_bytes(),
+            host,
+            referer: referer.as_deref().map(str::as_bytes),
+            user_agent: user_agent.as_deref().map(str::as_bytes),
+        };
+        // The origin's answer (also when the visitor got a 502 for its status).
+        let response_facts = ResponseFacts {
+            status: response.status(),
+            location: location.as_deref(),
+            latency_ms: now - self.started,
+        };
+        let mut hits = Vec::new();
+        classifier.classify(&request_facts, &response_facts, &mut hits);
+        if hits.is_empty() {
+            return;
+        }
+        let at_secs = (now / 1000.0).floor() as i64;
+        // `CF-Connecting-IP`: hashed for unique visitors, never stored.
+        let visitor = header("cf-connecting-ip")
+            .filter(|ip| !ip.trim().is_empty())
+            .map(|ip| flush::Visitor {
+                ip,
+                user_agent: user_agent.unwrap_or_default(),
+            });
+        if let Some(work) = flush::record(&self.env, &classifier, at_secs, hits, visitor) {
+            self.ctx.wait_until(work);
+        }
+    }
+}
+
+/// Forwards `req` from a Rust future: the same [`Visit`] steps, awaited.
+/// Used when the runtime enters through worker-build's own entry instead of
+/// `entry.mjs` (e.g. the benchmark's `--compare` of an older build layout).
+pub async fn forward(mut visit: Visit) -> Result<web_sys::Response> {
+    let pending = visit.forward();
+    match JsFuture::from(pending)
         .await
         .and_then(|v| v.dyn_into::<web_sys::Response>())
     {
-        Ok(r) => r,
-        Err(_) => return bad_gateway("bpm-edge: the origin could not be reached"),
-    };
-
-    let status = response.status();
-    let reply = if status == 101 || (200..=599).contains(&status) {
-        // A second handle to the same object (not `Response.clone()`, which
-        // would tee the body).
-        Clone::clone(&response)
-    } else {
-        bad_gateway(&format!(
-            "bpm-edge: the origin answered status {status}, which cannot be passed on"
-        ))?
-    };
-
-    let Some(classifier) = counting else {
-        return Ok(reply);
-    };
-    let now = js_sys::Date::now();
-    let header = |name: &str| headers.get(name).ok().flatten();
-    let referer = header("referer");
-    let user_agent = header("user-agent");
-    let location = response.headers().get("location").ok().flatten();
-    let request_facts = RequestFacts {
-        method: &method,
-        target: target.as_bytes(),
-        host,
-        referer: referer.as_deref().map(str::as_bytes),
-        user_agent: user_agent.as_deref().map(str::as_bytes),
-    };
-    // The origin's answer (also when the visitor got a 502 for its status).
-    let response_facts = ResponseFacts {
-        status,
-        location: location.as_deref(),
-        latency_ms: now - started,
-    };
-    let mut hits = Vec::new();
-    classifier.classify(&request_facts, &response_facts, &mut hits);
-    if hits.is_empty() {
-        return Ok(reply);
+        Ok(response) => visit.answer(response),
+        Err(_) => visit.unreachable(),
     }
-    let at_secs = (now / 1000.0).floor() as i64;
-    // `CF-Connecting-IP`: hashed for unique visitors, never stored.
-    let visitor = header("cf-connecting-ip")
-        .filter(|ip| !ip.trim().is_empty())
-        .map(|ip| flush::Visitor {
-            ip,
-            user_agent: user_agent.unwrap_or_default(),
-        });
-    if let Some(work) = flush::record(env, &classifier, at_secs, hits, visitor) {
-        ctx.wait_until(work);
-    }
-    Ok(reply)
 }
 
 /// The headers to forward: the visitor's, less bpm-edge's own session
