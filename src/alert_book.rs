@@ -193,6 +193,10 @@ pub struct RuleRecord {
     pub last_sent_at: Option<i64>,
     /// The latest evaluation, to explain the state.
     pub last: Option<Evaluation>,
+    /// Where the current episode's drop happened, as its latest firing
+    /// notification said; `None` outside a notified episode.
+    #[serde(default)]
+    pub explanation: Option<crate::explain::Explanation>,
 }
 
 impl RuleRecord {
@@ -207,6 +211,7 @@ impl RuleRecord {
             suppression_noted: false,
             last_sent_at: None,
             last: None,
+            explanation: None,
         }
     }
 
@@ -392,6 +397,14 @@ impl AlertBook {
         self.records.values()
     }
 
+    /// Keeps where `rule`'s drop happened, as a firing notification says
+    /// it, for the dashboard until the episode ends.
+    pub fn explained(&mut self, rule: &str, explanation: Option<crate::explain::Explanation>) {
+        if let Some(rec) = self.records.get_mut(rule) {
+            rec.explanation = explanation;
+        }
+    }
+
     pub fn record(&self, rule: &str) -> Option<&RuleRecord> {
         self.records.get(rule)
     }
@@ -540,11 +553,13 @@ impl AlertBook {
                     rec.firing_sent = false;
                     rec.held_since = None;
                     rec.suppression_noted = false;
+                    rec.explanation = None;
                 }
                 _ => {
                     rec.firing_sent = false;
                     rec.held_since = None;
                     rec.suppression_noted = false;
+                    rec.explanation = None;
                 }
             }
             let Some((status, repeat)) = send else {
@@ -740,6 +755,7 @@ fn build_event(
         dashboard_url: format!("{}#/metric/{}", config.dashboard_url(), rule.metric),
         other_bpms,
         health: None,
+        explanation: None,
     }
 }
 

@@ -115,4 +115,8 @@ pub struct AlertEvent {
     pub dashboard_url: String,
     pub other_bpms: Vec<OtherBpm>,
     pub health: Option<HealthChange>,
+    /// Where a firing drop happened (see `explain`); `None` when nothing
+    /// stands out or for a resolution.
+    #[serde(default)]
+    pub explanation: Option<crate::explain::Explanation>,
 }

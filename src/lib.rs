@@ -19,6 +19,7 @@ pub mod config;
 pub mod counter_store;
 pub mod detector;
 pub mod event;
+pub mod explain;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod fleet;
 pub mod flush_queue;

@@ -159,6 +159,9 @@ pub struct RuleStatus {
     pub since: Option<String>,
     pub fired_at: Option<String>,
     pub explanation: String,
+    /// Where the firing drop happened, as its notification said (see
+    /// `explain`); `None` outside a notified episode.
+    pub drop_explanation: Option<crate::explain::Explanation>,
     pub silences: Vec<ActiveSilence>,
 }
 
@@ -389,6 +392,7 @@ pub fn build(
                         since: rec.map(|r| format_time(r.alert.since)),
                         fired_at: rec.and_then(|r| r.alert.fired_at).map(format_time),
                         explanation: explain(rec),
+                        drop_explanation: rec.and_then(|r| r.explanation.clone()),
                         silences: covering,
                     }
                 })
@@ -603,6 +607,10 @@ mod tests {
             suppression_noted: false,
             last_sent_at: None,
             last: Some(eval),
+            explanation: Some(crate::explain::Explanation {
+                text: "source google \u{2212}92% (\u{2212}1,840), all other sources normal".into(),
+                findings: Vec::new(),
+            }),
         };
         let silence = Silence {
             id: "sil_1".into(),
@@ -624,6 +632,10 @@ mod tests {
         assert!(a.explanation.contains("0 observed vs"), "{}", a.explanation);
         assert!(a.explanation.contains("−100%"), "{}", a.explanation);
         assert!(a.explanation.contains("a drop"), "{}", a.explanation);
+        assert_eq!(
+            a.drop_explanation.as_ref().map(|x| x.text.as_str()),
+            Some("source google \u{2212}92% (\u{2212}1,840), all other sources normal")
+        );
         assert_eq!(a.silences[0].author, "on-call");
         assert_eq!(logins.window.ratio, Some(0.0));
     }

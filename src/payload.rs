@@ -16,6 +16,7 @@
 //! PagerDuty: summary 1024) are enforced here, counted in characters.
 
 use crate::event::{AlertEvent, EventStatus, HealthChange, OtherBpm, Severity};
+use crate::explain::Explanation;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -129,6 +130,13 @@ pub fn summary(e: &AlertEvent) -> String {
             s
         }
     }
+}
+
+/// The explanation of a firing event, when it names anything.
+fn explanation(e: &AlertEvent) -> Option<&Explanation> {
+    e.explanation
+        .as_ref()
+        .filter(|x| e.status == EventStatus::Firing && !x.is_empty() && !x.text.is_empty())
 }
 
 /// A window length as configured: whole hours as "1h", "24h", else whole
@@ -362,6 +370,7 @@ struct JsonEvent<'a> {
     dashboard_url: &'a str,
     other_bpms: Vec<OtherBpm>,
     health: Option<HealthChange>,
+    explanation: Option<&'a Explanation>,
 }
 
 impl<'a> JsonEvent<'a> {
@@ -398,6 +407,7 @@ impl<'a> JsonEvent<'a> {
             dashboard_url: &e.dashboard_url,
             other_bpms: rounded_others(&e.other_bpms),
             health: e.health.as_ref().map(rounded_health),
+            explanation: explanation(e),
         }
     }
 }
@@ -445,6 +455,7 @@ struct PdDetails<'a> {
     owner: &'a str,
     other_bpms: Vec<OtherBpm>,
     health: Option<HealthChange>,
+    explanation: Option<&'a Explanation>,
 }
 
 #[derive(Serialize)]
@@ -476,7 +487,13 @@ impl<'a> PdTrigger<'a> {
             event_action: "trigger",
             dedup_key: &e.fingerprint,
             payload: PdPayload {
-                summary: truncate_chars(&format!("{} on {}", summary(e), e.site), PD_SUMMARY_MAX),
+                summary: truncate_chars(
+                    &match explanation(e) {
+                        Some(x) => format!("{} on {}: {}", summary(e), e.site, x.text),
+                        None => format!("{} on {}", summary(e), e.site),
+                    },
+                    PD_SUMMARY_MAX,
+                ),
                 // PagerDuty requires a non-empty source.
                 source: if e.site.is_empty() {
                     "bpm-edge"
@@ -500,6 +517,7 @@ impl<'a> PdTrigger<'a> {
                     owner: &e.metric.owner,
                     other_bpms: rounded_others(&e.other_bpms),
                     health: e.health.as_ref().map(rounded_health),
+                    explanation: explanation(e),
                 },
             },
             links,
@@ -722,6 +740,9 @@ fn slack_section(e: &AlertEvent) -> String {
             ));
         }
     }
+    if let Some(x) = explanation(e) {
+        lines.push(format!("Where: {}", slack_escape(&x.text)));
+    }
     if let Some(h) = e.health.as_ref().and_then(health_line) {
         lines.push(h);
     }
@@ -917,6 +938,11 @@ impl<'a> AmAlert<'a> {
         put(&mut annotations, "expected", num_string(e.expected, 3));
         put(&mut annotations, "drop_pct", num_string(e.drop_pct, 1));
         put(&mut annotations, "window", window_label(e.window));
+        put(
+            &mut annotations,
+            "explanation",
+            explanation(e).map(|x| x.text.clone()).unwrap_or_default(),
+        );
         // bpm-edge's own key (the json event's `fingerprint`, PagerDuty's
         // `dedup_key`), which Alertmanager's label hash is not.
         put(&mut annotations, "bpm_fingerprint", e.fingerprint.clone());
@@ -971,6 +997,7 @@ impl<'a> AmMessage<'a> {
 mod tests {
     use super::*;
     use crate::event::{MetricInfo, StatusShare};
+    use crate::explain::Finding;
     use serde_json::Value;
 
     /// 2026-11-24T10:15:00Z
@@ -1041,6 +1068,18 @@ mod tests {
                 ],
                 p95_ms_now: Some(840.25),
                 p95_ms_before: Some(210.0),
+            }),
+            explanation: Some(Explanation {
+                text: "source google \u{2212}92% (\u{2212}1,840), all other sources normal"
+                    .to_string(),
+                findings: vec![Finding::Lost {
+                    dimension: "source".to_string(),
+                    value: "google".to_string(),
+                    observed: 160.0,
+                    expected: 2_000.0,
+                    change: -1_840.0,
+                    change_pct: -92.0,
+                }],
             }),
         }
     }
@@ -1151,6 +1190,41 @@ mod tests {
     }
 
     #[test]
+    fn every_format_says_where_a_firing_drop_happened() {
+        let firing = [event("evt_1", EventStatus::Firing)];
+        let text = "source google \u{2212}92% (\u{2212}1,840), all other sources normal";
+        for f in WebhookFormat::ALL {
+            let rendered: Vec<String> = render(&dest(f), &firing)
+                .into_iter()
+                .map(|m| m.body)
+                .collect();
+            assert!(
+                rendered.iter().any(|b| {
+                    let v: Value = serde_json::from_str(b).unwrap_or(Value::Null);
+                    // The text as JSON encodes it, in any string of the body.
+                    contains_string(&v, text)
+                }),
+                "{f:?}: {rendered:?}"
+            );
+        }
+        let resolved = [event("evt_2", EventStatus::Resolved)];
+        for f in WebhookFormat::ALL {
+            for m in render(&dest(f), &resolved) {
+                assert!(!m.body.contains("google"), "{f:?}: {}", m.body);
+            }
+        }
+    }
+
+    fn contains_string(v: &Value, needle: &str) -> bool {
+        match v {
+            Value::String(s) => s.contains(needle),
+            Value::Array(a) => a.iter().any(|x| contains_string(x, needle)),
+            Value::Object(o) => o.values().any(|x| contains_string(x, needle)),
+            _ => false,
+        }
+    }
+
+    #[test]
     fn empty_events_render_nothing() {
         for f in WebhookFormat::ALL {
             assert!(render(&dest(f), &[]).is_empty(), "{f:?}");
@@ -1175,6 +1249,7 @@ mod tests {
                 "drop_pct",
                 "duration_seconds",
                 "expected",
+                "explanation",
                 "fingerprint",
                 "health",
                 "id",
@@ -1203,6 +1278,15 @@ mod tests {
         assert_eq!(v["type"], "bpm.alert.firing");
         assert_eq!(v["version"], 1);
         assert_eq!(v["id"], "evt_1");
+        assert_eq!(
+            v["explanation"]["text"],
+            "source google \u{2212}92% (\u{2212}1,840), all other sources normal"
+        );
+        assert_eq!(v["explanation"]["findings"][0]["kind"], "lost");
+        assert_eq!(v["explanation"]["findings"][0]["value"], "google");
+        assert_eq!(v["explanation"]["findings"][0]["change"], -1840.0);
+        // A resolution explains nothing.
+        assert!(all[1].1["explanation"].is_null());
         assert_eq!(v["sequence"], 1);
         assert_eq!(v["fingerprint"], "0123456789abcdef");
         assert_eq!(v["incident"], "inc_1");

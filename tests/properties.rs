@@ -2172,6 +2172,7 @@ mod payload {
                     dashboard_url,
                     other_bpms,
                     health,
+                    explanation: None,
                 },
             )
         };

@@ -258,6 +258,10 @@ impl SiteAlerts {
         for n in notices.iter_mut() {
             if n.event.status == crate::event::EventStatus::Firing {
                 n.event.health = self.health(config, &n.event).await;
+                n.event.explanation = self.explanation(config, &n.event).await;
+                if let Some(book) = self.book.borrow_mut().as_mut() {
+                    book.explained(&n.event.rule, n.event.explanation.clone());
+                }
             }
         }
         // The outbox runs on real time even when a tick is driven at another
@@ -435,6 +439,40 @@ impl SiteAlerts {
         let now_rows = read(e.at).await.ok()?;
         let before_rows = read(config.time.days_before(e.at, 7)).await.ok()?;
         Some(health_change(&now_rows, &before_rows))
+    }
+
+    /// Where the event's drop happened: its metric's dimensions in its
+    /// window against the same window on each of the previous days (see
+    /// `explain`), read concurrently. `None` when a read fails or nothing
+    /// stands out.
+    async fn explanation(
+        &self,
+        config: &Config,
+        e: &AlertEvent,
+    ) -> Option<crate::explain::Explanation> {
+        let (metric, dims) = crate::explain::dimensions_of(config, &e.metric.name)?;
+        let read = |to: i64| {
+            let q = ShardQuery {
+                step: Resolution::Minute,
+                from: to - e.window,
+                to,
+                metrics: vec![metric.clone()],
+                dims: dims.iter().map(|(d, _)| d.clone()).collect(),
+            };
+            async move { shards::read_rows(&self.env, config, &q).await }
+        };
+        let ends = crate::explain::reference_ends(e.at, &config.time);
+        let (now, before) = futures_util::future::join(
+            read(e.at),
+            futures_util::future::join_all(ends.into_iter().map(read)),
+        )
+        .await;
+        let before: Vec<_> = before
+            .into_iter()
+            .collect::<std::result::Result<_, _>>()
+            .ok()?;
+        let counts = crate::explain::dimension_counts(&metric, &dims, &now.ok()?, &before);
+        Some(crate::explain::explain(&counts)).filter(|x| !x.is_empty())
     }
 
     /// Renders each receiver's messages and writes them to the outbox, as
@@ -764,6 +802,7 @@ impl SiteAlerts {
                     "labels": rule.labels,
                     "runbook": rule.runbook,
                     "evaluation": rec.and_then(|r| r.last.as_ref()),
+                    "explanation": rec.and_then(|r| r.explanation.as_ref()),
                 })
             })
             .collect();

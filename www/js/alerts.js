@@ -1,5 +1,6 @@
 // alerts.js — an alert as the on-call person reads it (rule, severity,
-// state, since when, the detector's explanation, who muted it until when),
+// state, since when, the detector's explanation, where a firing drop
+// happened, who muted it until when),
 // the mute form that creates a silence through POST /api/silences, and the
 // notice of a webhook receiver a 410 disabled, with its Re-enable button
 // (POST /api/receivers/NAME/enable).
@@ -35,6 +36,10 @@ export function alertList(alerts, { onMute, onUnmuted, brief = false }) {
     );
     const quiet = brief && (a.state === 'ok' || a.state === 'learning') && !a.silenced;
     if (a.explanation && !quiet) box.append(f.el('p', { class: 'explanation', text: a.explanation }));
+    // Where a firing drop happened (the dimension values that lost most).
+    if (a.drop_explanation?.text && a.state === 'firing') {
+      box.append(f.el('p', { class: 'where' }, f.el('strong', { text: 'Where: ' }), a.drop_explanation.text));
+    }
     for (const s of a.silences ?? []) {
       const unmute = f.el('button', { type: 'button', class: 'quiet unmute', text: 'Unmute' });
       unmute.addEventListener('click', async () => {
