@@ -194,7 +194,7 @@ pub fn explain(dimensions: &[DimensionCounts]) -> Explanation {
         for v in &loss.named {
             named.push(format!(
                 "{} {} ({})",
-                v.value,
+                shown(&v.value),
                 signed_pct(v.observed, v.expected),
                 signed_count(v.observed - v.expected)
             ));
@@ -229,7 +229,7 @@ pub fn explain(dimensions: &[DimensionCounts]) -> Explanation {
             parts.push(format!(
                 "{} {} up from {} to {}",
                 label(&d.dimension),
-                rise.value,
+                shown(&rise.value),
                 share_pct(rise.baseline_share),
                 share_pct(rise.share)
             ));
@@ -388,6 +388,24 @@ fn share_rises(d: &DimensionCounts) -> Vec<ShareRise> {
             .then_with(|| a.value.cmp(&b.value))
     });
     rises
+}
+
+/// Longest value shown in the text, in characters.
+pub const MAX_SHOWN_CHARS: usize = 80;
+
+/// A value as the one-line text shows it: control characters (a landing
+/// path or campaign may carry any) as `\u{fffd}`, cut to
+/// [`MAX_SHOWN_CHARS`] with `…`. The findings keep the value as it is.
+fn shown(value: &str) -> String {
+    let mut out: String = value
+        .chars()
+        .take(MAX_SHOWN_CHARS)
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .collect();
+    if value.chars().nth(MAX_SHOWN_CHARS).is_some() {
+        out.push('…');
+    }
+    out
 }
 
 /// How a dimension is named in the text.
@@ -667,6 +685,15 @@ mod tests {
 
     fn counts_of(pairs: &[(&str, f64)]) -> BTreeMap<String, f64> {
         counts(pairs)
+    }
+
+    #[test]
+    fn regression_a_value_with_a_newline_kept_the_text_on_one_line() {
+        let d = parts("landing", &[], &[&[("/a\nb", 50.0)]]);
+        let e = explain(&[d]);
+        assert_eq!(e.text, "landing page /a\u{fffd}b \u{2212}100% (\u{2212}50)");
+        let long = "x".repeat(200);
+        assert_eq!(shown(&long).chars().count(), MAX_SHOWN_CHARS + 1);
     }
 
     #[test]

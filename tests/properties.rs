@@ -9,7 +9,8 @@
 //! (`parse_toml`), `backfill` (the CSV import), `accesslog` (log lines and
 //! replay), `payload` (the four webhook formats), `auth` (session cookies
 //! and bearer tokens), `access` (Cloudflare Access assertions), `sketch`
-//! (the visitor sketch) and `bucket_counts` (a stored bucket).
+//! (the visitor sketch), `bucket_counts` (a stored bucket) and `explain`
+//! (where a drop happened).
 //!
 //! Each property runs a few dozen to a few hundred cases by default so the
 //! whole file stays well under 30 s in a debug `cargo test`; a long run sets
@@ -3013,6 +3014,79 @@ mod bucket_counts {
                 twice.merge(&a);
                 prop_assert_eq!(BucketCounts::decode(&doubled), Ok(twice));
             }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// explain: where a drop happened
+
+mod explain {
+    use super::*;
+    use bpm_edge::explain::{explain, DimensionCounts, DimensionRole, Finding};
+    use std::collections::BTreeMap;
+
+    fn counts() -> impl Strategy<Value = BTreeMap<String, f64>> {
+        proptest::collection::btree_map(
+            prop_oneof![
+                select(vec![
+                    "google", "direct", "bing", "other", "2xx", "4xx", "5xx"
+                ])
+                .prop_map(String::from),
+                super::piece()
+            ],
+            prop_oneof![0u32..5_000, Just(0u32)].prop_map(f64::from),
+            0..6,
+        )
+    }
+
+    fn dimension() -> impl Strategy<Value = DimensionCounts> {
+        (
+            select(vec!["source", "utm_campaign", "landing", "status"]),
+            counts(),
+            vec(counts(), 0..8),
+        )
+            .prop_map(|(dim, now, before)| DimensionCounts {
+                dimension: dim.to_string(),
+                role: if dim == "status" {
+                    DimensionRole::Status
+                } else {
+                    DimensionRole::Parts
+                },
+                now,
+                before,
+            })
+    }
+
+    proptest! {
+        #![proptest_config(cases(300))]
+
+        /// Only values that lost are named, each at most once per
+        /// dimension, never more than the limits allow; the text is empty
+        /// exactly when nothing is named, and is one line.
+        #[test]
+        fn names_only_losers_within_the_limits(dims in vec(dimension(), 0..5)) {
+            let e = explain(&dims);
+            prop_assert_eq!(e.text.is_empty(), e.findings.is_empty());
+            prop_assert!(!e.text.contains('\n'));
+            let mut seen = std::collections::BTreeSet::new();
+            let mut lost_dims = std::collections::BTreeSet::new();
+            for f in &e.findings {
+                match f {
+                    Finding::Lost { dimension, value, observed, expected, change, .. } => {
+                        prop_assert!(observed < expected, "{f:?}");
+                        prop_assert!(*change <= -bpm_edge::explain::MIN_VALUE_LOSS + 0.01, "{f:?}");
+                        prop_assert!(*observed <= bpm_edge::explain::MAX_KEPT * expected + 1e-9, "{f:?}");
+                        prop_assert!(seen.insert((dimension.clone(), value.clone())) || dims.iter().filter(|d| &d.dimension == dimension).count() > 1);
+                        lost_dims.insert(dimension.clone());
+                    }
+                    Finding::ShareRose { share, baseline_share, value, .. } => {
+                        prop_assert!(*share >= baseline_share + bpm_edge::explain::MIN_SHARE_RISE - 1e-4, "{f:?}");
+                        prop_assert!(value.starts_with('4') || value.starts_with('5'));
+                    }
+                }
+            }
+            prop_assert!(lost_dims.len() <= bpm_edge::explain::MAX_LOSS_DIMENSIONS);
         }
     }
 }
