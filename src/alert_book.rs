@@ -249,10 +249,12 @@ pub struct Notice {
     pub receivers: Vec<String>,
 }
 
-/// The 5-minute bucket series of the metrics the rules need.
+/// The 5-minute bucket series of the metrics the rules need, and the
+/// recent minute series the fast path judges (none: no fast path).
 #[derive(Debug, Clone, Default)]
 pub struct SeriesSet {
     pub series: BTreeMap<String, CountSeries>,
+    pub minutes: BTreeMap<String, CountSeries>,
 }
 
 /// A stable id per (site, rule, metric): 16 hex digits of a SHA-256.
@@ -280,6 +282,7 @@ pub fn detector_params(rule: &AlertRule) -> DetectorParams {
         z_alpha: rule.z_alpha,
         min_expected: rule.min_expected,
         weeks: rule.weeks,
+        ..DetectorParams::critical()
     }
 }
 
@@ -410,7 +413,9 @@ impl AlertBook {
     }
 
     /// Judges every rule on the buckets ending at `at` and steps its
-    /// lifecycle. Call once per new complete bucket, in time order.
+    /// lifecycle. Call at each instant [`crate::ticks::evaluation_instants`]
+    /// gives, in time order: a bucket end judges every window, another
+    /// minute only the fast windows of counted metrics.
     pub fn evaluate(
         &mut self,
         config: &Config,
@@ -428,7 +433,11 @@ impl AlertBook {
                 continue;
             };
             let series = |name: &str| data.series.get(name).unwrap_or(&empty);
+            let on_bucket = at.rem_euclid(crate::rules::BUCKET_SECS) == 0;
             let eval = match config.metric(&rule.metric).map(|m| &m.kind) {
+                // Ratios have no fast path: a total outage is the
+                // denominator's alert.
+                Some(MetricKind::Ratio(_)) if !on_bucket => continue,
                 Some(MetricKind::Ratio(r)) => det.evaluate_ratio(
                     series(&r.numerator),
                     series(&r.denominator),
@@ -436,7 +445,12 @@ impl AlertBook {
                     at,
                     clock,
                 ),
-                _ => det.evaluate(series(&rule.metric), at, clock),
+                _ => det.evaluate_at(
+                    series(&rule.metric),
+                    data.minutes.get(&rule.metric),
+                    at,
+                    clock,
+                ),
             };
             if let Some(t) = step(&mut rec.alert, &eval, &lifecycle_params(rule)) {
                 let window = match t.to {
@@ -456,7 +470,17 @@ impl AlertBook {
                     silence: None,
                 });
             }
-            rec.last = Some(eval);
+            // `last` keeps the latest verdict of every window: a fast-only
+            // evaluation replaces the fast windows of the last full one.
+            match rec.last.as_mut() {
+                Some(last) if eval.fast_only => {
+                    last.windows.retain(|w| !w.fast);
+                    last.windows.extend(eval.windows);
+                    last.at = eval.at;
+                    last.drop = last.windows.iter().any(|w| w.holds);
+                }
+                _ => rec.last = Some(eval),
+            }
         }
         history
     }

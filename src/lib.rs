@@ -39,7 +39,10 @@ pub mod signing;
 pub mod sitetime;
 pub mod sketch;
 pub mod store;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod synthetic;
 pub mod tally;
+pub mod ticks;
 pub mod uniques;
 pub mod visitors;
 

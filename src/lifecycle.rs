@@ -8,6 +8,11 @@
 //! cannot re-open for `reopen_hold_off` seconds, nor on a window that reaches
 //! back before its resolution (the same outage). Silences and inhibition do
 //! not change states; they only decide whether a transition is notified.
+//!
+//! A fast-only evaluation (the fast-path windows, between two regular
+//! ones) may start a pending drop or confirm one, but never leaves
+//! `learning`, never cancels a pending drop and never counts towards (or
+//! against) a recovery: those stay on the regular evaluations.
 
 use crate::detector::Evaluation;
 use serde::{Deserialize, Serialize};
@@ -115,7 +120,7 @@ pub fn step(state: &mut AlertState, eval: &Evaluation, p: &LifecycleParams) -> O
         // Leaving `learning` straight into a drop starts the pending count:
         // an outage at the first judged bucket is not an extra evaluation late.
         State::Learning => {
-            if eval.learning {
+            if eval.learning || eval.fast_only {
                 None
             } else if drop {
                 state.streak = 1;
@@ -150,11 +155,15 @@ pub fn step(state: &mut AlertState, eval: &Evaluation, p: &LifecycleParams) -> O
             if drop {
                 state.streak += 1;
                 (state.streak >= p.for_evaluations).then_some(State::Firing)
+            } else if eval.fast_only {
+                None
             } else {
                 state.streak = 0;
                 Some(State::Ok)
             }
         }
+        // Recovery is judged on the regular windows only.
+        State::Firing if eval.fast_only => None,
         State::Firing => {
             if let Some(r) = headline_ratio {
                 state.lowest_ratio = Some(state.lowest_ratio.map_or(r, |l| l.min(r)));
@@ -217,7 +226,9 @@ mod tests {
                 large_drop: drop,
                 unlikely: drop,
                 holds: drop,
+                fast: false,
             }],
+            fast_only: false,
         }
     }
 
@@ -227,6 +238,7 @@ mod tests {
             learning: true,
             drop: false,
             windows: vec![],
+            fast_only: false,
         }
     }
 
@@ -347,5 +359,48 @@ mod tests {
         };
         let (_, t) = run(&[eval(60, false, 1.0), eval(120, true, 0.1)], &p);
         assert_eq!(t.last(), Some(&(120, State::Firing)));
+    }
+
+    #[test]
+    fn fast_only_evaluations_start_and_confirm_but_never_cancel_or_resolve() {
+        let p = LifecycleParams::default();
+        let fast = |at: i64, drop: bool| Evaluation {
+            fast_only: true,
+            ..eval(at, drop, if drop { 0.0 } else { 1.0 })
+        };
+        // A fast-only evaluation does not end learning.
+        let (s, _) = run(&[learning(0), fast(60, true)], &p);
+        assert_eq!(s.state, State::Learning);
+        // Two fast drops a minute apart fire.
+        let (_, t) = run(
+            &[eval(300, false, 1.0), fast(360, true), fast(420, true)],
+            &p,
+        );
+        assert_eq!(
+            t,
+            vec![
+                (300, State::Ok),
+                (360, State::Pending),
+                (420, State::Firing)
+            ]
+        );
+        // A quiet fast-only minute keeps a regular pending drop pending.
+        let (s, t) = run(&[eval(300, true, 0.5), fast(360, false)], &p);
+        assert_eq!(s.state, State::Pending);
+        assert_eq!(t, vec![(300, State::Pending)]);
+        // While firing, fast-only minutes count neither for nor against recovery.
+        let (s, t) = run(
+            &[
+                eval(300, true, 0.0),
+                eval(600, true, 0.0),
+                eval(900, false, 0.9),
+                fast(960, false),
+                fast(1020, true),
+                eval(1200, false, 0.9),
+            ],
+            &p,
+        );
+        assert_eq!(s.state, State::Resolved);
+        assert_eq!(t.last(), Some(&(1200, State::Resolved)));
     }
 }

@@ -1,6 +1,7 @@
 //! `SiteAlerts`, the Durable Object that keeps a site's alerts: it refreshes
-//! the detector's 5-minute series from the counter shards, runs the
-//! [`AlertBook`] on every tick of the cron trigger, stores states, history
+//! the detector's 5-minute series (stored) and the last minutes (in memory,
+//! for the fast path) from the counter shards, runs the [`AlertBook`] at the
+//! instants `ticks` plans on every tick of the cron trigger, stores states, history
 //! and silences, and delivers the webhook outbox from its alarm.
 //!
 //! Invariants: a notification is written to the outbox (with its final
@@ -26,6 +27,10 @@ use crate::rules::{WebhookFormat, BUCKET_SECS};
 use crate::series::ShardQuery;
 use crate::signing::SigningKey;
 use crate::tally::Resolution;
+use crate::ticks::{
+    add_minutes, bucket_rows, evaluation_instants, last_complete_bucket, last_complete_minute,
+    refresh_range,
+};
 use futures_util::future::{select, Either};
 use serde::Deserialize;
 use serde_json::json;
@@ -39,19 +44,6 @@ use worker::{
 
 /// The Durable Object binding in `wrangler.toml`.
 pub const BINDING: &str = "BPM_ALERTS";
-/// A bucket is judged once it ended this long ago: an isolate sends its
-/// counts at most `flush_queue::MAX_WINDOW_MS` (20 s) after they happened,
-/// with `SEND_BUDGET_MS` (8 s) for retries. With a tick a minute, any value
-/// under 60 s judges a bucket at the same tick.
-const COMPLETE_AFTER_SECS: i64 = 45;
-
-/// End of the last 5-minute bucket complete at `now`.
-fn last_complete_bucket(now: i64) -> i64 {
-    (now - COMPLETE_AFTER_SECS).div_euclid(BUCKET_SECS) * BUCKET_SECS
-}
-/// Each tick re-reads this much recent history from the counter shards, so
-/// counts that arrive late still reach the detector.
-const REFRESH_SECS: i64 = 2 * 3600;
 /// Prune old series and settled messages at most this often.
 const PRUNE_EVERY_SECS: i64 = 3600;
 
@@ -85,6 +77,9 @@ pub struct SiteAlerts {
     store: std::result::Result<AlertStore<DurableSql>, String>,
     /// The stored series, mirrored in memory: `(metric, t) → n`.
     series: RefCell<Option<BTreeMap<(String, i64), i64>>>,
+    /// The last complete minutes per metric (`ticks::bucket_rows`), re-read
+    /// on every tick; never stored.
+    minutes: RefCell<BTreeMap<String, BTreeMap<i64, i64>>>,
     book: RefCell<Option<AlertBook>>,
 }
 
@@ -99,6 +94,7 @@ impl DurableObject for SiteAlerts {
             env,
             store,
             series: RefCell::new(None),
+            minutes: RefCell::new(BTreeMap::new()),
             book: RefCell::new(None),
         }
     }
@@ -247,7 +243,8 @@ impl SiteAlerts {
     ) -> std::result::Result<serde_json::Value, (u16, String)> {
         let at = last_complete_bucket(now);
         let metrics = counted_metrics(config);
-        self.refresh(store, config, &metrics, at).await?;
+        self.refresh(store, config, &metrics, last_complete_minute(now))
+            .await?;
         let Judged {
             mut notices,
             group,
@@ -308,7 +305,8 @@ impl SiteAlerts {
             .map_err(internal)?
             .and_then(|v| v.parse().ok());
         let mut history: Vec<HistoryEntry> = Vec::new();
-        let evaluated = last_at.is_none_or(|l| at > l);
+        let instants = evaluation_instants(last_at, now);
+        let evaluated = !instants.is_empty();
         let mut book_slot = self.book.borrow_mut();
         if book_slot.is_none() {
             *book_slot = Some(AlertBook::new(
@@ -320,11 +318,13 @@ impl SiteAlerts {
         let Some(book) = book_slot.as_mut() else {
             return Err((500, "alert book unavailable".into()));
         };
-        if evaluated {
-            let series = self.series_between(metrics, at - SERIES_RETENTION_SECS, at);
-            history.extend(book.evaluate(config, &series, at, &config.time));
+        for &t in &instants {
+            let bucket = t.div_euclid(BUCKET_SECS) * BUCKET_SECS;
+            let mut series = self.series_between(metrics, bucket - SERIES_RETENTION_SECS, bucket);
+            add_minutes(&mut series, &self.minutes.borrow(), t);
+            history.extend(book.evaluate(config, &series, t, &config.time));
             store
-                .set_meta("last_at", &at.to_string())
+                .set_meta("last_at", &t.to_string())
                 .map_err(internal)?;
         }
         let eval_ms = worker::js_sys::Date::now() - started;
@@ -341,18 +341,19 @@ impl SiteAlerts {
         })
     }
 
-    /// Re-reads recent minute counts from the counter shards into the
-    /// 5-minute series (all retained minutes on the first tick).
+    /// Re-reads recent minute counts from the counter shards, up to the
+    /// last complete `minute`, into the 5-minute series (all retained
+    /// minutes on the first tick) and the fast path's minutes.
     async fn refresh(
         &self,
         store: &AlertStore<DurableSql>,
         config: &Config,
         metrics: &[String],
-        at: i64,
+        minute: i64,
     ) -> std::result::Result<(), (u16, String)> {
         if self.series.borrow().is_none() {
             let loaded = store
-                .load_series(at - SERIES_RETENTION_SECS)
+                .load_series(minute - SERIES_RETENTION_SECS)
                 .map_err(internal)?;
             *self.series.borrow_mut() = Some(loaded);
         }
@@ -363,15 +364,7 @@ impl SiteAlerts {
             .meta("refreshed_to")
             .map_err(internal)?
             .and_then(|v| v.parse().ok());
-        let minutes_kept = i64::from(config.storage.minute_retention_days) * 86_400;
-        let from = match refreshed_to {
-            Some(r) => r.min(at) - REFRESH_SECS,
-            None => at - minutes_kept + 86_400,
-        }
-        .max(at - minutes_kept + 86_400)
-        .div_euclid(BUCKET_SECS)
-            * BUCKET_SECS;
-        let to = at + BUCKET_SECS;
+        let (from, to) = refresh_range(refreshed_to, minute, config.storage.minute_retention_days);
         let query = ShardQuery {
             step: Resolution::Minute,
             from,
@@ -382,21 +375,17 @@ impl SiteAlerts {
         let rows = shards::read_rows(&self.env, config, &query)
             .await
             .map_err(|e| (503, e))?;
-        let mut per_metric: BTreeMap<&str, BTreeMap<i64, i64>> = metrics
-            .iter()
-            .map(|m| (m.as_str(), BTreeMap::new()))
-            .collect();
-        for r in &rows {
-            if let Some(m) = per_metric.get_mut(r.metric()) {
-                let t = r.t().div_euclid(BUCKET_SECS) * BUCKET_SECS;
-                *m.entry(t).or_insert(0) += i64::try_from(r.n()).unwrap_or(i64::MAX);
-            }
-        }
+        let bucketed = bucket_rows(
+            rows.iter()
+                .map(|r| (r.metric(), r.t(), i64::try_from(r.n()).unwrap_or(i64::MAX))),
+            metrics,
+            minute,
+        );
         // Only complete buckets are stored; the one in progress is re-read
         // on the next tick.
-        let complete_to = at;
+        let complete_to = minute.div_euclid(BUCKET_SECS) * BUCKET_SECS;
         let mut cache = self.series.borrow_mut();
-        for (metric, counts) in &per_metric {
+        for (metric, counts) in &bucketed.buckets {
             store
                 .replace_series(metric, from, complete_to, counts)
                 .map_err(internal)?;
@@ -413,6 +402,7 @@ impl SiteAlerts {
                 }
             }
         }
+        *self.minutes.borrow_mut() = bucketed.minutes;
         store
             .set_meta("refreshed_to", &complete_to.to_string())
             .map_err(internal)?;
@@ -726,7 +716,8 @@ impl SiteAlerts {
             .map_err(internal)?
             .and_then(|v| v.parse().ok());
         if refreshed_to.is_none_or(|r| r < at) || self.series.borrow().is_none() {
-            self.refresh(store, config, &metrics, at).await?;
+            self.refresh(store, config, &metrics, last_complete_minute(now))
+                .await?;
         }
         let records = self.records(store)?;
         let silences = store.silences().map_err(internal)?;
