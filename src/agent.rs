@@ -104,12 +104,18 @@ pub const LIST_CLIENTS: &[&str] = &[
 
 /// What one of our own markers means when found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Own {
+enum What {
+    /// An entry of the list (a bot).
+    ListBot,
+    /// An entry of the list that names an HTTP library ([`LIST_CLIENTS`]).
+    ListClient,
+    /// One of our bot markers.
     Bot,
+    /// `bot` / `Bot`: a bot unless a lower-case letter follows.
+    BotWord,
+    /// One of our client markers.
     Client,
-    /// `@` of a contact address (`help@moz.com`): a bot when a domain follows.
-    Contact,
-    /// ` readers` / ` subscribers` after a number: a feed fetcher.
+    /// ` readers` / ` subscribers` after a digit: a feed fetcher.
     Readers,
 }
 
@@ -188,15 +194,10 @@ pub fn kind_of(user_agent: Option<&[u8]>) -> AgentKind {
     if ua.iter().all(|b| b.is_ascii_whitespace()) {
         return AgentKind::Bot;
     }
-    let own = own_markers(ua);
-    if own.bot {
-        return AgentKind::Bot;
-    }
-    let listed = shipped_list().scan(ua);
-    if listed.bot {
-        return AgentKind::Bot;
-    }
-    if own.client || listed.client {
+    let found = shipped_list().scan(ua);
+    if found.bot || has_contact(ua) {
+        AgentKind::Bot
+    } else if found.client {
         AgentKind::Client
     } else {
         AgentKind::Browser
@@ -214,76 +215,11 @@ struct Found {
     client: bool,
 }
 
-struct OwnTable {
-    markers: Vec<(&'static [u8], Own)>,
-    /// For each byte, a bit set of the markers that start with it.
-    first: [u64; 256],
-}
-
-fn own_table() -> &'static OwnTable {
-    static TABLE: OnceLock<OwnTable> = OnceLock::new();
-    TABLE.get_or_init(|| {
-        let mut first = [0u64; 256];
-        let mut markers = Vec::new();
-        for (text, what) in OWN_MARKERS.iter().take(64) {
-            let what = match *what {
-                "bot" => Own::Bot,
-                "contact" => Own::Contact,
-                "readers" => Own::Readers,
-                _ => Own::Client,
-            };
-            if let Some(b) = text.as_bytes().first() {
-                if let Some(slot) = first.get_mut(usize::from(*b)) {
-                    *slot |= 1 << markers.len();
-                }
-                markers.push((text.as_bytes(), what));
-            }
-        }
-        OwnTable { markers, first }
+/// Whether an `@` of `ua` is a contact address's.
+fn has_contact(ua: &[u8]) -> bool {
+    ua.iter().enumerate().any(|(i, b)| {
+        *b == b'@' && is_contact(ua.get(..i).unwrap_or(&[]), ua.get(i + 1..).unwrap_or(&[]))
     })
-}
-
-fn own_markers(ua: &[u8]) -> Found {
-    let table = own_table();
-    let mut found = Found::default();
-    for (i, b) in ua.iter().enumerate() {
-        let mut candidates = table.first[usize::from(*b)];
-        if candidates == 0 {
-            continue;
-        }
-        let rest = ua.get(i..).unwrap_or(&[]);
-        while candidates != 0 {
-            let idx = candidates.trailing_zeros() as usize;
-            candidates &= candidates - 1;
-            let Some((text, what)) = table.markers.get(idx) else {
-                break;
-            };
-            if !rest.starts_with(text) {
-                continue;
-            }
-            let after = rest.get(text.len()..).unwrap_or(&[]);
-            let hit = match what {
-                Own::Client => {
-                    found.client = true;
-                    false
-                }
-                Own::Bot if *text == b"bot" || *text == b"Bot" => {
-                    !after.first().is_some_and(u8::is_ascii_lowercase)
-                }
-                Own::Bot => true,
-                Own::Contact => is_contact(ua.get(..i).unwrap_or(&[]), after),
-                Own::Readers => ua
-                    .get(..i)
-                    .and_then(|before| before.last())
-                    .is_some_and(u8::is_ascii_digit),
-            };
-            if hit {
-                found.bot = true;
-                return found;
-            }
-        }
-    }
-    found
 }
 
 /// `name@domain.tld`: a word before the `@`, a label, a dot and a letter after.
@@ -566,11 +502,11 @@ struct Entry {
     offset: Option<usize>,
     /// The pieces are exactly the literal (no verification needed).
     pure: bool,
-    client: bool,
+    what: What,
 }
 
 impl Entry {
-    fn new(pieces: Vec<Piece>, client: bool) -> Self {
+    fn new(pieces: Vec<Piece>, what: What) -> Self {
         // Runs of single bytes: (start, len, offset of the run from the
         // match's start when fixed).
         let mut runs: Vec<(usize, usize, Option<usize>)> = Vec::new();
@@ -616,12 +552,25 @@ impl Entry {
             literal,
             offset,
             pure,
-            client,
+            what,
         }
     }
 
     /// Whether the entry matches, given its literal occurs at `i`.
     fn verify(&self, hay: &[u8], i: usize) -> bool {
+        match self.what {
+            What::BotWord => {
+                let after = hay.get(i + self.literal.len()).copied();
+                return !after.is_some_and(|b| b.is_ascii_lowercase());
+            }
+            What::Readers => {
+                return i
+                    .checked_sub(1)
+                    .and_then(|j| hay.get(j))
+                    .is_some_and(u8::is_ascii_digit);
+            }
+            _ => {}
+        }
         if self.pure {
             return true;
         }
@@ -640,16 +589,18 @@ const BUCKETS: usize = 4096;
 const KEY: usize = 3;
 
 fn bucket(key: &[u8]) -> usize {
-    let k = key
-        .iter()
-        .take(KEY)
-        .fold(0u32, |acc, b| acc << 8 | u32::from(*b));
+    let k = match key {
+        [a, b, c, ..] => u32::from(*a) << 16 | u32::from(*b) << 8 | u32::from(*c),
+        _ => 0,
+    };
     (k.wrapping_mul(0x9E37_79B1) >> (32 - BUCKETS.trailing_zeros())) as usize
 }
 
 /// The vendored list, indexed by the first bytes of each entry's literal.
 pub struct AgentList {
     entries: Vec<Entry>,
+    /// One bit per bucket: set when it holds an entry.
+    occupied: Vec<u64>,
     /// `starts[b]..starts[b + 1]` are bucket `b`'s positions in `order`.
     starts: Vec<u32>,
     order: Vec<u32>,
@@ -663,6 +614,15 @@ pub struct AgentList {
 impl AgentList {
     /// Builds the index from the list's text (one pattern a line).
     pub fn new(text: &str) -> Self {
+        Self::build(text, false)
+    }
+
+    /// The list's text with our own markers ([`OWN_MARKERS`]), in one index.
+    pub fn with_own_markers(text: &str) -> Self {
+        Self::build(text, true)
+    }
+
+    fn build(text: &str, own: bool) -> Self {
         let mut entries = Vec::new();
         let mut rejected = Vec::new();
         let mut patterns = 0;
@@ -671,13 +631,32 @@ impl AgentList {
                 continue;
             }
             patterns += 1;
-            let client = LIST_CLIENTS.contains(&line);
+            let what = if LIST_CLIENTS.contains(&line) {
+                What::ListClient
+            } else {
+                What::ListBot
+            };
             match parse(line) {
                 Some(alts) => {
-                    entries.extend(alts.into_iter().map(|p| Entry::new(p, client)));
+                    entries.extend(alts.into_iter().map(|p| Entry::new(p, what)));
                 }
                 None => rejected.push(line.to_string()),
             }
+        }
+        for (marker, meaning) in OWN_MARKERS.iter().filter(|_| own) {
+            let what = match *meaning {
+                "bot" if *marker == "bot" || *marker == "Bot" => What::BotWord,
+                "bot" => What::Bot,
+                "readers" => What::Readers,
+                "client" => What::Client,
+                // The contact `@` is looked for apart (one byte, no index).
+                _ => continue,
+            };
+            let pieces = marker
+                .bytes()
+                .map(|b| (Atom::Set(single(b)), Rep::One))
+                .collect();
+            entries.push(Entry::new(pieces, what));
         }
         let mut buckets: Vec<Vec<u32>> = vec![Vec::new(); BUCKETS];
         let mut short = Vec::new();
@@ -692,13 +671,20 @@ impl AgentList {
         }
         let mut starts = Vec::with_capacity(BUCKETS + 1);
         let mut order = Vec::with_capacity(entries.len());
-        for b in &buckets {
+        let mut occupied = vec![0u64; BUCKETS / 64];
+        for (i, b) in buckets.iter().enumerate() {
             starts.push(order.len() as u32);
             order.extend_from_slice(b);
+            if !b.is_empty() {
+                if let Some(w) = occupied.get_mut(i / 64) {
+                    *w |= 1 << (i % 64);
+                }
+            }
         }
         starts.push(order.len() as u32);
         AgentList {
             entries,
+            occupied,
             starts,
             order,
             short,
@@ -710,7 +696,7 @@ impl AgentList {
     fn scan(&self, ua: &[u8]) -> Found {
         let mut found = Found::default();
         let note = |e: &Entry, found: &mut Found| {
-            if e.client {
+            if matches!(e.what, What::ListClient | What::Client) {
                 found.client = true;
             } else {
                 found.bot = true;
@@ -727,23 +713,25 @@ impl AgentList {
                 }
             }
         }
-        for i in 0..ua.len().saturating_sub(KEY - 1) {
-            let Some(key) = ua.get(i..i + KEY) else {
-                break;
-            };
+        for (i, key) in ua.windows(KEY).enumerate() {
             let b = bucket(key);
+            let occupied = self
+                .occupied
+                .get(b / 64)
+                .is_some_and(|w| w >> (b % 64) & 1 == 1);
+            if !occupied {
+                continue;
+            }
             let (Some(&lo), Some(&hi)) = (self.starts.get(b), self.starts.get(b + 1)) else {
                 continue;
             };
-            if lo == hi {
-                continue;
-            }
             let rest = ua.get(i..).unwrap_or(&[]);
             for &idx in self.order.get(lo as usize..hi as usize).unwrap_or(&[]) {
                 let Some(e) = self.entries.get(idx as usize) else {
                     continue;
                 };
-                if (e.client && found.client) || !rest.starts_with(&e.literal) {
+                let client = matches!(e.what, What::ListClient | What::Client);
+                if (client && found.client) || !rest.starts_with(&e.literal) {
                     continue;
                 }
                 if e.verify(ua, i) {
@@ -766,7 +754,7 @@ impl AgentList {
 /// The vendored list, built once per isolate (or process).
 pub fn shipped_list() -> &'static AgentList {
     static LIST: OnceLock<AgentList> = OnceLock::new();
-    LIST.get_or_init(|| AgentList::new(LIST_TEXT))
+    LIST.get_or_init(|| AgentList::with_own_markers(LIST_TEXT))
 }
 
 #[cfg(test)]
@@ -909,7 +897,7 @@ mod tests {
         assert!(list.rejected.is_empty(), "{:?}", list.rejected);
         assert_eq!(list.patterns, 1500);
         assert!(LIST_TEXT.starts_with(&format!("# {LIST_VERSION} ")));
-        assert!(list.short.len() <= 4, "{}", list.short.len());
+        assert!(list.short.is_empty(), "{}", list.short.len());
         // Every entry we call a client is still in the list.
         for c in LIST_CLIENTS {
             assert!(LIST_TEXT.lines().any(|l| l == *c), "{c} left the list");
