@@ -5,6 +5,10 @@
 //! The file is `bpm.toml` beside Cargo.toml, or `$BPM_CONFIG` when set.
 
 #[allow(dead_code)]
+#[path = "src/agent.rs"]
+mod agent;
+
+#[allow(dead_code)]
 #[path = "src/pattern.rs"]
 mod pattern;
 

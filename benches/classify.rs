@@ -9,9 +9,19 @@
 //! plus a synthetic mix that hits the shipped metrics. Prints a Markdown
 //! table and writes `bench-results/classify.json`.
 //!
+//! A second table times the agent classification alone (`agent::kind_of`,
+//! the vendored crawler list plus our markers) per request against the bot
+//! test it replaced (`legacy_bot.rs`), in the same run, over the same user
+//! agents.
+//!
 //! Run: `cargo bench --bench classify`
 
+#[allow(dead_code)]
+#[path = "legacy/bot.rs"]
+mod legacy_bot;
+
 use bpm_edge::accesslog::LogLine;
+use bpm_edge::agent;
 use bpm_edge::classify::{Classifier, Hit, RequestFacts, ResponseFacts};
 use bpm_edge::config::parse_toml;
 use bpm_edge::pattern::NormalizedPath;
@@ -40,6 +50,7 @@ impl Req {
                 host: "www.example.com",
                 referer: self.referer.as_deref().map(str::as_bytes),
                 user_agent: self.ua.as_deref().map(str::as_bytes),
+                cf: Default::default(),
             },
             ResponseFacts {
                 status: self.status,
@@ -203,7 +214,7 @@ fn main() {
             hits.clear();
             shipped.classify(&q, &s, &mut hits);
             tally.record(1_795_000_000, &hits);
-            if hits.iter().any(|h| !h.bot) {
+            if hits.iter().any(|h| h.counted) {
                 let ua = r.ua.as_deref().unwrap_or("");
                 let hash = visitor_hash(&salt, "demo", black_box(&r.ip), ua);
                 tally.record_visitor(1_795_000_000, &hits, hash);
@@ -219,6 +230,33 @@ fn main() {
         );
         results.push(format!(
             "{{\"input\":{name:?},\"baseline_ns\":{baseline:.1},\"shipped_ns\":{small:.1},\"rules200_ns\":{large:.1},\"shipped_with_tally_ns\":{with_tally:.1},\"shipped_with_visitors_ns\":{with_visitors:.1}}}"
+        ));
+    }
+    println!();
+    println!("| input | baseline: path normalisation | old bot test (`bot.rs`) | agent kind (list + markers) | agent kind / old bot test |");
+    println!("|---|---|---|---|---|");
+    for (name, reqs) in &inputs {
+        let baseline = measure(reqs, rounds, |r| {
+            black_box(NormalizedPath::parse(black_box(r.target.as_bytes())));
+        });
+        let old = measure(reqs, rounds, |r| {
+            black_box(legacy_bot::is_bot(black_box(
+                r.ua.as_deref().map(str::as_bytes),
+            )));
+        });
+        let new = measure(reqs, rounds, |r| {
+            black_box(agent::kind_of(black_box(
+                r.ua.as_deref().map(str::as_bytes),
+            )));
+        });
+        println!(
+            "| {name} | {baseline:.0} ns (1.0×) | {old:.0} ns ({:.1}×) | {new:.0} ns ({:.1}×) | {:.2}× |",
+            old / baseline,
+            new / baseline,
+            new / old
+        );
+        results.push(format!(
+            "{{\"input\":{name:?},\"agent_baseline_ns\":{baseline:.1},\"old_bot_test_ns\":{old:.1},\"agent_kind_ns\":{new:.1}}}"
         ));
     }
     let dir = format!("{}/bench-results", env!("CARGO_MANIFEST_DIR"));

@@ -58,6 +58,7 @@ impl<'a> LogLine<'a> {
             host,
             referer: self.referer.map(str::as_bytes),
             user_agent: self.user_agent.map(str::as_bytes),
+            cf: Default::default(),
         }
     }
 

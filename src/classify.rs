@@ -3,11 +3,14 @@
 //!
 //! The classifier is built once from the [`Config`] and is pure: the same
 //! facts always give the same hits. It looks at the request line, the
-//! `Host`, `Referer` and `User-Agent` headers, the response status and
-//! `Location`, and the latency; it keeps none of them beyond the returned
-//! dimension values, which are bounded in length (see `referral`).
+//! `Host`, `Referer` and `User-Agent` headers, Cloudflare's bot signals, the
+//! response status and `Location`, and the latency; it keeps none of them
+//! beyond the returned agent kind and dimension values, which are bounded in
+//! length (see `referral`). Each hit says whether the metric counts the
+//! request's agent kind (`count` in the config); a hit that is not counted
+//! carries no dimension values.
 
-use crate::bot;
+use crate::agent::{self, AgentKind, CfSignals};
 use crate::config::{Config, MatchRule, MetricKind, QueryCondition, ReferralDimension};
 use crate::latency;
 use crate::pattern::NormalizedPath;
@@ -23,6 +26,8 @@ pub struct RequestFacts<'a> {
     pub host: &'a str,
     pub referer: Option<&'a [u8]>,
     pub user_agent: Option<&'a [u8]>,
+    /// Cloudflare's bot signals (`request.cf`), when the zone has them.
+    pub cf: CfSignals,
 }
 
 /// What the classifier needs to know about the response.
@@ -38,8 +43,11 @@ pub struct ResponseFacts<'a> {
 pub struct Hit {
     /// Index into [`Config::metrics`].
     pub metric: usize,
-    /// Bot hits are counted apart and carry no other dimension.
-    pub bot: bool,
+    /// Who sent the request.
+    pub kind: AgentKind,
+    /// Whether the metric counts `kind`; hits it does not count are tallied
+    /// apart per kind and carry no other dimension.
+    pub counted: bool,
     /// 1..=5 (`0` for a status outside 100..=599).
     pub status_class: u8,
     pub latency_bucket: u8,
@@ -65,7 +73,9 @@ impl Classifier {
             .map(|(i, _)| i)
             .collect();
         let needs_query = config.metrics.iter().any(|m| match &m.kind {
-            MetricKind::Counted { rule, dimensions } => {
+            MetricKind::Counted {
+                rule, dimensions, ..
+            } => {
                 !rule.query.is_empty()
                     || dimensions.iter().any(|d| {
                         matches!(
@@ -78,6 +88,7 @@ impl Classifier {
             }
             MetricKind::Ratio(_) => false,
         });
+        agent::warm_up();
         Classifier {
             config,
             counted,
@@ -96,7 +107,7 @@ impl Classifier {
         };
         let query = query_of(req.target);
         let mut lazy = LazyFacts::default();
-        let is_bot = bot::is_bot(req.user_agent);
+        let kind = agent::classify(req.user_agent, req.cf);
         let status_class = if (100..=599).contains(&resp.status) {
             (resp.status / 100) as u8
         } else {
@@ -107,14 +118,20 @@ impl Classifier {
             let Some(metric) = self.config.metrics.get(idx) else {
                 continue;
             };
-            let MetricKind::Counted { rule, dimensions } = &metric.kind else {
+            let MetricKind::Counted {
+                rule,
+                dimensions,
+                count,
+            } = &metric.kind
+            else {
                 continue;
             };
             let Some(landing) = self.rule_matches(rule, req, resp, &path, query, &mut lazy) else {
                 continue;
             };
+            let counted = count.contains(&kind);
             let mut dims = Vec::new();
-            if !is_bot {
+            if counted {
                 for d in dimensions {
                     let value = match d {
                         ReferralDimension::Source => {
@@ -132,7 +149,8 @@ impl Classifier {
             }
             out.push(Hit {
                 metric: idx,
-                bot: is_bot,
+                kind,
+                counted,
                 status_class,
                 latency_bucket,
                 dimensions: dims,
@@ -302,6 +320,7 @@ mod tests {
             host: "shop.test",
             referer: None,
             user_agent: Some(BROWSER),
+            cf: CfSignals::default(),
         }
     }
 
@@ -399,7 +418,8 @@ mod tests {
         c.classify(&r, &resp(200, None), &mut hits);
         assert_eq!(hits.len(), 1);
         let h = &hits[0];
-        assert!(!h.bot);
+        assert!(h.counted);
+        assert_eq!(h.kind, AgentKind::Browser);
         assert_eq!(h.status_class, 2);
         assert_eq!(h.latency_bucket, latency::bucket(12.0));
         let dims: Vec<(&str, &str)> = h
@@ -445,8 +465,35 @@ mod tests {
         let mut hits = Vec::new();
         c.classify(&r, &resp(200, None), &mut hits);
         assert_eq!(hits.len(), 1);
-        assert!(hits[0].bot);
+        assert_eq!(hits[0].kind, AgentKind::Bot);
+        assert!(!hits[0].counted);
         assert!(hits[0].dimensions.is_empty());
+    }
+
+    #[test]
+    fn each_metric_counts_its_kinds() {
+        let c = example();
+        let hit = |r: &RequestFacts, s: &ResponseFacts| {
+            let mut out = Vec::new();
+            c.classify(r, s, &mut out);
+            assert_eq!(out.len(), 1);
+            (out[0].kind, out[0].counted)
+        };
+        let found = resp(302, Some("/dashboard"));
+        let mut login = req("POST", "/login");
+        assert_eq!(hit(&login, &found), (AgentKind::Browser, true));
+        login.user_agent = Some(b"okhttp/4.12.0");
+        assert_eq!(hit(&login, &found), (AgentKind::Client, true));
+        login.user_agent = Some(b"Googlebot/2.1 (+http://www.google.com/bot.html)");
+        assert_eq!(hit(&login, &found), (AgentKind::Bot, false));
+        // A referral metric counts browsers only: an app's view is shown apart.
+        let mut home = req("GET", "/");
+        home.user_agent = Some(b"python-requests/2.31.0");
+        assert_eq!(hit(&home, &resp(200, None)), (AgentKind::Client, false));
+        // Cloudflare's verified-bot flag makes a browser-looking agent a bot.
+        home.user_agent = Some(BROWSER);
+        home.cf.verified_bot = true;
+        assert_eq!(hit(&home, &resp(200, None)), (AgentKind::Bot, false));
     }
 
     #[test]
@@ -513,6 +560,7 @@ match = { path = "/**", referrer_host = "*.ycombinator.com" }
             host: "x",
             referer: None,
             user_agent: None,
+            cf: CfSignals::default(),
         };
         c.classify(&bin, &resp(200, None), &mut hits);
     }

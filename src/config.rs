@@ -7,6 +7,7 @@
 //! receives the compiled [`Config`] as JSON and never parses TOML itself,
 //! which keeps a TOML parser out of the wasm binary.
 
+use crate::agent::AgentKind;
 use crate::pattern::PathPattern;
 use crate::rules::{AlertRule, AlertSettings, Receiver};
 use crate::sitetime::SiteTime;
@@ -159,8 +160,21 @@ pub enum MetricKind {
     Counted {
         rule: MatchRule,
         dimensions: Vec<ReferralDimension>,
+        /// The agent kinds whose hits the metric counts (the others are
+        /// tallied apart per kind), without duplicates, never empty.
+        count: Vec<AgentKind>,
     },
     Ratio(RatioDef),
+}
+
+/// The agent kinds a counted metric of `stage` counts when its `count` is
+/// not given: browsers for referral (page views are people), browsers and
+/// clients (an app's login is a login) for every other stage.
+pub fn default_count(stage: Stage) -> Vec<AgentKind> {
+    match stage {
+        Stage::Referral => vec![AgentKind::Browser],
+        _ => vec![AgentKind::Browser, AgentKind::Client],
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -366,6 +380,7 @@ pub(crate) mod parse {
         #[serde(rename = "match")]
         rule: Option<Spanned<RawMatch>>,
         dimensions: Option<Spanned<Vec<String>>>,
+        count: Option<Spanned<Vec<String>>>,
         numerator: Option<Spanned<String>>,
         denominator: Option<Spanned<String>>,
         scale: Option<Spanned<Value>>,
@@ -805,7 +820,12 @@ pub(crate) mod parse {
                 (Some(rule), false) => {
                     let rule = check_rule(c, rule, &label);
                     let dimensions = check_dimensions(c, m, stage, &label);
-                    rule.map(|rule| MetricKind::Counted { rule, dimensions })
+                    let count = check_count(c, m, stage, &label);
+                    rule.map(|rule| MetricKind::Counted {
+                        rule,
+                        dimensions,
+                        count,
+                    })
                 }
                 (None, true) => {
                     check_ratio(c, m, at.clone(), &label, raw, &names).map(MetricKind::Ratio)
@@ -865,6 +885,41 @@ pub(crate) mod parse {
                 out
             }
         }
+    }
+
+    /// `count`: which agent kinds a counted metric counts. Default: browsers
+    /// for a referral metric (page views are people), browsers and clients
+    /// (apps, API clients) otherwise.
+    fn check_count(
+        c: &mut Checker,
+        m: &RawMetric,
+        stage: Option<Stage>,
+        label: &str,
+    ) -> Vec<AgentKind> {
+        let Some(kinds) = &m.count else {
+            return stage.map(default_count).unwrap_or_default();
+        };
+        let mut out = Vec::new();
+        for k in kinds.get_ref() {
+            match AgentKind::parse(k) {
+                Some(kind) if !out.contains(&kind) => out.push(kind),
+                Some(_) => {}
+                None => c.error(
+                    kinds.span(),
+                    format!("{label}.count"),
+                    format!("{k:?} is not an agent kind (browser, client, bot)"),
+                ),
+            }
+        }
+        if kinds.get_ref().is_empty() {
+            c.error(
+                kinds.span(),
+                format!("{label}.count"),
+                "must name at least one agent kind (browser, client, bot)",
+            );
+        }
+        out.sort();
+        out
     }
 
     fn check_ratio(
@@ -932,6 +987,13 @@ pub(crate) mod parse {
                 }
             },
         };
+        if let Some(k) = &m.count {
+            c.error(
+                k.span(),
+                f("count"),
+                "a ratio counts nothing itself (its numerator and denominator do)",
+            );
+        }
         if m.dimensions.is_some() {
             if let Some(d) = &m.dimensions {
                 c.error(
@@ -1168,12 +1230,70 @@ match = { method = "GET", path = "/login" }
         let m = cfg.metric("login_views").unwrap();
         assert_eq!(m.kind_name(), "metric");
         match &m.kind {
-            MetricKind::Counted { dimensions, rule } => {
+            MetricKind::Counted {
+                dimensions,
+                rule,
+                count,
+            } => {
                 assert!(dimensions.is_empty());
+                assert_eq!(count, &[AgentKind::Browser, AgentKind::Client]);
                 assert_eq!(rule.methods, vec!["GET"]);
             }
             _ => panic!(),
         }
+    }
+
+    fn counts(cfg: &Config, name: &str) -> Vec<AgentKind> {
+        match &cfg.metric(name).unwrap().kind {
+            MetricKind::Counted { count, .. } => count.clone(),
+            MetricKind::Ratio(_) => panic!("{name} is a ratio"),
+        }
+    }
+
+    #[test]
+    fn count_defaults_by_stage_and_explicit_kinds() {
+        let cfg = parse_toml(include_str!("../bpm.toml"), "bpm.toml").unwrap();
+        use AgentKind::*;
+        assert_eq!(counts(&cfg, "marketing_views"), [Browser]);
+        for m in [
+            "logins",
+            "signups",
+            "subscriptions",
+            "login_views",
+            "traffic",
+        ] {
+            assert_eq!(counts(&cfg, m), [Browser, Client], "{m}");
+        }
+        let text = "[[metric]]\nname = \"api\"\nstage = \"referral\"\ndescription = \"d\"\ncount = [\"bot\", \"client\", \"bot\"]\nmatch = { path = \"/\" }\n";
+        let cfg = parse_toml(text, "t").unwrap();
+        assert_eq!(counts(&cfg, "api"), [Client, Bot]);
+        assert_eq!(Config::from_json(&cfg.to_json()).unwrap(), cfg);
+    }
+
+    #[test]
+    fn count_errors_are_located_and_clear() {
+        let bad = "[[metric]]\nname = \"m\"\nstage = \"other\"\ndescription = \"d\"\ncount = [\"browser\", \"robot\"]\nmatch = { path = \"/\" }\n";
+        let e = parse_toml(bad, "t").unwrap_err().to_string();
+        assert!(
+            e.contains(
+                "t:5:9: metric \"m\".count: \"robot\" is not an agent kind (browser, client, bot)"
+            ),
+            "{e}"
+        );
+        let empty = bad.replace("[\"browser\", \"robot\"]", "[]");
+        let e = parse_toml(&empty, "t").unwrap_err().to_string();
+        assert!(
+            e.contains("metric \"m\".count: must name at least one agent kind"),
+            "{e}"
+        );
+        let not_list = bad.replace("[\"browser\", \"robot\"]", "\"browser\"");
+        assert!(parse_toml(&not_list, "t").is_err());
+        let ratio = "[[metric]]\nname = \"a\"\nstage = \"other\"\ndescription = \"d\"\nmatch = { path = \"/\" }\n[[metric]]\nname = \"r\"\nstage = \"other\"\ndescription = \"d\"\nnumerator = \"a\"\ndenominator = \"a\"\ncount = [\"bot\"]\n";
+        let e = parse_toml(ratio, "t").unwrap_err().to_string();
+        assert!(
+            e.contains("metric \"r\".count: a ratio counts nothing itself"),
+            "{e}"
+        );
     }
 
     #[test]

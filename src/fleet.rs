@@ -120,7 +120,7 @@ pub struct FleetReport {
     /// Billed Durable Object time (see [`assumptions`]), seconds.
     pub do_active_secs: f64,
     /// Hits sent by the classifier and found in storage afterwards, per
-    /// metric (`count` and `bot` rows).
+    /// metric (`count`, `bot`, `client` and `browser` rows).
     pub hits_sent: BTreeMap<String, u64>,
     pub hits_stored: BTreeMap<String, u64>,
     /// Mean requests whose counts one isolate holds (not yet acknowledged)
@@ -495,6 +495,7 @@ pub fn simulate<S: Sql>(
                         host: "www.example.com",
                         referer: req.referer.map(str::as_bytes),
                         user_agent: Some(req.user_agent.as_bytes()),
+                        cf: Default::default(),
                     },
                     &ResponseFacts {
                         status: req.status,
@@ -613,13 +614,15 @@ pub fn simulate<S: Sql>(
     }
     report.left_in_isolates = isolates.iter().map(|s| s.queue.at_risk()).sum();
     report.at_risk_per_isolate = at_risk_sum as f64 / samples.max(1) as f64;
-    // What storage holds: every counted metric's count and bot rows.
+    // What storage holds: every counted metric's count and not-counted rows.
     let everything = ShardQuery {
         step: Resolution::Day,
         from: START_SECS - 86_400,
         to: START_SECS + options.secs as i64 + 86_400,
         metrics: counted,
-        dims: vec!["count".into(), "bot".into()],
+        dims: ["count", "bot", "client", "browser"]
+            .map(String::from)
+            .to_vec(),
     };
     for shard in &shards {
         for r in shard.read(&everything).unwrap_or_default() {

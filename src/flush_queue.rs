@@ -266,7 +266,8 @@ mod tests {
     fn hit() -> Vec<Hit> {
         vec![Hit {
             metric: 0,
-            bot: false,
+            kind: crate::agent::AgentKind::Browser,
+            counted: true,
             status_class: 2,
             latency_bucket: 3,
             dimensions: Vec::new(),

@@ -8,12 +8,12 @@
 
 pub mod access;
 pub mod accesslog;
+pub mod agent;
 pub mod alert_book;
 pub mod alert_store;
 pub mod auth;
 pub mod backfill;
 pub mod backtest;
-pub mod bot;
 pub mod classify;
 pub mod config;
 pub mod counter_store;

@@ -232,7 +232,7 @@ mod cli {
             return 0;
         }
         eprintln!(
-            "{log}: {} lines, {} malformed{}, {} bot hits left out, {} (minute, metric) counts",
+            "{log}: {} lines, {} malformed{}, {} hits of kinds their metric does not count left out, {} (minute, metric) counts",
             replay.lines,
             replay.malformed,
             if replay.malformed_examples.is_empty() {
@@ -240,9 +240,28 @@ mod cli {
             } else {
                 format!(" (first at lines {:?})", replay.malformed_examples)
             },
-            replay.bot_hits,
+            replay.not_counted,
             replay.counts.len()
         );
+        // A metric counts a kind or never does: one figure per kind.
+        let mut metric = "";
+        for ((name, kind), (counted, not)) in &replay.kinds {
+            if name != metric {
+                eprint!("{}{name}:", if metric.is_empty() { "" } else { "\n" });
+                metric = name;
+            } else {
+                eprint!(",");
+            }
+            let (n, what) = if *counted > 0 {
+                (counted, "counted")
+            } else {
+                (not, "not counted")
+            };
+            eprint!(" {} {n} {what}", kind.as_str());
+        }
+        if !metric.is_empty() {
+            eprintln!();
+        }
         let blind = unreplayable_metrics(&classifier);
         if !blind.is_empty() {
             eprintln!(

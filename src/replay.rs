@@ -1,12 +1,14 @@
 //! Replaying access logs through the classifier: per-minute counts of every
-//! counted metric, as the worker would have recorded them (bots left out),
-//! to seed history or to see what a new rule would have counted.
+//! counted metric, as the worker would have recorded them (only the agent
+//! kinds each metric counts), to seed history or to see what a new rule
+//! would have counted; and every metric's hits by agent kind.
 //!
 //! Access logs carry neither the `Location` header nor the latency: a rule
 //! with a `location` condition cannot match a logged request, and the replay
 //! says which metrics are affected. Malformed lines are counted, never fatal.
 
 use crate::accesslog::LogLine;
+use crate::agent::AgentKind;
 use crate::classify::{Classifier, Hit};
 use crate::config::MetricKind;
 use crate::tally::Resolution;
@@ -21,7 +23,10 @@ pub struct Replay {
     pub malformed: u64,
     /// Line numbers of the first few malformed lines, for the report.
     pub malformed_examples: Vec<u64>,
-    pub bot_hits: u64,
+    /// Hits of a kind their metric does not count (left out of `counts`).
+    pub not_counted: u64,
+    /// Per (metric name, agent kind): hits (counted, not counted).
+    pub kinds: BTreeMap<(String, AgentKind), (u64, u64)>,
 }
 
 /// Which access-log format is read.
@@ -29,7 +34,7 @@ pub struct Replay {
 pub enum LogFormat {
     /// With `"referer" "user-agent"`; a missing user agent is a bot, as live.
     Combined,
-    /// Without them: no request can be told to be a bot, so none is.
+    /// Without them: every request is taken for a browser's.
     Common,
 }
 
@@ -70,13 +75,17 @@ impl Replay {
         classifier.classify(&facts, &log.response_facts(), hits);
         let minute = Resolution::Minute.floor(at);
         for hit in hits.iter() {
-            if hit.bot {
-                self.bot_hits += 1;
+            let Some(m) = classifier.config().metrics.get(hit.metric) else {
+                continue;
+            };
+            let by_kind = self.kinds.entry((m.name.clone(), hit.kind)).or_default();
+            if !hit.counted {
+                by_kind.1 += 1;
+                self.not_counted += 1;
                 continue;
             }
-            if let Some(m) = classifier.config().metrics.get(hit.metric) {
-                *self.counts.entry((minute, m.name.clone())).or_insert(0) += 1;
-            }
+            by_kind.0 += 1;
+            *self.counts.entry((minute, m.name.clone())).or_insert(0) += 1;
         }
     }
 
@@ -153,7 +162,12 @@ mod tests {
         assert_eq!(r.lines, 7);
         assert_eq!(r.malformed, 2);
         assert_eq!(r.malformed_examples, vec![5, 7]);
-        assert_eq!(r.bot_hits, 1);
+        assert_eq!(r.not_counted, 1);
+        assert_eq!(
+            r.kinds
+                .get(&("marketing_views".to_string(), AgentKind::Bot)),
+            Some(&(0, 1))
+        );
         assert_eq!(
             r.to_csv(),
             "timestamp,metric,count\n2015-05-17T10:05:00Z,login_views,2\n2015-05-17T10:06:00Z,marketing_views,1\n"
@@ -166,11 +180,11 @@ mod tests {
         let mut r = Replay::default();
         let line = r#"1.1.1.1 - - [17/May/2015:10:05:03 +0000] "GET /login HTTP/1.1" 200 5"#;
         r.add_line(&c, LogFormat::Common, "h", 1, line, &mut Vec::new());
-        assert_eq!(r.bot_hits, 0);
+        assert_eq!(r.not_counted, 0);
         assert_eq!(r.counts.values().sum::<u64>(), 1);
         let mut live = Replay::default();
         live.add_line(&c, LogFormat::Combined, "h", 1, line, &mut Vec::new());
-        assert_eq!(live.bot_hits, 1);
+        assert_eq!(live.not_counted, 1);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! same bucket are summed; a `by=` split returns at most K series plus
 //! `other`, whose counts still sum to the metric's count.
 
+use crate::agent::AgentKind;
 use crate::config::{Config, Metric, MetricKind, ReferralDimension};
 use crate::latency;
 use crate::tally::{fold_top_k, Dim, Resolution, Row, OTHER};
@@ -44,7 +45,7 @@ impl fmt::Display for QueryError {
             }
             QueryError::UnknownDimension(d) => write!(
                 f,
-                "`by` must be one of status, source, utm_source, utm_medium, utm_campaign, landing; got {d:?}"
+                "`by` must be one of status, kind, source, utm_source, utm_medium, utm_campaign, landing; got {d:?}"
             ),
             QueryError::DimensionNotKept { metric, dim } => {
                 write!(f, "metric {metric:?} does not keep the dimension {dim:?}")
@@ -128,13 +129,14 @@ impl SeriesQuery {
             Some(raw) => {
                 let dim = match raw {
                     "status" => Dim::Status,
+                    "kind" => Dim::Kind,
                     other => ReferralDimension::parse(other)
                         .map(Dim::Referral)
                         .ok_or_else(|| QueryError::UnknownDimension(other.into()))?,
                 };
                 let kept = match (&metric.kind, dim) {
                     (MetricKind::Ratio(_), _) => false,
-                    (MetricKind::Counted { .. }, Dim::Status) => true,
+                    (MetricKind::Counted { .. }, Dim::Status | Dim::Kind) => true,
                     (MetricKind::Counted { dimensions, .. }, Dim::Referral(d)) => {
                         dimensions.contains(&d)
                     }
@@ -169,7 +171,14 @@ impl SeriesQuery {
                 (MetricKind::Counted { .. }, Some(by)) => (vec![m.name.clone()], vec![by]),
                 (MetricKind::Counted { .. }, None) => (
                     vec![m.name.clone()],
-                    vec![Dim::Count, Dim::Bot, Dim::Latency],
+                    vec![
+                        Dim::Count,
+                        Dim::Kind,
+                        Dim::Browser,
+                        Dim::Client,
+                        Dim::Bot,
+                        Dim::Latency,
+                    ],
                 ),
             },
             None => (Vec::new(), Vec::new()),
@@ -214,15 +223,44 @@ pub fn format_time(t: i64) -> String {
         .unwrap_or_default()
 }
 
-/// A point of a counted metric.
+/// A point of a counted metric. `count` is what the metric counts; `bots`
+/// the bot hits it does not count; `kinds` every hit by agent kind, counted
+/// or not.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CountPoint {
     pub t: String,
     pub count: u64,
     pub bots: u64,
+    pub kinds: KindCounts,
     pub p50_ms: Option<f64>,
     pub p95_ms: Option<f64>,
     pub p99_ms: Option<f64>,
+}
+
+/// Hits of a metric by agent kind, counted or not.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct KindCounts {
+    pub browser: u64,
+    pub client: u64,
+    pub bot: u64,
+}
+
+impl KindCounts {
+    /// From one bucket's rows of a metric: counted hits by their `kind`
+    /// row, plus the `browser`, `client` and `bot` rows of hits not counted.
+    /// Counted hits without a `kind` row were stored before agent kinds
+    /// existed, when the only hits counted were those the old bot test let
+    /// through as browsers: they are browsers here.
+    fn of(count: u64, kind: &HashMap<&str, u64>, not_counted: [u64; 3]) -> Self {
+        let get = |k: AgentKind| kind.get(k.as_str()).copied().unwrap_or(0);
+        let attributed = get(AgentKind::Browser) + get(AgentKind::Client) + get(AgentKind::Bot);
+        let [browser, client, bot] = not_counted;
+        KindCounts {
+            browser: get(AgentKind::Browser) + count.saturating_sub(attributed) + browser,
+            client: get(AgentKind::Client) + client,
+            bot: get(AgentKind::Bot) + bot,
+        }
+    }
 }
 
 /// A point of a ratio metric; `value` is null below `min_denominator`.
@@ -258,6 +296,8 @@ pub enum SeriesResponse {
         step: &'static str,
         from: String,
         to: String,
+        /// The agent kinds the metric counts.
+        count: Vec<&'static str>,
         points: Vec<CountPoint>,
     },
     Ratio {
@@ -336,6 +376,16 @@ pub fn build_response(query: &SeriesQuery, config: &Config, rows: Vec<Row>) -> S
         _ => {
             let counts = sum_by_time(&rows, &query.metric, Dim::Count);
             let bots = sum_by_time(&rows, &query.metric, Dim::Bot);
+            let browsers = sum_by_time(&rows, &query.metric, Dim::Browser);
+            let clients = sum_by_time(&rows, &query.metric, Dim::Client);
+            let mut kind: HashMap<i64, HashMap<&str, u64>> = HashMap::new();
+            for r in rows
+                .iter()
+                .filter(|r| r.metric() == query.metric && r.dim() == Dim::Kind.as_str())
+            {
+                *kind.entry(r.t()).or_default().entry(r.value()).or_insert(0) += r.n();
+            }
+            let no_kinds = HashMap::new();
             let mut lat: HashMap<i64, BTreeMap<u8, u64>> = HashMap::new();
             for r in rows
                 .iter()
@@ -352,22 +402,37 @@ pub fn build_response(query: &SeriesQuery, config: &Config, rows: Vec<Row>) -> S
                         .get(&t)
                         .map(|h| h.iter().map(|(b, n)| (*b, *n)).collect())
                         .unwrap_or_default();
+                    let at = |m: &HashMap<i64, u64>| m.get(&t).copied().unwrap_or(0);
+                    let count = at(&counts);
+                    let kinds = KindCounts::of(
+                        count,
+                        kind.get(&t).unwrap_or(&no_kinds),
+                        [at(&browsers), at(&clients), at(&bots)],
+                    );
                     CountPoint {
                         t: format_time(t),
-                        count: counts.get(&t).copied().unwrap_or(0),
-                        bots: bots.get(&t).copied().unwrap_or(0),
+                        count,
+                        bots: at(&bots),
+                        kinds,
                         p50_ms: latency::quantile(&hist, 0.50),
                         p95_ms: latency::quantile(&hist, 0.95),
                         p99_ms: latency::quantile(&hist, 0.99),
                     }
                 })
                 .collect();
+            let count = match metric.map(|m| &m.kind) {
+                Some(MetricKind::Counted { count, .. }) => {
+                    count.iter().map(|k| k.as_str()).collect()
+                }
+                _ => Vec::new(),
+            };
             SeriesResponse::Counts {
                 metric: head.0,
                 kind: "metric",
                 step: head.1,
                 from: head.2,
                 to: head.3,
+                count,
                 points,
             }
         }
@@ -522,6 +587,7 @@ mod tests {
             Err(QueryError::DimensionNotKept { .. })
         ));
         assert!(parse(&format!("metric=logins&{base}&by=status")).is_ok());
+        assert!(parse(&format!("metric=logins&{base}&by=kind")).is_ok());
         for e in [
             QueryError::Missing("x"),
             QueryError::EmptyRange,
@@ -569,6 +635,58 @@ mod tests {
         );
         assert_eq!(points[1].p99_ms, None);
         assert_eq!(points[2].t, format_time(T0 + 120));
+        // Rows stored before agent kinds: counted hits read as browsers.
+        assert_eq!(
+            points[0].kinds,
+            KindCounts {
+                browser: 7,
+                client: 0,
+                bot: 0
+            }
+        );
+        assert_eq!(points[2].kinds.bot, 2);
+    }
+
+    #[test]
+    fn kinds_add_counted_and_not_counted_hits() {
+        let rows = vec![
+            row(T0, "logins", "count", "", 5),
+            row(T0, "logins", "kind", "browser", 3),
+            row(T0, "logins", "kind", "client", 2),
+            row(T0, "logins", "bot", "", 4),
+            row(T0, "marketing_views", "count", "", 6),
+            row(T0, "marketing_views", "kind", "browser", 6),
+            row(T0, "marketing_views", "client", "", 1),
+            row(T0, "marketing_views", "bot", "", 9),
+        ];
+        let get = |m: &str| {
+            let SeriesResponse::Counts { points, count, .. } =
+                build_response(&q(m, None, 1), &cfg(), rows.clone())
+            else {
+                panic!()
+            };
+            (count, points[0].count, points[0].bots, points[0].kinds)
+        };
+        let kinds = |browser, client, bot| KindCounts {
+            browser,
+            client,
+            bot,
+        };
+        assert_eq!(
+            get("logins"),
+            (vec!["browser", "client"], 5, 4, kinds(3, 2, 4))
+        );
+        assert_eq!(
+            get("marketing_views"),
+            (vec!["browser"], 6, 9, kinds(6, 1, 9))
+        );
+        let json =
+            serde_json::to_value(build_response(&q("logins", None, 1), &cfg(), rows)).unwrap();
+        assert_eq!(json["count"], serde_json::json!(["browser", "client"]));
+        assert_eq!(
+            json["points"][0]["kinds"],
+            serde_json::json!({"browser": 3, "client": 2, "bot": 4})
+        );
     }
 
     fn round2(x: f64) -> f64 {

@@ -9,10 +9,17 @@
 //! dimension) in one tally is at most the configured K; further values are
 //! counted as [`OTHER`], so a flood of random referrers or UTM values cannot
 //! grow a batch without bound. Every hit adds exactly 1 to exactly one
-//! `count` or `bot` row, so summing those rows gives the number of hits.
-//! Non-bot hits with a visitor hash also go into that (hour, metric)'s
-//! [`VisitorSketch`] (at most one sketch per metric and hour in a tally).
+//! `count` row (hits the metric counts) or one `bot`, `client` or `browser`
+//! row (hits of that agent kind it does not count), so summing those rows
+//! gives the number of hits; a counted hit also adds 1 to its `kind` row
+//! (value `browser`, `client` or `bot`). Counted hits with a visitor hash
+//! also go into that (hour, metric)'s [`VisitorSketch`] (at most one sketch
+//! per metric and hour in a tally).
+//!
+//! Stored `bot` rows written before agent kinds existed read the same:
+//! bot hits, which no metric counted then.
 
+use crate::agent::AgentKind;
 use crate::classify::Hit;
 use crate::config::ReferralDimension;
 use crate::sketch::VisitorSketch;
@@ -79,13 +86,19 @@ impl Resolution {
 /// A stored dimension. Its `as_str` is the `dim` column in storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Dim {
-    /// Non-bot hits of the metric (value "").
+    /// Hits the metric counts (value "").
     Count,
-    /// Bot hits of the metric (value "").
+    /// Bot hits the metric does not count (value "").
     Bot,
-    /// Status class of non-bot hits ("2xx").
+    /// Client (app, HTTP library) hits the metric does not count (value "").
+    Client,
+    /// Browser hits the metric does not count (value "").
+    Browser,
+    /// Counted hits by agent kind (value "browser", "client" or "bot").
+    Kind,
+    /// Status class of counted hits ("2xx").
     Status,
-    /// Latency bucket of non-bot hits (see `latency`).
+    /// Latency bucket of counted hits (see `latency`).
     Latency,
     Referral(ReferralDimension),
 }
@@ -95,6 +108,9 @@ impl Dim {
         match self {
             Dim::Count => "count",
             Dim::Bot => "bot",
+            Dim::Client => "client",
+            Dim::Browser => "browser",
+            Dim::Kind => "kind",
             Dim::Status => "status",
             Dim::Latency => "lat",
             Dim::Referral(d) => d.as_str(),
@@ -105,9 +121,21 @@ impl Dim {
         match s {
             "count" => Some(Dim::Count),
             "bot" => Some(Dim::Bot),
+            "client" => Some(Dim::Client),
+            "browser" => Some(Dim::Browser),
+            "kind" => Some(Dim::Kind),
             "status" => Some(Dim::Status),
             "lat" => Some(Dim::Latency),
             other => ReferralDimension::parse(other).map(Dim::Referral),
+        }
+    }
+
+    /// The row of hits of `kind` a metric does not count.
+    pub fn not_counted(kind: AgentKind) -> Self {
+        match kind {
+            AgentKind::Browser => Dim::Browser,
+            AgentKind::Client => Dim::Client,
+            AgentKind::Bot => Dim::Bot,
         }
     }
 
@@ -223,11 +251,17 @@ impl Tally {
         self.requests += 1;
         let minute = Resolution::Minute.floor(at_secs);
         for hit in hits {
-            if hit.bot {
-                self.add(minute, hit.metric, Dim::Bot, String::new());
+            if !hit.counted {
+                self.add(
+                    minute,
+                    hit.metric,
+                    Dim::not_counted(hit.kind),
+                    String::new(),
+                );
                 continue;
             }
             self.add(minute, hit.metric, Dim::Count, String::new());
+            self.add(minute, hit.metric, Dim::Kind, hit.kind.as_str().to_string());
             self.add(
                 minute,
                 hit.metric,
@@ -247,10 +281,10 @@ impl Tally {
     }
 
     /// Adds the visitor `hash` to the sketch of every metric the request hit
-    /// as a non-bot, in the hour it was answered (`at_secs`).
+    /// and counted, in the hour it was answered (`at_secs`).
     pub fn record_visitor(&mut self, at_secs: i64, hits: &[Hit], hash: u64) {
         let hour = Resolution::Hour.floor(at_secs);
-        for hit in hits.iter().filter(|h| !h.bot) {
+        for hit in hits.iter().filter(|h| h.counted) {
             self.sketches
                 .entry((hour, hit.metric))
                 .or_default()
@@ -360,10 +394,16 @@ pub fn fold_top_k(rows: Vec<Row>, k: usize) -> Vec<Row> {
 mod tests {
     use super::*;
 
+    /// A counted browser hit, or a bot hit the metric does not count.
     fn hit(metric: usize, bot: bool, dims: &[(ReferralDimension, &str)]) -> Hit {
         Hit {
             metric,
-            bot,
+            kind: if bot {
+                AgentKind::Bot
+            } else {
+                AgentKind::Browser
+            },
+            counted: !bot,
             status_class: 2,
             latency_bucket: 7,
             dimensions: dims.iter().map(|(d, v)| (*d, v.to_string())).collect(),
@@ -409,6 +449,52 @@ mod tests {
         assert_eq!(count("a", "lat", 120), 2);
         assert_eq!(count("b", "bot", 180), 1);
         assert_eq!(count("b", "count", 180), 0);
+    }
+
+    #[test]
+    fn kinds_are_tallied_counted_or_not() {
+        let mut t = Tally::new(50);
+        let with = |kind, counted| Hit {
+            kind,
+            counted,
+            ..hit(0, false, &[])
+        };
+        t.record(60, &[with(AgentKind::Browser, true)]);
+        t.record(60, &[with(AgentKind::Client, true)]);
+        t.record(60, &[with(AgentKind::Client, false)]);
+        t.record(60, &[with(AgentKind::Browser, false)]);
+        t.record(
+            60,
+            &[with(AgentKind::Bot, false), with(AgentKind::Bot, true)],
+        );
+        let b = t.drain("id".into(), &names());
+        let got: Vec<(&str, &str, u64)> =
+            b.rows.iter().map(|r| (r.dim(), r.value(), r.n())).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("bot", "", 1),
+                ("browser", "", 1),
+                ("client", "", 1),
+                ("count", "", 3),
+                ("kind", "bot", 1),
+                ("kind", "browser", 1),
+                ("kind", "client", 1),
+                ("lat", "7", 3),
+                ("status", "2xx", 3),
+            ]
+        );
+        // Every hit is in exactly one count, bot, client or browser row.
+        let hits: u64 = b
+            .rows
+            .iter()
+            .filter(|r| matches!(r.dim(), "count" | "bot" | "client" | "browser"))
+            .map(Row::n)
+            .sum();
+        assert_eq!(hits, 6);
+        for d in ["bot", "client", "browser", "kind"] {
+            assert_eq!(Dim::parse(d).map(Dim::as_str), Some(d));
+        }
     }
 
     #[test]

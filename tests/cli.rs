@@ -165,8 +165,15 @@ fn replay_turns_an_access_log_into_per_minute_counts() {
         err.contains("4 lines, 1 malformed (first at lines [3])"),
         "{err}"
     );
-    // The bot view counts towards marketing_views and traffic.
-    assert!(err.contains("2 bot hits left out"), "{err}");
+    // The bot view hits marketing_views and traffic, which count no bots.
+    assert!(
+        err.contains("2 hits of kinds their metric does not count left out"),
+        "{err}"
+    );
+    assert!(
+        err.contains("marketing_views: browser 1 counted, bot 1 not counted"),
+        "{err}"
+    );
     assert!(err.contains("cannot be replayed: logins"), "{err}");
     // The same log gzipped gives the same counts.
     let gz = dir.join("access.log.gz");

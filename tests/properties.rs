@@ -157,7 +157,7 @@ fn recent_secs() -> impl Strategy<Value = i64> {
 
 mod classify {
     use super::*;
-    use bpm_edge::bot;
+    use bpm_edge::agent;
     use bpm_edge::classify::{Classifier, Hit, RequestFacts, ResponseFacts};
     use bpm_edge::config::{parse_toml, Config, MetricKind, ReferralDimension};
     use bpm_edge::latency;
@@ -240,6 +240,7 @@ denominator = "pro_signups"
                     host: &self.host,
                     referer: self.referer.as_deref(),
                     user_agent: self.user_agent.as_deref(),
+                    cf: Default::default(),
                 },
                 ResponseFacts {
                     status: self.status,
@@ -584,10 +585,13 @@ denominator = "pro_signups"
     pub fn check_hits(c: &Classifier, r: &Req, hits: &[Hit]) -> Result<(), TestCaseError> {
         let cfg = c.config();
         let mut seen = HashSet::new();
-        let is_bot = bot::is_bot(r.user_agent.as_deref());
+        let kind = agent::kind_of(r.user_agent.as_deref());
         for h in hits {
             prop_assert!(h.metric < cfg.metrics.len(), "metric index {}", h.metric);
-            let MetricKind::Counted { dimensions, .. } = &cfg.metrics[h.metric].kind else {
+            let MetricKind::Counted {
+                dimensions, count, ..
+            } = &cfg.metrics[h.metric].kind
+            else {
                 return Err(TestCaseError::fail(format!(
                     "hit on ratio {}",
                     cfg.metrics[h.metric].name
@@ -602,9 +606,13 @@ denominator = "pro_signups"
             prop_assert_eq!(h.status_class, class);
             prop_assert!(h.latency_bucket <= latency::MAX_BUCKET);
             prop_assert_eq!(h.latency_bucket, latency::bucket(r.latency_ms));
-            prop_assert_eq!(h.bot, is_bot);
-            if h.bot {
-                prop_assert!(h.dimensions.is_empty(), "a bot hit carries dimensions");
+            prop_assert_eq!(h.kind, kind);
+            prop_assert_eq!(h.counted, count.contains(&kind));
+            if !h.counted {
+                prop_assert!(
+                    h.dimensions.is_empty(),
+                    "a hit not counted carries dimensions"
+                );
                 continue;
             }
             let kinds: Vec<ReferralDimension> = h.dimensions.iter().map(|(d, _)| *d).collect();
@@ -656,7 +664,7 @@ denominator = "pro_signups"
         #![proptest_config(cases(512))]
 
         /// Never panics; hits name counted metrics once each, with the
-        /// status class, latency bucket and bot flag of the request, and
+        /// status class, latency bucket and agent kind of the request, and
         /// dimension values within their caps. Classifying is pure.
         #[test]
         fn hits_are_valid(r in request()) {
@@ -692,8 +700,8 @@ denominator = "pro_signups"
         #![proptest_config(cases(128))]
 
         /// Tallying arbitrary requests keeps the tally's invariants: the
-        /// count and bot rows sum to the hits (per metric, too), status and
-        /// latency rows sum to the non-bot hits, and per metric and
+        /// count, bot, client and browser rows sum to the hits (per metric,
+        /// too), status, latency and kind rows sum to the counted hits, and per metric and
         /// referral dimension at most K distinct values besides "other".
         #[test]
         fn tally_keeps_counts_and_caps(
@@ -724,15 +732,22 @@ denominator = "pro_signups"
             let sum = |metric: &str, dim: &str| -> u64 {
                 rows.iter().filter(|r| r.1 == metric && r.2 == dim).map(|r| r.4).sum()
             };
-            let counted: u64 = rows.iter().filter(|r| r.2 == "count" || r.2 == "bot").map(|r| r.4).sum();
+            let counted: u64 = rows
+                .iter()
+                .filter(|r| matches!(r.2.as_str(), "count" | "bot" | "client" | "browser"))
+                .map(|r| r.4)
+                .sum();
             prop_assert_eq!(counted, all.len() as u64);
             for (i, name) in names.iter().enumerate() {
-                let humans = all.iter().filter(|h| h.metric == i && !h.bot).count() as u64;
-                let bots = all.iter().filter(|h| h.metric == i && h.bot).count() as u64;
+                let humans = all.iter().filter(|h| h.metric == i && h.counted).count() as u64;
                 prop_assert_eq!(sum(name, "count"), humans);
-                prop_assert_eq!(sum(name, "bot"), bots);
+                for kind in agent::AgentKind::ALL {
+                    let not = all.iter().filter(|h| h.metric == i && !h.counted && h.kind == kind).count() as u64;
+                    prop_assert_eq!(sum(name, kind.as_str()), not);
+                }
                 prop_assert_eq!(sum(name, "status"), humans);
                 prop_assert_eq!(sum(name, "lat"), humans);
+                prop_assert_eq!(sum(name, "kind"), humans);
                 if let MetricKind::Counted { dimensions, .. } = &c.config().metrics[i].kind {
                     for d in ReferralDimension::ALL {
                         let want = if dimensions.contains(&d) { humans } else { 0 };
@@ -1963,7 +1978,7 @@ mod accesslog {
                     let mut mine = Vec::new();
                     c.classify(&facts, &p.response_facts(), &mut mine);
                     for h in mine {
-                        if h.bot {
+                        if !h.counted {
                             bots += 1;
                         } else {
                             *want.entry((t.div_euclid(60) * 60, c.config().metrics[h.metric].name.clone())).or_insert(0) += 1;
@@ -1976,9 +1991,11 @@ mod accesslog {
             prop_assert!(replay.malformed_examples.len() <= 5);
             prop_assert!(replay.malformed_examples.windows(2).all(|w| w[0] < w[1]));
             prop_assert_eq!(&replay.counts, &want);
-            prop_assert_eq!(replay.bot_hits, bots);
+            prop_assert_eq!(replay.not_counted, bots);
             if common {
-                prop_assert_eq!(replay.bot_hits, 0);
+                // Unlogged agents are taken for browsers, which every
+                // shipped metric counts.
+                prop_assert_eq!(replay.not_counted, 0);
             }
             let csv = replay.to_csv();
             let back = bpm_edge::backfill::parse(&csv, super::backfill::config());

@@ -493,6 +493,9 @@ struct MetricInfo<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     min_denominator: Option<u64>,
     dimensions: Vec<&'static str>,
+    /// Agent kinds a counted metric counts (`count` in the config).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    count: Vec<&'static str>,
 }
 
 fn metrics(classifier: &Classifier) -> Result<Response> {
@@ -507,10 +510,14 @@ fn metrics(classifier: &Classifier) -> Result<Response> {
             };
             let dimensions = match &m.kind {
                 MetricKind::Counted { dimensions, .. } => {
-                    let mut d = vec!["status"];
+                    let mut d = vec!["status", "kind"];
                     d.extend(dimensions.iter().map(|x| x.as_str()));
                     d
                 }
+                MetricKind::Ratio(_) => Vec::new(),
+            };
+            let count = match &m.kind {
+                MetricKind::Counted { count, .. } => count.iter().map(|k| k.as_str()).collect(),
                 MetricKind::Ratio(_) => Vec::new(),
             };
             MetricInfo {
@@ -525,6 +532,7 @@ fn metrics(classifier: &Classifier) -> Result<Response> {
                 scale: ratio.map(|r| r.scale),
                 min_denominator: ratio.map(|r| r.min_denominator),
                 dimensions,
+                count,
             }
         })
         .collect();

@@ -69,7 +69,7 @@ pub fn record(
     visitor: Option<Visitor>,
 ) -> Option<Pin<Box<dyn Future<Output = ()>>>> {
     let config = classifier.config();
-    let visitor = visitor.filter(|_| hits.iter().any(|h| !h.bot));
+    let visitor = visitor.filter(|_| hits.iter().any(|h| h.counted));
     let day = salt_day(&config.time, at_secs);
     let ready = match &visitor {
         None => Some(None),

@@ -21,6 +21,7 @@
 //! deployment, which starts new isolates).
 
 use super::flush;
+use crate::agent::CfSignals;
 use crate::auth::{without_session_cookie, SESSION_COOKIE};
 use crate::classify::{Classifier, RequestFacts, ResponseFacts};
 use std::cell::OnceCell;
@@ -216,12 +217,13 @@ impl Visit {
         let referer = header("referer");
         let user_agent = header("user-agent");
         let location = response.headers().get("location").ok().flatten();
-        let request_facts = RequestFacts {
+        let mut request_facts = RequestFacts {
             method: &method,
             target: target.as_bytes(),
             host,
             referer: referer.as_deref().map(str::as_bytes),
             user_agent: user_agent.as_deref().map(str::as_bytes),
+            cf: CfSignals::default(),
         };
         // The origin's answer (also when the visitor got a 502 for its status).
         let response_facts = ResponseFacts {
@@ -234,6 +236,13 @@ impl Visit {
         if hits.is_empty() {
             return;
         }
+        // Cloudflare's bot signals are read only for a request that hits a
+        // metric, and can only change its hits when they say "automated".
+        request_facts.cf = cf_signals(&self.req);
+        if request_facts.cf.says_automated() {
+            hits.clear();
+            classifier.classify(&request_facts, &response_facts, &mut hits);
+        }
         let at_secs = (now / 1000.0).floor() as i64;
         // `CF-Connecting-IP`: hashed for unique visitors, never stored.
         let visitor = header("cf-connecting-ip")
@@ -245,6 +254,41 @@ impl Visit {
         if let Some(work) = flush::record(&self.env, &classifier, at_secs, hits, visitor) {
             self.ctx.wait_until(work);
         }
+    }
+}
+
+/// `request.cf.botManagement.{score, verifiedBot}` and
+/// `request.cf.verifiedBotCategory`, where present (Bot Management or
+/// verified-bot zones); anything missing or of another type is no signal.
+fn cf_signals(req: &web_sys::Request) -> CfSignals {
+    let get = |obj: &JsValue, key: &str| {
+        if obj.is_object() {
+            js_sys::Reflect::get(obj, &JsValue::from_str(key)).ok()
+        } else {
+            None
+        }
+    };
+    let Some(cf) = get(req.as_ref(), "cf") else {
+        return CfSignals::default();
+    };
+    let bm = get(&cf, "botManagement");
+    let score = bm
+        .as_ref()
+        .and_then(|bm| get(bm, "score"))
+        .and_then(|s| s.as_f64())
+        .filter(|s| (1.0..=99.0).contains(s))
+        .map(|s| s as u8);
+    let verified = bm
+        .as_ref()
+        .and_then(|bm| get(bm, "verifiedBot"))
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false)
+        || get(&cf, "verifiedBotCategory")
+            .and_then(|c| c.as_string())
+            .is_some_and(|c| !c.trim().is_empty());
+    CfSignals {
+        score,
+        verified_bot: verified,
     }
 }
 

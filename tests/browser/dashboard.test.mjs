@@ -508,7 +508,11 @@ test('the metric detail shows the count with its baseline, latency, status mix a
   assert.equal(await page.locator('#metric-count canvas').count(), 1);
   assert.equal(await page.locator('#metric-latency canvas').count(), 1);
   assert.equal(await page.locator('#metric-status canvas').count(), 1);
-  assert.match(await page.locator('#metric-bots').textContent(), /bot share/);
+  // Who sent the hits: every kind, and which ones logins count.
+  const kinds = await page.locator('#metric-bots').textContent();
+  assert.match(kinds, /browsers [\d,]+ \([^)]*, counted\)/);
+  assert.match(kinds, /apps and HTTP clients [\d,]+ \([^)]*, counted\)/);
+  assert.match(kinds, /bots, crawlers and monitors [\d,]+ \([^)]*, not counted\)/);
   await screenshot('metric');
   // traffic is also counted through the live requests: its status mix is on screen.
   await withRefresh(async () => {

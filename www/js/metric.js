@@ -1,5 +1,6 @@
 // metric.js — one BPM in detail: count over time against its baseline band,
-// p50/p95/p99 latency and bot share, the status-class mix, and the alert
+// p50/p95/p99 latency, who sent its hits (browser / client / bot, and which
+// kinds the metric counts), the status-class mix, and the alert
 // history of its rules with every transition and the window that caused it.
 
 import { call, withQuery } from './api.js';
@@ -89,9 +90,7 @@ export function createMetric({ title, about, form, stateBox, countHost, countedB
     const xs = plain.points.map((p) => f.secs(p.t));
     latencyChart.update([xs, plain.points.map((p) => p.p50_ms ?? null), plain.points.map((p) => p.p95_ms ?? null), plain.points.map((p) => p.p99_ms ?? null)]);
     latencyEmpty.hidden = plain.points.some((p) => p.p50_ms !== null && p.p50_ms !== undefined);
-    const humans = plain.points.reduce((a, p) => a + (p.count ?? 0), 0);
-    const botCount = plain.points.reduce((a, p) => a + (p.bots ?? 0), 0);
-    bots.textContent = `${f.num(humans)} counted, ${f.num(botCount)} from bots and crawlers (${f.share(humans + botCount ? botCount / (humans + botCount) : null)} bot share, not in the count).`;
+    bots.replaceChildren(...kindBreakdown(plain));
     const sx = status.series[0]?.points.map((p) => f.secs(p.t)) ?? xs;
     const statusSeries = status.series.map((s, i) => ({ label: `${s.value} (${f.num(s.total)})`, color: colorFor(s.value, i) }));
     statusChart.update([sx, ...status.series.map((s) => s.points.map((p) => p.count ?? null))], statusSeries);
@@ -126,4 +125,19 @@ export function createMetric({ title, about, form, stateBox, countHost, countedB
   }
 
   return { show, refresh };
+}
+
+const KIND_LABELS = { browser: 'browsers', client: 'apps and HTTP clients', bot: 'bots, crawlers and monitors' };
+
+/** "Who sent it": every hit of the range by agent kind, counted or not. */
+export function kindBreakdown(series) {
+  const counted = new Set(series.count ?? ['browser', 'client']);
+  const sum = (kind) => series.points.reduce((a, p) => a + (p.kinds?.[kind] ?? (kind === 'bot' ? p.bots ?? 0 : 0)), 0);
+  const kinds = ['browser', 'client', 'bot'].map((kind) => ({ kind, n: sum(kind) }));
+  const all = kinds.reduce((a, k) => a + k.n, 0);
+  const total = series.points.reduce((a, p) => a + (p.count ?? 0), 0);
+  const parts = kinds.map(({ kind, n }) => f.el('span', { class: `kind kind-${kind}`, 'data-kind': kind },
+    `${KIND_LABELS[kind]} ${f.num(n)} (${f.share(all ? n / all : null)}, ${counted.has(kind) ? 'counted' : 'not counted'})`));
+  const joined = parts.flatMap((el, i) => (i ? [' · ', el] : [el]));
+  return [`${f.num(total)} counted. Who sent its hits: `, ...joined, '.'];
 }

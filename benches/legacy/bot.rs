@@ -1,10 +1,6 @@
-//! Tells crawlers, monitors and HTTP libraries from browsers by their
-//! `User-Agent`, so their hits are counted as a metric's `bots` and never in
-//! the BPM itself.
-//!
-//! A fixed list of case-insensitive substrings, not a regex engine: it keeps
-//! the wasm small and costs well under a microsecond. A missing or empty user
-//! agent counts as a bot (browsers always send one).
+//! The bot test bpm-edge used before agent kinds (`src/bot.rs` until the
+//! `kinds` change), kept only so `benches/classify.rs` can time the new
+//! classification against it in the same run. Not used by the worker.
 
 /// Lower-case markers; a user agent containing any of them is a bot.
 const MARKERS: &[&str] = &[
@@ -111,56 +107,4 @@ pub fn is_bot(user_agent: Option<&[u8]>) -> bool {
         }
     }
     found_bot_word && !cubot
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn bot(ua: &str) -> bool {
-        is_bot(Some(ua.as_bytes()))
-    }
-
-    #[test]
-    fn browsers_are_not_bots() {
-        assert!(!bot("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36"));
-        assert!(!bot("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148"));
-        assert!(!bot(
-            "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:128.0) Gecko/20100101 Firefox/128.0"
-        ));
-        assert!(!bot("Mozilla/5.0 (Linux; Android 12; CUBOT KingKong 7) AppleWebKit/537.36 Chrome/120 Mobile"));
-    }
-
-    #[test]
-    fn crawlers_and_tools_are_bots() {
-        for ua in [
-            "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
-            "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)",
-            "Mozilla/5.0 (compatible; Baiduspider/2.0; +http://www.baidu.com/search/spider.html)",
-            "Mozilla/5.0 (compatible; archive.org_bot +http://www.archive.org/details/archive.org_bot)",
-            "Mozilla/5.0 (compatible; Yahoo! Slurp; http://help.yahoo.com/help/us/ysearch/slurp)",
-            "facebookexternalhit/1.1",
-            "Tiny Tiny RSS/1.11 (http://tt-rss.org/)",
-            "UniversalFeedParser/4.2-pre-314-svn +http://feedparser.org/",
-            "curl/8.5.0",
-            "Wget/1.21",
-            "python-requests/2.31",
-            "Go-http-client/1.1",
-            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 HeadlessChrome/120.0 Safari/537.36",
-            "CUBOT crawler",
-        ] {
-            assert!(bot(ua), "{ua}");
-        }
-    }
-
-    #[test]
-    fn missing_empty_and_binary_user_agents() {
-        assert!(is_bot(None));
-        assert!(bot(""));
-        assert!(bot("   "));
-        assert!(!is_bot(Some(b"Mozilla/5.0 \xff\xfe (Windows)")));
-        let long = format!("Mozilla/5.0 {} bot", "x".repeat(10_000));
-        // Only the first 512 bytes are inspected.
-        assert!(!bot(&long));
-    }
 }
