@@ -1,6 +1,6 @@
 //! Says where a drop happened: which values of a metric's dimensions
-//! (referral source, `utm_campaign`, landing page, status class, client
-//! kind) lost the most against their own baseline, in numbers and in one
+//! (referral source, `utm_campaign`, landing page, agent kind, status
+//! class) lost the most against their own baseline, in numbers and in one
 //! line of text for a notification ("source google −92% (−1,840), all other
 //! sources normal; status 5xx up from 0.1% to 38%").
 //!
@@ -110,8 +110,9 @@ impl Explanation {
 pub const REFERENCE_DAYS: i64 = 7;
 
 /// The counted metric whose dimensions explain `metric`'s drop (a ratio's
-/// numerator) and the dimensions to read: its referral dimensions, then the
-/// status class. `None` for an unknown metric.
+/// numerator) and the dimensions to read: its referral dimensions, the
+/// agent kind of its counted hits (browser, client), then the status class.
+/// `None` for an unknown metric.
 pub fn dimensions_of(
     config: &Config,
     metric: &str,
@@ -127,6 +128,7 @@ pub fn dimensions_of(
         .iter()
         .map(|d| (d.as_str().to_string(), DimensionRole::Parts))
         .collect();
+    dims.push((Dim::Kind.as_str().to_string(), DimensionRole::Parts));
     dims.push((Dim::Status.as_str().to_string(), DimensionRole::Status));
     Some((counted, dims))
 }
@@ -574,6 +576,20 @@ mod tests {
         let e = explain(&[d]);
         assert!(e.is_empty(), "{e:?}");
         assert_eq!(e.text, "");
+    }
+
+    #[test]
+    fn the_app_going_dark_is_named_by_its_kind() {
+        let week: &[(&str, f64)] = &[("browser", 600.0), ("client", 400.0)];
+        let d = parts(
+            "kind",
+            &[("browser", 610.0), ("client", 3.0)],
+            &[week, week, week],
+        );
+        assert_eq!(
+            explain(&[d]).text,
+            "kind client \u{2212}99% (\u{2212}397), all other kinds normal"
+        );
     }
 
     #[test]
