@@ -23,6 +23,7 @@ use crate::counter_store::{CounterStore, Sql, SqlOutput, SqlValue, StoreLimits};
 use crate::flush_queue::{Driver, FlushPolicy, FlushQueue, Step};
 use crate::rules::BUCKET_SECS;
 use crate::series::ShardQuery;
+use crate::synthetic::Rng;
 use crate::tally::{Resolution, Row};
 use std::cell::Cell;
 use std::cmp::Reverse;
@@ -226,25 +227,11 @@ impl<S: Sql> Sql for &Metered<S> {
     }
 }
 
-/// A small deterministic generator (SplitMix64).
-struct Rng(u64);
-
+/// The model's draws from the seeded generator of `synthetic`.
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
     fn pick<'a, T>(&mut self, items: &'a [(T, u32)]) -> &'a T {
         let total: u32 = items.iter().map(|(_, w)| *w).sum();
-        let mut r = (self.next() % u64::from(total.max(1))) as u32;
+        let mut r = (self.next_u64() % u64::from(total.max(1))) as u32;
         for (item, w) in items {
             if r < *w {
                 return item;
@@ -256,7 +243,7 @@ impl Rng {
 
     /// Exponential inter-arrival time at `rate` per second, in ms.
     fn gap_ms(&mut self, rate: f64) -> u64 {
-        let u = self.unit().max(1e-12);
+        let u = self.uniform();
         ((-u.ln() / rate) * 1000.0).max(1.0) as u64
     }
 }
@@ -359,7 +346,7 @@ fn request(rng: &mut Rng) -> SimRequest {
             plain("GET", target, 200)
         }
         Kind::LoginPage => plain("GET", "/login".into(), 200),
-        Kind::LoginPost if rng.unit() < 0.12 => plain("POST", "/login".into(), 200),
+        Kind::LoginPost if rng.uniform() < 0.12 => plain("POST", "/login".into(), 200),
         Kind::LoginPost => SimRequest {
             location: Some("/dashboard"),
             ..plain("POST", "/login".into(), 302)
@@ -445,7 +432,7 @@ pub fn simulate<S: Sql>(
     let mut isolates: Vec<SimIsolate> = (0..report.isolates)
         .map(|i| SimIsolate {
             queue: FlushQueue::new(policy, format!("iso{i}"), names.clone()),
-            shard: (rng.next() % shards.len() as u64) as usize,
+            shard: (rng.next_u64() % shards.len() as u64) as usize,
         })
         .collect();
     // One salt fetch per isolate (the run is shorter than a day).
@@ -512,7 +499,7 @@ pub fn simulate<S: Sql>(
                             .entry(names[hit.metric].clone())
                             .or_insert(0) += 1;
                     }
-                    let visitor = rng.next() % 20_000;
+                    let visitor = rng.next_u64() % 20_000;
                     if let Some(d) = isolates[i].queue.record(now, secs, &hits, Some(visitor)) {
                         drivers.push(Some((i, d)));
                         push(&mut events, now, Event::Wake(drivers.len() - 1));

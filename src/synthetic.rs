@@ -91,11 +91,12 @@ pub fn coarsen(counts: &[f64], k: usize) -> Vec<f64> {
         .collect()
 }
 
-/// splitmix64: small, seedable, good enough for synthetic data.
-struct Rng(u64);
+/// splitmix64: small, seedable, good enough for synthetic data (also the
+/// fleet cost model's traffic).
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -104,7 +105,7 @@ impl Rng {
     }
 
     /// Uniform in (0, 1).
-    fn uniform(&mut self) -> f64 {
+    pub(crate) fn uniform(&mut self) -> f64 {
         ((self.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
     }
 

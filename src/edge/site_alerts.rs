@@ -409,6 +409,25 @@ impl SiteAlerts {
         Ok(())
     }
 
+    /// The minute rows of `metric`'s `dims` in `[from, to)`, from every shard.
+    async fn window_rows(
+        &self,
+        config: &Config,
+        metric: &str,
+        dims: &[String],
+        from: i64,
+        to: i64,
+    ) -> std::result::Result<Vec<crate::tally::Row>, String> {
+        let q = ShardQuery {
+            step: Resolution::Minute,
+            from,
+            to,
+            metrics: vec![metric.to_string()],
+            dims: dims.to_vec(),
+        };
+        shards::read_rows(&self.env, config, &q).await
+    }
+
     /// Status mix and p95 of the event's metric in its window against the
     /// same window a week earlier (site time).
     async fn health(&self, config: &Config, e: &AlertEvent) -> Option<crate::event::HealthChange> {
@@ -416,16 +435,8 @@ impl SiteAlerts {
             Some(MetricKind::Ratio(r)) => r.numerator.clone(),
             _ => e.metric.name.clone(),
         };
-        let read = |to: i64| {
-            let q = ShardQuery {
-                step: Resolution::Minute,
-                from: to - e.window,
-                to,
-                metrics: vec![metric.clone()],
-                dims: vec!["status".into(), "lat".into()],
-            };
-            async move { shards::read_rows(&self.env, config, &q).await }
-        };
+        let dims = ["status".to_string(), "lat".to_string()];
+        let read = |to: i64| self.window_rows(config, &metric, &dims, to - e.window, to);
         let now_rows = read(e.at).await.ok()?;
         let before_rows = read(config.time.days_before(e.at, 7)).await.ok()?;
         Some(health_change(&now_rows, &before_rows))
@@ -441,16 +452,8 @@ impl SiteAlerts {
         e: &AlertEvent,
     ) -> Option<crate::explain::Explanation> {
         let (metric, dims) = crate::explain::dimensions_of(config, &e.metric.name)?;
-        let read = |to: i64| {
-            let q = ShardQuery {
-                step: Resolution::Minute,
-                from: to - e.window,
-                to,
-                metrics: vec![metric.clone()],
-                dims: dims.iter().map(|(d, _)| d.clone()).collect(),
-            };
-            async move { shards::read_rows(&self.env, config, &q).await }
-        };
+        let names: Vec<String> = dims.iter().map(|(d, _)| d.clone()).collect();
+        let read = |to: i64| self.window_rows(config, &metric, &names, to - e.window, to);
         let ends = crate::explain::reference_ends(e.at, &config.time);
         let (now, before) = futures_util::future::join(
             read(e.at),

@@ -23,7 +23,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
-import { startOrigin, startWorker, waitFor, ROOT, ARTIFACTS, TEST_TOKEN, BROWSER_UA } from '../e2e/harness.mjs';
+import { startOrigin, startWorker, waitFor, ROOT, ARTIFACTS, TEST_TOKEN, BROWSER_UA, cronTick } from '../e2e/harness.mjs';
 import { rsaKey, sign, startTeam, userClaims } from '../e2e/access-team.mjs';
 
 const CHROMIUM = process.env.BPM_CHROMIUM ?? '/usr/bin/chromium';
@@ -156,13 +156,7 @@ async function backfill(text) {
 }
 
 /** One cron tick at simulated time `t` (Unix seconds). */
-async function tick(t) {
-  const res = await fetch(`${worker.url}/cdn-cgi/handler/scheduled?cron=*+*+*+*+*&time=${t * 1000}&format=json`, {
-    signal: AbortSignal.timeout(60_000),
-  });
-  const body = await res.json();
-  assert.equal(body.outcome, 'ok', JSON.stringify(body));
-}
+const tick = (t) => cronTick(worker, t);
 
 async function apiJson(p) {
   const r = await worker.api(p);

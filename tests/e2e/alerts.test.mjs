@@ -16,7 +16,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Webhook } from 'standardwebhooks';
-import { startOrigin, startWorker, waitFor, TEST_TOKEN, postBackfill, minuteCsv } from './harness.mjs';
+import { startOrigin, startWorker, waitFor, TEST_TOKEN, postBackfill, minuteCsv, cronTick } from './harness.mjs';
 import { startWebhookSink, amFingerprint } from './webhook-sink.mjs';
 
 const OPS_SECRET = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
@@ -52,13 +52,7 @@ const csv = (metrics, from, to) => minuteCsv(RATES, metrics, from, to);
 const backfill = (text) => postBackfill(worker, text);
 
 /** One cron tick at simulated time `t` (Unix seconds). */
-async function tick(t) {
-  const res = await fetch(`${worker.url}/cdn-cgi/handler/scheduled?cron=*+*+*+*+*&time=${t * 1000}&format=json`, {
-    signal: AbortSignal.timeout(60_000),
-  });
-  const body = await res.json();
-  assert.equal(body.outcome, 'ok', JSON.stringify(body));
-}
+const tick = (t) => cronTick(worker, t);
 
 async function alerts() {
   const r = await worker.api('/_bpm/api/alerts');

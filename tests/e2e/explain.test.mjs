@@ -12,7 +12,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Webhook } from 'standardwebhooks';
-import { startOrigin, startWorker, waitFor, postBackfill } from './harness.mjs';
+import { startOrigin, startWorker, waitFor, postBackfill, cronTick } from './harness.mjs';
 import { startWebhookSink } from './webhook-sink.mjs';
 
 const OPS_SECRET = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
@@ -42,13 +42,7 @@ function marketingCsv(from, to) {
   return lines.join('\n') + '\n';
 }
 
-async function tick(t) {
-  const res = await fetch(`${worker.url}/cdn-cgi/handler/scheduled?cron=*+*+*+*+*&time=${t * 1000}&format=json`, {
-    signal: AbortSignal.timeout(60_000),
-  });
-  const body = await res.json();
-  assert.equal(body.outcome, 'ok', JSON.stringify(body));
-}
+const tick = (t) => cronTick(worker, t);
 
 before(async () => {
   origin = await startOrigin({ port: 0 });

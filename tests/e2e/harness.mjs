@@ -377,3 +377,15 @@ export async function postBackfill(worker, text, token = TEST_TOKEN) {
   if (res.status !== 200) throw new Error(`backfill answered ${res.status}: ${answer}`);
   return JSON.parse(answer);
 }
+
+/**
+ * One cron tick of `worker` at simulated time `t` (Unix seconds), through
+ * wrangler's scheduled-event test endpoint; throws unless it ran cleanly.
+ */
+export async function cronTick(worker, t) {
+  const res = await fetch(`${worker.url}/cdn-cgi/handler/scheduled?cron=*+*+*+*+*&time=${t * 1000}&format=json`, {
+    signal: AbortSignal.timeout(60_000),
+  });
+  const body = await res.json();
+  if (body.outcome !== 'ok') throw new Error(`cron tick at ${t}: ${JSON.stringify(body)}`);
+}
