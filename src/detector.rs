@@ -279,6 +279,51 @@ pub struct WindowVerdict {
     pub fast: bool,
 }
 
+/// The three conditions a window must meet to hold, for the regular and
+/// the fast windows alike.
+struct WindowTest {
+    min_expected: f64,
+    /// Largest `observed / expected` that is a drop.
+    max_ratio: f64,
+    z_alpha: f64,
+    fast: bool,
+}
+
+impl WindowTest {
+    /// The verdict on window `w`: `x` observed against `b` expected with
+    /// dispersion `kappa`; `judged` is the baseline's own (see
+    /// [`Expected::judged`]).
+    fn verdict(
+        &self,
+        w: i64,
+        x: f64,
+        b: f64,
+        kappa: f64,
+        baseline: Option<BaselineSource>,
+        judged: bool,
+    ) -> WindowVerdict {
+        let ratio = (b > 0.0).then(|| x / b);
+        let z = drop_z(x, b, kappa);
+        let enough_volume = judged && b >= self.min_expected;
+        let large_drop = ratio.is_some_and(|r| r <= self.max_ratio);
+        let unlikely = z <= -self.z_alpha;
+        WindowVerdict {
+            window: w,
+            observed: round(x, 3),
+            expected: Some(round(b, 3)),
+            baseline,
+            ratio: ratio.map(|r| round(r, 4)),
+            z: Some(round(z, 3)),
+            kappa: Some(round(kappa, 5)),
+            enough_volume,
+            large_drop,
+            unlikely,
+            holds: enough_volume && large_drop && unlikely,
+            fast: self.fast,
+        }
+    }
+}
+
 /// One evaluation of one series at one instant.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Evaluation {
@@ -473,26 +518,13 @@ impl DropDetector {
                             k
                         }
                     };
-                    let ratio = if b > 0.0 { Some(x / b) } else { None };
-                    let z = drop_z(x, b, kappa);
-                    let enough_volume = judged && b >= p.min_expected;
-                    let large_drop = ratio.is_some_and(|r| r <= 1.0 - p.delta);
-                    let unlikely = z <= -p.z_alpha;
-                    let holds = enough_volume && large_drop && unlikely;
-                    WindowVerdict {
-                        window: w,
-                        observed: round(x, 3),
-                        expected: Some(round(b, 3)),
-                        baseline: source,
-                        ratio: ratio.map(|r| round(r, 4)),
-                        z: Some(round(z, 3)),
-                        kappa: Some(round(kappa, 5)),
-                        enough_volume,
-                        large_drop,
-                        unlikely,
-                        holds,
+                    let test = WindowTest {
+                        min_expected: p.min_expected,
+                        max_ratio: 1.0 - p.delta,
+                        z_alpha: p.z_alpha,
                         fast: false,
-                    }
+                    };
+                    test.verdict(w, x, b, kappa, source, judged)
                 }
             };
             windows.push(verdict);
@@ -581,25 +613,20 @@ impl DropDetector {
             };
             let Some(x) = x else { continue };
             let b = reference_expected.count * w as f64 / reference as f64;
-            let ratio = (b > 0.0).then(|| x / b);
-            let z = drop_z(x, b, kappa);
-            let enough_volume = reference_expected.judged && b >= p.fast_min_expected;
-            let large_drop = ratio.is_some_and(|r| r <= p.fast_ratio);
-            let unlikely = z <= -p.z_alpha;
-            out.push(WindowVerdict {
-                window: w,
-                observed: round(x, 3),
-                expected: Some(round(b, 3)),
-                baseline: Some(reference_expected.source),
-                ratio: ratio.map(|r| round(r, 4)),
-                z: Some(round(z, 3)),
-                kappa: Some(round(kappa, 5)),
-                enough_volume,
-                large_drop,
-                unlikely,
-                holds: enough_volume && large_drop && unlikely,
+            let test = WindowTest {
+                min_expected: p.fast_min_expected,
+                max_ratio: p.fast_ratio,
+                z_alpha: p.z_alpha,
                 fast: true,
-            });
+            };
+            out.push(test.verdict(
+                w,
+                x,
+                b,
+                kappa,
+                Some(reference_expected.source),
+                reference_expected.judged,
+            ));
         }
         out
     }
