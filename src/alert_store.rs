@@ -92,6 +92,12 @@ impl<S: Sql> AlertStore<S> {
             .map(str::to_string))
     }
 
+    /// A meta value that holds a Unix time (`last_at`, `refreshed_to`,
+    /// `pruned_at`); `None` when unset or unreadable.
+    pub fn meta_time(&self, key: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self.meta(key)?.and_then(|v| v.parse().ok()))
+    }
+
     pub fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
         self.sql.rows(
             "writing meta",
@@ -408,6 +414,25 @@ impl<S: Sql> AlertStore<S> {
                 })
             })
             .collect())
+    }
+
+    /// The state and queue of every configured receiver (in `receivers`'
+    /// order), then of any disabled one no longer configured (see
+    /// [`outbox::receiver_statuses`]).
+    pub fn receiver_statuses(
+        &self,
+        receivers: &[crate::rules::Receiver],
+    ) -> Result<Vec<outbox::ReceiverStatus>, StoreError> {
+        let queue: Vec<Delivery> = self.pending()?.into_iter().map(|i| i.delivery).collect();
+        let configured: Vec<(&str, crate::rules::WebhookFormat)> = receivers
+            .iter()
+            .map(|r| (r.name.as_str(), r.format))
+            .collect();
+        Ok(outbox::receiver_statuses(
+            &configured,
+            &self.disabled_receivers()?,
+            &queue,
+        ))
     }
 
     pub fn disabled_receivers(&self) -> Result<Vec<(String, i64, String)>, StoreError> {

@@ -7,8 +7,8 @@ use bpm_edge::alert_store::{
     series_set, AlertStore, OUTBOX_RETENTION_SECS, SERIES_RETENTION_SECS, SILENCE_RETENTION_SECS,
 };
 use bpm_edge::outbox::{
-    due, next_wake, receiver_statuses, AttemptResult, Delivery, DeliveryState, Enabled, Verdict,
-    REQUEUE_MAX_AGE_SECS, TOO_OLD_TO_REQUEUE,
+    due, next_wake, AttemptResult, Delivery, DeliveryState, Enabled, Verdict, REQUEUE_MAX_AGE_SECS,
+    TOO_OLD_TO_REQUEUE,
 };
 use bpm_edge::rules::BUCKET_SECS;
 use std::collections::BTreeMap;
@@ -66,6 +66,15 @@ fn silence(id: &str, rule: &str, created_at: i64) -> Silence {
         author: "ops".into(),
         created_at,
     }
+}
+
+/// The outbox's pending deliveries, oldest first.
+fn queue(s: &AlertStore<Native>) -> Vec<Delivery> {
+    s.pending()
+        .unwrap()
+        .into_iter()
+        .map(|i| i.delivery)
+        .collect()
 }
 
 fn status(code: u16) -> AttemptResult {
@@ -599,6 +608,11 @@ fn meta_round_trips_and_overwrites() {
     s.set_meta("cursor", "1").unwrap();
     s.set_meta("cursor", "2").unwrap();
     assert_eq!(s.meta("cursor").unwrap().as_deref(), Some("2"));
+    // A time reads as a number; an unreadable one as unset.
+    assert_eq!(s.meta_time("cursor").unwrap(), Some(2));
+    assert_eq!(s.meta_time("last_at").unwrap(), None);
+    s.set_meta("last_at", "soon").unwrap();
+    assert_eq!(s.meta_time("last_at").unwrap(), None);
 }
 
 #[test]
@@ -785,18 +799,7 @@ fn regression_one_410_disabled_a_receiver_for_good() {
     assert_eq!(behind_now.delivery.held_at, Some(t + 1));
 
     // Shown as disabled, since when and why, with what it holds.
-    let pending: Vec<Delivery> = s
-        .pending()
-        .unwrap()
-        .into_iter()
-        .map(|i| i.delivery)
-        .collect();
-    let configured: Vec<(&str, _)> = config
-        .receivers
-        .iter()
-        .map(|r| (r.name.as_str(), r.format))
-        .collect();
-    let statuses = receiver_statuses(&configured, &s.disabled_receivers().unwrap(), &pending);
+    let statuses = s.receiver_statuses(&config.receivers).unwrap();
     let ops = statuses.iter().find(|r| r.name == "ops").unwrap();
     assert!(!ops.enabled);
     assert_eq!(ops.disabled_since, Some(t + 1));
@@ -810,7 +813,7 @@ fn regression_one_410_disabled_a_receiver_for_good() {
     assert_eq!((oncall.queued, oncall.held), (1, 0));
     // Nothing of ops is due, whatever the time; oncall is unaffected.
     let disabled = s.disabled_names().unwrap();
-    let due_now: Vec<i64> = due(&pending, &disabled, i64::MAX)
+    let due_now: Vec<i64> = due(&queue(&s), &disabled, i64::MAX)
         .iter()
         .map(|d| d.seq)
         .collect();
@@ -850,12 +853,7 @@ fn enabling_a_receiver_requeues_recent_held_messages_in_order() {
     assert!(was);
     assert_eq!((outcome.requeued, outcome.given_up), (2, 0));
     assert!(s.disabled_receivers().unwrap().is_empty());
-    let queue: Vec<Delivery> = s
-        .pending()
-        .unwrap()
-        .into_iter()
-        .map(|i| i.delivery)
-        .collect();
+    let queue = queue(&s);
     assert!(queue
         .iter()
         .all(|d| d.state == DeliveryState::Queued && d.attempts == 0));
@@ -895,12 +893,7 @@ fn enabling_a_receiver_gives_up_held_messages_older_than_the_schedule() {
     );
     // Nothing blocks the receiver now: a new message is due at once.
     let fresh = s.enqueue("ops", "m_new", "b", enabled_at).unwrap();
-    let queue: Vec<Delivery> = s
-        .pending()
-        .unwrap()
-        .into_iter()
-        .map(|i| i.delivery)
-        .collect();
+    let queue = queue(&s);
     let due_now: Vec<i64> = due(&queue, &[], enabled_at).iter().map(|d| d.seq).collect();
     assert_eq!(due_now, vec![fresh.seq]);
     // The given-up row is kept for inspection, then pruned.

@@ -300,10 +300,7 @@ impl SiteAlerts {
         now: i64,
     ) -> std::result::Result<Judged, (u16, String)> {
         let started = worker::js_sys::Date::now();
-        let last_at: Option<i64> = store
-            .meta("last_at")
-            .map_err(internal)?
-            .and_then(|v| v.parse().ok());
+        let last_at: Option<i64> = store.meta_time("last_at").map_err(internal)?;
         let mut history: Vec<HistoryEntry> = Vec::new();
         let instants = evaluation_instants(last_at, now);
         let evaluated = !instants.is_empty();
@@ -360,10 +357,7 @@ impl SiteAlerts {
         if metrics.is_empty() {
             return Ok(());
         }
-        let refreshed_to: Option<i64> = store
-            .meta("refreshed_to")
-            .map_err(internal)?
-            .and_then(|v| v.parse().ok());
+        let refreshed_to: Option<i64> = store.meta_time("refreshed_to").map_err(internal)?;
         let (from, to) = refresh_range(refreshed_to, minute, config.storage.minute_retention_days);
         let query = ShardQuery {
             step: Resolution::Minute,
@@ -670,12 +664,7 @@ impl SiteAlerts {
     }
 
     fn maybe_prune(&self, store: &AlertStore<DurableSql>, now: i64) {
-        let last: i64 = store
-            .meta("pruned_at")
-            .ok()
-            .flatten()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
+        let last = store.meta_time("pruned_at").ok().flatten().unwrap_or(0);
         if now - last >= PRUNE_EVERY_SECS {
             if let Err(e) = store.prune(now) {
                 worker::console_error!("bpm-edge: pruning alerts: {e}");
@@ -714,10 +703,7 @@ impl SiteAlerts {
     ) -> std::result::Result<serde_json::Value, (u16, String)> {
         let at = last_complete_bucket(now);
         let metrics = counted_metrics(config);
-        let refreshed_to: Option<i64> = store
-            .meta("refreshed_to")
-            .map_err(internal)?
-            .and_then(|v| v.parse().ok());
+        let refreshed_to: Option<i64> = store.meta_time("refreshed_to").map_err(internal)?;
         if refreshed_to.is_none_or(|r| r < at) || self.series.borrow().is_none() {
             self.refresh(store, config, &metrics, last_complete_minute(now))
                 .await?;
@@ -806,43 +792,39 @@ impl SiteAlerts {
             .iter()
             .map(|i| json!(i.delivery))
             .collect();
-        let disabled_rows = store.disabled_receivers().map_err(internal)?;
-        let disabled: Vec<serde_json::Value> = disabled_rows
+        let statuses = store
+            .receiver_statuses(&config.receivers)
+            .map_err(internal)?;
+        // The disabled ones by name, as they are stored.
+        let mut disabled: Vec<&outbox::ReceiverStatus> = statuses
             .iter()
-            .map(|(r, at, reason)| json!({ "receiver": r, "since": crate::series::format_time(*at), "reason": reason }))
+            .filter(|r| r.disabled_since.is_some())
             .collect();
-        let pending: Vec<_> = store
-            .pending()
-            .map_err(internal)?
+        disabled.sort_by(|a, b| a.name.cmp(&b.name));
+        let disabled: Vec<serde_json::Value> = disabled
+            .iter()
+            .map(|r| json!({ "receiver": r.name, "since": r.disabled_since.map(crate::series::format_time), "reason": r.disabled_reason }))
+            .collect();
+        let receivers: Vec<serde_json::Value> = statuses
             .into_iter()
-            .map(|i| i.delivery)
-            .collect();
-        let configured: Vec<(&str, WebhookFormat)> = config
-            .receivers
-            .iter()
-            .map(|r| (r.name.as_str(), r.format))
-            .collect();
-        let receivers: Vec<serde_json::Value> =
-            outbox::receiver_statuses(&configured, &disabled_rows, &pending)
-                .into_iter()
-                .map(|r| {
-                    json!({
-                        "name": r.name,
-                        "format": r.format,
-                        "enabled": r.enabled,
-                        "disabled_since": r.disabled_since.map(crate::series::format_time),
-                        "disabled_reason": r.disabled_reason,
-                        "queued": r.queued,
-                        "held": r.held,
-                    })
+            .map(|r| {
+                json!({
+                    "name": r.name,
+                    "format": r.format,
+                    "enabled": r.enabled,
+                    "disabled_since": r.disabled_since.map(crate::series::format_time),
+                    "disabled_reason": r.disabled_reason,
+                    "queued": r.queued,
+                    "held": r.held,
                 })
-                .collect();
-        let last_at = store.meta("last_at").map_err(internal)?;
+            })
+            .collect();
+        let last_at = store.meta_time("last_at").map_err(internal)?;
         let eval_ms = store.meta("last_evaluation_ms").map_err(internal)?;
         Ok(json!({
             "site": config.site.name,
             "timezone": config.time.zone,
-            "evaluated_at": last_at.and_then(|v| v.parse::<i64>().ok()).map(crate::series::format_time),
+            "evaluated_at": last_at.map(crate::series::format_time),
             "evaluation_ms": eval_ms.and_then(|v| v.parse::<f64>().ok()),
             "alerts": rules,
             "deliveries": outbox,
