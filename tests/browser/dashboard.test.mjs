@@ -23,7 +23,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
-import { startOrigin, startWorker, waitFor, ROOT, ARTIFACTS, TEST_TOKEN, BROWSER_UA, cronTick } from '../e2e/harness.mjs';
+import { startOrigin, startWorker, waitFor, ROOT, ARTIFACTS, TEST_TOKEN, BROWSER_UA, cronTick, postBackfill } from '../e2e/harness.mjs';
 import { rsaKey, sign, startTeam, userClaims } from '../e2e/access-team.mjs';
 
 const CHROMIUM = process.env.BPM_CHROMIUM ?? '/usr/bin/chromium';
@@ -144,16 +144,7 @@ function csv(metric, from, to, splitsUntil) {
   return `${lines.join('\n')}\n`;
 }
 
-async function backfill(text) {
-  const res = await fetch(`${worker.url}/_bpm/api/backfill`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${TEST_TOKEN}`, 'content-type': 'text/csv' },
-    body: text,
-    signal: AbortSignal.timeout(180_000),
-  });
-  const body = await res.json();
-  assert.equal(res.status, 200, JSON.stringify(body));
-}
+const backfill = (text) => postBackfill(worker, text, TEST_TOKEN, 180_000);
 
 /** One cron tick at simulated time `t` (Unix seconds). */
 const tick = (t) => cronTick(worker, t);

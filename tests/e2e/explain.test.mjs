@@ -12,11 +12,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Webhook } from 'standardwebhooks';
-import { startOrigin, startWorker, waitFor, postBackfill, cronTick } from './harness.mjs';
-import { startWebhookSink } from './webhook-sink.mjs';
+import { startOrigin, startWorker, waitFor, postBackfill, cronTick, alertsOf } from './harness.mjs';
+import { startWebhookSink, OPS_SECRET, AM_SECRET } from './webhook-sink.mjs';
 
-const OPS_SECRET = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
-const AM_SECRET = 'whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD';
 const MIN = 60;
 const BUCKET = 300;
 const T0 = Math.floor(Date.now() / 1000 / BUCKET) * BUCKET;
@@ -75,7 +73,7 @@ test('one referral source goes dark: the firing alert names it, in every format 
   await tick(T0 + 60);
   await tick(T0 + 360);
   await tick(T0 + 420);
-  const rules = (await worker.api('/_bpm/api/alerts')).body.alerts;
+  const rules = (await alertsOf(worker)).alerts;
   const rule = rules.find((a) => a.rule === 'marketing_views_drop');
   assert.equal(rule.state, 'firing', JSON.stringify(rule));
 

@@ -366,12 +366,12 @@ export function minuteCsv(rates, metrics, from, to) {
 }
 
 /** POSTs a backfill CSV to `worker`; returns the answer, which must be 200. */
-export async function postBackfill(worker, text, token = TEST_TOKEN) {
+export async function postBackfill(worker, text, token = TEST_TOKEN, timeoutMs = 120_000) {
   const res = await fetch(`${worker.url}/_bpm/api/backfill`, {
     method: 'POST',
     headers: { authorization: `Bearer ${token}`, 'content-type': 'text/csv' },
     body: text,
-    signal: AbortSignal.timeout(120_000),
+    signal: AbortSignal.timeout(timeoutMs),
   });
   const answer = await res.text();
   if (res.status !== 200) throw new Error(`backfill answered ${res.status}: ${answer}`);
@@ -388,4 +388,11 @@ export async function cronTick(worker, t) {
   });
   const body = await res.json();
   if (body.outcome !== 'ok') throw new Error(`cron tick at ${t}: ${JSON.stringify(body)}`);
+}
+
+/** GET /_bpm/api/alerts of `worker` (rules, deliveries, receivers); throws unless 200. */
+export async function alertsOf(worker) {
+  const r = await worker.api('/_bpm/api/alerts');
+  if (r.status !== 200) throw new Error(`GET /api/alerts answered ${r.status}: ${r.text}`);
+  return r.body;
 }

@@ -21,12 +21,9 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Webhook } from 'standardwebhooks';
 import { chromium } from 'playwright-core';
-import { startOrigin, startWorker, waitFor, TEST_TOKEN, postBackfill, minuteCsv, cronTick } from './harness.mjs';
-import { startWebhookSink, amFingerprint } from './webhook-sink.mjs';
+import { startOrigin, startWorker, waitFor, TEST_TOKEN, postBackfill, minuteCsv, cronTick, alertsOf } from './harness.mjs';
+import { startWebhookSink, amFingerprint, OPS_SECRET, AM_SECRET, ROUTING_KEY } from './webhook-sink.mjs';
 
-const OPS_SECRET = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
-const AM_SECRET = 'whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD';
-const ROUTING_KEY = 'e2e0123456789abcdef0123456789abc';
 const MIN = 60;
 const BUCKET = 300;
 const RATES = { logins: 10, traffic: 100, login_views: 12, dashboard_views: 10, signups: 3, marketing_views: 30 };
@@ -65,11 +62,7 @@ const backfill = (text) => postBackfill(worker, text);
 
 const tick = (t) => cronTick(worker, t);
 
-async function alerts() {
-  const r = await worker.api('/_bpm/api/alerts');
-  assert.equal(r.status, 200, r.text);
-  return r.body;
-}
+const alerts = () => alertsOf(worker);
 
 const enable = (name, { token = TEST_TOKEN, headers = {} } = {}) =>
   worker.api(`/_bpm/api/receivers/${name}/enable`, { method: 'POST', token, headers });

@@ -1,11 +1,17 @@
 // webhook-sink.mjs — a webhook receiver on 127.0.0.1 for the alert e2e
-// tests, and Alertmanager's fingerprint to check payloads against.
+// tests, the test receivers' signing secrets, and Alertmanager's
+// fingerprint to check payloads against.
 //
 // Invariant: every request is recorded, in arrival order, with its Standard
 // Webhooks headers, whether the path's verifier (if any) accepted it, its
 // JSON payload, and the status it was answered with.
 
 import http from 'node:http';
+
+/** Signing secrets and the PagerDuty routing key the alert tests configure. */
+export const OPS_SECRET = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
+export const AM_SECRET = 'whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD';
+export const ROUTING_KEY = 'e2e0123456789abcdef0123456789abc';
 
 /**
  * Starts a receiver. `verifiers` maps a path to a `standardwebhooks`
