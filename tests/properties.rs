@@ -2108,6 +2108,38 @@ mod payload {
         s.boxed()
     }
 
+    /// Where a drop happened, with hostile values and text (the formats
+    /// put the text into Slack lines, PagerDuty's summary and an
+    /// Alertmanager annotation).
+    fn explanation() -> impl Strategy<Value = Option<bpm_edge::explain::Explanation>> {
+        use bpm_edge::explain::{Explanation, Finding};
+        let finding = prop_oneof![
+            (text(), text(), num(), num(), num(), num()).prop_map(
+                |(dimension, value, observed, expected, change, change_pct)| Finding::Lost {
+                    dimension,
+                    value,
+                    observed,
+                    expected,
+                    change,
+                    change_pct,
+                }
+            ),
+            (text(), text(), num(), num()).prop_map(|(dimension, value, share, baseline_share)| {
+                Finding::ShareRose {
+                    dimension,
+                    value,
+                    share,
+                    baseline_share,
+                }
+            }),
+        ];
+        let s = prop::option::of(
+            (text(), vec(finding, 0..4))
+                .prop_map(|(text, findings)| Explanation { text, findings }),
+        );
+        s.boxed()
+    }
+
     fn event() -> impl Strategy<Value = AlertEvent> {
         let s = {
             let ids = (
@@ -2194,7 +2226,12 @@ mod payload {
                 },
             )
         };
-        s.boxed()
+        (s, explanation())
+            .prop_map(|(event, explanation)| AlertEvent {
+                explanation,
+                ..event
+            })
+            .boxed()
     }
 
     fn events() -> impl Strategy<Value = Vec<AlertEvent>> {
