@@ -18,7 +18,9 @@
 
 use crate::config::{Config, MetricKind};
 use crate::detector::{CountSeries, DetectorParams, DropDetector, Evaluation, WindowVerdict};
-use crate::event::{AlertEvent, EventStatus, HealthChange, MetricInfo, OtherBpm, StatusShare};
+use crate::event::{
+    AlertEvent, EventStatus, HealthChange, MetricInfo, OtherBpm, Scope, StatusShare,
+};
 use crate::latency;
 use crate::lifecycle::{step, AlertState, LifecycleParams, State};
 use crate::rules::{AlertRule, Receiver};
@@ -71,6 +73,7 @@ pub fn silence_history(config: &Config, silence: &Silence, notice: &str, at: i64
     HistoryEntry {
         at,
         rule: silence.rule.clone(),
+        value: None,
         metric: config
             .alert(&silence.rule)
             .map(|r| r.metric.clone())
@@ -176,10 +179,15 @@ impl SilenceRequest {
     }
 }
 
-/// What the book remembers about one rule between evaluations.
+/// What the book remembers about one rule between evaluations: about the
+/// rule, or for a `by` rule about one of its values (an instance).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RuleRecord {
     pub rule: String,
+    /// The dimension value a `by` rule's instance judges; `None` for a
+    /// rule judged on its metric's total.
+    #[serde(default)]
+    pub value: Option<String>,
     pub fingerprint: String,
     pub alert: AlertState,
     /// Sequence number of the last event sent (0: none yet).
@@ -200,10 +208,17 @@ pub struct RuleRecord {
 }
 
 impl RuleRecord {
-    fn new(config: &Config, rule: &AlertRule, at: i64) -> Self {
+    fn new(config: &Config, rule: &AlertRule, value: Option<&str>, at: i64) -> Self {
+        let subject = match (value, rule.by) {
+            (Some(v), Some(split)) => {
+                format!("{}\u{0}{}={v}", rule.metric, split.dimension.as_str())
+            }
+            _ => rule.metric.clone(),
+        };
         RuleRecord {
             rule: rule.name.clone(),
-            fingerprint: fingerprint(&config.site.name, &rule.name, &rule.metric),
+            value: value.map(str::to_string),
+            fingerprint: fingerprint(&config.site.name, &rule.name, &subject),
             alert: AlertState::new(at),
             sequence: 0,
             firing_sent: false,
@@ -219,6 +234,32 @@ impl RuleRecord {
     pub fn incident(&self) -> String {
         format!("inc_{}_{}", self.fingerprint, self.alert.episodes)
     }
+
+    /// Its key in the book and in storage: the rule's name, or for an
+    /// instance `rule[value]` (rule names cannot hold `[`, so keys are
+    /// unique).
+    pub fn key(&self) -> String {
+        instance_key(&self.rule, self.value.as_deref())
+    }
+
+    /// An instance whose episode is not over: it stays judged (and
+    /// listed) even when its value leaves the rule's top values, so a
+    /// source that went dark resolves instead of vanishing.
+    pub fn is_open(&self) -> bool {
+        self.firing_sent
+            || matches!(
+                self.alert.state,
+                State::Pending | State::Firing | State::Resolved
+            )
+    }
+}
+
+/// The key of a rule, or of one value's instance of a `by` rule.
+pub fn instance_key(rule: &str, value: Option<&str>) -> String {
+    match value {
+        Some(v) => format!("{rule}[{v}]"),
+        None => rule.to_string(),
+    }
 }
 
 /// One line of the alert history.
@@ -226,6 +267,9 @@ impl RuleRecord {
 pub struct HistoryEntry {
     pub at: i64,
     pub rule: String,
+    /// The value of a `by` rule's instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
     pub metric: String,
     /// Set for a state change.
     pub from: Option<State>,
@@ -249,12 +293,15 @@ pub struct Notice {
     pub receivers: Vec<String>,
 }
 
-/// The 5-minute bucket series of the metrics the rules need, and the
-/// recent minute series the fast path judges (none: no fast path).
+/// The 5-minute bucket series of the metrics the rules need, the recent
+/// minute series the fast path judges (none: no fast path), and per `by`
+/// rule the 5-minute series of each value it watches (rule → value →
+/// series; a `by` rule absent here judges nothing and keeps its instances).
 #[derive(Debug, Clone, Default)]
 pub struct SeriesSet {
     pub series: BTreeMap<String, CountSeries>,
     pub minutes: BTreeMap<String, CountSeries>,
+    pub by: BTreeMap<String, BTreeMap<String, CountSeries>>,
 }
 
 /// A stable id per (site, rule, metric): 16 hex digits of a SHA-256.
@@ -283,6 +330,15 @@ pub fn detector_params(rule: &AlertRule) -> DetectorParams {
         min_expected: rule.min_expected,
         weeks: rule.weeks,
         ..DetectorParams::critical()
+    }
+}
+
+/// Detector parameters of one of a rule's records: a `by` rule's
+/// instances have no fast path (their series are 5-minute buckets).
+fn instance_params(rule: &AlertRule) -> DetectorParams {
+    match rule.by {
+        Some(_) => detector_params(rule).without_fast_path(),
+        None => detector_params(rule),
     }
 }
 
@@ -372,44 +428,96 @@ pub fn health_change(now: &[Row], before: &[Row]) -> HealthChange {
 }
 
 /// The alert state of a site.
+///
+/// Records and detectors are keyed by [`instance_key`]: one per rule, and
+/// one per watched value of a `by` rule (created when the value first
+/// comes with a series, dropped once it no longer does and its episode is
+/// over).
 #[derive(Debug, Clone)]
 pub struct AlertBook {
     records: BTreeMap<String, RuleRecord>,
     detectors: BTreeMap<String, DropDetector>,
+    /// Keys of dropped records, for the owner to delete from storage.
+    dropped: Vec<String>,
 }
 
 impl AlertBook {
     /// Picks up stored records; rules without one start `learning` at
-    /// `now`, records of rules no longer configured are dropped.
+    /// `now`, a `by` rule keeps its stored instances, and records of
+    /// rules no longer configured (or no longer split the same way) are
+    /// dropped.
     pub fn new(config: &Config, stored: Vec<RuleRecord>, now: i64) -> Self {
-        let mut by_name: BTreeMap<String, RuleRecord> =
-            stored.into_iter().map(|r| (r.rule.clone(), r)).collect();
         let mut records = BTreeMap::new();
         let mut detectors = BTreeMap::new();
-        for rule in &config.alerts {
-            let rec = by_name
-                .remove(&rule.name)
-                .unwrap_or_else(|| RuleRecord::new(config, rule, now));
-            records.insert(rule.name.clone(), rec);
-            detectors.insert(rule.name.clone(), DropDetector::new(detector_params(rule)));
+        let mut dropped = Vec::new();
+        for rec in stored {
+            let fits = config
+                .alert(&rec.rule)
+                .is_some_and(|rule| rule.by.is_some() == rec.value.is_some());
+            if fits {
+                records.insert(rec.key(), rec);
+            } else {
+                dropped.push(rec.key());
+            }
         }
-        AlertBook { records, detectors }
+        for rule in config.alerts.iter().filter(|r| r.by.is_none()) {
+            records
+                .entry(rule.name.clone())
+                .or_insert_with(|| RuleRecord::new(config, rule, None, now));
+        }
+        for (key, rec) in &records {
+            if let Some(rule) = config.alert(&rec.rule) {
+                detectors.insert(key.clone(), DropDetector::new(instance_params(rule)));
+            }
+        }
+        AlertBook {
+            records,
+            detectors,
+            dropped,
+        }
     }
 
     pub fn records(&self) -> impl Iterator<Item = &RuleRecord> {
         self.records.values()
     }
 
-    /// Keeps where `rule`'s drop happened, as a firing notification says
-    /// it, for the dashboard until the episode ends.
-    pub fn explained(&mut self, rule: &str, explanation: Option<crate::explain::Explanation>) {
-        if let Some(rec) = self.records.get_mut(rule) {
-            rec.explanation = explanation;
+    /// The records of `rule`: the rule's own, or its instances by value.
+    pub fn instances<'a>(&'a self, rule: &'a str) -> impl Iterator<Item = &'a RuleRecord> + 'a {
+        self.records.values().filter(move |r| r.rule == rule)
+    }
+
+    /// The values of `rule`'s instances whose episode is not over (see
+    /// [`RuleRecord::is_open`]): the owner keeps their series coming.
+    pub fn open_values(&self, rule: &str) -> Vec<String> {
+        self.instances(rule)
+            .filter(|r| r.is_open())
+            .filter_map(|r| r.value.clone())
+            .collect()
+    }
+
+    /// Keys of the records dropped since the last call, to delete from
+    /// storage.
+    pub fn take_dropped(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.dropped)
+    }
+
+    /// Keeps where an event's drop happened, as its firing notification
+    /// says it, for the dashboard until the episode ends.
+    pub fn explained(&mut self, event: &AlertEvent) {
+        let value = event.scope.as_ref().map(|s| s.value.as_str());
+        if let Some(rec) = self.records.get_mut(&instance_key(&event.rule, value)) {
+            rec.explanation = event.explanation.clone();
         }
     }
 
-    pub fn record(&self, rule: &str) -> Option<&RuleRecord> {
-        self.records.get(rule)
+    /// The record of a rule, or of one value's instance of a `by` rule.
+    pub fn record(&self, rule: &str, value: Option<&str>) -> Option<&RuleRecord> {
+        self.records.get(&instance_key(rule, value))
+    }
+
+    /// Whether any record of `rule` is firing.
+    fn is_firing(&self, rule: &str) -> bool {
+        self.instances(rule).any(|r| r.alert.state == State::Firing)
     }
 
     /// Judges every rule on the buckets ending at `at` and steps its
@@ -425,15 +533,40 @@ impl AlertBook {
     ) -> Vec<HistoryEntry> {
         let mut history = Vec::new();
         let empty = CountSeries::new(at, crate::rules::BUCKET_SECS);
+        let on_bucket = at.rem_euclid(crate::rules::BUCKET_SECS) == 0;
         for rule in &config.alerts {
+            let series = |name: &str| data.series.get(name).unwrap_or(&empty);
+            if rule.by.is_some() {
+                // Instances are judged on 5-minute buckets only: a value's
+                // series has no minutes (no fast path).
+                let Some(values) = data.by.get(&rule.name) else {
+                    continue;
+                };
+                self.drop_unwatched(rule, values);
+                if !on_bucket {
+                    continue;
+                }
+                for (value, s) in values {
+                    let key = instance_key(&rule.name, Some(value));
+                    let rec = self
+                        .records
+                        .entry(key.clone())
+                        .or_insert_with(|| RuleRecord::new(config, rule, Some(value), at));
+                    let det = self
+                        .detectors
+                        .entry(key)
+                        .or_insert_with(|| DropDetector::new(instance_params(rule)));
+                    let eval = det.evaluate(s, at, clock);
+                    history.extend(judged(rule, rec, eval));
+                }
+                continue;
+            }
             let (Some(rec), Some(det)) = (
                 self.records.get_mut(&rule.name),
                 self.detectors.get_mut(&rule.name),
             ) else {
                 continue;
             };
-            let series = |name: &str| data.series.get(name).unwrap_or(&empty);
-            let on_bucket = at.rem_euclid(crate::rules::BUCKET_SECS) == 0;
             let eval = match config.metric(&rule.metric).map(|m| &m.kind) {
                 // Ratios have no fast path: a total outage is the
                 // denominator's alert.
@@ -452,37 +585,24 @@ impl AlertBook {
                     clock,
                 ),
             };
-            if let Some(t) = step(&mut rec.alert, &eval, &lifecycle_params(rule)) {
-                let window = match t.to {
-                    State::Resolved => eval.window(HOUR).cloned(),
-                    _ => eval.headline().cloned(),
-                };
-                history.push(HistoryEntry {
-                    at: t.at,
-                    rule: rule.name.clone(),
-                    metric: rule.metric.clone(),
-                    from: Some(t.from),
-                    to: Some(t.to),
-                    notice: None,
-                    incident: matches!(t.to, State::Firing | State::Resolved)
-                        .then(|| rec.incident()),
-                    window,
-                    silence: None,
-                });
-            }
-            // `last` keeps the latest verdict of every window: a fast-only
-            // evaluation replaces the fast windows of the last full one.
-            match rec.last.as_mut() {
-                Some(last) if eval.fast_only => {
-                    last.windows.retain(|w| !w.fast);
-                    last.windows.extend(eval.windows);
-                    last.at = eval.at;
-                    last.drop = last.windows.iter().any(|w| w.holds);
-                }
-                _ => rec.last = Some(eval),
-            }
+            history.extend(judged(rule, rec, eval));
         }
         history
+    }
+
+    /// Drops the instances of `rule` whose value is no longer watched and
+    /// whose episode is over.
+    fn drop_unwatched(&mut self, rule: &AlertRule, watched: &BTreeMap<String, CountSeries>) {
+        let gone: Vec<String> = self
+            .instances(&rule.name)
+            .filter(|r| !r.is_open() && r.value.as_ref().is_none_or(|v| !watched.contains_key(v)))
+            .map(RuleRecord::key)
+            .collect();
+        for key in gone {
+            self.records.remove(&key);
+            self.detectors.remove(&key);
+            self.dropped.push(key);
+        }
     }
 
     /// Decides, at tick time `now`, which notifications go out. Returns the
@@ -496,15 +616,14 @@ impl AlertBook {
         let firing: Vec<&AlertRule> = config
             .alerts
             .iter()
-            .filter(|r| {
-                self.records
-                    .get(&r.name)
-                    .is_some_and(|rec| rec.alert.state == State::Firing)
-            })
+            .filter(|r| self.is_firing(&r.name))
             .collect();
+        // Other BPMs are other metrics' totals: a `by` rule's instances
+        // are parts of one metric, not BPMs of their own.
         let others: Vec<OtherBpm> = config
             .alerts
             .iter()
+            .filter(|r| r.by.is_none())
             .filter_map(|r| {
                 let rec = self.records.get(&r.name)?;
                 Some(OtherBpm {
@@ -521,8 +640,13 @@ impl AlertBook {
             .collect();
         let mut notices = Vec::new();
         let mut history = Vec::new();
-        for rule in &config.alerts {
-            let Some(rec) = self.records.get_mut(&rule.name) else {
+        let keys: Vec<(&AlertRule, String)> = config
+            .alerts
+            .iter()
+            .flat_map(|rule| self.instances(&rule.name).map(move |r| (rule, r.key())))
+            .collect();
+        for (rule, key) in keys {
+            let Some(rec) = self.records.get_mut(&key) else {
                 continue;
             };
             let silenced = silences.iter().find(|s| s.covers(&rule.name, now));
@@ -533,6 +657,7 @@ impl AlertBook {
             let note = |notice: String, rec: &RuleRecord| HistoryEntry {
                 at: now,
                 rule: rule.name.clone(),
+                value: rec.value.clone(),
                 metric: rule.metric.clone(),
                 from: None,
                 to: None,
@@ -616,13 +741,10 @@ impl AlertBook {
     /// The rule that inhibits `rule` now, if any: a firing rule whose
     /// `inhibits` names it.
     fn inhibitor<'a>(&self, config: &'a Config, rule: &str) -> Option<&'a AlertRule> {
-        config.alerts.iter().find(|f| {
-            f.inhibits(rule)
-                && self
-                    .records
-                    .get(&f.name)
-                    .is_some_and(|rec| rec.alert.state == State::Firing)
-        })
+        config
+            .alerts
+            .iter()
+            .find(|f| f.inhibits(rule) && self.is_firing(&f.name))
     }
 
     /// The alerts a group holds besides a tick's events, as Alertmanager
@@ -640,8 +762,8 @@ impl AlertBook {
         config
             .alerts
             .iter()
-            .filter_map(|rule| {
-                let rec = self.records.get(&rule.name)?;
+            .flat_map(|rule| self.instances(&rule.name).map(move |rec| (rule, rec)))
+            .filter_map(|(rule, rec)| {
                 let member = rec.alert.state == State::Firing
                     && rec.firing_sent
                     && !silences.iter().any(|s| s.covers(&rule.name, now))
@@ -711,6 +833,41 @@ pub fn dispatch<'a>(
     (out, skipped)
 }
 
+/// Steps `rec`'s lifecycle with `eval` and keeps it as the latest
+/// verdict; the history line of a state change, if any.
+fn judged(rule: &AlertRule, rec: &mut RuleRecord, eval: Evaluation) -> Option<HistoryEntry> {
+    let entry = step(&mut rec.alert, &eval, &lifecycle_params(rule)).map(|t| {
+        let window = match t.to {
+            State::Resolved => eval.window(HOUR).cloned(),
+            _ => eval.headline().cloned(),
+        };
+        HistoryEntry {
+            at: t.at,
+            rule: rule.name.clone(),
+            value: rec.value.clone(),
+            metric: rule.metric.clone(),
+            from: Some(t.from),
+            to: Some(t.to),
+            notice: None,
+            incident: matches!(t.to, State::Firing | State::Resolved).then(|| rec.incident()),
+            window,
+            silence: None,
+        }
+    });
+    // `last` keeps the latest verdict of every window: a fast-only
+    // evaluation replaces the fast windows of the last full one.
+    match rec.last.as_mut() {
+        Some(last) if eval.fast_only => {
+            last.windows.retain(|w| !w.fast);
+            last.windows.extend(eval.windows);
+            last.at = eval.at;
+            last.drop = last.windows.iter().any(|w| w.holds);
+        }
+        _ => rec.last = Some(eval),
+    }
+    entry
+}
+
 fn build_event(
     config: &Config,
     rule: &AlertRule,
@@ -740,6 +897,19 @@ fn build_event(
         .then_some(rec.alert.resolved_at)
         .flatten();
     let metric = config.metric(&rule.metric);
+    let scope = match (rule.by, &rec.value) {
+        (Some(split), Some(value)) => Some(Scope {
+            dimension: split.dimension.as_str().to_string(),
+            value: value.clone(),
+        }),
+        _ => None,
+    };
+    // A `by` rule's value is a label too, so label-keyed receivers
+    // (Alertmanager) tell its instances apart.
+    let mut labels = rule.labels.clone();
+    if let Some(sc) = &scope {
+        labels.insert(sc.dimension.clone(), sc.value.clone());
+    }
     // The instant the event describes: the evaluation it reports, not the
     // tick that sends it (which is `group_wait` or a silence later).
     let at = eval.map_or(now, |e| e.at);
@@ -753,7 +923,8 @@ fn build_event(
         severity: rule.severity,
         site: config.site.name.clone(),
         rule: rule.name.clone(),
-        labels: rule.labels.clone(),
+        scope,
+        labels,
         metric: MetricInfo {
             name: rule.metric.clone(),
             stage: metric
@@ -907,6 +1078,133 @@ inhibits = ["*"]
         assert_eq!(resolved.lowest_ratio, Some(0.0));
         assert!(resolved.duration_s > 0);
         assert_eq!(notices[0].receivers, vec!["ops".to_string()]);
+    }
+
+    const SPLIT_CONFIG: &str = r#"
+[site]
+name = "shop"
+
+[[metric]]
+name = "views"
+stage = "referral"
+description = "Page views"
+match = { path = "/**" }
+
+[[receiver]]
+name = "ops"
+url = "https://hooks.example/ops"
+
+[[alert]]
+name = "views_drop"
+metric = "views"
+receivers = ["ops"]
+
+[[alert]]
+name = "source_dark"
+metric = "views"
+by = "source"
+top = 3
+receivers = ["ops"]
+labels = { team = "marketing" }
+"#;
+
+    /// Five flat weeks per source, then `tail` buckets where google goes
+    /// dark and bing takes its traffic: the total stays flat.
+    fn split_data(tail: usize) -> SeriesSet {
+        let n = (5 * WEEK / BUCKET_SECS) as usize;
+        let mk = |before: f64, after: f64| {
+            let mut v = vec![before; n];
+            v.extend(std::iter::repeat_n(after, tail));
+            CountSeries::from_counts(0, BUCKET_SECS, &v)
+        };
+        let mut s = SeriesSet::default();
+        s.series.insert("views".into(), mk(60.2, 60.2));
+        let by = BTreeMap::from([
+            ("google".to_string(), mk(30.0, 0.0)),
+            ("bing".to_string(), mk(30.0, 60.0)),
+            // Never significant: 2.4 an hour.
+            ("tiny".to_string(), mk(0.2, 0.0)),
+        ]);
+        s.by.insert("source_dark".into(), by);
+        s
+    }
+
+    #[test]
+    fn a_by_source_rule_fires_for_the_dark_source_only_while_the_total_is_flat() {
+        let cfg = crate::config::parse_toml(SPLIT_CONFIG, "test.toml").unwrap();
+        let d = split_data(12);
+        let mut book = AlertBook::new(&cfg, vec![], 0);
+        let notices = drive(&mut book, &cfg, &d, 12, &[]);
+        let fired: Vec<(&str, Option<&str>)> = notices
+            .iter()
+            .map(|n| {
+                (
+                    n.event.rule.as_str(),
+                    n.event.scope.as_ref().map(|s| s.value.as_str()),
+                )
+            })
+            .collect();
+        assert_eq!(fired, vec![("source_dark", Some("google"))]);
+        let e = &notices[0].event;
+        assert_eq!(e.observed, 0.0);
+        assert_eq!(e.labels.get("source").map(String::as_str), Some("google"));
+        assert_eq!(e.labels.get("team").map(String::as_str), Some("marketing"));
+        assert!(
+            crate::payload::summary(e).starts_with("views (source google) dropped 100%"),
+            "{}",
+            crate::payload::summary(e)
+        );
+        // Each value is its own alert: its own fingerprint and record.
+        let google = book.record("source_dark", Some("google")).unwrap();
+        let bing = book.record("source_dark", Some("bing")).unwrap();
+        assert_eq!(e.fingerprint, google.fingerprint);
+        assert_ne!(google.fingerprint, bing.fingerprint);
+        assert_eq!(bing.alert.state, State::Ok);
+        assert_eq!(
+            book.record("views_drop", None).unwrap().alert.state,
+            State::Ok
+        );
+        assert_ne!(
+            book.record("source_dark", Some("tiny"))
+                .unwrap()
+                .alert
+                .state,
+            State::Firing
+        );
+        assert_eq!(book.open_values("source_dark"), vec!["google".to_string()]);
+    }
+
+    #[test]
+    fn a_by_rule_drops_unwatched_values_but_keeps_open_ones() {
+        let cfg = crate::config::parse_toml(SPLIT_CONFIG, "test.toml").unwrap();
+        let mut d = split_data(12);
+        let mut book = AlertBook::new(&cfg, vec![], 0);
+        drive(&mut book, &cfg, &d, 12, &[]);
+        // The next day's top values no longer hold bing, nor google; google
+        // is firing, so it stays (with whatever series it still has).
+        if let Some(values) = d.by.get_mut("source_dark") {
+            values.remove("bing");
+            values.remove("google");
+        }
+        book.evaluate(&cfg, &d, T0 + 13 * BUCKET_SECS, &Utc);
+        assert!(book.record("source_dark", Some("bing")).is_none());
+        assert!(book.record("source_dark", Some("google")).is_some());
+        assert_eq!(book.take_dropped(), vec!["source_dark[bing]".to_string()]);
+        // Stored instances come back; those of a rule that is no longer
+        // split are dropped.
+        let stored: Vec<RuleRecord> = book.records().cloned().collect();
+        let again = AlertBook::new(&cfg, stored.clone(), 0);
+        assert!(again.record("source_dark", Some("google")).is_some());
+        let unsplit = crate::config::parse_toml(
+            &SPLIT_CONFIG.replace("by = \"source\"\ntop = 3\n", ""),
+            "test.toml",
+        )
+        .unwrap();
+        let mut plain = AlertBook::new(&unsplit, stored, 0);
+        assert!(plain.record("source_dark", None).is_some());
+        assert!(plain
+            .take_dropped()
+            .contains(&"source_dark[google]".to_string()));
     }
 
     #[test]
@@ -1157,7 +1455,7 @@ receivers = ["am"]
         assert_eq!(rules, vec!["traffic_down"]);
         // The inhibited alert still fires (listed), it only sends nothing.
         assert_eq!(
-            book.record("logins_drop").unwrap().alert.state,
+            book.record("logins_drop", None).unwrap().alert.state,
             State::Firing
         );
     }
@@ -1188,7 +1486,7 @@ receivers = ["am"]
             }
         }
         assert_eq!(
-            book.record("logins_drop").unwrap().alert.state,
+            book.record("logins_drop", None).unwrap().alert.state,
             State::Firing
         );
         assert!(history
@@ -1208,7 +1506,7 @@ receivers = ["am"]
         for i in 1..=4 {
             let at = T0 + i * BUCKET_SECS;
             book.evaluate(&cfg, &d, at, &Utc);
-            if book.record("logins_drop").unwrap().alert.state == State::Firing
+            if book.record("logins_drop", None).unwrap().alert.state == State::Firing
                 && fired_at.is_none()
             {
                 fired_at = Some(at);
@@ -1247,7 +1545,7 @@ receivers = ["am"]
             .map(|r| serde_json::from_str(&serde_json::to_string(r).unwrap()).unwrap())
             .collect();
         let again = AlertBook::new(&cfg, stored, 0);
-        let rec = again.record("logins_drop").unwrap();
+        let rec = again.record("logins_drop", None).unwrap();
         assert_eq!(rec.alert.state, State::Firing);
         assert!(rec.firing_sent);
         assert_eq!(rec.sequence, 1);

@@ -246,7 +246,19 @@ impl<S: Sql> AlertStore<S> {
             self.sql.rows(
                 "writing a rule record",
                 "INSERT INTO records (rule, json) VALUES (?, ?) ON CONFLICT (rule) DO UPDATE SET json = excluded.json",
-                vec![r.rule.as_str().into(), json.as_str().into()],
+                vec![r.key().as_str().into(), json.as_str().into()],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the records stored under `keys` ([`RuleRecord::key`]).
+    pub fn delete_records(&self, keys: &[String]) -> Result<(), StoreError> {
+        for k in keys {
+            self.sql.rows(
+                "deleting a rule record",
+                "DELETE FROM records WHERE rule = ?",
+                vec![k.as_str().into()],
             )?;
         }
         Ok(())

@@ -6,7 +6,8 @@
 //! across delivery retries (it becomes the `webhook-id`); `fingerprint` is
 //! stable per (site, rule, metric) for the life of the rule; `sequence`
 //! increases by one per event of the same fingerprint, so consumers can
-//! order firing and resolved.
+//! order firing and resolved. An alert of a `by` rule is about one value of
+//! a dimension (`scope`), and its fingerprint is per value.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -71,6 +72,14 @@ pub struct HealthChange {
     pub p95_ms_before: Option<f64>,
 }
 
+/// The part of a metric a `by` rule's alert is about: one value of one
+/// dimension (`source` = `google`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scope {
+    pub dimension: String,
+    pub value: String,
+}
+
 /// One notification about one alert.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertEvent {
@@ -88,6 +97,12 @@ pub struct AlertEvent {
     pub severity: Severity,
     pub site: String,
     pub rule: String,
+    /// The dimension value a `by` rule's alert is about; `None` for an
+    /// alert on the metric's total.
+    #[serde(default)]
+    pub scope: Option<Scope>,
+    /// The rule's labels; a `by` rule's also name its value
+    /// (`source = "google"`).
     pub labels: BTreeMap<String, String>,
     pub metric: MetricInfo,
     /// Evaluation instant (end of the last complete bucket judged), Unix s.
@@ -119,4 +134,16 @@ pub struct AlertEvent {
     /// stands out or for a resolution.
     #[serde(default)]
     pub explanation: Option<crate::explain::Explanation>,
+}
+
+impl AlertEvent {
+    /// What the alert is about, as people read it: the metric's name, and
+    /// for a `by` rule's alert its value, e.g. `marketing_views (source
+    /// google)`.
+    pub fn subject(&self) -> String {
+        match &self.scope {
+            Some(s) => format!("{} ({} {})", self.metric.name, s.dimension, s.value),
+            None => self.metric.name.clone(),
+        }
+    }
 }

@@ -44,6 +44,7 @@ pub mod synthetic;
 pub mod tally;
 pub mod ticks;
 pub mod uniques;
+pub mod value_series;
 pub mod visitors;
 
 #[cfg(target_arch = "wasm32")]

@@ -152,6 +152,9 @@ pub struct ActiveSilence {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct RuleStatus {
     pub rule: String,
+    /// For a `by` rule: the value of its most urgent instance (the one
+    /// this status describes), e.g. the source that went dark.
+    pub value: Option<String>,
     pub severity: &'static str,
     /// `learning`, `ok`, `pending`, `firing` or `resolved`.
     pub state: &'static str,
@@ -373,7 +376,11 @@ pub fn build(
                 .iter()
                 .filter(|r| r.metric == m.name)
                 .map(|rule| {
-                    let rec = records.iter().find(|r| r.rule == rule.name);
+                    // A `by` rule shows its most urgent instance.
+                    let rec = records
+                        .iter()
+                        .filter(|r| r.rule == rule.name)
+                        .max_by_key(|r| rank(r.alert.state.as_str()));
                     let covering: Vec<ActiveSilence> = silences
                         .iter()
                         .filter(|s| s.covers(&rule.name, now))
@@ -386,6 +393,7 @@ pub fn build(
                         .collect();
                     RuleStatus {
                         rule: rule.name.clone(),
+                        value: rec.and_then(|r| r.value.clone()),
                         severity: rule.severity.as_str(),
                         state: rec.map_or("learning", |r| r.alert.state.as_str()),
                         silenced: !covering.is_empty(),
@@ -599,6 +607,7 @@ mod tests {
         alert.fired_at = Some(alert.since);
         let record = RuleRecord {
             rule: "logins_drop".into(),
+            value: None,
             fingerprint: fingerprint("demo", "logins_drop", "logins"),
             alert,
             sequence: 1,

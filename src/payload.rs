@@ -110,7 +110,7 @@ pub fn render_group(
 /// "logins dropped 64% below its baseline (36 vs 100 expected in the last
 /// 1h)" or "logins recovered after 1h 05m (lowest 36% of baseline)".
 pub fn summary(e: &AlertEvent) -> String {
-    let name = &e.metric.name;
+    let name = e.subject();
     match e.status {
         EventStatus::Firing => {
             let verb = if e.repeat { "is still" } else { "dropped" };
@@ -353,6 +353,7 @@ struct JsonEvent<'a> {
     severity: Severity,
     site: &'a str,
     rule: &'a str,
+    scope: Option<&'a crate::event::Scope>,
     labels: &'a BTreeMap<String, String>,
     metric: &'a crate::event::MetricInfo,
     window: String,
@@ -390,6 +391,7 @@ impl<'a> JsonEvent<'a> {
             severity: e.severity,
             site: &e.site,
             rule: &e.rule,
+            scope: e.scope.as_ref(),
             labels: &e.labels,
             metric: &e.metric,
             window: window_label(e.window),
@@ -605,7 +607,7 @@ fn status_emoji(status: EventStatus) -> &'static str {
 /// The fallback line of one event (unescaped), e.g. ":rotating_light:
 /// [FIRING] logins dropped 64% (observed 36 vs expected 100 in 1h) on demo".
 fn slack_line(e: &AlertEvent) -> String {
-    let name = &e.metric.name;
+    let name = e.subject();
     let what = match e.status {
         EventStatus::Firing => {
             let verb = if e.repeat { "still down" } else { "dropped" };
@@ -643,7 +645,7 @@ fn slack_header(events: &[AlertEvent]) -> String {
         return format!(
             "{} [{tag}] {} on {site}",
             status_emoji(e.status),
-            e.metric.name
+            e.subject()
         );
     }
     let firing = events
@@ -694,6 +696,13 @@ fn health_line(h: &HealthChange) -> Option<String> {
 fn slack_section(e: &AlertEvent) -> String {
     let m = &e.metric;
     let mut title = format!("{} *{}*", status_emoji(e.status), slack_escape(&m.name));
+    if let Some(sc) = &e.scope {
+        title.push_str(&format!(
+            " {} *{}*",
+            slack_escape(&sc.dimension),
+            slack_escape(&sc.value)
+        ));
+    }
     if !m.stage.is_empty() {
         title.push_str(&format!(" ({})", slack_escape(&m.stage)));
     }
@@ -1013,6 +1022,7 @@ mod tests {
             sequence: if resolved { 2 } else { 1 },
             status,
             repeat: false,
+            scope: None,
             severity: Severity::Critical,
             site: "demo".to_string(),
             rule: "logins-drop".to_string(),
@@ -1263,6 +1273,7 @@ mod tests {
                 "repeat",
                 "resolved_at",
                 "rule",
+                "scope",
                 "sequence",
                 "severity",
                 "site",

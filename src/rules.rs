@@ -6,7 +6,8 @@
 //! z 4, δ 0.3, E_min 10, 4 weeks, `for` 2, resolve at 0.85 for 2, hold-off
 //! 1 h), labels, a runbook and the receivers it notifies. Invariants of a
 //! validated rule: its metric exists, its windows are positive multiples of
-//! [`BUCKET_SECS`], every receiver and inhibited rule it names exists.
+//! [`BUCKET_SECS`], every receiver and inhibited rule it names exists, and
+//! a `by` rule's dimension is one its (counted) metric keeps.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -136,7 +137,24 @@ pub struct AlertRule {
     pub repeat_interval: i64,
     /// Rules (or `*`: all others) that notify nothing while this one fires.
     pub inhibits: Vec<String>,
+    /// Judge each top value of a dimension on its own series instead of
+    /// the metric's total (`by = "source"`).
+    #[serde(default)]
+    pub by: Option<Split>,
 }
+
+/// A `by` rule's split: the dimension whose values are judged one by one,
+/// and how many of its values (the largest) are watched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Split {
+    pub dimension: crate::config::ReferralDimension,
+    pub top: u32,
+}
+
+/// Values a `by` rule watches unless it says `top`.
+pub const DEFAULT_TOP: u32 = 5;
+/// Most values a `by` rule may watch.
+pub const MAX_TOP: u32 = 20;
 
 impl AlertRule {
     /// Whether this rule, while firing, mutes `other`.
@@ -178,7 +196,7 @@ pub fn format_duration(secs: i64) -> String {
 pub(crate) mod parse {
     use super::*;
     use crate::config::parse::Checker;
-    use crate::config::Metric;
+    use crate::config::{Metric, MetricKind, ReferralDimension};
     use toml::{Spanned, Value};
 
     pub const DEFAULT_WINDOWS: [&str; 7] = ["15m", "30m", "1h", "2h", "4h", "8h", "24h"];
@@ -223,6 +241,8 @@ pub(crate) mod parse {
         hold_off: Option<Spanned<String>>,
         repeat_interval: Option<Spanned<String>>,
         inhibits: Option<Spanned<Vec<String>>>,
+        by: Option<Spanned<String>>,
+        top: Option<Spanned<i64>>,
     }
 
     fn valid_name(s: &str) -> bool {
@@ -611,6 +631,7 @@ pub(crate) mod parse {
                     }
                 }
             }
+            let by = check_by(c, r, metric, &f);
             if c.errors.len() == before {
                 if let Some(m) = metric {
                     out.push(AlertRule {
@@ -631,11 +652,64 @@ pub(crate) mod parse {
                         hold_off,
                         repeat_interval,
                         inhibits,
+                        by,
                     });
                 }
             }
         }
         out
+    }
+
+    /// `by` and `top`: the dimension must be one the rule's counted metric
+    /// keeps (its `dimensions`), and `top` needs a `by`.
+    fn check_by(
+        c: &mut Checker,
+        r: &RawRule,
+        metric: Option<&Metric>,
+        f: &dyn Fn(&str) -> String,
+    ) -> Option<Split> {
+        let top = c.int_in(&r.top, &f("top"), 1..=i64::from(MAX_TOP), DEFAULT_TOP);
+        let Some(by) = &r.by else {
+            if let Some(t) = &r.top {
+                c.error(t.span(), f("top"), "needs a `by` dimension");
+            }
+            return None;
+        };
+        let Some(dimension) = ReferralDimension::parse(by.get_ref()) else {
+            c.error(
+                by.span(),
+                f("by"),
+                format!(
+                    "{:?} is not a dimension (source, utm_source, utm_medium, utm_campaign, landing)",
+                    by.get_ref()
+                ),
+            );
+            return None;
+        };
+        let kept = match metric.map(|m| &m.kind) {
+            Some(MetricKind::Counted { dimensions, .. }) => dimensions.contains(&dimension),
+            Some(MetricKind::Ratio(_)) => {
+                c.error(
+                    by.span(),
+                    f("by"),
+                    "a ratio metric cannot be split; split its numerator's rule instead",
+                );
+                return None;
+            }
+            None => return None,
+        };
+        if !kept {
+            c.error(
+                by.span(),
+                f("by"),
+                format!(
+                    "the metric does not keep the {:?} dimension (see the metric's `dimensions`; referral metrics keep all by default)",
+                    dimension.as_str()
+                ),
+            );
+            return None;
+        }
+        Some(Split { dimension, top })
     }
 }
 
@@ -676,11 +750,77 @@ mod tests {
             hold_off: 3600,
             repeat_interval: 0,
             inhibits: vec!["*".into()],
+            by: None,
         };
         assert!(r.inhibits("logins"));
         assert!(!r.inhibits("traffic"));
         r.inhibits = vec!["signups".into()];
         assert!(!r.inhibits("logins"));
         assert!(r.inhibits("signups"));
+    }
+
+    #[test]
+    fn by_needs_a_dimension_the_counted_metric_keeps() {
+        let base = r#"
+[site]
+name = "s"
+
+[[metric]]
+name = "views"
+stage = "referral"
+description = "d"
+match = { path = "/**" }
+
+[[metric]]
+name = "logins"
+stage = "retention"
+description = "d"
+match = { path = "/login" }
+
+[[metric]]
+name = "share"
+stage = "retention"
+description = "d"
+numerator = "logins"
+denominator = "views"
+"#;
+        let check = |rule: &str| {
+            crate::config::parse_toml(
+                &format!("{base}\n[[alert]]\nname = \"r\"\n{rule}"),
+                "t.toml",
+            )
+            .map(|c| c.alerts[0].by)
+            .map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            check("metric = \"views\"\nby = \"utm_campaign\""),
+            Ok(Some(Split {
+                dimension: crate::config::ReferralDimension::UtmCampaign,
+                top: DEFAULT_TOP
+            }))
+        );
+        assert_eq!(
+            check("metric = \"views\"\nby = \"source\"\ntop = 3").map(|b| b.map(|s| s.top)),
+            Ok(Some(3))
+        );
+        for (rule, says) in [
+            ("metric = \"views\"\nby = \"country\"", "is not a dimension"),
+            (
+                "metric = \"logins\"\nby = \"source\"",
+                "does not keep the \"source\" dimension",
+            ),
+            (
+                "metric = \"share\"\nby = \"source\"",
+                "a ratio metric cannot be split",
+            ),
+            ("metric = \"views\"\ntop = 3", "needs a `by` dimension"),
+            (
+                "metric = \"views\"\nby = \"source\"\ntop = 99",
+                "out of range",
+            ),
+        ] {
+            let err = check(rule).expect_err(rule);
+            assert!(err.contains(says), "{rule}: {err}");
+        }
     }
 }

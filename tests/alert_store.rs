@@ -47,6 +47,7 @@ fn entry(at: i64, rule: &str) -> HistoryEntry {
     HistoryEntry {
         at,
         rule: rule.into(),
+        value: None,
         metric: "logins".into(),
         from: None,
         to: None,

@@ -24,7 +24,7 @@ fn shipped_config_checks_ok() {
     let (code, out, _) = check(include_str!("../bpm.toml"));
     assert_eq!(code, 0);
     assert!(
-        out.contains("ok: 8 metrics (7 counted, 1 ratios), 5 alert rules, 4 receivers"),
+        out.contains("ok: 8 metrics (7 counted, 1 ratios), 6 alert rules, 4 receivers"),
         "{out}"
     );
     assert!(out.contains("time zone Europe/Berlin"), "{out}");

@@ -2013,7 +2013,7 @@ mod accesslog {
 mod payload {
     use super::*;
     use bpm_edge::event::{
-        AlertEvent, EventStatus, HealthChange, MetricInfo, OtherBpm, Severity, StatusShare,
+        AlertEvent, EventStatus, HealthChange, MetricInfo, OtherBpm, Scope, Severity, StatusShare,
     };
     use bpm_edge::payload::{
         elapsed_label, render, summary, window_label, Destination, WebhookFormat,
@@ -2206,6 +2206,7 @@ mod payload {
                     },
                     site,
                     rule,
+                    scope: None,
                     labels,
                     metric,
                     at,
@@ -2226,9 +2227,15 @@ mod payload {
                 },
             )
         };
-        (s, explanation())
-            .prop_map(|(event, explanation)| AlertEvent {
+        // A `by` rule's event names a dimension value, hostile like any
+        // other text.
+        let scope = prop::option::of(
+            (text(), text()).prop_map(|(dimension, value)| Scope { dimension, value }),
+        );
+        (s, explanation(), scope)
+            .prop_map(|(event, explanation, scope)| AlertEvent {
                 explanation,
+                scope,
                 ..event
             })
             .boxed()

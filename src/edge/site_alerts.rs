@@ -1,6 +1,8 @@
 //! `SiteAlerts`, the Durable Object that keeps a site's alerts: it refreshes
-//! the detector's 5-minute series (stored) and the last minutes (in memory,
-//! for the fast path) from the counter shards, runs the [`AlertBook`] at the
+//! the detector's 5-minute series (stored), the last minutes (in memory,
+//! for the fast path) and the `by` rules' per-value series (in memory,
+//! rebuilt daily from hour rows, see `value_series`) from the counter
+//! shards, runs the [`AlertBook`] at the
 //! instants `ticks` plans on every tick of the cron trigger, stores states, history
 //! and silences, and delivers the webhook outbox from its alarm.
 //!
@@ -29,8 +31,9 @@ use crate::signing::SigningKey;
 use crate::tally::Resolution;
 use crate::ticks::{
     add_minutes, bucket_rows, evaluation_instants, last_complete_bucket, last_complete_minute,
-    refresh_range,
+    refresh_range, REFRESH_SECS,
 };
+use crate::value_series::{top_values, ValueSeries};
 use futures_util::future::{select, Either};
 use serde::Deserialize;
 use serde_json::json;
@@ -46,6 +49,7 @@ use worker::{
 pub const BINDING: &str = "BPM_ALERTS";
 /// Prune old series and settled messages at most this often.
 const PRUNE_EVERY_SECS: i64 = 3600;
+const HOUR_SECS: i64 = 3600;
 
 /// The body of `POST /tick`.
 #[derive(Deserialize)]
@@ -81,6 +85,20 @@ pub struct SiteAlerts {
     /// on every tick; never stored.
     minutes: RefCell<BTreeMap<String, BTreeMap<i64, i64>>>,
     book: RefCell<Option<AlertBook>>,
+    /// The `by` rules' per-value series; `None` until built (first tick,
+    /// and again after a backfill).
+    watches: RefCell<Option<Watches>>,
+}
+
+/// The per-value series of every `by` rule, and how far they are read.
+struct Watches {
+    /// Site-independent day number (Unix day) they were built on: a new
+    /// day rebuilds them, so the watched values follow the traffic.
+    built_day: i64,
+    /// The last complete minute read.
+    refreshed_to: i64,
+    /// Rule name → its values' series.
+    series: BTreeMap<String, ValueSeries>,
 }
 
 impl DurableObject for SiteAlerts {
@@ -96,6 +114,7 @@ impl DurableObject for SiteAlerts {
             series: RefCell::new(None),
             minutes: RefCell::new(BTreeMap::new()),
             book: RefCell::new(None),
+            watches: RefCell::new(None),
         }
     }
 
@@ -198,6 +217,11 @@ impl DurableObject for SiteAlerts {
                                     *cache.entry((m.clone(), *t)).or_insert(0) += n;
                                 }
                             }
+                            // The shards got the same lines with their
+                            // dimensions: re-read the per-value series.
+                            if !added.is_empty() {
+                                *self.watches.borrow_mut() = None;
+                            }
                             Ok(json!({ "applied": !added.is_empty() }))
                         }
                         Err(e) => Err(internal(e)),
@@ -245,6 +269,8 @@ impl SiteAlerts {
         let metrics = counted_metrics(config);
         self.refresh(store, config, &metrics, last_complete_minute(now))
             .await?;
+        self.refresh_values(store, config, last_complete_minute(now))
+            .await?;
         let Judged {
             mut notices,
             group,
@@ -257,7 +283,7 @@ impl SiteAlerts {
                 n.event.health = self.health(config, &n.event).await;
                 n.event.explanation = self.explanation(config, &n.event).await;
                 if let Some(book) = self.book.borrow_mut().as_mut() {
-                    book.explained(&n.event.rule, n.event.explanation.clone());
+                    book.explained(&n.event);
                 }
             }
         }
@@ -266,8 +292,11 @@ impl SiteAlerts {
         let queued = self
             .queue(store, config, &notices, &group, now_secs())
             .map_err(internal)?;
-        if let Some(book) = self.book.borrow().as_ref() {
+        if let Some(book) = self.book.borrow_mut().as_mut() {
             store.save_records(book.records()).map_err(internal)?;
+            store
+                .delete_records(&book.take_dropped())
+                .map_err(internal)?;
         }
         store
             .append_history(&history, config.alerting.history_limit)
@@ -319,6 +348,21 @@ impl SiteAlerts {
             let bucket = t.div_euclid(BUCKET_SECS) * BUCKET_SECS;
             let mut series = self.series_between(metrics, bucket - SERIES_RETENTION_SECS, bucket);
             add_minutes(&mut series, &self.minutes.borrow(), t);
+            // Instances are judged at bucket ends only; their series start
+            // where the metrics' do (time before any data is unknown).
+            if t == bucket {
+                if let Some(w) = self.watches.borrow().as_ref() {
+                    let start = series
+                        .series
+                        .values()
+                        .map(|s| s.start())
+                        .min()
+                        .unwrap_or(bucket);
+                    for (rule, values) in &w.series {
+                        series.by.insert(rule.clone(), values.series(start, bucket));
+                    }
+                }
+            }
             history.extend(book.evaluate(config, &series, t, &config.time));
             store
                 .set_meta("last_at", &t.to_string())
@@ -401,6 +445,116 @@ impl SiteAlerts {
             .set_meta("refreshed_to", &complete_to.to_string())
             .map_err(internal)?;
         Ok(())
+    }
+
+    /// Builds the `by` rules' per-value series (on the first tick, after a
+    /// backfill, and on a new day, so the watched values follow the
+    /// traffic), else re-reads their recent minutes. A build reads hour
+    /// rows for the baseline's weeks and the longest window, and minute
+    /// rows for the last hour or two; see `value_series`.
+    async fn refresh_values(
+        &self,
+        store: &AlertStore<DurableSql>,
+        config: &Config,
+        minute: i64,
+    ) -> std::result::Result<(), (u16, String)> {
+        let rules: Vec<(&crate::rules::AlertRule, crate::rules::Split)> = config
+            .alerts
+            .iter()
+            .filter_map(|r| r.by.map(|split| (r, split)))
+            .collect();
+        if rules.is_empty() {
+            return Ok(());
+        }
+        let day = minute.div_euclid(86_400);
+        let built = self
+            .watches
+            .borrow()
+            .as_ref()
+            .map(|w| (w.built_day, w.refreshed_to));
+        match built {
+            Some((built_day, refreshed_to)) if built_day == day => {
+                let from =
+                    (refreshed_to.min(minute) - REFRESH_SECS).div_euclid(BUCKET_SECS) * BUCKET_SECS;
+                let mut read = Vec::new();
+                for (rule, split) in &rules {
+                    let dims = [split.dimension.as_str().to_string()];
+                    let rows = self
+                        .window_rows(config, &rule.metric, &dims, from, minute)
+                        .await
+                        .map_err(|e| (503, e))?;
+                    read.push((rule.name.clone(), rows));
+                }
+                let mut slot = self.watches.borrow_mut();
+                if let Some(w) = slot.as_mut() {
+                    for (rule, rows) in read {
+                        if let Some(vs) = w.series.get_mut(&rule) {
+                            vs.replace_minutes(&rows, from, minute);
+                            vs.prune(minute - SERIES_RETENTION_SECS);
+                        }
+                    }
+                    w.refreshed_to = minute;
+                }
+            }
+            _ => {
+                let exact_from = minute.div_euclid(HOUR_SECS) * HOUR_SECS - HOUR_SECS;
+                let mut series = BTreeMap::new();
+                for (rule, split) in &rules {
+                    let dim = split.dimension.as_str();
+                    let dims = [dim.to_string()];
+                    let longest = rule.windows.iter().copied().max().unwrap_or(HOUR_SECS);
+                    let reach = (i64::from(rule.weeks) * 7 * 86_400 + longest + 86_400)
+                        .min(SERIES_RETENTION_SECS);
+                    let hours = shards::read_rows(
+                        &self.env,
+                        config,
+                        &ShardQuery {
+                            step: Resolution::Hour,
+                            from: exact_from - reach,
+                            to: exact_from,
+                            metrics: vec![rule.metric.clone()],
+                            dims: dims.to_vec(),
+                        },
+                    )
+                    .await
+                    .map_err(|e| (503, e))?;
+                    let open = self.open_values(store, &rule.name)?;
+                    let values = top_values(&hours, dim, split.top as usize, &open);
+                    let mut vs = ValueSeries::new(dim, &values);
+                    vs.add_hours(&hours);
+                    let minutes = self
+                        .window_rows(config, &rule.metric, &dims, exact_from, minute)
+                        .await
+                        .map_err(|e| (503, e))?;
+                    vs.replace_minutes(&minutes, exact_from, minute);
+                    series.insert(rule.name.clone(), vs);
+                }
+                *self.watches.borrow_mut() = Some(Watches {
+                    built_day: day,
+                    refreshed_to: minute,
+                    series,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The values of `rule`'s open instances (live book, else storage).
+    fn open_values(
+        &self,
+        store: &AlertStore<DurableSql>,
+        rule: &str,
+    ) -> std::result::Result<Vec<String>, (u16, String)> {
+        if let Some(book) = self.book.borrow().as_ref() {
+            return Ok(book.open_values(rule));
+        }
+        Ok(store
+            .records()
+            .map_err(internal)?
+            .into_iter()
+            .filter(|r| r.rule == rule && r.is_open())
+            .filter_map(|r| r.value)
+            .collect())
     }
 
     /// The minute rows of `metric`'s `dims` in `[from, to)`, from every shard.
@@ -758,15 +912,32 @@ impl SiteAlerts {
     ) -> std::result::Result<serde_json::Value, (u16, String)> {
         let records = self.records(store)?;
         let silences = store.silences().map_err(internal)?;
-        let rules: Vec<serde_json::Value> = config
+        // One entry per rule, or per watched value of a `by` rule (one
+        // `learning` entry until its values are known).
+        let entries: Vec<(&crate::rules::AlertRule, Option<&RuleRecord>)> = config
             .alerts
             .iter()
-            .map(|rule| {
-                let rec = records.iter().find(|r| r.rule == rule.name);
+            .flat_map(|rule| {
+                let mut own: Vec<_> = records
+                    .iter()
+                    .filter(|r| r.rule == rule.name)
+                    .map(|r| (rule, Some(r)))
+                    .collect();
+                if own.is_empty() {
+                    own.push((rule, None));
+                }
+                own
+            })
+            .collect();
+        let rules: Vec<serde_json::Value> = entries
+            .into_iter()
+            .map(|(rule, rec)| {
                 let silence = silences.iter().find(|s| s.covers(&rule.name, now));
                 let state = rec.map_or("learning", |r| r.alert.state.as_str());
                 json!({
                     "rule": rule.name,
+                    "by": rule.by.map(|b| b.dimension.as_str()),
+                    "value": rec.and_then(|r| r.value.as_deref()),
                     "metric": rule.metric,
                     "severity": rule.severity.as_str(),
                     "state": state,
@@ -838,6 +1009,7 @@ fn history_json(h: &HistoryEntry) -> serde_json::Value {
     json!({
         "at": crate::series::format_time(h.at),
         "rule": h.rule,
+        "value": h.value,
         "metric": h.metric,
         "from": h.from.map(|s| s.as_str()),
         "to": h.to.map(|s| s.as_str()),

@@ -29,7 +29,8 @@ export function alertList(alerts, { onMute, onUnmuted, brief = false }) {
     const since = a.since && a.state !== 'ok' && a.state !== 'learning' ? ` since ${f.since(a.since)}` : '';
     box.append(
       f.el('p', { class: 'alert-head' },
-        f.el('strong', { text: a.rule }),
+        // A `by` rule names the value its most urgent instance watches.
+        f.el('strong', { text: a.value ? `${a.rule} · ${a.value}` : a.rule }),
         ` (${a.severity}) · `,
         f.el('span', { class: 'alert-state', text: a.state }),
         since),

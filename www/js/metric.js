@@ -73,7 +73,7 @@ export function createMetric({ title, about, form, stateBox, countHost, countedB
     const body = f.el('tbody', {}, ...entries.map((h) =>
       f.el('tr', {},
         f.el('td', { text: f.dateTime(h.at) }),
-        f.el('td', { text: h.rule }),
+        f.el('td', { text: h.value ? `${h.rule} · ${h.value}` : h.rule }),
         f.el('td', { text: h.from || h.to ? `${h.from ?? '—'} → ${h.to ?? '—'}` : historyNotice(h) }),
         f.el('td', { text: h.from || h.to ? historyNotice(h) : '' }),
         f.el('td', { class: 'muted', text: windowText(h.window) }))));
