@@ -12,10 +12,10 @@
 //! `B ≥ E_min`, `X/B ≤ 1 − δ` and `z ≤ −z_α`, where
 //! `z = −sqrt(2[X·ln(X/B) − (X − B)] / (1 + κ·B))`.
 //!
-//! Fast path: windows of a few minutes (default 2 and 5), judged on minute
-//! buckets every minute, hold only on a (near) total outage: `X/B ≤ 0.1`,
-//! `B ≥ 50` and `z ≤ −z_α`, with B the regular 15-minute seasonal baseline
-//! prorated. Partial drops keep the 15-minute floor.
+//! Fast path: windows of 2, 5 and 15 minutes, judged on minute buckets
+//! every minute, hold only on a (near) total outage: `X/B ≤ 0.1`, `B ≥ 50`
+//! and `z ≤ −z_α`, with B the regular 15-minute seasonal baseline prorated.
+//! Partial drops keep the 15-minute floor on 5-minute buckets.
 //!
 //! Only complete buckets are judged: the caller passes the end of the last
 //! complete bucket. Every evaluation explains itself per window.
@@ -77,8 +77,11 @@ fn default_fast_min_expected() -> f64 {
     FAST_MIN_EXPECTED
 }
 
-/// The fast path's windows: 2 and 5 minutes.
-pub const FAST_WINDOWS: [i64; 2] = [2 * MINUTE, 5 * MINUTE];
+/// The fast path's windows: 2 and 5 minutes for busy metrics (1,500 and
+/// 600 events an hour give `B ≥ 50`), 15 minutes sliding by the minute for
+/// those near 200 an hour, which the regular 15-minute window on 5-minute
+/// buckets judges only at bucket ends.
+pub const FAST_WINDOWS: [i64; 3] = [2 * MINUTE, 5 * MINUTE, 15 * MINUTE];
 /// A fast window holds at `X/B ≤ 0.1`.
 pub const FAST_RATIO: f64 = 0.1;
 /// …and `B ≥ 50`: at least 1,500 events an hour for a 2-minute window. A
@@ -1041,10 +1044,22 @@ mod tests {
         assert_eq!(w.expected, Some(80.0));
         // Half the traffic is a partial drop: not the fast path's.
         assert!(!judge(40.0, 20.0).drop);
-        // 200 an hour: 6.7 expected in 2 minutes, under the minimum.
+        // 200 an hour: 6.7 expected in 2 minutes, under the minimum; the
+        // 15-minute window has the volume but is 13 minutes from empty.
         let low = judge(200.0 / 60.0, 0.0);
         assert!(!low.drop);
-        assert!(low.windows.iter().all(|w| !w.enough_volume));
+        let volume: Vec<i64> = low
+            .windows
+            .iter()
+            .filter(|w| w.enough_volume)
+            .map(|w| w.window)
+            .collect();
+        assert_eq!(volume, vec![15 * MINUTE]);
+        // 20 an hour: no fast window has the volume.
+        assert!(judge(20.0 / 60.0, 0.0)
+            .windows
+            .iter()
+            .all(|w| !w.enough_volume));
         // Without the fast path a minute between bucket ends judges nothing.
         let n = (5 * WEEK / MINUTE) as usize;
         let mut minutes = vec![40.0; n];

@@ -23,7 +23,7 @@ pub const COMPLETE_AFTER_SECS: i64 = 45;
 pub const REFRESH_SECS: i64 = 2 * 3600;
 /// Minute counts kept in memory for the fast path: more than its longest
 /// window.
-pub const FAST_MINUTES_SECS: i64 = 15 * MINUTE;
+pub const FAST_MINUTES_SECS: i64 = 20 * MINUTE;
 
 /// End of the last 5-minute bucket complete at `now`.
 pub fn last_complete_bucket(now: i64) -> i64 {
