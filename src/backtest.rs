@@ -363,9 +363,11 @@ mod tests {
         // The 2-minute window is empty at +2 min (pending), still at +3
         // (firing), judged at the ticks a minute later.
         assert_eq!(fired(&DetectorParams::critical()), Some((180, 240)));
-        // Without the fast path: the 15-minute window at the second bucket end.
+        // Without the fast path: the 15-minute window is two thirds empty
+        // at the second bucket end (X/B 0.33 ≤ 1 − δ: pending) and fires at
+        // the third.
         let slow = DetectorParams::critical().without_fast_path();
-        assert_eq!(fired(&slow), Some((600, 660)));
+        assert_eq!(fired(&slow), Some((900, 960)));
         // The 5-minute buckets are the worker's.
         let b = minute_buckets(&s);
         assert_eq!((b.start(), b.step()), (0, 300));

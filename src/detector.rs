@@ -96,7 +96,7 @@ impl DetectorParams {
     pub fn critical() -> Self {
         DetectorParams {
             windows: DEFAULT_WINDOWS.to_vec(),
-            delta: 0.3,
+            delta: crate::rules::DEFAULT_DELTA,
             z_alpha: 5.0,
             min_expected: 10.0,
             weeks: 4,
