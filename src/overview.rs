@@ -152,8 +152,10 @@ pub struct ActiveSilence {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct RuleStatus {
     pub rule: String,
-    /// For a `by` rule: the value of its most urgent instance (the one
-    /// this status describes), e.g. the source that went dark.
+    /// For a `by` rule: its dimension, and the value of its most urgent
+    /// instance (the one this status describes), e.g. the source that went
+    /// dark.
+    pub by: Option<&'static str>,
     pub value: Option<String>,
     pub severity: &'static str,
     /// `learning`, `ok`, `pending`, `firing` or `resolved`.
@@ -393,6 +395,7 @@ pub fn build(
                         .collect();
                     RuleStatus {
                         rule: rule.name.clone(),
+                        by: rule.by.map(|b| b.dimension.as_str()),
                         value: rec.and_then(|r| r.value.clone()),
                         severity: rule.severity.as_str(),
                         state: rec.map_or("learning", |r| r.alert.state.as_str()),

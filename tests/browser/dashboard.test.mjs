@@ -25,6 +25,7 @@ import path from 'node:path';
 import { chromium } from 'playwright-core';
 import { startOrigin, startWorker, waitFor, ROOT, ARTIFACTS, TEST_TOKEN, BROWSER_UA, cronTick, postBackfill } from '../e2e/harness.mjs';
 import { rsaKey, sign, startTeam, userClaims } from '../e2e/access-team.mjs';
+import { receiverVars } from '../e2e/webhook-sink.mjs';
 
 const CHROMIUM = process.env.BPM_CHROMIUM ?? '/usr/bin/chromium';
 const CHROMIUM_ARGS = [
@@ -235,12 +236,7 @@ before(async () => {
     originUrl: origin.url,
     label: 'browser',
     vars: {
-      OPS_WEBHOOK_URL: `${sink.url}/ops`,
-      OPS_WEBHOOK_SECRET: 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw',
-      ONCALL_PAGERDUTY_URL: `${sink.url}/pd`,
-      ONCALL_PAGERDUTY_ROUTING_KEY: 'e2e0123456789abcdef0123456789abc',
-      ALERTMANAGER_WEBHOOK_URL: `${sink.url}/am`,
-      ALERTMANAGER_WEBHOOK_SECRET: 'whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD',
+      ...receiverVars(sink.url, { pagerduty: true }),
       BPM_ACCESS_TEAM_DOMAIN: team.url,
       BPM_ACCESS_AUD: ACCESS_AUD,
     },
@@ -363,8 +359,14 @@ test('Mission Control shows every BPM with a number and a state, and the banner 
   }
   assert.equal(await page.locator('article.bpm[data-metric="logins"] .badge.state').textContent(), 'firing');
   assert.equal(await page.locator('article.bpm[data-metric="subscriptions"] .badge.state').textContent(), 'no rule');
+  // The history's source splits stop two hours back (so the referral
+  // tables' last hour holds exactly the live views), so to the shipped
+  // by-source rule every top source of marketing_views went dark: it
+  // fires too, and the banner names the source, not the total's change.
   const banner = await page.locator('#banner').textContent();
-  assert.match(banner, /^1 firing: logins −\d+% since \d\d:\d\d/);
+  assert.match(banner, /^2 firing: logins −\d+% since \d\d:\d\d · marketing_views \(source [^)]+\) since \d\d:\d\d$/);
+  const bySource = page.locator('article.bpm[data-metric="marketing_views"] .alert[data-rule="referral_source_dark"]');
+  assert.match(await bySource.locator('.alert-head strong').textContent(), /^referral_source_dark · source \S+$/);
   // Stages group the cards.
   assert.equal(await page.locator('section.stage[data-stage="retention"] article[data-metric="logins"]').count(), 1);
   const alert = page.locator('article.bpm[data-metric="logins"] .alert[data-rule="logins_drop"]');
@@ -388,7 +390,16 @@ test('a firing alert is muted through the UI and the silence is in GET /api/sile
   assert.equal(s.reason, 'login provider outage, vendor ticket 1234');
   const hours = (new Date(s.until) - Date.now()) / 3600_000;
   assert.ok(hours > 3.9 && hours <= 4.01, `until ${s.until}`);
-  assert.match(await page.locator('#banner').textContent(), /^All \d+ BPMs normal \(1 firing but muted: logins\)/);
+  assert.match(await page.locator('#banner').textContent(), /^1 firing: marketing_views \(source [^)]+\)/);
+  // Muting the by-source rule mutes all its sources.
+  const marketing = page.locator('article.bpm[data-metric="marketing_views"]');
+  await marketing.getByRole('button', { name: 'Mute…' }).click();
+  const form2 = marketing.locator('form.mute-form');
+  await form2.getByLabel('Reason').fill('history without source splits');
+  await form2.getByLabel('Your name').fill('on-call engineer');
+  await form2.getByRole('button', { name: 'Mute referral_source_dark' }).click();
+  await page.waitForFunction(() => document.querySelector('article.bpm[data-metric="marketing_views"] .badge.state')?.textContent === 'silenced', null, { timeout: 30_000 });
+  assert.match(await page.locator('#banner').textContent(), /^All \d+ BPMs normal \(2 firing but muted: logins, marketing_views\)/);
 });
 
 test('the referral tables show the seeded sources, campaigns and landing pages with exact counts', async () => {

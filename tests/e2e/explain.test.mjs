@@ -13,7 +13,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Webhook } from 'standardwebhooks';
 import { startOrigin, startWorker, waitFor, postBackfill, cronTick, alertsOf } from './harness.mjs';
-import { startWebhookSink, OPS_SECRET, AM_SECRET } from './webhook-sink.mjs';
+import { startWebhookSink, receiverVars, OPS_SECRET, AM_SECRET } from './webhook-sink.mjs';
 
 const MIN = 60;
 const BUCKET = 300;
@@ -48,13 +48,7 @@ before(async () => {
   worker = await startWorker({
     originUrl: origin.url,
     label: 'explain',
-    vars: {
-      OPS_WEBHOOK_URL: `${sink.url}/ops`,
-      OPS_WEBHOOK_SECRET: OPS_SECRET,
-      MARKETING_SLACK_URL: `${sink.url}/slack`,
-      ALERTMANAGER_WEBHOOK_URL: `${sink.url}/am`,
-      ALERTMANAGER_WEBHOOK_SECRET: AM_SECRET,
-    },
+    vars: receiverVars(sink.url, { slack: true }),
   });
 });
 

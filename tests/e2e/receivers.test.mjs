@@ -22,7 +22,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Webhook } from 'standardwebhooks';
 import { chromium } from 'playwright-core';
 import { startOrigin, startWorker, waitFor, TEST_TOKEN, postBackfill, minuteCsv, cronTick, alertsOf } from './harness.mjs';
-import { startWebhookSink, amFingerprint, OPS_SECRET, AM_SECRET, ROUTING_KEY } from './webhook-sink.mjs';
+import { startWebhookSink, amFingerprint, receiverVars, OPS_SECRET, AM_SECRET } from './webhook-sink.mjs';
 
 const MIN = 60;
 const BUCKET = 300;
@@ -73,14 +73,7 @@ before(async () => {
   worker = await startWorker({
     originUrl: origin.url,
     label: 'receivers',
-    vars: {
-      OPS_WEBHOOK_URL: `${receiver.url}/ops`,
-      OPS_WEBHOOK_SECRET: OPS_SECRET,
-      ALERTMANAGER_WEBHOOK_URL: `${receiver.url}/am`,
-      ALERTMANAGER_WEBHOOK_SECRET: AM_SECRET,
-      ONCALL_PAGERDUTY_URL: `${receiver.url}/pd`,
-      ONCALL_PAGERDUTY_ROUTING_KEY: ROUTING_KEY,
-    },
+    vars: receiverVars(receiver.url, { pagerduty: true }),
   });
   const steady = ['traffic', 'login_views', 'dashboard_views', 'marketing_views'];
   const weeks = T0 - 28 * 86400;

@@ -14,6 +14,22 @@ export const AM_SECRET = 'whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD';
 export const ROUTING_KEY = 'e2e0123456789abcdef0123456789abc';
 
 /**
+ * The worker vars that send the shipped config's receivers to the sink at
+ * `url` with the secrets above: ops (/ops) and alertmanager (/am), and on
+ * request marketing's Slack (/slack) and on-call's PagerDuty (/pd).
+ */
+export function receiverVars(url, { slack = false, pagerduty = false } = {}) {
+  return {
+    OPS_WEBHOOK_URL: `${url}/ops`,
+    OPS_WEBHOOK_SECRET: OPS_SECRET,
+    ALERTMANAGER_WEBHOOK_URL: `${url}/am`,
+    ALERTMANAGER_WEBHOOK_SECRET: AM_SECRET,
+    ...(slack ? { MARKETING_SLACK_URL: `${url}/slack` } : {}),
+    ...(pagerduty ? { ONCALL_PAGERDUTY_URL: `${url}/pd`, ONCALL_PAGERDUTY_ROUTING_KEY: ROUTING_KEY } : {}),
+  };
+}
+
+/**
  * Starts a receiver. `verifiers` maps a path to a `standardwebhooks`
  * Webhook; `answer(path)` gives the status for the next request to a path
  * (200 by default). Returns { url, got, to(path), delivered(path), close() }.

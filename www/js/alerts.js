@@ -30,7 +30,7 @@ export function alertList(alerts, { onMute, onUnmuted, brief = false }) {
     box.append(
       f.el('p', { class: 'alert-head' },
         // A `by` rule names the value its most urgent instance watches.
-        f.el('strong', { text: a.value ? `${a.rule} · ${a.value}` : a.rule }),
+        f.el('strong', { text: a.value ? `${a.rule} · ${a.by ? `${a.by} ` : ''}${a.value}` : a.rule }),
         ` (${a.severity}) · `,
         f.el('span', { class: 'alert-state', text: a.state }),
         since),

@@ -66,8 +66,11 @@ function bannerText(metrics) {
   const muted = metrics.filter((m) => m.alerts?.some((a) => a.state === 'firing' && a.silenced));
   const describe = (m, state) => {
     const a = m.alerts.find((x) => x.state === state && !x.silenced);
+    const since = a?.since ? ` since ${f.since(a.since)}` : '';
+    // A `by` rule's alert is about one value, not the total: name it.
+    if (a?.by && a.value) return `${m.name} (${a.by} ${a.value})${since}`;
     const drop = m.window?.ratio !== null && m.window?.ratio !== undefined ? ` ${f.ratioChange(m.window.ratio)}` : '';
-    return `${m.name}${drop}${a?.since ? ` since ${f.since(a.since)}` : ''}`;
+    return `${m.name}${drop}${since}`;
   };
   const mutedNote = muted.length ? ` (${muted.length} firing but muted: ${muted.map((m) => m.name).join(', ')})` : '';
   if (firing.length) {
