@@ -269,8 +269,14 @@ impl SiteAlerts {
         let metrics = counted_metrics(config);
         self.refresh(store, config, &metrics, last_complete_minute(now))
             .await?;
-        self.refresh_values(store, config, last_complete_minute(now))
-            .await?;
+        // The `by` rules' series failing to refresh must not hold up the
+        // other rules: their instances skip this tick (see `judge`).
+        if let Err((_, e)) = self
+            .refresh_values(store, config, last_complete_minute(now))
+            .await
+        {
+            worker::console_error!("bpm-edge: refreshing the by rules' series: {e}");
+        }
         let Judged {
             mut notices,
             group,
@@ -348,10 +354,17 @@ impl SiteAlerts {
             let bucket = t.div_euclid(BUCKET_SECS) * BUCKET_SECS;
             let mut series = self.series_between(metrics, bucket - SERIES_RETENTION_SECS, bucket);
             add_minutes(&mut series, &self.minutes.borrow(), t);
-            // Instances are judged at bucket ends only; their series start
-            // where the metrics' do (time before any data is unknown).
+            // Instances are judged at bucket ends only, on series read up to
+            // `t` (never on a stale read, whose missing minutes would look
+            // like a dark source); their series start where the metrics' do
+            // (time before any data is unknown).
             if t == bucket {
-                if let Some(w) = self.watches.borrow().as_ref() {
+                if let Some(w) = self
+                    .watches
+                    .borrow()
+                    .as_ref()
+                    .filter(|w| w.refreshed_to >= t)
+                {
                     let start = series
                         .series
                         .values()
