@@ -5,24 +5,15 @@
 //! The file is `bpm.toml` beside Cargo.toml, or `$BPM_CONFIG` when set.
 
 #[allow(dead_code)]
-#[path = "src/agent.rs"]
-mod agent;
+#[path = "src/count"]
+mod count {
+    pub mod agent;
+}
 
+// Brings its `rules`, `pattern` and `sitetime` submodules.
 #[allow(dead_code)]
-#[path = "src/pattern.rs"]
-mod pattern;
-
-#[allow(dead_code)]
-#[path = "src/config.rs"]
+#[path = "src/config/mod.rs"]
 mod config;
-
-#[allow(dead_code)]
-#[path = "src/rules.rs"]
-mod rules;
-
-#[allow(dead_code)]
-#[path = "src/sitetime.rs"]
-mod sitetime;
 
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;

@@ -20,13 +20,13 @@
 #[path = "legacy/bot.rs"]
 mod legacy_bot;
 
-use bpm_edge::accesslog::LogLine;
-use bpm_edge::agent;
-use bpm_edge::classify::{Classifier, Hit, RequestFacts, ResponseFacts};
 use bpm_edge::config::parse_toml;
-use bpm_edge::pattern::NormalizedPath;
-use bpm_edge::tally::Tally;
-use bpm_edge::visitors::{visitor_hash, Salt};
+use bpm_edge::config::pattern::NormalizedPath;
+use bpm_edge::count::agent;
+use bpm_edge::count::classify::{Classifier, Hit, RequestFacts, ResponseFacts};
+use bpm_edge::count::tally::Tally;
+use bpm_edge::count::visitors::{visitor_hash, Salt};
+use bpm_edge::history::accesslog::LogLine;
 use std::hint::black_box;
 use std::time::Instant;
 

@@ -2,8 +2,8 @@
 //! requests and per month, at site rates of 1 to 10,000 requests a second
 //! spread over isolates that each see 0.1 to 10 a second, with the shipped
 //! `bpm.toml` and the demo's request mix. Runs the real classifier, flush
-//! queue and shard store (natively on SQLite); see `src/fleet.rs` for the
-//! model and `bpm_edge::fleet::prices` for the prices.
+//! queue and shard store (natively on SQLite); see `src/count/fleet.rs` for the
+//! model and `bpm_edge::count::fleet::prices` for the prices.
 //!
 //! Run: `cargo bench --bench fleet` (FLEET_SECS=300 simulated seconds per
 //! profile by default; FLEET_SITE_RPS=100 or FLEET_ISOLATE_RPS=2 to run one
@@ -11,7 +11,7 @@
 //! Markdown table and writes `bench-results/fleet.json`.
 
 use bpm_edge::config::parse_toml;
-use bpm_edge::fleet::{simulate, Profile, RunOptions};
+use bpm_edge::count::fleet::{simulate, Profile, RunOptions};
 use std::time::Instant;
 
 /// The native SQLite adapter of the store tests.

@@ -27,7 +27,7 @@ import { CAMPAIGNS, MARKETING_PAGES, REFERRERS, VISITS, BOT_SHARE, WRONG_PASSWOR
 
 const MIN = 60;
 const LINES_PER_REQUEST = 100_000;
-// Referrer URL → the source name bpm-edge gives it (see src/referral.rs).
+// Referrer URL → the source name bpm-edge gives it (see src/count/referral.rs).
 const SOURCE_OF = (ref) => {
   if (!ref) return 'direct';
   const host = new URL(ref).hostname;

@@ -14,10 +14,10 @@ fn main() {}
 
 #[cfg(not(target_arch = "wasm32"))]
 mod cli {
-    use bpm_edge::backtest::{self, native_step, parse_csv, parse_duration, to_grid};
+    use bpm_edge::alert::detector::DetectorParams;
+    use bpm_edge::alert::lifecycle::LifecycleParams;
     use bpm_edge::config::{parse_toml, MetricKind};
-    use bpm_edge::detector::DetectorParams;
-    use bpm_edge::lifecycle::LifecycleParams;
+    use bpm_edge::history::backtest::{self, native_step, parse_csv, parse_duration, to_grid};
     use std::io::Write;
 
     const USAGE: &str = "usage:
@@ -161,8 +161,8 @@ mod cli {
     }
 
     fn replay_cmd(args: &[String]) -> i32 {
-        use bpm_edge::classify::Classifier;
-        use bpm_edge::replay::{unreplayable_metrics, LogFormat, Replay};
+        use bpm_edge::count::classify::Classifier;
+        use bpm_edge::history::replay::{unreplayable_metrics, LogFormat, Replay};
         use std::io::BufRead;
 
         let mut log = None;

@@ -2,19 +2,19 @@
 //! contiguous series, idempotent backfill imports, rule records, bounded
 //! history, silences, and the webhook outbox's lifecycle and pruning.
 
-use bpm_edge::alert_book::{silence_history, AlertBook, HistoryEntry, RuleRecord, Silence};
-use bpm_edge::alert_store::{
+use bpm_edge::alert::alert_book::{silence_history, AlertBook, HistoryEntry, RuleRecord, Silence};
+use bpm_edge::alert::alert_store::{
     series_set, AlertStore, OUTBOX_RETENTION_SECS, SERIES_RETENTION_SECS, SILENCE_RETENTION_SECS,
 };
-use bpm_edge::outbox::{
+use bpm_edge::alert::outbox::{
     due, next_wake, AttemptResult, Delivery, DeliveryState, Enabled, Verdict, REQUEUE_MAX_AGE_SECS,
     TOO_OLD_TO_REQUEUE,
 };
-use bpm_edge::rules::BUCKET_SECS;
+use bpm_edge::config::rules::BUCKET_SECS;
 use std::collections::BTreeMap;
 
 mod common;
-use bpm_edge::fleet::Metered;
+use bpm_edge::count::fleet::Metered;
 use common::Native;
 
 /// A UTC midnight in 2025 (a multiple of the bucket length).

@@ -3,9 +3,9 @@
 //! statement, reads at every step before and after rollups, late data,
 //! retention, the cardinality cap, and the migration of a version-1 shard.
 
-use bpm_edge::counter_store::{CounterStore, Sql, StoreLimits};
-use bpm_edge::series::ShardQuery;
-use bpm_edge::tally::{Batch, Flush, Resolution, Row};
+use bpm_edge::count::tally::{Batch, Flush, Resolution, Row};
+use bpm_edge::report::series::ShardQuery;
+use bpm_edge::windows::counter_store::{CounterStore, Sql, StoreLimits};
 use std::io::Read;
 
 mod common;

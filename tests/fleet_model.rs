@@ -4,7 +4,7 @@
 //! fleet` runs the full table).
 
 use bpm_edge::config::{parse_toml, Config};
-use bpm_edge::fleet::{simulate, FleetReport, Profile, RunOptions};
+use bpm_edge::count::fleet::{simulate, FleetReport, Profile, RunOptions};
 
 mod common;
 use common::Native;

@@ -157,13 +157,13 @@ fn recent_secs() -> impl Strategy<Value = i64> {
 
 mod classify {
     use super::*;
-    use bpm_edge::agent;
-    use bpm_edge::classify::{Classifier, Hit, RequestFacts, ResponseFacts};
+    use bpm_edge::config::pattern::NormalizedPath;
     use bpm_edge::config::{parse_toml, Config, MetricKind, ReferralDimension};
-    use bpm_edge::latency;
-    use bpm_edge::pattern::NormalizedPath;
-    use bpm_edge::referral::{self, MAX_VALUE_CHARS};
-    use bpm_edge::tally::{Tally, OTHER};
+    use bpm_edge::count::agent;
+    use bpm_edge::count::classify::{Classifier, Hit, RequestFacts, ResponseFacts};
+    use bpm_edge::count::latency;
+    use bpm_edge::count::referral::{self, MAX_VALUE_CHARS};
+    use bpm_edge::count::tally::{Tally, OTHER};
     use std::collections::{BTreeMap, BTreeSet, HashSet};
     use std::sync::OnceLock;
 
@@ -839,7 +839,7 @@ mod config {
                     a,
                     b
                 );
-                let c = bpm_edge::classify::Classifier::new(cfg.clone());
+                let c = bpm_edge::count::classify::Classifier::new(cfg.clone());
                 for r in sample_requests() {
                     let (req, resp) = r.facts();
                     let mut hits = Vec::new();
@@ -1533,10 +1533,10 @@ mod config {
 
 mod backfill {
     use super::*;
-    use bpm_edge::backfill::{parse, Counts, BATCH_ROWS, MAX_EXACT_COUNT};
     use bpm_edge::config::{parse_toml, Config};
-    use bpm_edge::series::format_time;
-    use bpm_edge::tally::Row;
+    use bpm_edge::count::tally::Row;
+    use bpm_edge::history::backfill::{parse, Counts, BATCH_ROWS, MAX_EXACT_COUNT};
+    use bpm_edge::report::series::format_time;
     use std::collections::BTreeMap;
     use std::sync::OnceLock;
 
@@ -1790,9 +1790,9 @@ mod backfill {
 
 mod accesslog {
     use super::*;
-    use bpm_edge::accesslog::LogLine;
-    use bpm_edge::classify::Hit;
-    use bpm_edge::replay::{log_time, LogFormat, Replay};
+    use bpm_edge::count::classify::Hit;
+    use bpm_edge::history::accesslog::LogLine;
+    use bpm_edge::history::replay::{log_time, LogFormat, Replay};
     use std::collections::BTreeMap;
 
     /// Text that may sit between quotes in a log: no `"` or `\` except as
@@ -1998,7 +1998,7 @@ mod accesslog {
                 prop_assert_eq!(replay.not_counted, 0);
             }
             let csv = replay.to_csv();
-            let back = bpm_edge::backfill::parse(&csv, super::backfill::config());
+            let back = bpm_edge::history::backfill::parse(&csv, super::backfill::config());
             prop_assert!(back.is_ok(), "{:?}\n{}", back, csv);
             let back = back.unwrap();
             prop_assert_eq!(&back.minutes, &replay.counts);
@@ -2012,10 +2012,10 @@ mod accesslog {
 
 mod payload {
     use super::*;
-    use bpm_edge::event::{
+    use bpm_edge::alert::event::{
         AlertEvent, EventStatus, HealthChange, MetricInfo, OtherBpm, Scope, Severity, StatusShare,
     };
-    use bpm_edge::payload::{
+    use bpm_edge::alert::payload::{
         elapsed_label, render, summary, window_label, Destination, WebhookFormat,
     };
     use serde_json::Value;
@@ -2111,8 +2111,8 @@ mod payload {
     /// Where a drop happened, with hostile values and text (the formats
     /// put the text into Slack lines, PagerDuty's summary and an
     /// Alertmanager annotation).
-    fn explanation() -> impl Strategy<Value = Option<bpm_edge::explain::Explanation>> {
-        use bpm_edge::explain::{Explanation, Finding};
+    fn explanation() -> impl Strategy<Value = Option<bpm_edge::alert::explain::Explanation>> {
+        use bpm_edge::alert::explain::{Explanation, Finding};
         let finding = prop_oneof![
             (text(), text(), num(), num(), num(), num()).prop_map(
                 |(dimension, value, observed, expected, change, change_pct)| Finding::Lost {
@@ -2644,7 +2644,7 @@ mod access {
     use super::*;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine;
-    use bpm_edge::access::{
+    use bpm_edge::auth::access::{
         assertion_from, keys_still_usable, parse_assertion, parse_certs, should_fetch_keys,
         AccessError, AccessPolicy, LEEWAY_SECS, MAX_ASSERTION_LEN,
     };
@@ -2907,7 +2907,7 @@ mod access {
 
 mod sketch {
     use super::*;
-    use bpm_edge::sketch::{VisitorSketch, SPARSE_MAX, STANDARD_ERROR};
+    use bpm_edge::windows::sketch::{VisitorSketch, SPARSE_MAX, STANDARD_ERROR};
 
     fn from_hashes(h: &[u64]) -> VisitorSketch {
         let mut s = VisitorSketch::new();
@@ -3013,7 +3013,7 @@ mod sketch {
 
 mod bucket_counts {
     use super::*;
-    use bpm_edge::store::BucketCounts;
+    use bpm_edge::windows::store::BucketCounts;
 
     fn counts() -> impl Strategy<Value = BucketCounts> {
         let s = {
@@ -3084,7 +3084,7 @@ mod bucket_counts {
 
 mod explain {
     use super::*;
-    use bpm_edge::explain::{explain, DimensionCounts, DimensionRole, Finding};
+    use bpm_edge::alert::explain::{explain, DimensionCounts, DimensionRole, Finding};
     use std::collections::BTreeMap;
 
     fn counts() -> impl Strategy<Value = BTreeMap<String, f64>> {
@@ -3136,18 +3136,18 @@ mod explain {
                 match f {
                     Finding::Lost { dimension, value, observed, expected, change, .. } => {
                         prop_assert!(observed < expected, "{f:?}");
-                        prop_assert!(*change <= -bpm_edge::explain::MIN_VALUE_LOSS + 0.01, "{f:?}");
-                        prop_assert!(*observed <= bpm_edge::explain::MAX_KEPT * expected + 1e-9, "{f:?}");
+                        prop_assert!(*change <= -bpm_edge::alert::explain::MIN_VALUE_LOSS + 0.01, "{f:?}");
+                        prop_assert!(*observed <= bpm_edge::alert::explain::MAX_KEPT * expected + 1e-9, "{f:?}");
                         prop_assert!(seen.insert((dimension.clone(), value.clone())) || dims.iter().filter(|d| &d.dimension == dimension).count() > 1);
                         lost_dims.insert(dimension.clone());
                     }
                     Finding::ShareRose { share, baseline_share, value, .. } => {
-                        prop_assert!(*share >= baseline_share + bpm_edge::explain::MIN_SHARE_RISE - 1e-4, "{f:?}");
+                        prop_assert!(*share >= baseline_share + bpm_edge::alert::explain::MIN_SHARE_RISE - 1e-4, "{f:?}");
                         prop_assert!(value.starts_with('4') || value.starts_with('5'));
                     }
                 }
             }
-            prop_assert!(lost_dims.len() <= bpm_edge::explain::MAX_LOSS_DIMENSIONS);
+            prop_assert!(lost_dims.len() <= bpm_edge::alert::explain::MAX_LOSS_DIMENSIONS);
         }
     }
 }

@@ -2,12 +2,12 @@
 //! exactly once per batch, read per hour or merged, expired with hour rows,
 //! never stored with an IP; and the salt store's daily rotation.
 
-use bpm_edge::counter_store::{CounterStore, Sql, SqlValue, StoreLimits};
-use bpm_edge::salt_store::{SaltStore, SaltStoreError};
-use bpm_edge::sketch::VisitorSketch;
-use bpm_edge::tally::{Batch, Flush, Row, SketchRow, HOUR_SECS};
-use bpm_edge::uniques::SketchQuery;
-use bpm_edge::visitors::{visitor_hash, Salt, SaltError};
+use bpm_edge::count::tally::{Batch, Flush, Row, SketchRow, HOUR_SECS};
+use bpm_edge::count::visitors::{visitor_hash, Salt, SaltError};
+use bpm_edge::report::uniques::SketchQuery;
+use bpm_edge::windows::counter_store::{CounterStore, Sql, SqlValue, StoreLimits};
+use bpm_edge::windows::salt_store::{SaltStore, SaltStoreError};
+use bpm_edge::windows::sketch::VisitorSketch;
 use std::cell::Cell;
 
 mod common;
@@ -98,7 +98,7 @@ fn sketches_merge_per_hour_once_per_batch() {
     let plain = Batch {
         id: "b-0".into(),
         requests: 0,
-        rows: vec![bpm_edge::tally::Row(
+        rows: vec![bpm_edge::count::tally::Row(
             DAY0,
             "logins".into(),
             "count".into(),
@@ -127,7 +127,10 @@ fn large_hours_go_dense_and_stay_within_the_error_bound() {
     }
     let got = read(&s, DAY0, DAY0 + H, true)[0].1 as f64;
     let rel = (got - 50_000.0) / 50_000.0;
-    assert!(rel.abs() < 3.0 * bpm_edge::sketch::STANDARD_ERROR, "{got}");
+    assert!(
+        rel.abs() < 3.0 * bpm_edge::windows::sketch::STANDARD_ERROR,
+        "{got}"
+    );
 }
 
 #[test]

@@ -9,16 +9,18 @@
 //! ([`SECURITY_HEADERS`]), and no request body is read past its limit.
 
 use super::{access_keys, shards, site_alerts, CONFIG_HASH, VERSION};
-use crate::access::{assertion_from, AccessError, AccessIdentity, AccessPolicy, ASSERTION_HEADER};
+use crate::auth::access::{
+    assertion_from, AccessError, AccessIdentity, AccessPolicy, ASSERTION_HEADER,
+};
 use crate::auth::{
     authorise, check_csrf, check_token, issue_session, screen_token, session_cookie, AuthError,
     Authorised, Credentials, CSRF_HEADER, SESSION_SECS,
 };
-use crate::classify::Classifier;
 use crate::config::{Config, MetricKind};
-use crate::referral_report::{self, ReportQuery};
-use crate::series::{build_response, SeriesQuery};
-use crate::uniques::UniquesQuery;
+use crate::count::classify::Classifier;
+use crate::report::referral_report::{self, ReportQuery};
+use crate::report::series::{build_response, SeriesQuery};
+use crate::report::uniques::UniquesQuery;
 use futures_util::StreamExt;
 use serde::Serialize;
 use serde_json::json;
@@ -351,7 +353,7 @@ async fn session(
                 200,
                 &json!({
                     "authenticated": true, "via": "session",
-                    "expires": crate::series::format_time(expires),
+                    "expires": crate::report::series::format_time(expires),
                 }),
             ),
             Ok(Caller::Token(Authorised::Bearer)) => {
@@ -361,7 +363,7 @@ async fn session(
                 200,
                 &json!({
                     "authenticated": true, "via": "access", "name": identity.name,
-                    "expires": crate::series::format_time(identity.expires),
+                    "expires": crate::report::series::format_time(identity.expires),
                     "logout": AccessPolicy::logout_path(),
                 }),
             ),
@@ -404,7 +406,7 @@ async fn backfill(mut req: Request, env: &Env, config: &Config) -> Result<Respon
     let Some(text) = read_text(&mut req, MAX_BACKFILL_BYTES).await? else {
         return json_error(413, "at most 32 MiB per request; split the file");
     };
-    let counts = match crate::backfill::parse(&text, config) {
+    let counts = match crate::history::backfill::parse(&text, config) {
         Ok(c) => c,
         Err(errors) => {
             let list: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
@@ -626,7 +628,7 @@ async fn referral_uniques(
     Some(referral_report::Uniques {
         count: now.estimate().round() as u64,
         previous: previous.map(|p| p.estimate().round() as u64),
-        error: crate::sketch::STANDARD_ERROR,
+        error: crate::windows::sketch::STANDARD_ERROR,
     })
 }
 
@@ -645,7 +647,10 @@ async fn uniques(req: &Request, env: &Env, config: &Config) -> Result<Response> 
             .map(|total| std::collections::BTreeMap::from([(query.from, total)]))
     };
     match sketches {
-        Ok(sketches) => json_response(200, &crate::uniques::build_response(&query, sketches)),
+        Ok(sketches) => json_response(
+            200,
+            &crate::report::uniques::build_response(&query, sketches),
+        ),
         Err(e) => json_error(503, &format!("counter storage unavailable: {e}")),
     }
 }

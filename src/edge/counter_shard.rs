@@ -10,10 +10,12 @@
 
 use super::now_secs;
 use super::shards::Fault;
-use crate::counter_store::{CounterStore, Sql, SqlOutput, SqlValue, StoreError, StoreLimits};
-use crate::series::ShardQuery;
-use crate::tally::{Batch, Flush};
-use crate::uniques::{ShardSketches, SketchQuery};
+use crate::count::tally::{Batch, Flush};
+use crate::report::series::ShardQuery;
+use crate::report::uniques::{ShardSketches, SketchQuery};
+use crate::windows::counter_store::{
+    CounterStore, Sql, SqlOutput, SqlValue, StoreError, StoreLimits,
+};
 use serde_json::json;
 use std::cell::Cell;
 use worker::wasm_bindgen::closure::ScopedClosure;

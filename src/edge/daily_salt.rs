@@ -10,8 +10,8 @@
 use super::counter_shard::DurableSql;
 use super::now_secs;
 use crate::config::Config;
-use crate::salt_store::{SaltStore, SaltStoreError};
-use crate::visitors::{salt_day, Salt, SaltCache, SaltStep, SALT_LEN};
+use crate::count::visitors::{salt_day, Salt, SaltCache, SaltStep, SALT_LEN};
+use crate::windows::salt_store::{SaltStore, SaltStoreError};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::time::Duration;

@@ -21,10 +21,10 @@
 //! Invariant: no `RefCell` borrow is held across an `.await`.
 
 use super::{daily_salt, shards};
-use crate::classify::{Classifier, Hit};
-use crate::flush_queue::{Driver, FlushPolicy, FlushQueue, Step, SEND_TIMEOUT_MS};
-use crate::tally::Flush;
-use crate::visitors::{salt_day, visitor_hash, Salt};
+use crate::count::classify::{Classifier, Hit};
+use crate::count::flush_queue::{Driver, FlushPolicy, FlushQueue, Step, SEND_TIMEOUT_MS};
+use crate::count::tally::Flush;
+use crate::count::visitors::{salt_day, visitor_hash, Salt};
 use futures_util::future::{select, Either};
 use std::cell::RefCell;
 use std::future::Future;

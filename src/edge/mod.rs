@@ -19,7 +19,7 @@ pub use counter_shard::CounterShard;
 pub use daily_salt::DailySalt;
 pub use site_alerts::SiteAlerts;
 
-use crate::classify::Classifier;
+use crate::count::classify::Classifier;
 use std::cell::OnceCell;
 use std::rc::Rc;
 use worker::{

@@ -21,9 +21,9 @@
 //! deployment, which starts new isolates).
 
 use super::flush;
-use crate::agent::CfSignals;
 use crate::auth::{without_session_cookie, SESSION_COOKIE};
-use crate::classify::{Classifier, RequestFacts, ResponseFacts};
+use crate::count::agent::CfSignals;
+use crate::count::classify::{Classifier, RequestFacts, ResponseFacts};
 use std::cell::OnceCell;
 use std::rc::Rc;
 use worker::js_sys::{self, Promise};

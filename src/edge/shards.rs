@@ -6,10 +6,10 @@
 //! all shards; reads ask every shard and sum.
 
 use crate::config::Config;
-use crate::series::ShardQuery;
-use crate::sketch::VisitorSketch;
-use crate::tally::Row;
-use crate::uniques::{merge_hourly, ShardSketches, SketchQuery};
+use crate::count::tally::Row;
+use crate::report::series::ShardQuery;
+use crate::report::uniques::{merge_hourly, ShardSketches, SketchQuery};
+use crate::windows::sketch::VisitorSketch;
 use futures_util::future::join_all;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;

@@ -15,25 +15,25 @@
 
 use super::counter_shard::DurableSql;
 use super::{env_string, now_secs, shards, VERSION};
-use crate::alert_book::{
+use crate::alert::alert_book::{
     counted_metrics, dispatch, health_change, silence_history, AlertBook, Dispatch, HistoryEntry,
     Notice, RuleRecord, SeriesSet, SilenceRequest,
 };
-use crate::alert_store::{series_set, AlertStore, OutboxItem, SERIES_RETENTION_SECS};
-use crate::config::{Config, MetricKind};
-use crate::event::AlertEvent;
-use crate::outbox::{self, AttemptResult, Verdict};
-use crate::overview::{self, OverviewQuery};
-use crate::payload::{self, Destination};
-use crate::rules::{WebhookFormat, BUCKET_SECS};
-use crate::series::ShardQuery;
-use crate::signing::SigningKey;
-use crate::tally::Resolution;
-use crate::ticks::{
+use crate::alert::alert_store::{series_set, AlertStore, OutboxItem, SERIES_RETENTION_SECS};
+use crate::alert::event::AlertEvent;
+use crate::alert::outbox::{self, AttemptResult, Verdict};
+use crate::alert::payload::{self, Destination};
+use crate::alert::signing::SigningKey;
+use crate::alert::ticks::{
     add_minutes, bucket_rows, evaluation_instants, last_complete_bucket, last_complete_minute,
     refresh_range, REFRESH_SECS,
 };
-use crate::value_series::{top_values, ValueSeries};
+use crate::alert::value_series::{top_values, ValueSeries};
+use crate::config::rules::{WebhookFormat, BUCKET_SECS};
+use crate::config::{Config, MetricKind};
+use crate::count::tally::Resolution;
+use crate::report::overview::{self, OverviewQuery};
+use crate::report::series::ShardQuery;
 use futures_util::future::{select, Either};
 use serde::Deserialize;
 use serde_json::json;
@@ -285,7 +285,7 @@ impl SiteAlerts {
             eval_ms,
         } = self.judge(store, config, &metrics, at, now)?;
         for n in notices.iter_mut() {
-            if n.event.status == crate::event::EventStatus::Firing {
+            if n.event.status == crate::alert::event::EventStatus::Firing {
                 n.event.health = self.health(config, &n.event).await;
                 n.event.explanation = self.explanation(config, &n.event).await;
                 if let Some(book) = self.book.borrow_mut().as_mut() {
@@ -315,8 +315,8 @@ impl SiteAlerts {
             self.schedule_alarm(store).await;
         }
         Ok(json!({
-            "now": crate::series::format_time(now),
-            "at": crate::series::format_time(at),
+            "now": crate::report::series::format_time(now),
+            "at": crate::report::series::format_time(at),
             "evaluated": evaluated,
             "evaluation_ms": eval_ms,
             "changes": history.len(),
@@ -471,7 +471,10 @@ impl SiteAlerts {
         config: &Config,
         minute: i64,
     ) -> std::result::Result<(), (u16, String)> {
-        let rules: Vec<(&crate::rules::AlertRule, crate::rules::Split)> = config
+        let rules: Vec<(
+            &crate::config::rules::AlertRule,
+            crate::config::rules::Split,
+        )> = config
             .alerts
             .iter()
             .filter_map(|r| r.by.map(|split| (r, split)))
@@ -578,7 +581,7 @@ impl SiteAlerts {
         dims: &[String],
         from: i64,
         to: i64,
-    ) -> std::result::Result<Vec<crate::tally::Row>, String> {
+    ) -> std::result::Result<Vec<crate::count::tally::Row>, String> {
         let q = ShardQuery {
             step: Resolution::Minute,
             from,
@@ -591,7 +594,11 @@ impl SiteAlerts {
 
     /// Status mix and p95 of the event's metric in its window against the
     /// same window a week earlier (site time).
-    async fn health(&self, config: &Config, e: &AlertEvent) -> Option<crate::event::HealthChange> {
+    async fn health(
+        &self,
+        config: &Config,
+        e: &AlertEvent,
+    ) -> Option<crate::alert::event::HealthChange> {
         let metric = match config.metric(&e.metric.name).map(|m| &m.kind) {
             Some(MetricKind::Ratio(r)) => r.numerator.clone(),
             _ => e.metric.name.clone(),
@@ -611,11 +618,11 @@ impl SiteAlerts {
         &self,
         config: &Config,
         e: &AlertEvent,
-    ) -> Option<crate::explain::Explanation> {
-        let (metric, dims) = crate::explain::dimensions_of(config, &e.metric.name)?;
+    ) -> Option<crate::alert::explain::Explanation> {
+        let (metric, dims) = crate::alert::explain::dimensions_of(config, &e.metric.name)?;
         let names: Vec<String> = dims.iter().map(|(d, _)| d.clone()).collect();
         let read = |to: i64| self.window_rows(config, &metric, &names, to - e.window, to);
-        let ends = crate::explain::reference_ends(e.at, &config.time);
+        let ends = crate::alert::explain::reference_ends(e.at, &config.time);
         let (now, before) = futures_util::future::join(
             read(e.at),
             futures_util::future::join_all(ends.into_iter().map(read)),
@@ -625,8 +632,8 @@ impl SiteAlerts {
             .into_iter()
             .collect::<std::result::Result<_, _>>()
             .ok()?;
-        let counts = crate::explain::dimension_counts(&metric, &dims, &now.ok()?, &before);
-        Some(crate::explain::explain(&counts)).filter(|x| !x.is_empty())
+        let counts = crate::alert::explain::dimension_counts(&metric, &dims, &now.ok()?, &before);
+        Some(crate::alert::explain::explain(&counts)).filter(|x| !x.is_empty())
     }
 
     /// Renders each receiver's messages and writes them to the outbox, as
@@ -638,7 +645,7 @@ impl SiteAlerts {
         notices: &[Notice],
         group: &[Notice],
         now: i64,
-    ) -> std::result::Result<usize, crate::counter_store::StoreError> {
+    ) -> std::result::Result<usize, crate::windows::counter_store::StoreError> {
         if notices.is_empty() {
             return Ok(0);
         }
@@ -721,7 +728,10 @@ impl SiteAlerts {
 
     /// The receiver's URL, or why it cannot be sent to (a var or secret it
     /// needs is not set). Unusable receivers get nothing queued.
-    fn endpoint(&self, receiver: &crate::rules::Receiver) -> std::result::Result<String, String> {
+    fn endpoint(
+        &self,
+        receiver: &crate::config::rules::Receiver,
+    ) -> std::result::Result<String, String> {
         let url = receiver
             .url_var
             .as_deref()
@@ -927,7 +937,7 @@ impl SiteAlerts {
         let silences = store.silences().map_err(internal)?;
         // One entry per rule, or per watched value of a `by` rule (one
         // `learning` entry until its values are known).
-        let entries: Vec<(&crate::rules::AlertRule, Option<&RuleRecord>)> = config
+        let entries: Vec<(&crate::config::rules::AlertRule, Option<&RuleRecord>)> = config
             .alerts
             .iter()
             .flat_map(|rule| {
@@ -956,10 +966,10 @@ impl SiteAlerts {
                     "state": state,
                     "silenced": silence.is_some(),
                     "silence": silence.map(|s| s.id.clone()),
-                    "since": rec.map(|r| crate::series::format_time(r.alert.since)),
+                    "since": rec.map(|r| crate::report::series::format_time(r.alert.since)),
                     "fingerprint": rec.map(|r| r.fingerprint.clone()),
                     "incident": rec.filter(|r| r.alert.episodes > 0).map(|r| r.incident()),
-                    "fired_at": rec.and_then(|r| r.alert.fired_at).map(crate::series::format_time),
+                    "fired_at": rec.and_then(|r| r.alert.fired_at).map(crate::report::series::format_time),
                     "lowest_ratio": rec.and_then(|r| r.alert.lowest_ratio),
                     "sequence": rec.map_or(0, |r| r.sequence),
                     "receivers": rule.receivers,
@@ -987,7 +997,7 @@ impl SiteAlerts {
         disabled.sort_by(|a, b| a.name.cmp(&b.name));
         let disabled: Vec<serde_json::Value> = disabled
             .iter()
-            .map(|r| json!({ "receiver": r.name, "since": r.disabled_since.map(crate::series::format_time), "reason": r.disabled_reason }))
+            .map(|r| json!({ "receiver": r.name, "since": r.disabled_since.map(crate::report::series::format_time), "reason": r.disabled_reason }))
             .collect();
         let receivers: Vec<serde_json::Value> = statuses
             .into_iter()
@@ -996,7 +1006,7 @@ impl SiteAlerts {
                     "name": r.name,
                     "format": r.format,
                     "enabled": r.enabled,
-                    "disabled_since": r.disabled_since.map(crate::series::format_time),
+                    "disabled_since": r.disabled_since.map(crate::report::series::format_time),
                     "disabled_reason": r.disabled_reason,
                     "queued": r.queued,
                     "held": r.held,
@@ -1008,7 +1018,7 @@ impl SiteAlerts {
         Ok(json!({
             "site": config.site.name,
             "timezone": config.time.zone,
-            "evaluated_at": last_at.map(crate::series::format_time),
+            "evaluated_at": last_at.map(crate::report::series::format_time),
             "evaluation_ms": eval_ms.and_then(|v| v.parse::<f64>().ok()),
             "alerts": rules,
             "deliveries": outbox,
@@ -1020,7 +1030,7 @@ impl SiteAlerts {
 
 fn history_json(h: &HistoryEntry) -> serde_json::Value {
     json!({
-        "at": crate::series::format_time(h.at),
+        "at": crate::report::series::format_time(h.at),
         "rule": h.rule,
         "value": h.value,
         "metric": h.metric,
@@ -1032,22 +1042,22 @@ fn history_json(h: &HistoryEntry) -> serde_json::Value {
         "silence": h.silence.as_ref().map(|s| json!({
             "id": s.id,
             "rule": s.rule,
-            "until": crate::series::format_time(s.until),
+            "until": crate::report::series::format_time(s.until),
             "reason": s.reason,
             "author": s.author,
-            "created_at": crate::series::format_time(s.created_at),
+            "created_at": crate::report::series::format_time(s.created_at),
         })),
     })
 }
 
-fn silence_json(s: &crate::alert_book::Silence, now: i64) -> serde_json::Value {
+fn silence_json(s: &crate::alert::alert_book::Silence, now: i64) -> serde_json::Value {
     json!({
         "id": s.id,
         "rule": s.rule,
-        "until": crate::series::format_time(s.until),
+        "until": crate::report::series::format_time(s.until),
         "reason": s.reason,
         "author": s.author,
-        "created_at": crate::series::format_time(s.created_at),
+        "created_at": crate::report::series::format_time(s.created_at),
         "active": s.covers(&s.rule, now),
     })
 }

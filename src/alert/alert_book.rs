@@ -1,0 +1,1645 @@
+//! The alerts of one site: every rule's lifecycle record, silences, the
+//! history of transitions, and the notifications they cause.
+//!
+//! Two entry points, both pure and driven by the Durable Object that owns
+//! the book: [`AlertBook::evaluate`] judges the rules once per new complete
+//! bucket (`at`) and steps their lifecycles; [`AlertBook::notify`] runs on
+//! every tick (`now`) and decides which notifications go out. Invariants:
+//! a firing notification waits `group_wait` seconds (so alerts of one
+//! outage go out together and an inhibiting alert can catch up); a silenced
+//! or inhibited alert changes state but sends nothing, and its firing goes
+//! out if it is still firing when the silence ends; a resolved notification
+//! is sent only for an episode whose firing was sent; every sent event gets
+//! the next `sequence` of its rule and the id `evt_{fingerprint}_{sequence}`,
+//! so it is unique and stable across delivery retries. [`AlertBook::firing_group`]
+//! and [`dispatch`] decide what each receiver gets from a tick: its events,
+//! the rest of its Alertmanager group, and nothing at all while a 410 has it
+//! disabled.
+
+use crate::alert::detector::{
+    CountSeries, DetectorParams, DropDetector, Evaluation, WindowVerdict,
+};
+use crate::alert::event::{
+    AlertEvent, EventStatus, HealthChange, MetricInfo, OtherBpm, Scope, StatusShare,
+};
+use crate::alert::lifecycle::{step, AlertState, LifecycleParams, State};
+use crate::config::rules::{AlertRule, Receiver};
+use crate::config::{Config, MetricKind};
+use crate::count::latency;
+use crate::count::tally::Row;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Window whose ratio is shown for the other BPMs and judges recovery.
+const HOUR: i64 = 3600;
+/// Longest silence accepted.
+pub const MAX_SILENCE_SECS: i64 = 90 * 86_400;
+/// An ended silence stays listed (`active: false`) this long after its
+/// `until`, then is pruned; its record stays in the history
+/// ([`silence_history`]).
+pub const SILENCE_RETENTION_SECS: i64 = 7 * 86_400;
+
+/// A mute on one rule (or `*`: all) until a time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Silence {
+    pub id: String,
+    /// A rule name, or `*`.
+    pub rule: String,
+    /// Unix seconds; the silence ends at this instant.
+    pub until: i64,
+    pub reason: String,
+    pub author: String,
+    pub created_at: i64,
+}
+
+impl Silence {
+    pub fn covers(&self, rule: &str, now: i64) -> bool {
+        now < self.until && (self.rule == "*" || self.rule == rule)
+    }
+
+    /// Ended more than [`SILENCE_RETENTION_SECS`] before `now`: it mutes
+    /// nothing any more and leaves the silence list. An active silence is
+    /// never expired.
+    pub fn expired(&self, now: i64) -> bool {
+        self.until < now.saturating_sub(SILENCE_RETENTION_SECS)
+    }
+}
+
+/// The history line that keeps a silence once it leaves the silence list:
+/// written when it is created (`notice` "silence created") and when it is
+/// deleted ("silence deleted"), with the whole silence. `rule` is the
+/// silence's (`*` for all rules, whose `metric` is then empty).
+pub fn silence_history(config: &Config, silence: &Silence, notice: &str, at: i64) -> HistoryEntry {
+    HistoryEntry {
+        at,
+        rule: silence.rule.clone(),
+        value: None,
+        metric: config
+            .alert(&silence.rule)
+            .map(|r| r.metric.clone())
+            .unwrap_or_default(),
+        from: None,
+        to: None,
+        notice: Some(notice.to_string()),
+        incident: None,
+        window: None,
+        silence: Some(silence.clone()),
+    }
+}
+
+/// The body of `POST /api/silences`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SilenceRequest {
+    pub rule: Option<String>,
+    /// RFC 3339 end of the silence…
+    pub until: Option<String>,
+    /// …or its length from now ("2h").
+    pub duration: Option<String>,
+    pub reason: Option<String>,
+    pub author: Option<String>,
+}
+
+/// Why a silence request was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SilenceError {
+    Missing(&'static str),
+    UnknownRule(String),
+    BadUntil(String),
+    NotInFuture,
+    TooLong,
+    TooLongText(&'static str),
+}
+
+impl fmt::Display for SilenceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SilenceError::Missing(field) => write!(f, "`{field}` is required"),
+            SilenceError::UnknownRule(r) => {
+                write!(f, "{r:?} is not an alert rule (or \"*\" for all)")
+            }
+            SilenceError::BadUntil(v) => write!(
+                f,
+                "{v:?} is neither an RFC 3339 time (`until`) nor a duration like \"2h\" (`duration`)"
+            ),
+            SilenceError::NotInFuture => write!(f, "the silence must end in the future"),
+            SilenceError::TooLong => write!(f, "a silence lasts at most 90 days"),
+            SilenceError::TooLongText(field) => write!(f, "`{field}` is too long"),
+        }
+    }
+}
+
+impl std::error::Error for SilenceError {}
+
+impl SilenceRequest {
+    /// Validates the request into a silence with the given id.
+    pub fn into_silence(
+        self,
+        config: &Config,
+        id: String,
+        now: i64,
+    ) -> Result<Silence, SilenceError> {
+        let rule = self.rule.ok_or(SilenceError::Missing("rule"))?;
+        if rule != "*" && config.alert(&rule).is_none() {
+            return Err(SilenceError::UnknownRule(rule.chars().take(64).collect()));
+        }
+        let until = match (self.until, self.duration) {
+            (Some(u), _) => chrono::DateTime::parse_from_rfc3339(u.trim())
+                .map(|d| d.timestamp())
+                .map_err(|_| SilenceError::BadUntil(u.chars().take(64).collect()))?,
+            (None, Some(d)) => crate::config::rules::parse_duration(&d)
+                .filter(|s| *s > 0)
+                .map(|s| now.saturating_add(s))
+                .ok_or_else(|| SilenceError::BadUntil(d.chars().take(64).collect()))?,
+            (None, None) => return Err(SilenceError::Missing("until")),
+        };
+        if until <= now {
+            return Err(SilenceError::NotInFuture);
+        }
+        if until - now > MAX_SILENCE_SECS {
+            return Err(SilenceError::TooLong);
+        }
+        let text = |v: Option<String>, field: &'static str, max: usize| {
+            let v = v.map(|s| s.trim().to_string()).unwrap_or_default();
+            if v.is_empty() {
+                Err(SilenceError::Missing(field))
+            } else if v.chars().count() > max {
+                Err(SilenceError::TooLongText(field))
+            } else {
+                Ok(v)
+            }
+        };
+        Ok(Silence {
+            id,
+            rule,
+            until,
+            reason: text(self.reason, "reason", 500)?,
+            author: text(self.author, "author", 100)?,
+            created_at: now,
+        })
+    }
+}
+
+/// What the book remembers about one rule between evaluations: about the
+/// rule, or for a `by` rule about one of its values (an instance).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RuleRecord {
+    pub rule: String,
+    /// The dimension value a `by` rule's instance judges; `None` for a
+    /// rule judged on its metric's total.
+    #[serde(default)]
+    pub value: Option<String>,
+    pub fingerprint: String,
+    pub alert: AlertState,
+    /// Sequence number of the last event sent (0: none yet).
+    pub sequence: u64,
+    /// The current episode's firing notification went out.
+    pub firing_sent: bool,
+    /// When (tick time) the current episode's firing started to wait.
+    pub held_since: Option<i64>,
+    /// The current episode's suppression was already written to history.
+    pub suppression_noted: bool,
+    pub last_sent_at: Option<i64>,
+    /// The latest evaluation, to explain the state.
+    pub last: Option<Evaluation>,
+    /// Where the current episode's drop happened, as its latest firing
+    /// notification said; `None` outside a notified episode.
+    #[serde(default)]
+    pub explanation: Option<crate::alert::explain::Explanation>,
+}
+
+impl RuleRecord {
+    fn new(config: &Config, rule: &AlertRule, value: Option<&str>, at: i64) -> Self {
+        let subject = match (value, rule.by) {
+            (Some(v), Some(split)) => {
+                format!("{}\u{0}{}={v}", rule.metric, split.dimension.as_str())
+            }
+            _ => rule.metric.clone(),
+        };
+        RuleRecord {
+            rule: rule.name.clone(),
+            value: value.map(str::to_string),
+            fingerprint: fingerprint(&config.site.name, &rule.name, &subject),
+            alert: AlertState::new(at),
+            sequence: 0,
+            firing_sent: false,
+            held_since: None,
+            suppression_noted: false,
+            last_sent_at: None,
+            last: None,
+            explanation: None,
+        }
+    }
+
+    /// The incident id of the current (or last) episode.
+    pub fn incident(&self) -> String {
+        format!("inc_{}_{}", self.fingerprint, self.alert.episodes)
+    }
+
+    /// Its key in the book and in storage: the rule's name, or for an
+    /// instance `rule[value]` (rule names cannot hold `[`, so keys are
+    /// unique).
+    pub fn key(&self) -> String {
+        instance_key(&self.rule, self.value.as_deref())
+    }
+
+    /// An instance whose episode is not over: it stays judged (and
+    /// listed) even when its value leaves the rule's top values, so a
+    /// source that went dark resolves instead of vanishing.
+    pub fn is_open(&self) -> bool {
+        self.firing_sent
+            || matches!(
+                self.alert.state,
+                State::Pending | State::Firing | State::Resolved
+            )
+    }
+}
+
+/// The key of a rule, or of one value's instance of a `by` rule.
+pub fn instance_key(rule: &str, value: Option<&str>) -> String {
+    match value {
+        Some(v) => format!("{rule}[{v}]"),
+        None => rule.to_string(),
+    }
+}
+
+/// One line of the alert history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub at: i64,
+    pub rule: String,
+    /// The value of a `by` rule's instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    pub metric: String,
+    /// Set for a state change.
+    pub from: Option<State>,
+    pub to: Option<State>,
+    /// Set for a notification decision: `firing sent`, `resolved sent`,
+    /// `repeat sent`, `silenced`, `inhibited by <rule>`.
+    pub notice: Option<String>,
+    pub incident: Option<String>,
+    /// The window that explains the change.
+    pub window: Option<WindowVerdict>,
+    /// Set for a silence's lines ([`silence_history`]). Absent in lines
+    /// written before silences were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub silence: Option<Silence>,
+}
+
+/// An event to deliver, and to whom.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notice {
+    pub event: AlertEvent,
+    pub receivers: Vec<String>,
+}
+
+/// The 5-minute bucket series of the metrics the rules need, the recent
+/// minute series the fast path judges (none: no fast path), and per `by`
+/// rule the 5-minute series of each value it watches (rule → value →
+/// series; a `by` rule absent here judges nothing and keeps its instances).
+#[derive(Debug, Clone, Default)]
+pub struct SeriesSet {
+    pub series: BTreeMap<String, CountSeries>,
+    pub minutes: BTreeMap<String, CountSeries>,
+    pub by: BTreeMap<String, BTreeMap<String, CountSeries>>,
+}
+
+/// A stable id per (site, rule, metric): 16 hex digits of a SHA-256.
+pub fn fingerprint(site: &str, rule: &str, metric: &str) -> String {
+    let digest = Sha256::digest(format!("{site}\u{0}{rule}\u{0}{metric}").as_bytes());
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Every counted metric: the alert object keeps all their 5-minute series
+/// (rules read some, Mission Control shows all).
+pub fn counted_metrics(config: &Config) -> Vec<String> {
+    config
+        .metrics
+        .iter()
+        .filter(|m| matches!(m.kind, MetricKind::Counted { .. }))
+        .map(|m| m.name.clone())
+        .collect()
+}
+
+/// Detector parameters of a rule.
+pub fn detector_params(rule: &AlertRule) -> DetectorParams {
+    DetectorParams {
+        windows: rule.windows.clone(),
+        delta: rule.delta,
+        z_alpha: rule.z_alpha,
+        min_expected: rule.min_expected,
+        weeks: rule.weeks,
+        ..DetectorParams::critical()
+    }
+}
+
+/// Detector parameters of one of a rule's records: a `by` rule's
+/// instances have no fast path (their series are 5-minute buckets).
+fn instance_params(rule: &AlertRule) -> DetectorParams {
+    match rule.by {
+        Some(_) => detector_params(rule).without_fast_path(),
+        None => detector_params(rule),
+    }
+}
+
+/// Lifecycle parameters of a rule.
+pub fn lifecycle_params(rule: &AlertRule) -> LifecycleParams {
+    LifecycleParams {
+        for_evaluations: rule.for_evaluations,
+        resolve_ratio: rule.resolve_ratio,
+        resolve_evaluations: rule.resolve_evaluations,
+        reopen_hold_off: rule.hold_off,
+        resolve_window: HOUR,
+    }
+}
+
+/// One-sided lower-tail p-value of `z` under the standard normal.
+pub fn p_value(z: f64) -> f64 {
+    if !z.is_finite() {
+        return if z < 0.0 { 0.0 } else { 1.0 };
+    }
+    0.5 * erfc(-z / std::f64::consts::SQRT_2)
+}
+
+/// Complementary error function (Chebyshev fit, relative error < 1.2e-7).
+fn erfc(x: f64) -> f64 {
+    let z = x.abs();
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let poly = -z * z - 1.265_512_23
+        + t * (1.000_023_68
+            + t * (0.374_091_96
+                + t * (0.096_784_18
+                    + t * (-0.186_288_06
+                        + t * (0.278_868_07
+                            + t * (-1.135_203_98
+                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+    let r = t * poly.exp();
+    if x >= 0.0 {
+        r
+    } else {
+        2.0 - r
+    }
+}
+
+/// Status mix and p95 latency of a metric's requests, now against before,
+/// from `status` and `lat` rows.
+pub fn health_change(now: &[Row], before: &[Row]) -> HealthChange {
+    fn mix(rows: &[Row]) -> BTreeMap<String, u64> {
+        let mut m = BTreeMap::new();
+        for r in rows.iter().filter(|r| r.dim() == "status") {
+            *m.entry(r.value().to_string()).or_insert(0) += r.n();
+        }
+        m
+    }
+    fn p95(rows: &[Row]) -> Option<f64> {
+        let mut hist: BTreeMap<u8, u64> = BTreeMap::new();
+        for r in rows.iter().filter(|r| r.dim() == "lat") {
+            if let Ok(b) = r.value().parse::<u8>() {
+                *hist.entry(b).or_insert(0) += r.n();
+            }
+        }
+        let pairs: Vec<(u8, u64)> = hist.into_iter().collect();
+        latency::quantile(&pairs, 0.95)
+    }
+    let (m_now, m_before) = (mix(now), mix(before));
+    let total_now: u64 = m_now.values().sum();
+    let total_before: u64 = m_before.values().sum();
+    let pct = |n: u64, total: u64| (n as f64 * 1000.0 / total as f64).round() / 10.0;
+    let mut classes: Vec<&String> = m_now.keys().chain(m_before.keys()).collect();
+    classes.sort();
+    classes.dedup();
+    HealthChange {
+        status: classes
+            .into_iter()
+            .map(|c| StatusShare {
+                class: c.clone(),
+                now_pct: if total_now > 0 {
+                    pct(m_now.get(c).copied().unwrap_or(0), total_now)
+                } else {
+                    0.0
+                },
+                before_pct: (total_before > 0)
+                    .then(|| pct(m_before.get(c).copied().unwrap_or(0), total_before)),
+            })
+            .collect(),
+        p95_ms_now: p95(now),
+        p95_ms_before: p95(before),
+    }
+}
+
+/// The alert state of a site.
+///
+/// Records and detectors are keyed by [`instance_key`]: one per rule, and
+/// one per watched value of a `by` rule (created when the value first
+/// comes with a series, dropped once it no longer does and its episode is
+/// over).
+#[derive(Debug, Clone)]
+pub struct AlertBook {
+    records: BTreeMap<String, RuleRecord>,
+    detectors: BTreeMap<String, DropDetector>,
+    /// Keys of dropped records, for the owner to delete from storage.
+    dropped: Vec<String>,
+}
+
+impl AlertBook {
+    /// Picks up stored records; rules without one start `learning` at
+    /// `now`, a `by` rule keeps its stored instances, and records of
+    /// rules no longer configured (or no longer split the same way) are
+    /// dropped.
+    pub fn new(config: &Config, stored: Vec<RuleRecord>, now: i64) -> Self {
+        let mut records = BTreeMap::new();
+        let mut detectors = BTreeMap::new();
+        let mut dropped = Vec::new();
+        for rec in stored {
+            let fits = config
+                .alert(&rec.rule)
+                .is_some_and(|rule| rule.by.is_some() == rec.value.is_some());
+            if fits {
+                records.insert(rec.key(), rec);
+            } else {
+                dropped.push(rec.key());
+            }
+        }
+        for rule in config.alerts.iter().filter(|r| r.by.is_none()) {
+            records
+                .entry(rule.name.clone())
+                .or_insert_with(|| RuleRecord::new(config, rule, None, now));
+        }
+        for (key, rec) in &records {
+            if let Some(rule) = config.alert(&rec.rule) {
+                detectors.insert(key.clone(), DropDetector::new(instance_params(rule)));
+            }
+        }
+        AlertBook {
+            records,
+            detectors,
+            dropped,
+        }
+    }
+
+    pub fn records(&self) -> impl Iterator<Item = &RuleRecord> {
+        self.records.values()
+    }
+
+    /// The records of `rule`: the rule's own, or its instances by value.
+    pub fn instances<'a>(&'a self, rule: &'a str) -> impl Iterator<Item = &'a RuleRecord> + 'a {
+        self.records.values().filter(move |r| r.rule == rule)
+    }
+
+    /// The values of `rule`'s instances whose episode is not over (see
+    /// [`RuleRecord::is_open`]): the owner keeps their series coming.
+    pub fn open_values(&self, rule: &str) -> Vec<String> {
+        self.instances(rule)
+            .filter(|r| r.is_open())
+            .filter_map(|r| r.value.clone())
+            .collect()
+    }
+
+    /// Keys of the records dropped since the last call, to delete from
+    /// storage.
+    pub fn take_dropped(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.dropped)
+    }
+
+    /// Keeps where an event's drop happened, as its firing notification
+    /// says it, for the dashboard until the episode ends.
+    pub fn explained(&mut self, event: &AlertEvent) {
+        let value = event.scope.as_ref().map(|s| s.value.as_str());
+        if let Some(rec) = self.records.get_mut(&instance_key(&event.rule, value)) {
+            rec.explanation = event.explanation.clone();
+        }
+    }
+
+    /// The record of a rule, or of one value's instance of a `by` rule.
+    pub fn record(&self, rule: &str, value: Option<&str>) -> Option<&RuleRecord> {
+        self.records.get(&instance_key(rule, value))
+    }
+
+    /// Whether any record of `rule` is firing.
+    fn is_firing(&self, rule: &str) -> bool {
+        self.instances(rule).any(|r| r.alert.state == State::Firing)
+    }
+
+    /// Judges every rule on the buckets ending at `at` and steps its
+    /// lifecycle. Call at each instant [`crate::alert::ticks::evaluation_instants`]
+    /// gives, in time order: a bucket end judges every window, another
+    /// minute only the fast windows of counted metrics.
+    pub fn evaluate(
+        &mut self,
+        config: &Config,
+        data: &SeriesSet,
+        at: i64,
+        clock: &dyn crate::alert::detector::WallClock,
+    ) -> Vec<HistoryEntry> {
+        let mut history = Vec::new();
+        let empty = CountSeries::new(at, crate::config::rules::BUCKET_SECS);
+        let on_bucket = at.rem_euclid(crate::config::rules::BUCKET_SECS) == 0;
+        for rule in &config.alerts {
+            let series = |name: &str| data.series.get(name).unwrap_or(&empty);
+            if rule.by.is_some() {
+                // Instances are judged on 5-minute buckets only: a value's
+                // series has no minutes (no fast path).
+                let Some(values) = data.by.get(&rule.name) else {
+                    continue;
+                };
+                self.drop_unwatched(rule, values);
+                if !on_bucket {
+                    continue;
+                }
+                for (value, s) in values {
+                    let key = instance_key(&rule.name, Some(value));
+                    let rec = self
+                        .records
+                        .entry(key.clone())
+                        .or_insert_with(|| RuleRecord::new(config, rule, Some(value), at));
+                    let det = self
+                        .detectors
+                        .entry(key)
+                        .or_insert_with(|| DropDetector::new(instance_params(rule)));
+                    let eval = det.evaluate(s, at, clock);
+                    history.extend(judged(rule, rec, eval));
+                }
+                continue;
+            }
+            let (Some(rec), Some(det)) = (
+                self.records.get_mut(&rule.name),
+                self.detectors.get_mut(&rule.name),
+            ) else {
+                continue;
+            };
+            let eval = match config.metric(&rule.metric).map(|m| &m.kind) {
+                // Ratios have no fast path: a total outage is the
+                // denominator's alert.
+                Some(MetricKind::Ratio(_)) if !on_bucket => continue,
+                Some(MetricKind::Ratio(r)) => det.evaluate_ratio(
+                    series(&r.numerator),
+                    series(&r.denominator),
+                    r.min_denominator as f64,
+                    at,
+                    clock,
+                ),
+                _ => det.evaluate_at(
+                    series(&rule.metric),
+                    data.minutes.get(&rule.metric),
+                    at,
+                    clock,
+                ),
+            };
+            history.extend(judged(rule, rec, eval));
+        }
+        history
+    }
+
+    /// Drops the instances of `rule` whose value is no longer watched and
+    /// whose episode is over.
+    fn drop_unwatched(&mut self, rule: &AlertRule, watched: &BTreeMap<String, CountSeries>) {
+        let gone: Vec<String> = self
+            .instances(&rule.name)
+            .filter(|r| !r.is_open() && r.value.as_ref().is_none_or(|v| !watched.contains_key(v)))
+            .map(RuleRecord::key)
+            .collect();
+        for key in gone {
+            self.records.remove(&key);
+            self.detectors.remove(&key);
+            self.dropped.push(key);
+        }
+    }
+
+    /// Decides, at tick time `now`, which notifications go out. Returns the
+    /// events (in rule order) and the history lines of the decisions.
+    pub fn notify(
+        &mut self,
+        config: &Config,
+        silences: &[Silence],
+        now: i64,
+    ) -> (Vec<Notice>, Vec<HistoryEntry>) {
+        let firing: Vec<&AlertRule> = config
+            .alerts
+            .iter()
+            .filter(|r| self.is_firing(&r.name))
+            .collect();
+        // Other BPMs are other metrics' totals: a `by` rule's instances
+        // are parts of one metric, not BPMs of their own.
+        let others: Vec<OtherBpm> = config
+            .alerts
+            .iter()
+            .filter(|r| r.by.is_none())
+            .filter_map(|r| {
+                let rec = self.records.get(&r.name)?;
+                Some(OtherBpm {
+                    metric: r.metric.clone(),
+                    rule: r.name.clone(),
+                    state: rec.alert.state.as_str().to_string(),
+                    ratio: rec
+                        .last
+                        .as_ref()
+                        .and_then(|e| e.window(HOUR))
+                        .and_then(|w| w.ratio),
+                })
+            })
+            .collect();
+        let mut notices = Vec::new();
+        let mut history = Vec::new();
+        let keys: Vec<(&AlertRule, String)> = config
+            .alerts
+            .iter()
+            .flat_map(|rule| self.instances(&rule.name).map(move |r| (rule, r.key())))
+            .collect();
+        for (rule, key) in keys {
+            let Some(rec) = self.records.get_mut(&key) else {
+                continue;
+            };
+            let silenced = silences.iter().find(|s| s.covers(&rule.name, now));
+            let inhibitor = firing
+                .iter()
+                .find(|f| f.inhibits(&rule.name))
+                .map(|f| f.name.clone());
+            let note = |notice: String, rec: &RuleRecord| HistoryEntry {
+                at: now,
+                rule: rule.name.clone(),
+                value: rec.value.clone(),
+                metric: rule.metric.clone(),
+                from: None,
+                to: None,
+                notice: Some(notice),
+                incident: Some(rec.incident()),
+                window: None,
+                silence: None,
+            };
+            let mut send: Option<(EventStatus, bool)> = None;
+            match rec.alert.state {
+                State::Firing if !rec.firing_sent => {
+                    let held = *rec.held_since.get_or_insert(now);
+                    if now - held >= config.alerting.group_wait {
+                        if let Some(s) = silenced {
+                            if !rec.suppression_noted {
+                                history.push(note(format!("silenced by {}", s.id), rec));
+                                rec.suppression_noted = true;
+                            }
+                        } else if let Some(by) = &inhibitor {
+                            if !rec.suppression_noted {
+                                history.push(note(format!("inhibited by {by}"), rec));
+                                rec.suppression_noted = true;
+                            }
+                        } else {
+                            send = Some((EventStatus::Firing, false));
+                        }
+                    }
+                }
+                State::Firing => {
+                    let due = rule.repeat_interval > 0
+                        && rec
+                            .last_sent_at
+                            .is_some_and(|t| now - t >= rule.repeat_interval);
+                    if due && silenced.is_none() && inhibitor.is_none() {
+                        send = Some((EventStatus::Firing, true));
+                    }
+                }
+                State::Resolved if rec.firing_sent => {
+                    if silenced.is_none() {
+                        send = Some((EventStatus::Resolved, false));
+                    }
+                    rec.firing_sent = false;
+                    rec.held_since = None;
+                    rec.suppression_noted = false;
+                    rec.explanation = None;
+                }
+                _ => {
+                    rec.firing_sent = false;
+                    rec.held_since = None;
+                    rec.suppression_noted = false;
+                    rec.explanation = None;
+                }
+            }
+            let Some((status, repeat)) = send else {
+                continue;
+            };
+            rec.sequence += 1;
+            rec.last_sent_at = Some(now);
+            if status == EventStatus::Firing {
+                rec.firing_sent = true;
+            }
+            let label = match (status, repeat) {
+                (EventStatus::Resolved, _) => "resolved sent",
+                (_, true) => "repeat sent",
+                _ => "firing sent",
+            };
+            history.push(note(label.to_string(), rec));
+            let other_bpms = others
+                .iter()
+                .filter(|o| o.rule != rule.name)
+                .cloned()
+                .collect();
+            notices.push(Notice {
+                event: build_event(config, rule, rec, status, repeat, now, other_bpms),
+                receivers: rule.receivers.clone(),
+            });
+        }
+        (notices, history)
+    }
+
+    /// The rule that inhibits `rule` now, if any: a firing rule whose
+    /// `inhibits` names it.
+    fn inhibitor<'a>(&self, config: &'a Config, rule: &str) -> Option<&'a AlertRule> {
+        config
+            .alerts
+            .iter()
+            .find(|f| f.inhibits(rule) && self.is_firing(&f.name))
+    }
+
+    /// The alerts a group holds besides a tick's events, as Alertmanager
+    /// keeps them: every rule still firing whose firing notification went
+    /// out and that is neither silenced nor inhibited at `now`. Call after
+    /// [`AlertBook::notify`] at the same `now`, so a firing sent in this
+    /// tick counts as sent.
+    ///
+    /// The events are built afresh (status firing, not a repeat, the
+    /// numbers of the latest evaluation, the id of the rule's last sent
+    /// event) and changes nothing: no sequence is taken, nothing is queued
+    /// for them on their own; a grouped format lists them beside the tick's
+    /// events ([`crate::alert::payload::render_group`]).
+    pub fn firing_group(&self, config: &Config, silences: &[Silence], now: i64) -> Vec<Notice> {
+        config
+            .alerts
+            .iter()
+            .flat_map(|rule| self.instances(&rule.name).map(move |rec| (rule, rec)))
+            .filter_map(|(rule, rec)| {
+                let member = rec.alert.state == State::Firing
+                    && rec.firing_sent
+                    && !silences.iter().any(|s| s.covers(&rule.name, now))
+                    && self.inhibitor(config, &rule.name).is_none();
+                member.then(|| Notice {
+                    event: build_event(
+                        config,
+                        rule,
+                        rec,
+                        EventStatus::Firing,
+                        false,
+                        now,
+                        Vec::new(),
+                    ),
+                    receivers: rule.receivers.clone(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// What one receiver gets from one tick.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dispatch<'a> {
+    pub receiver: &'a Receiver,
+    /// The tick's events that name this receiver, in rule order.
+    pub events: Vec<AlertEvent>,
+    /// The rest of its group ([`AlertBook::firing_group`] members that name
+    /// it), for the grouped formats.
+    pub group: Vec<AlertEvent>,
+}
+
+/// Routes a tick's notices to the configured receivers. A receiver gets a
+/// [`Dispatch`] only if some notice names it (the group alone is no news)
+/// and it is not in `disabled`: nothing is queued for a disabled receiver,
+/// and the names of those that would have had events are returned second,
+/// in config order.
+pub fn dispatch<'a>(
+    config: &'a Config,
+    notices: &[Notice],
+    group: &[Notice],
+    disabled: &[String],
+) -> (Vec<Dispatch<'a>>, Vec<&'a str>) {
+    let naming = |list: &[Notice], name: &str| -> Vec<AlertEvent> {
+        list.iter()
+            .filter(|n| n.receivers.iter().any(|r| r == name))
+            .map(|n| n.event.clone())
+            .collect()
+    };
+    let mut out = Vec::new();
+    let mut skipped = Vec::new();
+    for receiver in &config.receivers {
+        let events = naming(notices, &receiver.name);
+        if events.is_empty() {
+            continue;
+        }
+        if disabled.contains(&receiver.name) {
+            skipped.push(receiver.name.as_str());
+            continue;
+        }
+        out.push(Dispatch {
+            receiver,
+            events,
+            group: naming(group, &receiver.name),
+        });
+    }
+    (out, skipped)
+}
+
+/// Steps `rec`'s lifecycle with `eval` and keeps it as the latest
+/// verdict; the history line of a state change, if any.
+fn judged(rule: &AlertRule, rec: &mut RuleRecord, eval: Evaluation) -> Option<HistoryEntry> {
+    let entry = step(&mut rec.alert, &eval, &lifecycle_params(rule)).map(|t| {
+        let window = match t.to {
+            State::Resolved => eval.window(HOUR).cloned(),
+            _ => eval.headline().cloned(),
+        };
+        HistoryEntry {
+            at: t.at,
+            rule: rule.name.clone(),
+            value: rec.value.clone(),
+            metric: rule.metric.clone(),
+            from: Some(t.from),
+            to: Some(t.to),
+            notice: None,
+            incident: matches!(t.to, State::Firing | State::Resolved).then(|| rec.incident()),
+            window,
+            silence: None,
+        }
+    });
+    // `last` keeps the latest verdict of every window: a fast-only
+    // evaluation replaces the fast windows of the last full one.
+    match rec.last.as_mut() {
+        Some(last) if eval.fast_only => {
+            last.windows.retain(|w| !w.fast);
+            last.windows.extend(eval.windows);
+            last.at = eval.at;
+            last.drop = last.windows.iter().any(|w| w.holds);
+        }
+        _ => rec.last = Some(eval),
+    }
+    entry
+}
+
+fn build_event(
+    config: &Config,
+    rule: &AlertRule,
+    rec: &RuleRecord,
+    status: EventStatus,
+    repeat: bool,
+    now: i64,
+    other_bpms: Vec<OtherBpm>,
+) -> AlertEvent {
+    let eval = rec.last.as_ref();
+    let window = match status {
+        EventStatus::Resolved => eval.and_then(|e| e.window(HOUR)),
+        EventStatus::Firing => eval.and_then(|e| e.headline()),
+    };
+    // Numbers in an event are finite, so no format writes them as `null`.
+    let finite = |x: f64| if x.is_finite() { x } else { 0.0 };
+    let observed = finite(window.map_or(0.0, |w| w.observed));
+    let expected = finite(window.and_then(|w| w.expected).unwrap_or(0.0));
+    let z = finite(window.and_then(|w| w.z).unwrap_or(0.0));
+    let drop_pct = if expected > 0.0 {
+        ((1.0 - observed / expected) * 1000.0).round() / 10.0
+    } else {
+        0.0
+    };
+    let started_at = rec.alert.fired_at.unwrap_or(now);
+    let resolved_at = (status == EventStatus::Resolved)
+        .then_some(rec.alert.resolved_at)
+        .flatten();
+    let metric = config.metric(&rule.metric);
+    let scope = match (rule.by, &rec.value) {
+        (Some(split), Some(value)) => Some(Scope {
+            dimension: split.dimension.as_str().to_string(),
+            value: value.clone(),
+        }),
+        _ => None,
+    };
+    // A `by` rule's value is a label too, so label-keyed receivers
+    // (Alertmanager) tell its instances apart.
+    let mut labels = rule.labels.clone();
+    if let Some(sc) = &scope {
+        labels.insert(sc.dimension.clone(), sc.value.clone());
+    }
+    // The instant the event describes: the evaluation it reports, not the
+    // tick that sends it (which is `group_wait` or a silence later).
+    let at = eval.map_or(now, |e| e.at);
+    AlertEvent {
+        id: format!("evt_{}_{}", rec.fingerprint, rec.sequence),
+        fingerprint: rec.fingerprint.clone(),
+        incident: rec.incident(),
+        sequence: rec.sequence,
+        status,
+        repeat,
+        severity: rule.severity,
+        site: config.site.name.clone(),
+        rule: rule.name.clone(),
+        scope,
+        labels,
+        metric: MetricInfo {
+            name: rule.metric.clone(),
+            stage: metric
+                .map(|m| m.stage.as_str().to_string())
+                .unwrap_or_default(),
+            description: metric.map(|m| m.description.clone()).unwrap_or_default(),
+            owner: metric.map(|m| m.owner.clone()).unwrap_or_default(),
+            runbook: rule.runbook.clone(),
+        },
+        at,
+        window: window.map_or(HOUR, |w| w.window),
+        observed,
+        expected,
+        drop_pct,
+        z,
+        p_value: p_value(z),
+        started_at,
+        resolved_at,
+        // Both ends are evaluation instants, so the body's own fields give
+        // it: `resolved_at − started_at`, or `at − started_at` while firing.
+        duration_s: resolved_at.unwrap_or(at).saturating_sub(started_at).max(0),
+        lowest_ratio: rec.alert.lowest_ratio,
+        dashboard_url: format!("{}#/metric/{}", config.dashboard_url(), rule.metric),
+        other_bpms,
+        health: None,
+        explanation: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::detector::{Utc, WEEK};
+    use crate::config::rules::BUCKET_SECS;
+
+    const CONFIG: &str = r#"
+[site]
+name = "shop"
+url = "https://shop.example"
+
+[alerting]
+group_wait = "60s"
+
+[[metric]]
+name = "logins"
+stage = "retention"
+description = "Logins"
+owner = "identity"
+match = { method = "POST", path = "/login" }
+
+[[metric]]
+name = "traffic"
+stage = "other"
+description = "All requests"
+match = { path = "/**" }
+
+[[receiver]]
+name = "ops"
+url = "https://hooks.example/ops"
+
+[[alert]]
+name = "logins_drop"
+metric = "logins"
+severity = "critical"
+receivers = ["ops"]
+
+[[alert]]
+name = "traffic_down"
+metric = "traffic"
+severity = "critical"
+receivers = ["ops"]
+inhibits = ["*"]
+"#;
+
+    fn config() -> Config {
+        crate::config::parse_toml(CONFIG, "test.toml").unwrap()
+    }
+
+    /// Five weeks at `rate` per bucket, then the given tail per metric.
+    fn data(logins_tail: &[f64], traffic_tail: &[f64]) -> SeriesSet {
+        let n = (5 * WEEK / BUCKET_SECS) as usize;
+        let mk = |rate: f64, tail: &[f64]| {
+            let mut v = vec![rate; n];
+            v.extend_from_slice(tail);
+            CountSeries::from_counts(0, BUCKET_SECS, &v)
+        };
+        let mut s = SeriesSet::default();
+        s.series.insert("logins".into(), mk(50.0, logins_tail));
+        s.series.insert("traffic".into(), mk(2000.0, traffic_tail));
+        s
+    }
+
+    const T0: i64 = 5 * WEEK;
+
+    /// Evaluates bucket after bucket, ticking at each bucket end and 60 s
+    /// later; returns every notice.
+    fn drive(
+        book: &mut AlertBook,
+        cfg: &Config,
+        d: &SeriesSet,
+        buckets: i64,
+        silences: &[Silence],
+    ) -> Vec<Notice> {
+        let mut out = Vec::new();
+        for i in 1..=buckets {
+            let at = T0 + i * BUCKET_SECS;
+            book.evaluate(cfg, d, at, &Utc);
+            for tick in [at, at + 60] {
+                out.extend(book.notify(cfg, silences, tick).0);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_login_outage_fires_once_then_resolves() {
+        let cfg = config();
+        let mut tail = vec![0.0; 6];
+        tail.extend([50.0; 24]);
+        let d = data(&tail, &[2000.0; 30]);
+        let mut book = AlertBook::new(&cfg, vec![], 0);
+        let notices = drive(&mut book, &cfg, &d, 30, &[]);
+        let events: Vec<(&str, EventStatus, u64)> = notices
+            .iter()
+            .map(|n| (n.event.rule.as_str(), n.event.status, n.event.sequence))
+            .collect();
+        assert_eq!(
+            events,
+            vec![
+                ("logins_drop", EventStatus::Firing, 1),
+                ("logins_drop", EventStatus::Resolved, 2)
+            ]
+        );
+        let firing = &notices[0].event;
+        assert_eq!(firing.observed, 0.0);
+        assert!(firing.expected >= 50.0);
+        assert_eq!(firing.drop_pct, 100.0);
+        assert!(firing.p_value < 1e-6);
+        assert_eq!(
+            firing.dashboard_url,
+            "https://shop.example/_bpm/#/metric/logins"
+        );
+        assert_eq!(firing.id, format!("evt_{}_1", firing.fingerprint));
+        let other = &firing.other_bpms[0];
+        assert_eq!(
+            (other.rule.as_str(), other.ratio),
+            ("traffic_down", Some(1.0))
+        );
+        let resolved = &notices[1].event;
+        assert_eq!(resolved.incident, firing.incident);
+        assert_eq!(resolved.lowest_ratio, Some(0.0));
+        assert!(resolved.duration_s > 0);
+        assert_eq!(notices[0].receivers, vec!["ops".to_string()]);
+    }
+
+    const SPLIT_CONFIG: &str = r#"
+[site]
+name = "shop"
+
+[[metric]]
+name = "views"
+stage = "referral"
+description = "Page views"
+match = { path = "/**" }
+
+[[receiver]]
+name = "ops"
+url = "https://hooks.example/ops"
+
+[[alert]]
+name = "views_drop"
+metric = "views"
+receivers = ["ops"]
+
+[[alert]]
+name = "source_dark"
+metric = "views"
+by = "source"
+top = 3
+receivers = ["ops"]
+labels = { team = "marketing" }
+"#;
+
+    /// Five flat weeks per source, then `tail` buckets where google goes
+    /// dark and bing takes its traffic: the total stays flat.
+    fn split_data(tail: usize) -> SeriesSet {
+        let n = (5 * WEEK / BUCKET_SECS) as usize;
+        let mk = |before: f64, after: f64| {
+            let mut v = vec![before; n];
+            v.extend(std::iter::repeat_n(after, tail));
+            CountSeries::from_counts(0, BUCKET_SECS, &v)
+        };
+        let mut s = SeriesSet::default();
+        s.series.insert("views".into(), mk(60.2, 60.2));
+        let by = BTreeMap::from([
+            ("google".to_string(), mk(30.0, 0.0)),
+            ("bing".to_string(), mk(30.0, 60.0)),
+            // Never significant: 2.4 an hour.
+            ("tiny".to_string(), mk(0.2, 0.0)),
+        ]);
+        s.by.insert("source_dark".into(), by);
+        s
+    }
+
+    #[test]
+    fn a_by_source_rule_fires_for_the_dark_source_only_while_the_total_is_flat() {
+        let cfg = crate::config::parse_toml(SPLIT_CONFIG, "test.toml").unwrap();
+        let d = split_data(12);
+        let mut book = AlertBook::new(&cfg, vec![], 0);
+        let notices = drive(&mut book, &cfg, &d, 12, &[]);
+        let fired: Vec<(&str, Option<&str>)> = notices
+            .iter()
+            .map(|n| {
+                (
+                    n.event.rule.as_str(),
+                    n.event.scope.as_ref().map(|s| s.value.as_str()),
+                )
+            })
+            .collect();
+        assert_eq!(fired, vec![("source_dark", Some("google"))]);
+        let e = &notices[0].event;
+        assert_eq!(e.observed, 0.0);
+        assert_eq!(e.labels.get("source").map(String::as_str), Some("google"));
+        assert_eq!(e.labels.get("team").map(String::as_str), Some("marketing"));
+        assert!(
+            crate::alert::payload::summary(e).starts_with("views (source google) dropped 100%"),
+            "{}",
+            crate::alert::payload::summary(e)
+        );
+        // Each value is its own alert: its own fingerprint and record.
+        let google = book.record("source_dark", Some("google")).unwrap();
+        let bing = book.record("source_dark", Some("bing")).unwrap();
+        assert_eq!(e.fingerprint, google.fingerprint);
+        assert_ne!(google.fingerprint, bing.fingerprint);
+        assert_eq!(bing.alert.state, State::Ok);
+        assert_eq!(
+            book.record("views_drop", None).unwrap().alert.state,
+            State::Ok
+        );
+        assert_ne!(
+            book.record("source_dark", Some("tiny"))
+                .unwrap()
+                .alert
+                .state,
+            State::Firing
+        );
+        assert_eq!(book.open_values("source_dark"), vec!["google".to_string()]);
+    }
+
+    #[test]
+    fn a_by_rule_drops_unwatched_values_but_keeps_open_ones() {
+        let cfg = crate::config::parse_toml(SPLIT_CONFIG, "test.toml").unwrap();
+        let mut d = split_data(12);
+        let mut book = AlertBook::new(&cfg, vec![], 0);
+        drive(&mut book, &cfg, &d, 12, &[]);
+        // The next day's top values no longer hold bing, nor google; google
+        // is firing, so it stays (with whatever series it still has).
+        if let Some(values) = d.by.get_mut("source_dark") {
+            values.remove("bing");
+            values.remove("google");
+        }
+        book.evaluate(&cfg, &d, T0 + 13 * BUCKET_SECS, &Utc);
+        assert!(book.record("source_dark", Some("bing")).is_none());
+        assert!(book.record("source_dark", Some("google")).is_some());
+        assert_eq!(book.take_dropped(), vec!["source_dark[bing]".to_string()]);
+        // Stored instances come back; those of a rule that is no longer
+        // split are dropped.
+        let stored: Vec<RuleRecord> = book.records().cloned().collect();
+        let again = AlertBook::new(&cfg, stored.clone(), 0);
+        assert!(again.record("source_dark", Some("google")).is_some());
+        let unsplit = crate::config::parse_toml(
+            &SPLIT_CONFIG.replace("by = \"source\"\ntop = 3\n", ""),
+            "test.toml",
+        )
+        .unwrap();
+        let mut plain = AlertBook::new(&unsplit, stored, 0);
+        assert!(plain.record("source_dark", None).is_some());
+        assert!(plain
+            .take_dropped()
+            .contains(&"source_dark[google]".to_string()));
+    }
+
+    #[test]
+    fn regression_duration_s_was_counted_to_the_tick_not_the_evaluation() {
+        // `duration_s` was documented as `at − started_at` while firing but
+        // computed to the tick that sent the event, so a first firing said
+        // "60 s" (the group wait) with `at == started_at` in the same body.
+        let mut cfg = config();
+        cfg.alerts[0].repeat_interval = 3600;
+        let mut tail = vec![0.0; 18];
+        tail.extend([50.0; 24]);
+        let d = data(&tail, &[2000.0; 42]);
+        let mut book = AlertBook::new(&cfg, vec![], 0);
+        let notices = drive(&mut book, &cfg, &d, 42, &[]);
+        let first = &notices[0].event;
+        assert_eq!((first.status, first.repeat), (EventStatus::Firing, false));
+        let repeat = &notices[1].event;
+        assert_eq!((repeat.status, repeat.repeat), (EventStatus::Firing, true));
+        let last = &notices[notices.len() - 1].event;
+        assert_eq!(last.status, EventStatus::Resolved);
+        for n in &notices {
+            let e = &n.event;
+            let end = e.resolved_at.unwrap_or(e.at);
+            assert_eq!(e.duration_s, end - e.started_at, "{:?}", e.status);
+            assert_eq!(e.duration_s % BUCKET_SECS, 0, "evaluation instants only");
+        }
+        assert_eq!(first.duration_s, 0, "first firing: at == started_at");
+        assert!(repeat.duration_s >= 3600);
+        assert!(last.duration_s > repeat.duration_s);
+    }
+
+    const GROUPED: &str = r#"
+[site]
+name = "shop"
+url = "https://shop.example"
+
+[alerting]
+group_wait = "60s"
+
+[[metric]]
+name = "logins"
+stage = "retention"
+description = "Logins"
+match = { method = "POST", path = "/login" }
+
+[[metric]]
+name = "signups"
+stage = "activation"
+description = "Signups"
+match = { method = "POST", path = "/signup" }
+
+[[receiver]]
+name = "am"
+format = "alertmanager"
+url = "https://am.example/hook"
+
+[[receiver]]
+name = "ops"
+url = "https://hooks.example/ops"
+
+[[alert]]
+name = "logins_drop"
+metric = "logins"
+severity = "critical"
+receivers = ["am", "ops"]
+
+[[alert]]
+name = "signups_drop"
+metric = "signups"
+severity = "critical"
+receivers = ["am"]
+"#;
+
+    /// The Alertmanager messages of `buckets` evaluations (ticks at each
+    /// bucket end and 60 s later), as `(status, [(alertname, status)])`,
+    /// with every groupKey seen.
+    #[allow(clippy::type_complexity)]
+    fn am_messages(
+        cfg: &Config,
+        d: &SeriesSet,
+        buckets: i64,
+        silences: &[Silence],
+    ) -> (Vec<(String, Vec<(String, String)>)>, Vec<String>) {
+        let mut book = AlertBook::new(cfg, vec![], 0);
+        let mut out = Vec::new();
+        let mut keys = Vec::new();
+        for i in 1..=buckets {
+            let at = T0 + i * BUCKET_SECS;
+            book.evaluate(cfg, d, at, &Utc);
+            for tick in [at, at + 60] {
+                let (notices, _) = book.notify(cfg, silences, tick);
+                let group = book.firing_group(cfg, silences, tick);
+                let (routed, _) = dispatch(cfg, &notices, &group, &[]);
+                for r in routed.iter().filter(|r| r.receiver.name == "am") {
+                    let dest = crate::alert::payload::Destination {
+                        receiver: "am",
+                        format: r.receiver.format,
+                        routing_key: None,
+                        external_url: "https://shop.example/_bpm/",
+                    };
+                    for m in crate::alert::payload::render_group(&dest, &r.events, &r.group) {
+                        let v: serde_json::Value = serde_json::from_str(&m.body).unwrap();
+                        keys.push(v["groupKey"].as_str().unwrap().to_string());
+                        let alerts = v["alerts"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .map(|a| {
+                                (
+                                    a["labels"]["alertname"].as_str().unwrap().to_string(),
+                                    a["status"].as_str().unwrap().to_string(),
+                                )
+                            })
+                            .collect();
+                        out.push((v["status"].as_str().unwrap().to_string(), alerts));
+                    }
+                }
+            }
+        }
+        (out, keys)
+    }
+
+    fn two_outages() -> SeriesSet {
+        let n = (5 * WEEK / BUCKET_SECS) as usize;
+        let mk = |down: std::ops::Range<usize>| {
+            let mut v = vec![50.0; n];
+            v.extend((0..60).map(|i| if down.contains(&i) { 0.0 } else { 50.0 }));
+            CountSeries::from_counts(0, BUCKET_SECS, &v)
+        };
+        let mut s = SeriesSet::default();
+        // Logins stop for 30 minutes; signups stop a quarter of an hour
+        // later and stay down until well after logins recovered.
+        s.series.insert("logins".into(), mk(0..6));
+        s.series.insert("signups".into(), mk(3..30));
+        s
+    }
+
+    #[test]
+    fn regression_alertmanager_second_alert_of_a_group_dropped_the_first() {
+        // logins_drop fired in one tick, signups_drop in a later one: the
+        // second message had the group's key but listed only signups_drop.
+        // Alertmanager lists every alert of the group in each message.
+        let cfg = crate::config::parse_toml(GROUPED, "test.toml").unwrap();
+        let (messages, keys) = am_messages(&cfg, &two_outages(), 60, &[]);
+        let pair = |a: &str, s: &str| (a.to_string(), s.to_string());
+        assert_eq!(
+            messages,
+            vec![
+                ("firing".into(), vec![pair("logins_drop", "firing")]),
+                (
+                    "firing".into(),
+                    vec![
+                        pair("signups_drop", "firing"),
+                        pair("logins_drop", "firing")
+                    ]
+                ),
+                (
+                    "firing".into(),
+                    vec![
+                        pair("logins_drop", "resolved"),
+                        pair("signups_drop", "firing")
+                    ]
+                ),
+                // logins_drop's resolution was notified: it left the group.
+                ("resolved".into(), vec![pair("signups_drop", "resolved")]),
+            ]
+        );
+        assert!(keys.iter().all(|k| k == "{}:{site=\"shop\"}"), "{keys:?}");
+    }
+
+    #[test]
+    fn a_silenced_or_inhibited_alert_is_not_listed_in_its_group() {
+        let cfg = crate::config::parse_toml(GROUPED, "test.toml").unwrap();
+        let silence = Silence {
+            id: "sil_1".into(),
+            rule: "logins_drop".into(),
+            until: i64::MAX,
+            reason: "known".into(),
+            author: "ops".into(),
+            created_at: 0,
+        };
+        let (messages, _) = am_messages(&cfg, &two_outages(), 60, &[silence]);
+        assert_eq!(
+            messages,
+            vec![
+                (
+                    "firing".to_string(),
+                    vec![("signups_drop".to_string(), "firing".to_string())]
+                ),
+                (
+                    "resolved".to_string(),
+                    vec![("signups_drop".to_string(), "resolved".to_string())]
+                ),
+            ]
+        );
+        // An inhibited rule is left out of the group too.
+        let mut inhibiting = cfg.clone();
+        inhibiting.alerts[1].inhibits = vec!["logins_drop".into()];
+        let d = two_outages();
+        let mut book = AlertBook::new(&inhibiting, vec![], 0);
+        let mut listed = Vec::new();
+        for i in 1..=12 {
+            let at = T0 + i * BUCKET_SECS;
+            book.evaluate(&inhibiting, &d, at, &Utc);
+            for tick in [at, at + 60] {
+                book.notify(&inhibiting, &[], tick);
+                listed.push(
+                    book.firing_group(&inhibiting, &[], tick)
+                        .into_iter()
+                        .map(|n| n.event.rule)
+                        .collect::<Vec<_>>(),
+                );
+            }
+        }
+        assert!(listed.iter().any(|l| l == &["logins_drop".to_string()]));
+        assert_eq!(listed.last().unwrap(), &["signups_drop".to_string()]);
+    }
+
+    #[test]
+    fn dispatch_skips_disabled_receivers_and_empty_ones() {
+        let cfg = crate::config::parse_toml(GROUPED, "test.toml").unwrap();
+        let mut book = AlertBook::new(&cfg, vec![], 0);
+        let d = two_outages();
+        let mut routed_to = Vec::new();
+        let mut skipped_all = Vec::new();
+        for i in 1..=8 {
+            let at = T0 + i * BUCKET_SECS;
+            book.evaluate(&cfg, &d, at, &Utc);
+            let (notices, _) = book.notify(&cfg, &[], at + 60);
+            let group = book.firing_group(&cfg, &[], at + 60);
+            let (routed, skipped) = dispatch(&cfg, &notices, &group, &["ops".to_string()]);
+            routed_to.extend(routed.iter().map(|r| r.receiver.name.clone()));
+            skipped_all.extend(skipped.into_iter().map(String::from));
+        }
+        // Two firings went to "am"; the logins one also named "ops", which
+        // is disabled: skipped, and reported.
+        assert_eq!(routed_to, vec!["am", "am"]);
+        assert_eq!(skipped_all, vec!["ops"]);
+    }
+
+    #[test]
+    fn whole_site_down_sends_only_the_traffic_alert() {
+        let cfg = config();
+        let d = data(&[0.0; 8], &[0.0; 8]);
+        let mut book = AlertBook::new(&cfg, vec![], 0);
+        let notices = drive(&mut book, &cfg, &d, 8, &[]);
+        let rules: Vec<&str> = notices.iter().map(|n| n.event.rule.as_str()).collect();
+        assert_eq!(rules, vec!["traffic_down"]);
+        // The inhibited alert still fires (listed), it only sends nothing.
+        assert_eq!(
+            book.record("logins_drop", None).unwrap().alert.state,
+            State::Firing
+        );
+    }
+
+    #[test]
+    fn a_silence_mutes_but_the_state_still_changes_and_the_end_of_it_notifies() {
+        let cfg = config();
+        let d = data(&[0.0; 12], &[2000.0; 12]);
+        let mut book = AlertBook::new(&cfg, vec![], 0);
+        let silence = Silence {
+            id: "sil_1".into(),
+            rule: "logins_drop".into(),
+            until: T0 + 8 * BUCKET_SECS,
+            reason: "deploy".into(),
+            author: "ops".into(),
+            created_at: 0,
+        };
+        let mut notices = Vec::new();
+        let mut history = Vec::new();
+        for i in 1..=12 {
+            let at = T0 + i * BUCKET_SECS;
+            history.extend(book.evaluate(&cfg, &d, at, &Utc));
+            let (n, h) = book.notify(&cfg, std::slice::from_ref(&silence), at + 60);
+            notices.extend(n);
+            history.extend(h);
+            if i < 8 {
+                assert!(notices.is_empty(), "sent during the silence at bucket {i}");
+            }
+        }
+        assert_eq!(
+            book.record("logins_drop", None).unwrap().alert.state,
+            State::Firing
+        );
+        assert!(history
+            .iter()
+            .any(|h| h.notice.as_deref() == Some("silenced by sil_1")));
+        // Still firing when the silence ended: the firing goes out then.
+        assert_eq!(notices.len(), 1);
+        assert_eq!(notices[0].event.status, EventStatus::Firing);
+    }
+
+    #[test]
+    fn group_wait_holds_the_firing_notification() {
+        let cfg = config();
+        let d = data(&[0.0; 4], &[2000.0; 4]);
+        let mut book = AlertBook::new(&cfg, vec![], 0);
+        let mut fired_at = None;
+        for i in 1..=4 {
+            let at = T0 + i * BUCKET_SECS;
+            book.evaluate(&cfg, &d, at, &Utc);
+            if book.record("logins_drop", None).unwrap().alert.state == State::Firing
+                && fired_at.is_none()
+            {
+                fired_at = Some(at);
+                assert!(book.notify(&cfg, &[], at).0.is_empty());
+                assert!(book.notify(&cfg, &[], at + 59).0.is_empty());
+                assert_eq!(book.notify(&cfg, &[], at + 60).0.len(), 1);
+                assert!(book.notify(&cfg, &[], at + 61).0.is_empty());
+            }
+        }
+        assert!(fired_at.is_some());
+    }
+
+    #[test]
+    fn repeat_interval_resends_while_firing() {
+        let mut cfg = config();
+        cfg.alerts[0].repeat_interval = 3600;
+        let d = data(&[0.0; 40], &[2000.0; 40]);
+        let mut book = AlertBook::new(&cfg, vec![], 0);
+        let notices = drive(&mut book, &cfg, &d, 40, &[]);
+        let kinds: Vec<(bool, u64)> = notices
+            .iter()
+            .map(|n| (n.event.repeat, n.event.sequence))
+            .collect();
+        // Sent 11 min in; repeats 1 h, 2 h and 3 h later, all within 200 min.
+        assert_eq!(kinds, vec![(false, 1), (true, 2), (true, 3), (true, 4)]);
+    }
+
+    #[test]
+    fn records_survive_a_restart() {
+        let cfg = config();
+        let d = data(&[0.0; 4], &[2000.0; 4]);
+        let mut book = AlertBook::new(&cfg, vec![], 0);
+        drive(&mut book, &cfg, &d, 4, &[]);
+        let stored: Vec<RuleRecord> = book
+            .records()
+            .map(|r| serde_json::from_str(&serde_json::to_string(r).unwrap()).unwrap())
+            .collect();
+        let again = AlertBook::new(&cfg, stored, 0);
+        let rec = again.record("logins_drop", None).unwrap();
+        assert_eq!(rec.alert.state, State::Firing);
+        assert!(rec.firing_sent);
+        assert_eq!(rec.sequence, 1);
+    }
+
+    #[test]
+    fn silence_requests_are_validated() {
+        let cfg = config();
+        let req = |rule: &str, until: Option<&str>, duration: Option<&str>| SilenceRequest {
+            rule: Some(rule.into()),
+            until: until.map(String::from),
+            duration: duration.map(String::from),
+            reason: Some("maintenance".into()),
+            author: Some("ops@example".into()),
+        };
+        let now = 1_800_000_000;
+        let ok = req("*", None, Some("2h"))
+            .into_silence(&cfg, "sil_a".into(), now)
+            .unwrap();
+        assert_eq!(ok.until, now + 7200);
+        assert!(ok.covers("logins_drop", now) && !ok.covers("logins_drop", now + 7200));
+        assert_eq!(
+            req("nope", None, Some("2h")).into_silence(&cfg, "x".into(), now),
+            Err(SilenceError::UnknownRule("nope".into()))
+        );
+        assert_eq!(
+            req("logins_drop", Some("2020-01-01T00:00:00Z"), None).into_silence(
+                &cfg,
+                "x".into(),
+                now
+            ),
+            Err(SilenceError::NotInFuture)
+        );
+        assert_eq!(
+            req("logins_drop", None, Some("100d")).into_silence(&cfg, "x".into(), now),
+            Err(SilenceError::TooLong)
+        );
+        let mut no_author = req("*", None, Some("1h"));
+        no_author.author = Some("  ".into());
+        assert_eq!(
+            no_author.into_silence(&cfg, "x".into(), now),
+            Err(SilenceError::Missing("author"))
+        );
+    }
+
+    #[test]
+    fn history_lines_written_before_silences_were_recorded_still_read() {
+        let old = r#"{"at":5,"rule":"logins_drop","metric":"logins","from":null,"to":null,"notice":"firing sent","incident":"inc_x_1","window":null}"#;
+        let h: HistoryEntry = serde_json::from_str(old).unwrap();
+        assert_eq!(h.silence, None);
+        // A line without a silence is written without the key.
+        assert!(!serde_json::to_string(&h).unwrap().contains("silence"));
+        let s = Silence {
+            id: "sil_1".into(),
+            rule: "*".into(),
+            until: 100,
+            reason: "r".into(),
+            author: "a".into(),
+            created_at: 0,
+        };
+        assert!(!s.expired(100 + SILENCE_RETENTION_SECS));
+        assert!(s.expired(101 + SILENCE_RETENTION_SECS));
+        assert!(!s.expired(i64::MIN));
+        let line = silence_history(&config(), &s, "silence created", 0);
+        assert_eq!((line.rule.as_str(), line.metric.as_str()), ("*", ""));
+        let back: HistoryEntry =
+            serde_json::from_str(&serde_json::to_string(&line).unwrap()).unwrap();
+        assert_eq!(back, line);
+    }
+
+    #[test]
+    fn p_values() {
+        assert!((p_value(0.0) - 0.5).abs() < 1e-7);
+        assert!((p_value(-1.96) - 0.025).abs() < 1e-4);
+        // Φ(−5) = 2.8665e-7; the fit is good to ~1e-7 relative.
+        assert!((p_value(-5.0) / 2.8665e-7 - 1.0).abs() < 1e-3);
+        assert!(p_value(f64::NEG_INFINITY) == 0.0);
+    }
+
+    #[test]
+    fn health_change_compares_status_mix_and_p95() {
+        let row = |dim: &str, v: &str, n: u64| Row(0, "logins".into(), dim.into(), v.into(), n);
+        let now = vec![
+            row("status", "2xx", 10),
+            row("status", "5xx", 90),
+            row("lat", "40", 100),
+        ];
+        let before = vec![row("status", "2xx", 100), row("lat", "20", 100)];
+        let h = health_change(&now, &before);
+        assert_eq!(h.status.len(), 2);
+        let five = h.status.iter().find(|s| s.class == "5xx").unwrap();
+        assert_eq!((five.now_pct, five.before_pct), (90.0, Some(0.0)));
+        assert!(h.p95_ms_now.unwrap() > h.p95_ms_before.unwrap() * 10.0);
+    }
+}

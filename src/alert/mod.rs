@@ -1,0 +1,20 @@
+//! The alert pipeline, in order: `ticks` plans when and on what data the
+//! alert object judges, `value_series` builds a `by` rule's per-value
+//! series, `detector` judges windows, `lifecycle` steps a rule's state,
+//! `alert_book` keeps the rules, silences, inhibition and notifications,
+//! `explain` says where a drop happened, `event` is one notification,
+//! `payload` renders it per receiver format, `signing` signs it, `outbox`
+//! delivers it, and `alert_store` keeps all of it in the alert object's
+//! storage.
+
+pub mod alert_book;
+pub mod alert_store;
+pub mod detector;
+pub mod event;
+pub mod explain;
+pub mod lifecycle;
+pub mod outbox;
+pub mod payload;
+pub mod signing;
+pub mod ticks;
+pub mod value_series;

@@ -1,0 +1,17 @@
+//! The write path, pure: what one request counts as and how counts leave
+//! the isolate. `classify` turns request facts into hits (using `agent` for
+//! browser, client or bot, `referral` for source and campaign, `latency`
+//! for the latency class, `visitors` for the unique-visitor hash); `tally`
+//! folds hits into minute rows and batches; `flush_queue` decides when an
+//! isolate sends them; `fleet` models what that costs across many isolates
+//! (native only).
+
+pub mod agent;
+pub mod classify;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod fleet;
+pub mod flush_queue;
+pub mod latency;
+pub mod referral;
+pub mod tally;
+pub mod visitors;
