@@ -10,6 +10,10 @@ mod count {
     pub mod agent;
 }
 
+#[allow(dead_code)]
+#[path = "src/time.rs"]
+mod time;
+
 // Brings its `rules`, `pattern` and `sitetime` submodules.
 #[allow(dead_code)]
 #[path = "src/config/mod.rs"]

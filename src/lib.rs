@@ -12,6 +12,8 @@ pub mod config;
 pub mod count;
 pub mod history;
 pub mod report;
+pub mod sql;
+pub mod time;
 pub mod windows;
 
 #[cfg(target_arch = "wasm32")]

@@ -124,7 +124,7 @@ mod cli {
         if step < native || step % native != 0 {
             eprintln!(
                 "{path}: --step must be a multiple of the series' own step ({})",
-                backtest::format_duration(native)
+                bpm_edge::time::duration_label(native)
             );
             return 1;
         }
@@ -149,7 +149,7 @@ mod cli {
         eprintln!(
             "{path}: {} buckets of {} ({gaps} missing, counted as 0), {} state changes",
             grid.len(),
-            backtest::format_duration(step),
+            bpm_edge::time::duration_label(step),
             outcomes.len()
         );
         0

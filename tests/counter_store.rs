@@ -5,7 +5,8 @@
 
 use bpm_edge::count::tally::{Batch, Flush, Resolution, Row};
 use bpm_edge::report::series::ShardQuery;
-use bpm_edge::windows::counter_store::{CounterStore, Sql, StoreLimits};
+use bpm_edge::sql::Sql;
+use bpm_edge::windows::counter_store::{CounterStore, StoreLimits};
 use std::io::Read;
 
 mod common;

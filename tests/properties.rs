@@ -1536,7 +1536,7 @@ mod backfill {
     use bpm_edge::config::{parse_toml, Config};
     use bpm_edge::count::tally::Row;
     use bpm_edge::history::backfill::{parse, Counts, BATCH_ROWS, MAX_EXACT_COUNT};
-    use bpm_edge::report::series::format_time;
+    use bpm_edge::time::format_time;
     use std::collections::BTreeMap;
     use std::sync::OnceLock;
 
@@ -2015,9 +2015,7 @@ mod payload {
     use bpm_edge::alert::event::{
         AlertEvent, EventStatus, HealthChange, MetricInfo, OtherBpm, Scope, Severity, StatusShare,
     };
-    use bpm_edge::alert::payload::{
-        elapsed_label, render, summary, window_label, Destination, WebhookFormat,
-    };
+    use bpm_edge::alert::payload::{elapsed_label, render, summary, Destination, WebhookFormat};
     use serde_json::Value;
     use std::collections::BTreeMap;
 
@@ -2385,7 +2383,7 @@ mod payload {
         fn labels_never_panic(e in event(), s in any::<i64>()) {
             let line = summary(&e);
             prop_assert!(line.starts_with(e.metric.name.as_str()));
-            prop_assert!(!window_label(s).is_empty());
+            prop_assert!(!bpm_edge::time::duration_label(s).is_empty());
             prop_assert!(!elapsed_label(s).is_empty());
             let _ = BTreeMap::<String, String>::new();
         }

@@ -5,7 +5,8 @@
 use bpm_edge::count::tally::{Batch, Flush, Row, SketchRow, HOUR_SECS};
 use bpm_edge::count::visitors::{visitor_hash, Salt, SaltError};
 use bpm_edge::report::uniques::SketchQuery;
-use bpm_edge::windows::counter_store::{CounterStore, Sql, SqlValue, StoreLimits};
+use bpm_edge::sql::{Sql, SqlValue};
+use bpm_edge::windows::counter_store::{CounterStore, StoreLimits};
 use bpm_edge::windows::salt_store::{SaltStore, SaltStoreError};
 use bpm_edge::windows::sketch::VisitorSketch;
 use std::cell::Cell;

@@ -15,7 +15,7 @@ use crate::alert::alert_book::{HistoryEntry, RuleRecord, SeriesSet, Silence};
 use crate::alert::detector::CountSeries;
 use crate::alert::outbox::{self, Delivery, DeliveryState, Enabled};
 use crate::config::rules::BUCKET_SECS;
-use crate::windows::counter_store::{Sql, SqlValue, StoreError};
+use crate::sql::{Sql, SqlValue, StoreError};
 use std::collections::BTreeMap;
 
 /// Series older than this are dropped: 4 weeks of baseline behind 14 days

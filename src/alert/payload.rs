@@ -17,6 +17,7 @@
 
 use crate::alert::event::{AlertEvent, EventStatus, HealthChange, OtherBpm, Severity};
 use crate::alert::explain::Explanation;
+use crate::time::{duration_label, format_time};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -119,7 +120,7 @@ pub fn summary(e: &AlertEvent) -> String {
                 whole(e.drop_pct),
                 short_num(e.observed),
                 short_num(e.expected),
-                window_label(e.window)
+                duration_label(e.window)
             )
         }
         EventStatus::Resolved => {
@@ -137,20 +138,6 @@ fn explanation(e: &AlertEvent) -> Option<&Explanation> {
     e.explanation
         .as_ref()
         .filter(|x| e.status == EventStatus::Firing && !x.is_empty() && !x.text.is_empty())
-}
-
-/// A window length as configured: whole hours as "1h", "24h", else whole
-/// minutes as "15m", "90m", else seconds as "45s". Non-positive → "0s".
-pub fn window_label(secs: i64) -> String {
-    if secs <= 0 {
-        "0s".to_string()
-    } else if secs % 3600 == 0 {
-        format!("{}h", secs / 3600)
-    } else if secs % 60 == 0 {
-        format!("{}m", secs / 60)
-    } else {
-        format!("{secs}s")
-    }
 }
 
 /// An elapsed time for people: the largest unit, plus the next one when it
@@ -219,10 +206,9 @@ fn group_id(events: &[AlertEvent]) -> String {
 
 /// Unix seconds → RFC 3339 UTC; unrepresentable → the epoch.
 fn rfc3339(t: i64) -> String {
-    match chrono::DateTime::from_timestamp(t, 0) {
-        Some(d) => d.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-        None => EPOCH.to_string(),
-    }
+    Some(format_time(t))
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| EPOCH.to_string())
 }
 
 /// Unix seconds → "2026-11-24 10:15 UTC" for people.
@@ -394,7 +380,7 @@ impl<'a> JsonEvent<'a> {
             scope: e.scope.as_ref(),
             labels: &e.labels,
             metric: &e.metric,
-            window: window_label(e.window),
+            window: duration_label(e.window),
             window_seconds: e.window,
             observed: round(e.observed, 3),
             expected: round(e.expected, 3),
@@ -511,7 +497,7 @@ impl<'a> PdTrigger<'a> {
                     observed: round(e.observed, 3),
                     expected: round(e.expected, 3),
                     drop_pct: round(e.drop_pct, 1),
-                    window: window_label(e.window),
+                    window: duration_label(e.window),
                     z: round(e.z, 2),
                     p_value: e.p_value,
                     incident: &e.incident,
@@ -616,7 +602,7 @@ fn slack_line(e: &AlertEvent) -> String {
                 whole(e.drop_pct),
                 short_num(e.observed),
                 short_num(e.expected),
-                window_label(e.window)
+                duration_label(e.window)
             )
         }
         EventStatus::Resolved => {
@@ -719,7 +705,7 @@ fn slack_section(e: &AlertEvent) -> String {
                 whole(e.drop_pct),
                 short_num(e.observed),
                 short_num(e.expected),
-                window_label(e.window),
+                duration_label(e.window),
                 num_string(e.z, 2)
             ));
             // An episode's first firing has `duration_s` 0 (it reports the
@@ -740,7 +726,7 @@ fn slack_section(e: &AlertEvent) -> String {
                 "Now observed {} vs expected {} in the last {}",
                 short_num(e.observed),
                 short_num(e.expected),
-                window_label(e.window)
+                duration_label(e.window)
             ));
             lines.push(format!(
                 "Fired {}, resolved {}",
@@ -946,7 +932,7 @@ impl<'a> AmAlert<'a> {
         put(&mut annotations, "observed", num_string(e.observed, 3));
         put(&mut annotations, "expected", num_string(e.expected, 3));
         put(&mut annotations, "drop_pct", num_string(e.drop_pct, 1));
-        put(&mut annotations, "window", window_label(e.window));
+        put(&mut annotations, "window", duration_label(e.window));
         put(
             &mut annotations,
             "explanation",
@@ -1123,19 +1109,6 @@ mod tests {
         let mut k: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
         k.sort_unstable();
         k
-    }
-
-    #[test]
-    fn window_label_cases() {
-        assert_eq!(window_label(900), "15m");
-        assert_eq!(window_label(1800), "30m");
-        assert_eq!(window_label(3600), "1h");
-        assert_eq!(window_label(7200), "2h");
-        assert_eq!(window_label(86_400), "24h");
-        assert_eq!(window_label(5400), "90m");
-        assert_eq!(window_label(45), "45s");
-        assert_eq!(window_label(0), "0s");
-        assert_eq!(window_label(-3600), "0s");
     }
 
     #[test]

@@ -188,17 +188,6 @@ pub fn parse_duration(s: &str) -> Option<i64> {
     n.checked_mul(mult).filter(|v| *v > 0)
 }
 
-/// Seconds → the shortest of "45s", "15m", "1h".
-pub fn format_duration(secs: i64) -> String {
-    if secs != 0 && secs % 3600 == 0 {
-        format!("{}h", secs / 3600)
-    } else if secs != 0 && secs % 60 == 0 {
-        format!("{}m", secs / 60)
-    } else {
-        format!("{secs}s")
-    }
-}
-
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) mod parse {
     use super::*;
@@ -313,7 +302,10 @@ pub(crate) mod parse {
                     self.error(
                         v.span(),
                         field,
-                        format!("must be between {} and 30d", format_duration(min)),
+                        format!(
+                            "must be between {} and 30d",
+                            crate::time::duration_label(min)
+                        ),
                     );
                     default
                 }
@@ -732,9 +724,6 @@ mod tests {
         assert_eq!(parse_duration("2x"), None);
         assert_eq!(parse_duration("h"), None);
         assert_eq!(parse_duration("99999999999999999d"), None);
-        assert_eq!(format_duration(5400), "90m");
-        assert_eq!(format_duration(86_400), "24h");
-        assert_eq!(format_duration(45), "45s");
     }
 
     #[test]

@@ -353,7 +353,7 @@ async fn session(
                 200,
                 &json!({
                     "authenticated": true, "via": "session",
-                    "expires": crate::report::series::format_time(expires),
+                    "expires": crate::time::format_time(expires),
                 }),
             ),
             Ok(Caller::Token(Authorised::Bearer)) => {
@@ -363,7 +363,7 @@ async fn session(
                 200,
                 &json!({
                     "authenticated": true, "via": "access", "name": identity.name,
-                    "expires": crate::report::series::format_time(identity.expires),
+                    "expires": crate::time::format_time(identity.expires),
                     "logout": AccessPolicy::logout_path(),
                 }),
             ),

@@ -7,7 +7,7 @@
 //! of. Invariant: only a day number goes to the object and only a salt
 //! comes back; IP addresses and user agents never leave the isolate.
 
-use super::counter_shard::DurableSql;
+use super::durable_sql::DurableSql;
 use super::now_secs;
 use crate::config::Config;
 use crate::count::visitors::{salt_day, Salt, SaltCache, SaltStep, SALT_LEN};

@@ -10,6 +10,7 @@ mod access_keys;
 mod api;
 mod counter_shard;
 mod daily_salt;
+mod durable_sql;
 mod flush;
 mod proxy;
 mod shards;

@@ -13,7 +13,7 @@
 //! is queued for a receiver a 410 disabled (the core's `dispatch` skips it)
 //! until `POST /receivers/{name}/enable` re-enables it.
 
-use super::counter_shard::DurableSql;
+use super::durable_sql::DurableSql;
 use super::{env_string, now_secs, shards, VERSION};
 use crate::alert::alert_book::{
     counted_metrics, dispatch, health_change, silence_history, AlertBook, Dispatch, HistoryEntry,
@@ -315,8 +315,8 @@ impl SiteAlerts {
             self.schedule_alarm(store).await;
         }
         Ok(json!({
-            "now": crate::report::series::format_time(now),
-            "at": crate::report::series::format_time(at),
+            "now": crate::time::format_time(now),
+            "at": crate::time::format_time(at),
             "evaluated": evaluated,
             "evaluation_ms": eval_ms,
             "changes": history.len(),
@@ -645,7 +645,7 @@ impl SiteAlerts {
         notices: &[Notice],
         group: &[Notice],
         now: i64,
-    ) -> std::result::Result<usize, crate::windows::counter_store::StoreError> {
+    ) -> std::result::Result<usize, crate::sql::StoreError> {
         if notices.is_empty() {
             return Ok(0);
         }
@@ -966,10 +966,10 @@ impl SiteAlerts {
                     "state": state,
                     "silenced": silence.is_some(),
                     "silence": silence.map(|s| s.id.clone()),
-                    "since": rec.map(|r| crate::report::series::format_time(r.alert.since)),
+                    "since": rec.map(|r| crate::time::format_time(r.alert.since)),
                     "fingerprint": rec.map(|r| r.fingerprint.clone()),
                     "incident": rec.filter(|r| r.alert.episodes > 0).map(|r| r.incident()),
-                    "fired_at": rec.and_then(|r| r.alert.fired_at).map(crate::report::series::format_time),
+                    "fired_at": rec.and_then(|r| r.alert.fired_at).map(crate::time::format_time),
                     "lowest_ratio": rec.and_then(|r| r.alert.lowest_ratio),
                     "sequence": rec.map_or(0, |r| r.sequence),
                     "receivers": rule.receivers,
@@ -997,7 +997,7 @@ impl SiteAlerts {
         disabled.sort_by(|a, b| a.name.cmp(&b.name));
         let disabled: Vec<serde_json::Value> = disabled
             .iter()
-            .map(|r| json!({ "receiver": r.name, "since": r.disabled_since.map(crate::report::series::format_time), "reason": r.disabled_reason }))
+            .map(|r| json!({ "receiver": r.name, "since": r.disabled_since.map(crate::time::format_time), "reason": r.disabled_reason }))
             .collect();
         let receivers: Vec<serde_json::Value> = statuses
             .into_iter()
@@ -1006,7 +1006,7 @@ impl SiteAlerts {
                     "name": r.name,
                     "format": r.format,
                     "enabled": r.enabled,
-                    "disabled_since": r.disabled_since.map(crate::report::series::format_time),
+                    "disabled_since": r.disabled_since.map(crate::time::format_time),
                     "disabled_reason": r.disabled_reason,
                     "queued": r.queued,
                     "held": r.held,
@@ -1018,7 +1018,7 @@ impl SiteAlerts {
         Ok(json!({
             "site": config.site.name,
             "timezone": config.time.zone,
-            "evaluated_at": last_at.map(crate::report::series::format_time),
+            "evaluated_at": last_at.map(crate::time::format_time),
             "evaluation_ms": eval_ms.and_then(|v| v.parse::<f64>().ok()),
             "alerts": rules,
             "deliveries": outbox,
@@ -1030,7 +1030,7 @@ impl SiteAlerts {
 
 fn history_json(h: &HistoryEntry) -> serde_json::Value {
     json!({
-        "at": crate::report::series::format_time(h.at),
+        "at": crate::time::format_time(h.at),
         "rule": h.rule,
         "value": h.value,
         "metric": h.metric,
@@ -1042,10 +1042,10 @@ fn history_json(h: &HistoryEntry) -> serde_json::Value {
         "silence": h.silence.as_ref().map(|s| json!({
             "id": s.id,
             "rule": s.rule,
-            "until": crate::report::series::format_time(s.until),
+            "until": crate::time::format_time(s.until),
             "reason": s.reason,
             "author": s.author,
-            "created_at": crate::report::series::format_time(s.created_at),
+            "created_at": crate::time::format_time(s.created_at),
         })),
     })
 }
@@ -1054,10 +1054,10 @@ fn silence_json(s: &crate::alert::alert_book::Silence, now: i64) -> serde_json::
     json!({
         "id": s.id,
         "rule": s.rule,
-        "until": crate::report::series::format_time(s.until),
+        "until": crate::time::format_time(s.until),
         "reason": s.reason,
         "author": s.author,
-        "created_at": crate::report::series::format_time(s.created_at),
+        "created_at": crate::time::format_time(s.created_at),
         "active": s.covers(&s.rule, now),
     })
 }

@@ -114,7 +114,7 @@ pub fn parse(text: &str, config: &Config) -> Result<Counts, Vec<LineError>> {
                 err(format!(
                     "the counts of {:?} add up to more than {MAX_EXACT_COUNT} (2^53 - 1, the most storage holds exactly) in the 5 minutes from {}",
                     truncate(metric),
-                    crate::report::series::format_time(minute.div_euclid(BUCKET_SECS) * BUCKET_SECS)
+                    crate::time::format_time(minute.div_euclid(BUCKET_SECS) * BUCKET_SECS)
                 ));
                 continue;
             }
@@ -389,7 +389,7 @@ mod tests {
             .map(|i| {
                 format!(
                     "2026-11-01T00:00:00Z,logins,1\n{},signups,1\n",
-                    crate::report::series::format_time(1_793_491_200 + i * 60)
+                    crate::time::format_time(1_793_491_200 + i * 60)
                 )
             })
             .collect();
@@ -412,7 +412,7 @@ mod tests {
             .map(|i| {
                 format!(
                     "{},logins,{MAX_EXACT_COUNT}\n",
-                    crate::report::series::format_time(1_793_491_200 + i * 300)
+                    crate::time::format_time(1_793_491_200 + i * 300)
                 )
             })
             .collect();

@@ -159,7 +159,8 @@ pub fn to_grid(raw: &RawSeries, step: i64) -> Result<(CountSeries, usize), Serie
     Ok((CountSeries::from_counts(start, step, &counts), gaps))
 }
 
-pub use crate::config::rules::{format_duration, parse_duration};
+pub use crate::config::rules::parse_duration;
+use crate::time::duration_label;
 
 /// One state change, as `bpm-edge backtest` prints it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -193,9 +194,9 @@ impl Outcome {
             self.evaluation.headline()
         };
         BacktestEvent {
-            at: crate::report::series::format_time(self.transition.at),
+            at: crate::time::format_time(self.transition.at),
             state: self.transition.to.as_str(),
-            window: w.map(|w| format_duration(w.window)),
+            window: w.map(|w| duration_label(w.window)),
             observed: w.map(|w| w.observed),
             expected: w.and_then(|w| w.expected),
             ratio: w.and_then(|w| w.ratio),
@@ -317,9 +318,6 @@ mod tests {
         assert_eq!(parse_duration("0m"), None);
         assert_eq!(parse_duration("m"), None);
         assert_eq!(parse_duration("5w"), None);
-        assert_eq!(format_duration(900), "15m");
-        assert_eq!(format_duration(86_400), "24h");
-        assert_eq!(format_duration(90), "90s");
     }
 
     #[test]

@@ -93,10 +93,7 @@ impl Replay {
     pub fn to_csv(&self) -> String {
         let mut out = String::from("timestamp,metric,count\n");
         for ((t, metric), n) in &self.counts {
-            out.push_str(&format!(
-                "{},{metric},{n}\n",
-                crate::report::series::format_time(*t)
-            ));
+            out.push_str(&format!("{},{metric},{n}\n", crate::time::format_time(*t)));
         }
         out
     }

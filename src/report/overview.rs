@@ -12,10 +12,11 @@
 
 use crate::alert::alert_book::{RuleRecord, Silence};
 use crate::alert::detector::{median, seasonal_values, BaselineSource, CountSeries, WallClock};
-use crate::alert::payload::window_label;
 use crate::config::rules::BUCKET_SECS;
 use crate::config::{Config, MetricKind, Stage};
-use crate::report::series::{format_time, query_params};
+use crate::report::series::query_params;
+use crate::time::duration_label;
+use crate::time::format_time;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -275,7 +276,7 @@ pub fn explain(record: Option<&RuleRecord>) -> String {
     let Some(w) = eval.headline() else {
         return "no window could be judged".into();
     };
-    let label = window_label(w.window);
+    let label = duration_label(w.window);
     let (Some(expected), Some(ratio)) = (w.expected, w.ratio) else {
         return format!("{label} window: {} observed, no baseline", w.observed);
     };
@@ -362,7 +363,7 @@ pub fn build(
             let observed = source.value(wa, wb);
             let wband = band(&source, wa, wb, clock);
             let window = CurrentWindow {
-                label: window_label(WINDOW_SECS),
+                label: duration_label(WINDOW_SECS),
                 from: format_time(wa),
                 to: format_time(wb),
                 observed: observed.map(|v| round(v, places)),

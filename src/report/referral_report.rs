@@ -12,9 +12,8 @@
 use crate::alert::detector::WallClock;
 use crate::config::{Config, MetricKind, ReferralDimension};
 use crate::count::tally::{Dim, Resolution, Row, OTHER};
-use crate::report::series::{
-    ceil, format_time, metric_named, parse_time, query_params, QueryError, ShardQuery,
-};
+use crate::report::series::{ceil, metric_named, parse_time, query_params, QueryError, ShardQuery};
+use crate::time::format_time;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;

@@ -10,7 +10,7 @@ use crate::config::{Config, Metric, MetricKind, ReferralDimension};
 use crate::count::agent::AgentKind;
 use crate::count::latency;
 use crate::count::tally::{fold_top_k, Dim, Resolution, Row, OTHER};
-use chrono::{DateTime, SecondsFormat};
+use crate::time::format_time;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -208,19 +208,10 @@ pub(crate) fn ceil(step: Resolution, t: i64) -> i64 {
 }
 
 pub fn parse_time(param: &'static str, raw: &str) -> Result<i64, QueryError> {
-    DateTime::parse_from_rfc3339(raw.trim())
-        .map(|d| d.timestamp())
-        .map_err(|_| QueryError::BadTime {
-            param,
-            value: raw.chars().take(64).collect(),
-        })
-}
-
-/// RFC 3339 in UTC with a `Z`, seconds precision.
-pub fn format_time(t: i64) -> String {
-    DateTime::from_timestamp(t, 0)
-        .map(|d| d.to_rfc3339_opts(SecondsFormat::Secs, true))
-        .unwrap_or_default()
+    crate::time::parse_rfc3339(raw).ok_or_else(|| QueryError::BadTime {
+        param,
+        value: raw.chars().take(64).collect(),
+    })
 }
 
 /// A point of a counted metric. `count` is what the metric counts; `bots`

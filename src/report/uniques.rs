@@ -9,7 +9,8 @@
 
 use crate::config::{Config, MetricKind};
 use crate::count::tally::{Resolution, HOUR_SECS};
-use crate::report::series::{format_time, metric_named, parse_time, query_params, QueryError};
+use crate::report::series::{metric_named, parse_time, query_params, QueryError};
+use crate::time::format_time;
 use crate::windows::sketch::{VisitorSketch, STANDARD_ERROR};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -8,7 +8,7 @@
 //! statements without yielding, so on a Durable Object it is atomic.
 
 use crate::count::visitors::{check_salt_day, salt_delete_before, Salt, SaltError};
-use crate::windows::counter_store::{Sql, SqlValue, StoreError};
+use crate::sql::{Sql, SqlValue, StoreError};
 use std::fmt;
 
 pub const SCHEMA: &[&str] = &["CREATE TABLE IF NOT EXISTS salts (

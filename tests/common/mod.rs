@@ -1,7 +1,7 @@
 //! Shared by the native store tests: the stores' `Sql` trait over a real
 //! in-memory SQLite (the same dialect as Durable Object storage).
 
-use bpm_edge::windows::counter_store::{Sql, SqlOutput, SqlValue};
+use bpm_edge::sql::{Sql, SqlOutput, SqlValue};
 use rusqlite::types::{Value, ValueRef};
 
 pub struct Native(pub rusqlite::Connection);

@@ -1,0 +1,77 @@
+//! Time as bpm-edge writes and shows it: Unix seconds inside, one RFC 3339
+//! form outside (UTC, `Z`, whole seconds) for every API answer, webhook,
+//! CSV and stored time, one parser for the RFC 3339 times callers send, and
+//! one label for durations (`15m`, `1h`, `45s`) for windows, config errors
+//! and the backtest.
+//!
+//! Invariant: [`format_time`] and [`parse_rfc3339`] round-trip every
+//! instant chrono can represent; [`duration_label`] uses the largest whole
+//! unit, so a label parses back (`rules::parse_duration`) to the same
+//! seconds.
+
+use chrono::{DateTime, SecondsFormat};
+
+/// RFC 3339 in UTC with a `Z`, seconds precision; empty for an instant
+/// outside chrono's range.
+pub fn format_time(t: i64) -> String {
+    DateTime::from_timestamp(t, 0)
+        .map(|d| d.to_rfc3339_opts(SecondsFormat::Secs, true))
+        .unwrap_or_default()
+}
+
+/// Unix seconds of an RFC 3339 time (any offset), or `None`.
+pub fn parse_rfc3339(raw: &str) -> Option<i64> {
+    DateTime::parse_from_rfc3339(raw.trim())
+        .ok()
+        .map(|d| d.timestamp())
+}
+
+/// A duration in its largest whole unit: "15m", "1h", "24h", "90m", "45s";
+/// zero or negative → "0s".
+pub fn duration_label(secs: i64) -> String {
+    if secs <= 0 {
+        "0s".to_string()
+    } else if secs % 3600 == 0 {
+        format!("{}h", secs / 3600)
+    } else if secs % 60 == 0 {
+        format!("{}m", secs / 60)
+    } else {
+        format!("{secs}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duration_labels() {
+        for (secs, label) in [
+            (900, "15m"),
+            (1800, "30m"),
+            (3600, "1h"),
+            (7200, "2h"),
+            (86_400, "24h"),
+            (5400, "90m"),
+            (90, "90s"),
+            (45, "45s"),
+            (0, "0s"),
+            (-3600, "0s"),
+        ] {
+            assert_eq!(duration_label(secs), label, "{secs}");
+        }
+    }
+
+    #[test]
+    fn times_round_trip() {
+        assert_eq!(format_time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_time(1_796_000_000), "2026-11-30T00:53:20Z");
+        assert_eq!(
+            parse_rfc3339("2026-11-30T01:53:20+01:00"),
+            Some(1_796_000_000)
+        );
+        assert_eq!(parse_rfc3339(" 2026-11-30T00:53:20Z "), Some(1_796_000_000));
+        assert_eq!(parse_rfc3339("yesterday"), None);
+        assert_eq!(format_time(i64::MAX), "");
+    }
+}
