@@ -1,4 +1,5 @@
-//! Time as bpm-edge writes and shows it: Unix seconds inside, one RFC 3339
+//! Time as bpm-edge counts, writes and shows it: the minute, hour, day, week
+//! and the detector's 5-minute bucket in seconds; Unix seconds inside, one RFC 3339
 //! form outside (UTC, `Z`, whole seconds) for every API answer, webhook,
 //! CSV and stored time, one parser for the RFC 3339 times callers send, and
 //! one label for durations (`15m`, `1h`, `45s`) for windows, config errors
@@ -10,6 +11,13 @@
 //! seconds.
 
 use chrono::{DateTime, SecondsFormat};
+
+pub const MINUTE: i64 = 60;
+pub const HOUR: i64 = 3600;
+pub const DAY: i64 = 86_400;
+pub const WEEK: i64 = 7 * DAY;
+/// The detector's bucket: alert windows are whole numbers of these.
+pub const BUCKET_SECS: i64 = 300;
 
 /// RFC 3339 in UTC with a `Z`, seconds precision; empty for an instant
 /// outside chrono's range.

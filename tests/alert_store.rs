@@ -10,7 +10,7 @@ use bpm_edge::alert::outbox::{
     due, next_wake, AttemptResult, Delivery, DeliveryState, Enabled, Verdict, REQUEUE_MAX_AGE_SECS,
     TOO_OLD_TO_REQUEUE,
 };
-use bpm_edge::config::rules::BUCKET_SECS;
+use bpm_edge::time::BUCKET_SECS;
 use std::collections::BTreeMap;
 
 mod common;

@@ -2,10 +2,11 @@
 //! exactly once per batch, read per hour or merged, expired with hour rows,
 //! never stored with an IP; and the salt store's daily rotation.
 
-use bpm_edge::count::tally::{Batch, Flush, Row, SketchRow, HOUR_SECS};
+use bpm_edge::count::tally::{Batch, Flush, Row, SketchRow};
 use bpm_edge::count::visitors::{visitor_hash, Salt, SaltError};
 use bpm_edge::report::uniques::SketchQuery;
 use bpm_edge::sql::{Sql, SqlValue};
+use bpm_edge::time::HOUR;
 use bpm_edge::windows::counter_store::{CounterStore, StoreLimits};
 use bpm_edge::windows::salt_store::{SaltStore, SaltStoreError};
 use bpm_edge::windows::sketch::VisitorSketch;
@@ -15,7 +16,7 @@ mod common;
 use common::Native;
 
 const DAY0: i64 = 20_400 * 86_400;
-const H: i64 = HOUR_SECS;
+const H: i64 = HOUR;
 const LIMITS: StoreLimits = StoreLimits {
     max_values: 50,
     retention_days: (8, 400, 0),

@@ -534,8 +534,8 @@ impl AlertBook {
         clock: &dyn crate::alert::detector::WallClock,
     ) -> Vec<HistoryEntry> {
         let mut history = Vec::new();
-        let empty = CountSeries::new(at, crate::config::rules::BUCKET_SECS);
-        let on_bucket = at.rem_euclid(crate::config::rules::BUCKET_SECS) == 0;
+        let empty = CountSeries::new(at, crate::time::BUCKET_SECS);
+        let on_bucket = at.rem_euclid(crate::time::BUCKET_SECS) == 0;
         for rule in &config.alerts {
             let series = |name: &str| data.series.get(name).unwrap_or(&empty);
             if rule.by.is_some() {
@@ -959,8 +959,9 @@ fn build_event(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::detector::{Utc, WEEK};
-    use crate::config::rules::BUCKET_SECS;
+    use crate::alert::detector::Utc;
+    use crate::time::BUCKET_SECS;
+    use crate::time::WEEK;
 
     const CONFIG: &str = r#"
 [site]

@@ -14,8 +14,8 @@ pub use crate::alert::alert_book::SILENCE_RETENTION_SECS;
 use crate::alert::alert_book::{HistoryEntry, RuleRecord, SeriesSet, Silence};
 use crate::alert::detector::CountSeries;
 use crate::alert::outbox::{self, Delivery, DeliveryState, Enabled};
-use crate::config::rules::BUCKET_SECS;
 use crate::sql::{Sql, SqlValue, StoreError};
+use crate::time::BUCKET_SECS;
 use std::collections::BTreeMap;
 
 /// Series older than this are dropped: 4 weeks of baseline behind 14 days

@@ -22,9 +22,7 @@
 
 use serde::{Deserialize, Serialize};
 
-pub const MINUTE: i64 = 60;
-pub const DAY: i64 = 86_400;
-pub const WEEK: i64 = 7 * DAY;
+use crate::time::{DAY, MINUTE};
 
 /// Window lengths judged by default: nothing shorter than 15 minutes, since
 /// short windows fire on weekly bursts that shift by one bucket.
@@ -750,6 +748,7 @@ fn round(x: f64, digits: i32) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::time::WEEK;
 
     const STEP: i64 = 15 * MINUTE;
 

@@ -10,8 +10,9 @@
 //! windows on minute buckets.
 
 use crate::alert::alert_book::SeriesSet;
-use crate::alert::detector::{CountSeries, MINUTE};
-use crate::config::rules::BUCKET_SECS;
+use crate::alert::detector::CountSeries;
+use crate::time::BUCKET_SECS;
+use crate::time::MINUTE;
 use std::collections::BTreeMap;
 
 /// A bucket is judged once it ended this long ago: an isolate sends its

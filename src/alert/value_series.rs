@@ -16,8 +16,8 @@
 //! buckets it covers, so re-reading a range is idempotent.
 
 use crate::alert::detector::CountSeries;
-use crate::config::rules::BUCKET_SECS;
 use crate::count::tally::Row;
+use crate::time::BUCKET_SECS;
 use std::collections::BTreeMap;
 
 /// The overflow value of a dimension whose distinct values ran over the

@@ -6,14 +6,11 @@
 //! z 4, δ 0.35, E_min 10, 4 weeks, `for` 2, resolve at 0.85 for 2, hold-off
 //! 1 h), labels, a runbook and the receivers it notifies. Invariants of a
 //! validated rule: its metric exists, its windows are positive multiples of
-//! [`BUCKET_SECS`], every receiver and inhibited rule it names exists, and
+//! [`BUCKET_SECS`](crate::time::BUCKET_SECS), every receiver and inhibited rule it names exists, and
 //! a `by` rule's dimension is one its (counted) metric keeps.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-
-/// The detector's bucket: windows are whole numbers of these.
-pub const BUCKET_SECS: i64 = 300;
 
 /// How urgent a rule is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -193,6 +190,7 @@ pub(crate) mod parse {
     use super::*;
     use crate::config::parse::Checker;
     use crate::config::{Metric, MetricKind, ReferralDimension};
+    use crate::time::BUCKET_SECS;
     use toml::{Spanned, Value};
 
     pub const DEFAULT_WINDOWS: [&str; 7] = ["15m", "30m", "1h", "2h", "4h", "8h", "24h"];

@@ -17,7 +17,6 @@
 //! Native only (the model measures the store's time with `std::time`).
 
 use crate::alert::alert_store::AlertStore;
-use crate::config::rules::BUCKET_SECS;
 use crate::config::{Config, MetricKind};
 use crate::count::classify::{Classifier, RequestFacts, ResponseFacts};
 use crate::count::flush_queue::{Driver, FlushPolicy, FlushQueue, Step};
@@ -25,6 +24,7 @@ use crate::count::tally::{Resolution, Row};
 use crate::history::synthetic::Rng;
 use crate::report::series::ShardQuery;
 use crate::sql::{Sql, SqlOutput, SqlValue};
+use crate::time::BUCKET_SECS;
 use crate::windows::counter_store::{CounterStore, StoreLimits};
 use std::cell::Cell;
 use std::cmp::Reverse;

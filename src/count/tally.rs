@@ -22,6 +22,7 @@
 use crate::config::ReferralDimension;
 use crate::count::agent::AgentKind;
 use crate::count::classify::Hit;
+use crate::time::{DAY, HOUR};
 use crate::windows::sketch::VisitorSketch;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -30,8 +31,6 @@ use std::collections::HashMap;
 pub const OTHER: &str = "other";
 
 pub const MINUTE_SECS: i64 = 60;
-pub const HOUR_SECS: i64 = 3_600;
-pub const DAY_SECS: i64 = 86_400;
 
 /// A bucket size, ordered from the finest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -46,8 +45,8 @@ impl Resolution {
     pub fn seconds(self) -> i64 {
         match self {
             Resolution::Minute => MINUTE_SECS,
-            Resolution::Hour => HOUR_SECS,
-            Resolution::Day => DAY_SECS,
+            Resolution::Hour => HOUR,
+            Resolution::Day => DAY,
         }
     }
 

@@ -19,7 +19,7 @@
 //! sides of midnight counts twice in it.
 
 use crate::config::sitetime::SiteTime;
-use crate::count::tally::DAY_SECS;
+use crate::time::DAY;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::collections::BTreeMap;
@@ -77,7 +77,7 @@ impl Salt {
 /// The site's local day number (days since 1970-01-01 local) of the
 /// instant `t` (Unix seconds): which salt hashes a request answered at `t`.
 pub fn salt_day(time: &SiteTime, t: i64) -> i64 {
-    time.local(t).div_euclid(DAY_SECS)
+    time.local(t).div_euclid(DAY)
 }
 
 /// HMAC-SHA256 under the day's salt of the length-prefixed site name, IP
@@ -230,8 +230,6 @@ impl SaltCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const DAY: i64 = DAY_SECS;
 
     fn salt(b: u8) -> Salt {
         Salt::new([b; SALT_LEN])

@@ -29,11 +29,12 @@ use crate::alert::ticks::{
     refresh_range, REFRESH_SECS,
 };
 use crate::alert::value_series::{top_values, ValueSeries};
-use crate::config::rules::{WebhookFormat, BUCKET_SECS};
+use crate::config::rules::WebhookFormat;
 use crate::config::{Config, MetricKind};
 use crate::count::tally::Resolution;
 use crate::report::overview::{self, OverviewQuery};
 use crate::report::series::ShardQuery;
+use crate::time::{BUCKET_SECS, HOUR};
 use futures_util::future::{select, Either};
 use serde::Deserialize;
 use serde_json::json;
@@ -49,7 +50,6 @@ use worker::{
 pub const BINDING: &str = "BPM_ALERTS";
 /// Prune old series and settled messages at most this often.
 const PRUNE_EVERY_SECS: i64 = 3600;
-const HOUR_SECS: i64 = 3600;
 
 /// The body of `POST /tick`.
 #[derive(Deserialize)]
@@ -513,12 +513,12 @@ impl SiteAlerts {
                 }
             }
             _ => {
-                let exact_from = minute.div_euclid(HOUR_SECS) * HOUR_SECS - HOUR_SECS;
+                let exact_from = minute.div_euclid(HOUR) * HOUR - HOUR;
                 let mut series = BTreeMap::new();
                 for (rule, split) in &rules {
                     let dim = split.dimension.as_str();
                     let dims = [dim.to_string()];
-                    let longest = rule.windows.iter().copied().max().unwrap_or(HOUR_SECS);
+                    let longest = rule.windows.iter().copied().max().unwrap_or(HOUR);
                     let reach = (i64::from(rule.weeks) * 7 * 86_400 + longest + 86_400)
                         .min(SERIES_RETENTION_SECS);
                     let hours = shards::read_rows(

@@ -8,10 +8,10 @@
 //! is reported); batch ids are content hashes, so importing the same data
 //! twice changes nothing; only counted metrics of the config are imported.
 
-use crate::config::rules::BUCKET_SECS;
 use crate::config::{Config, MetricKind, ReferralDimension};
 use crate::count::referral::MAX_VALUE_CHARS;
 use crate::count::tally::{Batch, Dim, Row};
+use crate::time::BUCKET_SECS;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::fmt;

@@ -9,7 +9,7 @@
 //! whole week without noise or anomaly is `per_hour`; counts are whole and
 //! non-negative.
 
-use crate::alert::detector::{DAY, MINUTE, WEEK};
+use crate::time::{DAY, MINUTE, WEEK};
 
 /// What to generate.
 #[derive(Debug, Clone, PartialEq)]

@@ -12,11 +12,11 @@
 
 use crate::alert::alert_book::{RuleRecord, Silence};
 use crate::alert::detector::{median, seasonal_values, BaselineSource, CountSeries, WallClock};
-use crate::config::rules::BUCKET_SECS;
 use crate::config::{Config, MetricKind, Stage};
 use crate::report::series::query_params;
 use crate::time::duration_label;
 use crate::time::format_time;
+use crate::time::BUCKET_SECS;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;

@@ -8,9 +8,10 @@
 //! hours, so a visitor seen in several hours of one day counts once.
 
 use crate::config::{Config, MetricKind};
-use crate::count::tally::{Resolution, HOUR_SECS};
+use crate::count::tally::Resolution;
 use crate::report::series::{metric_named, parse_time, query_params, QueryError};
 use crate::time::format_time;
+use crate::time::HOUR;
 use crate::windows::sketch::{VisitorSketch, STANDARD_ERROR};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -113,8 +114,8 @@ impl UniquesQuery {
             Some(other) => return Err(UniquesError::UnknownPoints(other.into())),
         };
         let from = Resolution::Hour.floor(from);
-        let to = Resolution::Hour.floor(to.saturating_add(HOUR_SECS - 1));
-        let hours = (to - from) / HOUR_SECS;
+        let to = Resolution::Hour.floor(to.saturating_add(HOUR - 1));
+        let hours = (to - from) / HOUR;
         let max = if hourly { MAX_HOURS } else { MAX_TOTAL_HOURS };
         if hours > max {
             return Err(UniquesError::TooManyHours { hours, max });
@@ -183,12 +184,12 @@ pub fn build_response(
         total.merge(sketch);
     }
     let hours_in_range = if query.hourly {
-        (query.to - query.from) / HOUR_SECS
+        (query.to - query.from) / HOUR
     } else {
         0
     };
     let points = (0..hours_in_range)
-        .map(|i| query.from + i * HOUR_SECS)
+        .map(|i| query.from + i * HOUR)
         .map(|t| UniquesPoint {
             t: format_time(t),
             uniques: hours.get(&t).map_or(0, VisitorSketch::count),
@@ -303,7 +304,7 @@ denominator = "views"
             vec![
                 (h10, sketch(0..30)),
                 (h10, sketch(20..50)),
-                (h10 + 2 * HOUR_SECS, sketch(0..10)),
+                (h10 + 2 * HOUR, sketch(0..10)),
             ],
         );
         let points: Vec<u64> = r.points.iter().map(|p| p.uniques).collect();

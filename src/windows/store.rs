@@ -36,7 +36,8 @@
 //! ([`MIGRATE_ROWS_PER_STEP`]);
 //! until it is done, reads also read what is left of `counts`.
 
-use crate::count::tally::{Dim, Resolution, Row, DAY_SECS, OTHER};
+use crate::count::tally::{Dim, Resolution, Row, OTHER};
+use crate::time::DAY;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
@@ -175,7 +176,7 @@ pub const SKETCH_RANGE_SQL: &str = "SELECT hour, sketch FROM visitor_sketches
 
 /// Sketches of hours before this are deleted: the hour-row retention.
 pub fn sketch_delete_before(now: i64, hour_retention_days: u32) -> i64 {
-    Resolution::Hour.floor(now - i64::from(hour_retention_days) * DAY_SECS)
+    Resolution::Hour.floor(now - i64::from(hour_retention_days) * DAY)
 }
 
 /// Keys of the `meta` table.
@@ -494,11 +495,11 @@ pub fn maintenance_plan(
     let days = day_start.and_then(|start| {
         let end = Resolution::Day
             .floor(new_hour_wm)
-            .min(start + MAX_DAYS_PER_RUN * DAY_SECS);
+            .min(start + MAX_DAYS_PER_RUN * DAY);
         (start < end).then_some((start, end))
     });
     let new_day_wm = days.map_or(day_start.unwrap_or(0), |(_, b)| b);
-    let cutoff = |days: u32| now - i64::from(days) * DAY_SECS;
+    let cutoff = |days: u32| now - i64::from(days) * DAY;
     let (min_days, hour_days, day_days) = retention_days;
     MaintenancePlan {
         hours,
@@ -585,8 +586,8 @@ impl HourlyAdmission {
 mod tests {
     use super::*;
 
-    const H: i64 = crate::count::tally::HOUR_SECS;
-    const D: i64 = DAY_SECS;
+    const H: i64 = crate::time::HOUR;
+    const D: i64 = DAY;
     const DAY0: i64 = 20_000 * D;
 
     #[test]
