@@ -27,19 +27,20 @@ use crate::config::rules::{AlertRule, Receiver};
 use crate::config::{Config, MetricKind};
 use crate::count::latency;
 use crate::count::tally::Row;
+use crate::time::{parse_rfc3339, DAY, HOUR};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::fmt;
 
 /// Window whose ratio is shown for the other BPMs and judges recovery.
-const HOUR: i64 = 3600;
+const RECOVERY_WINDOW: i64 = HOUR;
 /// Longest silence accepted.
-pub const MAX_SILENCE_SECS: i64 = 90 * 86_400;
+pub const MAX_SILENCE_SECS: i64 = 90 * DAY;
 /// An ended silence stays listed (`active: false`) this long after its
 /// `until`, then is pruned; its record stays in the history
 /// ([`silence_history`]).
-pub const SILENCE_RETENTION_SECS: i64 = 7 * 86_400;
+pub const SILENCE_RETENTION_SECS: i64 = 7 * DAY;
 
 /// A mute on one rule (or `*`: all) until a time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -145,9 +146,8 @@ impl SilenceRequest {
             return Err(SilenceError::UnknownRule(rule.chars().take(64).collect()));
         }
         let until = match (self.until, self.duration) {
-            (Some(u), _) => chrono::DateTime::parse_from_rfc3339(u.trim())
-                .map(|d| d.timestamp())
-                .map_err(|_| SilenceError::BadUntil(u.chars().take(64).collect()))?,
+            (Some(u), _) => parse_rfc3339(&u)
+                .ok_or_else(|| SilenceError::BadUntil(u.chars().take(64).collect()))?,
             (None, Some(d)) => crate::config::rules::parse_duration(&d)
                 .filter(|s| *s > 0)
                 .map(|s| now.saturating_add(s))
@@ -351,7 +351,7 @@ pub fn lifecycle_params(rule: &AlertRule) -> LifecycleParams {
         resolve_ratio: rule.resolve_ratio,
         resolve_evaluations: rule.resolve_evaluations,
         reopen_hold_off: rule.hold_off,
-        resolve_window: HOUR,
+        resolve_window: RECOVERY_WINDOW,
     }
 }
 
@@ -635,7 +635,7 @@ impl AlertBook {
                     ratio: rec
                         .last
                         .as_ref()
-                        .and_then(|e| e.window(HOUR))
+                        .and_then(|e| e.window(RECOVERY_WINDOW))
                         .and_then(|w| w.ratio),
                 })
             })
@@ -840,7 +840,7 @@ pub fn dispatch<'a>(
 fn judged(rule: &AlertRule, rec: &mut RuleRecord, eval: Evaluation) -> Option<HistoryEntry> {
     let entry = step(&mut rec.alert, &eval, &lifecycle_params(rule)).map(|t| {
         let window = match t.to {
-            State::Resolved => eval.window(HOUR).cloned(),
+            State::Resolved => eval.window(RECOVERY_WINDOW).cloned(),
             _ => eval.headline().cloned(),
         };
         HistoryEntry {
@@ -881,7 +881,7 @@ fn build_event(
 ) -> AlertEvent {
     let eval = rec.last.as_ref();
     let window = match status {
-        EventStatus::Resolved => eval.and_then(|e| e.window(HOUR)),
+        EventStatus::Resolved => eval.and_then(|e| e.window(RECOVERY_WINDOW)),
         EventStatus::Firing => eval.and_then(|e| e.headline()),
     };
     // Numbers in an event are finite, so no format writes them as `null`.
@@ -937,7 +937,7 @@ fn build_event(
             runbook: rule.runbook.clone(),
         },
         at,
-        window: window.map_or(HOUR, |w| w.window),
+        window: window.map_or(RECOVERY_WINDOW, |w| w.window),
         observed,
         expected,
         drop_pct,

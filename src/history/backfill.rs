@@ -89,7 +89,7 @@ pub fn parse(text: &str, config: &Config) -> Result<Counts, Vec<LineError>> {
                 continue;
             }
         };
-        let Ok(t) = chrono::DateTime::parse_from_rfc3339(ts) else {
+        let Some(t) = crate::time::parse_rfc3339(ts) else {
             err(format!("{:?} is not an RFC 3339 time", truncate(ts)));
             continue;
         };
@@ -104,7 +104,7 @@ pub fn parse(text: &str, config: &Config) -> Result<Counts, Vec<LineError>> {
             err(format!("{:?} is not a count", truncate(n)));
             continue;
         };
-        let minute = t.timestamp().div_euclid(60) * 60;
+        let minute = t.div_euclid(60) * 60;
         if split.is_none() {
             let bucket = bucket_sums
                 .entry((metric.to_string(), minute.div_euclid(BUCKET_SECS)))
