@@ -26,7 +26,7 @@ use crate::alert::payload::{self, Destination};
 use crate::alert::signing::SigningKey;
 use crate::alert::ticks::{
     add_minutes, bucket_rows, evaluation_instants, last_complete_bucket, last_complete_minute,
-    refresh_range, REFRESH_SECS,
+    refresh_range,
 };
 use crate::alert::value_series::{top_values, ValueSeries};
 use crate::config::rules::WebhookFormat;
@@ -34,7 +34,7 @@ use crate::config::{Config, MetricKind};
 use crate::count::tally::Resolution;
 use crate::report::overview::{self, OverviewQuery};
 use crate::report::series::ShardQuery;
-use crate::time::{BUCKET_SECS, HOUR};
+use crate::time::{BUCKET_SECS, DAY, HOUR};
 use futures_util::future::{select, Either};
 use serde::Deserialize;
 use serde_json::json;
@@ -269,12 +269,11 @@ impl SiteAlerts {
         let metrics = counted_metrics(config);
         self.refresh(store, config, &metrics, last_complete_minute(now))
             .await?;
+        // The book says which values have open alerts (kept watched).
+        self.load_book(store, config, at)?;
         // The `by` rules' series failing to refresh must not hold up the
         // other rules: their instances skip this tick (see `judge`).
-        if let Err((_, e)) = self
-            .refresh_values(store, config, last_complete_minute(now))
-            .await
-        {
+        if let Err((_, e)) = self.refresh_values(config, last_complete_minute(now)).await {
             worker::console_error!("bpm-edge: refreshing the by rules' series: {e}");
         }
         let Judged {
@@ -324,6 +323,21 @@ impl SiteAlerts {
         }))
     }
 
+    /// Builds the alert book from the stored records unless it is loaded;
+    /// rules without a record start `learning` at `at`.
+    fn load_book(
+        &self,
+        store: &AlertStore<DurableSql>,
+        config: &Config,
+        at: i64,
+    ) -> std::result::Result<(), (u16, String)> {
+        if self.book.borrow().is_none() {
+            let book = AlertBook::new(config, store.records().map_err(internal)?, at);
+            *self.book.borrow_mut() = Some(book);
+        }
+        Ok(())
+    }
+
     /// The synchronous part of a tick: evaluates the book if a new bucket
     /// completed and decides the notifications.
     fn judge(
@@ -339,14 +353,8 @@ impl SiteAlerts {
         let mut history: Vec<HistoryEntry> = Vec::new();
         let instants = evaluation_instants(last_at, now);
         let evaluated = !instants.is_empty();
+        self.load_book(store, config, at)?;
         let mut book_slot = self.book.borrow_mut();
-        if book_slot.is_none() {
-            *book_slot = Some(AlertBook::new(
-                config,
-                store.records().map_err(internal)?,
-                at,
-            ));
-        }
         let Some(book) = book_slot.as_mut() else {
             return Err((500, "alert book unavailable".into()));
         };
@@ -467,7 +475,6 @@ impl SiteAlerts {
     /// rows for the last hour or two; see `value_series`.
     async fn refresh_values(
         &self,
-        store: &AlertStore<DurableSql>,
         config: &Config,
         minute: i64,
     ) -> std::result::Result<(), (u16, String)> {
@@ -482,7 +489,7 @@ impl SiteAlerts {
         if rules.is_empty() {
             return Ok(());
         }
-        let day = minute.div_euclid(86_400);
+        let day = minute.div_euclid(DAY);
         let built = self
             .watches
             .borrow()
@@ -490,8 +497,11 @@ impl SiteAlerts {
             .map(|w| (w.built_day, w.refreshed_to));
         match built {
             Some((built_day, refreshed_to)) if built_day == day => {
-                let from =
-                    (refreshed_to.min(minute) - REFRESH_SECS).div_euclid(BUCKET_SECS) * BUCKET_SECS;
+                let (from, _) = refresh_range(
+                    Some(refreshed_to),
+                    minute,
+                    config.storage.minute_retention_days,
+                );
                 let mut read = Vec::new();
                 for (rule, split) in &rules {
                     let dims = [split.dimension.as_str().to_string()];
@@ -534,7 +544,12 @@ impl SiteAlerts {
                     )
                     .await
                     .map_err(|e| (503, e))?;
-                    let open = self.open_values(store, &rule.name)?;
+                    let open = self
+                        .book
+                        .borrow()
+                        .as_ref()
+                        .map(|b| b.open_values(&rule.name))
+                        .unwrap_or_default();
                     let values = top_values(&hours, dim, split.top as usize, &open);
                     let mut vs = ValueSeries::new(dim, &values);
                     vs.add_hours(&hours);
@@ -553,24 +568,6 @@ impl SiteAlerts {
             }
         }
         Ok(())
-    }
-
-    /// The values of `rule`'s open instances (live book, else storage).
-    fn open_values(
-        &self,
-        store: &AlertStore<DurableSql>,
-        rule: &str,
-    ) -> std::result::Result<Vec<String>, (u16, String)> {
-        if let Some(book) = self.book.borrow().as_ref() {
-            return Ok(book.open_values(rule));
-        }
-        Ok(store
-            .records()
-            .map_err(internal)?
-            .into_iter()
-            .filter(|r| r.rule == rule && r.is_open())
-            .filter_map(|r| r.value)
-            .collect())
     }
 
     /// The minute rows of `metric`'s `dims` in `[from, to)`, from every shard.
