@@ -612,21 +612,14 @@ pub fn series_set(
         .min()
         .unwrap_or(to);
     let from = from.max(first).div_euclid(BUCKET_SECS) * BUCKET_SECS;
-    let len = usize::try_from((to - from).max(0) / BUCKET_SECS).unwrap_or(0);
     let mut set = SeriesSet::default();
     for m in metrics {
-        let mut counts = vec![0.0; len];
-        for ((_, t), n) in buckets.range((m.clone(), from)..(m.clone(), to)) {
-            if let Some(slot) = usize::try_from((t - from) / BUCKET_SECS)
-                .ok()
-                .and_then(|i| counts.get_mut(i))
-            {
-                *slot += *n as f64;
-            }
-        }
+        let points = buckets
+            .range((m.clone(), from)..(m.clone(), to))
+            .map(|((_, t), n)| (*t, *n as f64));
         set.series.insert(
             m.clone(),
-            CountSeries::from_counts(from, BUCKET_SECS, &counts),
+            CountSeries::from_sparse(from, to, BUCKET_SECS, points),
         );
     }
     set

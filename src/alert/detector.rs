@@ -163,6 +163,30 @@ impl CountSeries {
         s
     }
 
+    /// The whole buckets of `[start, end)` from sparse `(t, count)`
+    /// points: each count is added to the bucket holding `t`; points
+    /// outside those buckets are left out, buckets without one are 0.
+    pub fn from_sparse(
+        start: i64,
+        end: i64,
+        step: i64,
+        points: impl IntoIterator<Item = (i64, f64)>,
+    ) -> Self {
+        let step = step.max(1);
+        let len = usize::try_from((end - start).max(0) / step).unwrap_or(0);
+        let mut counts = vec![0.0; len];
+        for (t, n) in points {
+            let slot = (t >= start)
+                .then(|| usize::try_from((t - start) / step).ok())
+                .flatten()
+                .and_then(|i| counts.get_mut(i));
+            if let Some(slot) = slot {
+                *slot += n;
+            }
+        }
+        Self::from_counts(start, step, &counts)
+    }
+
     /// Appends the next bucket; negative or non-finite counts count as 0.
     pub fn push(&mut self, count: f64) {
         let c = if count.is_finite() && count > 0.0 {
@@ -1023,6 +1047,22 @@ mod tests {
                 assert!(!d.evaluate_at(&buckets, None, start, &Utc).drop);
             }
         }
+    }
+
+    #[test]
+    fn sparse_points_fill_whole_buckets_only() {
+        // Buckets [100, 400) of 100 s; 450 is in the partial bucket at the
+        // end and 50 before the start: both left out.
+        let s = CountSeries::from_sparse(
+            100,
+            450,
+            100,
+            [(50, 9.0), (100, 1.0), (150, 2.0), (350, 4.0), (450, 8.0)],
+        );
+        assert_eq!((s.start(), s.len()), (100, 3));
+        assert_eq!(s.sum(100, 200), Some(3.0));
+        assert_eq!(s.sum(200, 300), Some(0.0));
+        assert_eq!(s.sum(100, 400), Some(7.0));
     }
 
     #[test]

@@ -131,22 +131,13 @@ impl ValueSeries {
     /// missing buckets are 0).
     pub fn series(&self, from: i64, to: i64) -> BTreeMap<String, CountSeries> {
         let from = from.div_euclid(BUCKET_SECS) * BUCKET_SECS;
-        let len = usize::try_from((to - from).max(0) / BUCKET_SECS).unwrap_or(0);
         self.buckets
             .iter()
             .map(|(value, counts)| {
-                let mut dense = vec![0.0; len];
-                for (t, n) in counts.range(from..to) {
-                    if let Some(slot) = usize::try_from((t - from) / BUCKET_SECS)
-                        .ok()
-                        .and_then(|i| dense.get_mut(i))
-                    {
-                        *slot += n;
-                    }
-                }
+                let points = counts.range(from..to).map(|(t, n)| (*t, *n));
                 (
                     value.clone(),
-                    CountSeries::from_counts(from, BUCKET_SECS, &dense),
+                    CountSeries::from_sparse(from, to, BUCKET_SECS, points),
                 )
             })
             .collect()
