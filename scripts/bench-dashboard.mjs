@@ -45,15 +45,23 @@ function build(configPath) {
   if (r.status !== 0) throw new Error('build failed');
 }
 
-/** A worker directory for the 20-BPM build: its bundle and a wrangler.toml. */
+/**
+ * A worker directory for the 20-BPM build: its bundles and both workers'
+ * wrangler configurations, without their [build] (the bundles are built).
+ */
 function benchWorkerDir() {
   const dir = artifactDir('bench-dashboard-worker');
   fs.cpSync(path.join(ROOT, 'build'), path.join(dir, 'build'), { recursive: true });
-  const toml = fs
-    .readFileSync(path.join(ROOT, 'wrangler.toml'), 'utf8')
-    .replace(/\[build\][^\[]*/, '')
-    .replace(/directory = "www"/, `directory = ${JSON.stringify(path.join(ROOT, 'www'))}`);
-  fs.writeFileSync(path.join(dir, 'wrangler.toml'), toml);
+  const withoutBuild = (toml) => toml.replace(/^\[build\]\n(?:(?!\[).*\n)*/m, '');
+  const control = withoutBuild(fs.readFileSync(path.join(ROOT, 'wrangler.toml'), 'utf8')).replace(
+    /directory = "www"/,
+    `directory = ${JSON.stringify(path.join(ROOT, 'www'))}`,
+  );
+  fs.writeFileSync(path.join(dir, 'wrangler.toml'), control);
+  const visitorDir = path.join(dir, 'workers', 'visitor');
+  fs.mkdirSync(visitorDir, { recursive: true });
+  const visitor = withoutBuild(fs.readFileSync(path.join(ROOT, 'workers', 'visitor', 'wrangler.toml'), 'utf8'));
+  fs.writeFileSync(path.join(visitorDir, 'wrangler.toml'), visitor);
   return dir;
 }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # All benchmarks, each reported against a baseline measured in the same run:
 #  1. native classification cost (cargo bench --bench classify);
-#  2. wasm size, raw and gzip, of the release build;
+#  2. wasm size, raw and gzip, of both workers' release builds (the visitor
+#     worker's is the request path's cold start: target 250 KB gzip);
 #  3. end to end on 127.0.0.1: origin direct vs bpm-edge with and without
 #     counting (req/s, p50/p99), Durable Object calls and row writes per
 #     1,000 requests (scripts/bench-e2e.mjs; installs wrk from Debian);
@@ -11,8 +12,9 @@
 #  5. an API call authorised by a Cloudflare Access JWT against one with the
 #     bearer token (scripts/bench-access.mjs);
 #  6. CPU time, req/s and p50/p99 per request on raw workerd (no wrangler
-#     proxy) for bpm-edge with counting off and on, against a six-line JS
-#     passthrough worker (scripts/bench-cpu.mjs).
+#     proxy) for bpm-edge with counting off and on, and the CPU of a fresh
+#     isolate's first request, against a six-line JS passthrough worker
+#     (scripts/bench-cpu.mjs).
 # Results land in bench-results/.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -26,10 +28,14 @@ cargo bench --quiet --bench classify
 
 echo "== 2. wasm size (release build)"
 bash scripts/build-worker.sh >/dev/null
-raw=$(stat -c %s build/index_bg.wasm)
-gz=$(gzip -9 -c build/index_bg.wasm | wc -c)
-printf '| wasm | raw %d bytes (%.0f KiB) | gzip -9 %d bytes (%.0f KiB) |\n' "$raw" "$((raw / 1024))" "$gz" "$((gz / 1024))"
-printf '{"wasm_raw_bytes":%d,"wasm_gzip_bytes":%d}\n' "$raw" "$gz" > bench-results/wasm-size.json
+json="{"
+for w in visitor control; do
+  raw=$(stat -c %s "build/$w/index_bg.wasm")
+  gz=$(gzip -9 -c "build/$w/index_bg.wasm" | wc -c)
+  printf '| %s worker wasm | raw %d bytes (%d KiB) | gzip -9 %d bytes (%d KiB) |\n' "$w" "$raw" "$((raw / 1024))" "$gz" "$((gz / 1024))"
+  json+="\"${w}_raw_bytes\":$raw,\"${w}_gzip_bytes\":$gz,"
+done
+printf '%s}\n' "${json%,}" > bench-results/wasm-size.json
 
 echo "== 3. end to end on 127.0.0.1"
 BPM_SKIP_BUILD=1 node scripts/bench-e2e.mjs --install-wrk "$@"

@@ -1,12 +1,21 @@
 #!/usr/bin/env bash
-# Builds the worker into build/ with the pinned, already-installed tools and
-# never lets worker-build download anything. wrangler runs this at every
-# start; BPM_SKIP_BUILD=1 reuses an existing build (the test suite builds once).
+# Builds the two workers into build/visitor/ and build/control/ with the
+# pinned, already-installed tools and never lets worker-build download
+# anything. `scripts/build-worker.sh visitor` (or `control`) builds one;
+# without an argument both. wrangler runs this at every start (each
+# configuration's [build] names its worker); BPM_SKIP_BUILD=1 reuses an
+# existing build (the test suite builds once).
 # BPM_BUILD_PROFILE=dev skips wasm-opt for fast local iteration. Also copies
 # the dashboard's vendored chart library into www/vendor/.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+case "${1:-both}" in
+  visitor) workers=(visitor) ;;
+  control) workers=(control) ;;
+  both) workers=(visitor control) ;;
+  *) echo "build-worker: unknown worker '$1' (visitor, control or none for both)" >&2; exit 2 ;;
+esac
 
 # The dashboard's chart library, from the pinned npm package into the
 # gitignored www/vendor/ (served by the worker itself: the page loads nothing
@@ -23,12 +32,22 @@ for f in uPlot.iife.min.js uPlot.min.css; do
   cmp -s "$uplot_dist/$f" "www/vendor/$f" || cp "$uplot_dist/$f" "www/vendor/$f"
 done
 
-# The module entry (see its header) goes next to worker-build's output.
+# The visitor's module entry (see its header) goes next to worker-build's
+# output; the control worker uses worker-build's own.
 install_entry() {
-  cmp -s src/edge/entry.mjs build/entry.mjs || cp src/edge/entry.mjs build/entry.mjs
+  mkdir -p build/visitor
+  cmp -s workers/visitor/entry.mjs build/visitor/entry.mjs ||
+    cp workers/visitor/entry.mjs build/visitor/entry.mjs
 }
 
-if [ "${BPM_SKIP_BUILD:-}" = "1" ] && [ -f build/index.js ]; then
+built() {
+  local w
+  for w in "${workers[@]}"; do
+    [ -f "build/$w/index.js" ] || return 1
+  done
+}
+
+if [ "${BPM_SKIP_BUILD:-}" = "1" ] && built; then
   install_entry
   exit 0
 fi
@@ -42,9 +61,11 @@ for tool in "$WASM_BINDGEN_BIN" "$ESBUILD_BIN" "$WASM_OPT_BIN" "$(command -v wor
     exit 1
   fi
 done
+opt=()
 if [ "${BPM_BUILD_PROFILE:-release}" = "dev" ]; then
-  worker-build --release --no-opt
-else
-  worker-build --release
+  opt=(--no-opt)
 fi
+for w in "${workers[@]}"; do
+  (cd "workers/$w" && worker-build --release "${opt[@]}" --out-dir "$root/build/$w")
+done
 install_entry

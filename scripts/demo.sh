@@ -32,7 +32,13 @@ trap stop EXIT INT TERM
 setsid node scripts/demo-origin.mjs --port "$origin_port" &
 pids+=($!)
 export CI=true WRANGLER_SEND_METRICS=false CLOUDFLARE_CF_FETCH_ENABLED=false
-setsid wrangler dev --ip 127.0.0.1 --port "$port" --persist-to .wrangler/state \
+# Both workers in one workerd: the visitor worker first (it gets the port and
+# the --var), the control worker second (its vars from wrangler.toml and
+# .dev.vars). The flag lets the visitor pass wrangler's scheduled-event
+# endpoint on to the control worker's cron (see workers/visitor/entry.mjs).
+configs=(-c workers/visitor/wrangler.toml -c wrangler.toml
+  --compatibility-flags service_binding_extra_handlers)
+setsid wrangler dev "${configs[@]}" --ip 127.0.0.1 --port "$port" --persist-to .wrangler/state \
   --var "ORIGIN_URL:http://127.0.0.1:$origin_port" &
 pids+=($!)
 

@@ -14,11 +14,11 @@ export PATH="$HOME/.cargo/bin:$root/node_modules/.bin:$PATH"
 echo "== cargo fmt --check"
 cargo fmt --check
 echo "== cargo clippy"
-cargo clippy --all-targets --quiet -- -D warnings
-cargo clippy --target wasm32-unknown-unknown --lib --quiet -- -D warnings
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+cargo clippy --workspace --target wasm32-unknown-unknown --lib --quiet -- -D warnings
 echo "== native tests"
 cargo test --quiet
-echo "== build the worker"
+echo "== build the two workers"
 bash scripts/build-worker.sh
 # Chromium first: one e2e file (receivers) also drives the dashboard.
 bash scripts/ensure-chromium.sh

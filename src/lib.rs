@@ -1,10 +1,12 @@
 //! bpm-edge: counts Business-value Proxy Metrics from the requests passing
 //! through a Cloudflare Worker.
 //!
-//! The crate is a pure core (everything not under `edge`), built and tested
-//! natively, and a thin shell (`edge`, wasm32 only) that translates between
-//! the Workers runtime and that core. The core never panics on input from a
-//! request, the config or storage.
+//! This crate is the pure core, built and tested natively; it imports
+//! nothing from the Workers runtime. The shell is three thin crates under
+//! `workers/` that translate between the runtime and this core: `shell`
+//! (glue both workers share), `visitor` (the request path) and `control`
+//! (API, dashboard, Durable Objects, cron). The core never panics on input
+//! from a request, the config or storage.
 
 pub mod alert;
 pub mod auth;
@@ -16,5 +18,11 @@ pub mod sql;
 pub mod time;
 pub mod windows;
 
-#[cfg(target_arch = "wasm32")]
-pub mod edge;
+/// The configuration compiled by `build.rs` from `bpm.toml` (JSON read by
+/// [`config::Config::from_json`]); both workers embed it.
+pub const CONFIG_JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/bpm-config.json"));
+/// `sha256:` of the configuration file, so `sha256sum bpm.toml` shows what
+/// is deployed.
+pub const CONFIG_HASH: &str = env!("BPM_CONFIG_HASH");
+/// This build's version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

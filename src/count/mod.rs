@@ -1,5 +1,6 @@
 //! The write path, pure: what one request counts as and how counts leave
-//! the isolate. `classify` turns request facts into hits (using `agent` for
+//! the isolate. `target` decides whether a request is bpm-edge's own or a
+//! visitor's and where it is forwarded; `classify` turns request facts into hits (using `agent` for
 //! browser, client or bot, `referral` for source and campaign, `latency`
 //! for the latency class, `visitors` for the unique-visitor hash); `tally`
 //! folds hits into minute rows and batches; `flush_queue` decides when an
@@ -14,4 +15,5 @@ pub mod flush_queue;
 pub mod latency;
 pub mod referral;
 pub mod tally;
+pub mod target;
 pub mod visitors;

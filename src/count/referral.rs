@@ -257,6 +257,19 @@ mod tests {
         )
     }
 
+    /// `url` parses hosts without a Unicode back end (`idna_adapter` 1.0,
+    /// pinned for the visitor worker's wasm size): the punycode form that
+    /// browsers send is a host like any other; a raw non-ASCII host is not
+    /// parsed.
+    #[test]
+    fn punycode_referrer_hosts_parse_and_raw_unicode_ones_are_unknown() {
+        assert_eq!(
+            src("https://www.xn--bcher-kva.example/list"),
+            "xn--bcher-kva.example"
+        );
+        assert_eq!(src("https://www.bücher.example/list"), UNKNOWN);
+    }
+
     #[test]
     fn search_engines_under_any_tld() {
         assert_eq!(src("https://www.google.com/search?q=x"), "google");

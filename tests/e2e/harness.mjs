@@ -76,7 +76,36 @@ function tail(file, lines = 60) {
 }
 
 /**
- * Starts `wrangler dev` in front of `originUrl`.
+ * The control worker's configuration for one run, written into `outDir`:
+ * `dir`'s `wrangler.toml` with absolute paths, without its [build] (the
+ * suite builds once) and with `vars` as its [vars] table. wrangler hands
+ * `--var` to the first configuration (the visitor worker's) only, and a
+ * generated file outside the checkout reads no `.dev.vars`.
+ */
+export function writeControlConfig(dir, outDir, vars) {
+  let toml = fs.readFileSync(path.join(dir, 'wrangler.toml'), 'utf8');
+  const varsAt = toml.search(/^\[vars\]$/m);
+  if (varsAt < 0) throw new Error(`${dir}/wrangler.toml: no [vars] table`);
+  toml = toml.slice(0, varsAt);
+  const absolute = (key) => {
+    const re = new RegExp(`^${key} = "(.*)"$`, 'm');
+    if (!re.test(toml)) throw new Error(`${dir}/wrangler.toml: no \`${key} = "..."\``);
+    toml = toml.replace(re, (_, p) => `${key} = ${JSON.stringify(path.resolve(dir, p))}`);
+  };
+  absolute('main');
+  absolute('directory');
+  toml = toml.replace(/^\[build\]\n(?:(?!\[).*\n)*/m, '');
+  toml += '[vars]\n';
+  for (const [k, v] of Object.entries(vars)) toml += `${k} = ${JSON.stringify(String(v))}\n`;
+  const file = path.join(outDir, 'wrangler.toml');
+  fs.writeFileSync(file, toml);
+  return file;
+}
+
+/**
+ * Starts `wrangler dev` in front of `originUrl`: the visitor worker (first
+ * configuration, on `port`) and the control worker (second, reached through
+ * the visitor's bindings), in one workerd.
  * Returns { url, port, inspectorPort, persistDir, logFile, pid, api(path, opts), fetch(path, init), logTail(n), reloads(), stop() }.
  */
 export async function startWorker({
@@ -102,21 +131,28 @@ export async function startWorker({
   fs.mkdirSync(ARTIFACTS, { recursive: true });
   const logFile = path.join(ARTIFACTS, `wrangler-${label}-${port}-${Date.now()}.log`);
 
+  // Counts reach storage within a second in tests, unless a test asks for
+  // the shipped 20 s window (BPM_FLUSH_INTERVAL_MS: ''). Both workers get
+  // every var.
+  const allVars = Object.fromEntries(
+    Object.entries({ ORIGIN_URL: originUrl, BPM_API_TOKEN: token, BPM_FLUSH_INTERVAL_MS: '1000', ...vars }).filter(
+      ([, v]) => v !== '',
+    ),
+  );
+  const controlConfig = writeControlConfig(cwd, artifactDir(`control-${label}`), allVars);
   const args = [
     'dev',
+    '--config', path.join(cwd, 'workers', 'visitor', 'wrangler.toml'),
+    '--config', controlConfig,
     '--ip', '127.0.0.1',
     '--port', String(port),
     '--inspector-port', String(inspectorPort),
     '--persist-to', persistDir,
-    '--var', `ORIGIN_URL:${originUrl}`,
-    '--var', `BPM_API_TOKEN:${token}`,
+    // Lets the visitor worker pass wrangler's scheduled-event endpoint on
+    // to the control worker's cron (see workers/visitor/entry.mjs).
+    '--compatibility-flags', 'service_binding_extra_handlers',
   ];
-  // Counts reach storage within a second in tests, unless a test asks for
-  // the shipped 20 s window (BPM_FLUSH_INTERVAL_MS: '').
-  const allVars = { BPM_FLUSH_INTERVAL_MS: '1000', ...vars };
-  for (const [k, v] of Object.entries(allVars)) {
-    if (v !== '') args.push('--var', `${k}:${v}`);
-  }
+  for (const [k, v] of Object.entries(allVars)) args.push('--var', `${k}:${v}`);
 
   const bin = path.join(ROOT, 'node_modules', '.bin');
   const env = {
@@ -182,6 +218,7 @@ export async function startWorker({
     if (!done) await Promise.race([exitPromise, sleep(2_000)]);
     liveGroups.delete(pid);
     if (ownsPersistDir) fs.rmSync(persistDir, { recursive: true, force: true });
+    fs.rmSync(path.dirname(controlConfig), { recursive: true, force: true });
     return exited;
   }
 

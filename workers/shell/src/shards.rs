@@ -5,11 +5,11 @@
 //! writes to one shard chosen at random when it starts, so writes spread over
 //! all shards; reads ask every shard and sum.
 
-use crate::config::Config;
-use crate::count::tally::Row;
-use crate::report::series::ShardQuery;
-use crate::report::uniques::{merge_hourly, ShardSketches, SketchQuery};
-use crate::windows::sketch::VisitorSketch;
+use bpm_edge::config::Config;
+use bpm_edge::count::tally::Row;
+use bpm_edge::report::series::ShardQuery;
+use bpm_edge::report::uniques::{merge_hourly, ShardSketches, SketchQuery};
+use bpm_edge::windows::sketch::VisitorSketch;
 use futures_util::future::join_all;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -35,7 +35,7 @@ pub enum Fault {
 
 impl Fault {
     pub fn from_env(env: &Env) -> Option<Fault> {
-        match super::env_string(env, "BPM_FAULT").as_deref() {
+        match crate::env_string(env, "BPM_FAULT").as_deref() {
             Some("counter-binding") => Some(Fault::CounterBinding),
             Some("storage") => Some(Fault::Storage),
             Some(other) => other

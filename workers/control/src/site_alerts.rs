@@ -13,28 +13,29 @@
 //! is queued for a receiver a 410 disabled (the core's `dispatch` skips it)
 //! until `POST /receivers/{name}/enable` re-enables it.
 
-use super::durable_sql::DurableSql;
-use super::{env_string, now_secs, shards, VERSION};
-use crate::alert::alert_book::{
+use crate::durable_sql::DurableSql;
+use bpm_edge::alert::alert_book::{
     counted_metrics, dispatch, health_change, silence_history, AlertBook, Dispatch, HistoryEntry,
     Notice, RuleRecord, SeriesSet, SilenceRequest,
 };
-use crate::alert::alert_store::{series_set, AlertStore, OutboxItem, SERIES_RETENTION_SECS};
-use crate::alert::event::AlertEvent;
-use crate::alert::outbox::{self, AttemptResult, Verdict};
-use crate::alert::payload::{self, Destination};
-use crate::alert::signing::SigningKey;
-use crate::alert::ticks::{
+use bpm_edge::alert::alert_store::{series_set, AlertStore, OutboxItem, SERIES_RETENTION_SECS};
+use bpm_edge::alert::event::AlertEvent;
+use bpm_edge::alert::outbox::{self, AttemptResult, Verdict};
+use bpm_edge::alert::payload::{self, Destination};
+use bpm_edge::alert::signing::SigningKey;
+use bpm_edge::alert::ticks::{
     add_minutes, bucket_rows, evaluation_instants, last_complete_bucket, last_complete_minute,
     refresh_range,
 };
-use crate::alert::value_series::{top_values, ValueSeries};
-use crate::config::rules::WebhookFormat;
-use crate::config::{Config, MetricKind};
-use crate::count::tally::Resolution;
-use crate::report::overview::{self, OverviewQuery};
-use crate::report::series::ShardQuery;
-use crate::time::{BUCKET_SECS, DAY, HOUR};
+use bpm_edge::alert::value_series::{top_values, ValueSeries};
+use bpm_edge::config::rules::WebhookFormat;
+use bpm_edge::config::{Config, MetricKind};
+use bpm_edge::count::tally::Resolution;
+use bpm_edge::report::overview::{self, OverviewQuery};
+use bpm_edge::report::series::ShardQuery;
+use bpm_edge::time::{BUCKET_SECS, DAY, HOUR};
+use bpm_edge::VERSION;
+use bpm_edge_shell::{env_string, now_secs, shards};
 use futures_util::future::{select, Either};
 use serde::Deserialize;
 use serde_json::json;
@@ -119,7 +120,7 @@ impl DurableObject for SiteAlerts {
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
-        let (store, config) = match (&self.store, super::classifier()) {
+        let (store, config) = match (&self.store, bpm_edge_shell::classifier()) {
             (Ok(s), Some(c)) => (s, c),
             (Err(e), _) => return Response::error(format!("alert storage unusable: {e}"), 500),
             (_, None) => return Response::error("compiled configuration unreadable", 500),
@@ -241,7 +242,7 @@ impl DurableObject for SiteAlerts {
     }
 
     async fn alarm(&self) -> Result<Response> {
-        let (Ok(store), Some(c)) = (&self.store, super::classifier()) else {
+        let (Ok(store), Some(c)) = (&self.store, bpm_edge_shell::classifier()) else {
             return Response::ok("");
         };
         if let Err(e) = self.deliver_due(store, c.config()).await {
@@ -284,7 +285,7 @@ impl SiteAlerts {
             eval_ms,
         } = self.judge(store, config, &metrics, at, now)?;
         for n in notices.iter_mut() {
-            if n.event.status == crate::alert::event::EventStatus::Firing {
+            if n.event.status == bpm_edge::alert::event::EventStatus::Firing {
                 n.event.health = self.health(config, &n.event).await;
                 n.event.explanation = self.explanation(config, &n.event).await;
                 if let Some(book) = self.book.borrow_mut().as_mut() {
@@ -314,8 +315,8 @@ impl SiteAlerts {
             self.schedule_alarm(store).await;
         }
         Ok(json!({
-            "now": crate::time::format_time(now),
-            "at": crate::time::format_time(at),
+            "now": bpm_edge::time::format_time(now),
+            "at": bpm_edge::time::format_time(at),
             "evaluated": evaluated,
             "evaluation_ms": eval_ms,
             "changes": history.len(),
@@ -479,8 +480,8 @@ impl SiteAlerts {
         minute: i64,
     ) -> std::result::Result<(), (u16, String)> {
         let rules: Vec<(
-            &crate::config::rules::AlertRule,
-            crate::config::rules::Split,
+            &bpm_edge::config::rules::AlertRule,
+            bpm_edge::config::rules::Split,
         )> = config
             .alerts
             .iter()
@@ -578,7 +579,7 @@ impl SiteAlerts {
         dims: &[String],
         from: i64,
         to: i64,
-    ) -> std::result::Result<Vec<crate::count::tally::Row>, String> {
+    ) -> std::result::Result<Vec<bpm_edge::count::tally::Row>, String> {
         let q = ShardQuery {
             step: Resolution::Minute,
             from,
@@ -595,7 +596,7 @@ impl SiteAlerts {
         &self,
         config: &Config,
         e: &AlertEvent,
-    ) -> Option<crate::alert::event::HealthChange> {
+    ) -> Option<bpm_edge::alert::event::HealthChange> {
         let metric = match config.metric(&e.metric.name).map(|m| &m.kind) {
             Some(MetricKind::Ratio(r)) => r.numerator.clone(),
             _ => e.metric.name.clone(),
@@ -615,11 +616,11 @@ impl SiteAlerts {
         &self,
         config: &Config,
         e: &AlertEvent,
-    ) -> Option<crate::alert::explain::Explanation> {
-        let (metric, dims) = crate::alert::explain::dimensions_of(config, &e.metric.name)?;
+    ) -> Option<bpm_edge::alert::explain::Explanation> {
+        let (metric, dims) = bpm_edge::alert::explain::dimensions_of(config, &e.metric.name)?;
         let names: Vec<String> = dims.iter().map(|(d, _)| d.clone()).collect();
         let read = |to: i64| self.window_rows(config, &metric, &names, to - e.window, to);
-        let ends = crate::alert::explain::reference_ends(e.at, &config.time);
+        let ends = bpm_edge::alert::explain::reference_ends(e.at, &config.time);
         let (now, before) = futures_util::future::join(
             read(e.at),
             futures_util::future::join_all(ends.into_iter().map(read)),
@@ -629,8 +630,9 @@ impl SiteAlerts {
             .into_iter()
             .collect::<std::result::Result<_, _>>()
             .ok()?;
-        let counts = crate::alert::explain::dimension_counts(&metric, &dims, &now.ok()?, &before);
-        Some(crate::alert::explain::explain(&counts)).filter(|x| !x.is_empty())
+        let counts =
+            bpm_edge::alert::explain::dimension_counts(&metric, &dims, &now.ok()?, &before);
+        Some(bpm_edge::alert::explain::explain(&counts)).filter(|x| !x.is_empty())
     }
 
     /// Renders each receiver's messages and writes them to the outbox, as
@@ -642,7 +644,7 @@ impl SiteAlerts {
         notices: &[Notice],
         group: &[Notice],
         now: i64,
-    ) -> std::result::Result<usize, crate::sql::StoreError> {
+    ) -> std::result::Result<usize, bpm_edge::sql::StoreError> {
         if notices.is_empty() {
             return Ok(0);
         }
@@ -727,7 +729,7 @@ impl SiteAlerts {
     /// needs is not set). Unusable receivers get nothing queued.
     fn endpoint(
         &self,
-        receiver: &crate::config::rules::Receiver,
+        receiver: &bpm_edge::config::rules::Receiver,
     ) -> std::result::Result<String, String> {
         let url = receiver
             .url_var
@@ -934,7 +936,7 @@ impl SiteAlerts {
         let silences = store.silences().map_err(internal)?;
         // One entry per rule, or per watched value of a `by` rule (one
         // `learning` entry until its values are known).
-        let entries: Vec<(&crate::config::rules::AlertRule, Option<&RuleRecord>)> = config
+        let entries: Vec<(&bpm_edge::config::rules::AlertRule, Option<&RuleRecord>)> = config
             .alerts
             .iter()
             .flat_map(|rule| {
@@ -963,10 +965,10 @@ impl SiteAlerts {
                     "state": state,
                     "silenced": silence.is_some(),
                     "silence": silence.map(|s| s.id.clone()),
-                    "since": rec.map(|r| crate::time::format_time(r.alert.since)),
+                    "since": rec.map(|r| bpm_edge::time::format_time(r.alert.since)),
                     "fingerprint": rec.map(|r| r.fingerprint.clone()),
                     "incident": rec.filter(|r| r.alert.episodes > 0).map(|r| r.incident()),
-                    "fired_at": rec.and_then(|r| r.alert.fired_at).map(crate::time::format_time),
+                    "fired_at": rec.and_then(|r| r.alert.fired_at).map(bpm_edge::time::format_time),
                     "lowest_ratio": rec.and_then(|r| r.alert.lowest_ratio),
                     "sequence": rec.map_or(0, |r| r.sequence),
                     "receivers": rule.receivers,
@@ -994,7 +996,7 @@ impl SiteAlerts {
         disabled.sort_by(|a, b| a.name.cmp(&b.name));
         let disabled: Vec<serde_json::Value> = disabled
             .iter()
-            .map(|r| json!({ "receiver": r.name, "since": r.disabled_since.map(crate::time::format_time), "reason": r.disabled_reason }))
+            .map(|r| json!({ "receiver": r.name, "since": r.disabled_since.map(bpm_edge::time::format_time), "reason": r.disabled_reason }))
             .collect();
         let receivers: Vec<serde_json::Value> = statuses
             .into_iter()
@@ -1003,7 +1005,7 @@ impl SiteAlerts {
                     "name": r.name,
                     "format": r.format,
                     "enabled": r.enabled,
-                    "disabled_since": r.disabled_since.map(crate::time::format_time),
+                    "disabled_since": r.disabled_since.map(bpm_edge::time::format_time),
                     "disabled_reason": r.disabled_reason,
                     "queued": r.queued,
                     "held": r.held,
@@ -1015,7 +1017,7 @@ impl SiteAlerts {
         Ok(json!({
             "site": config.site.name,
             "timezone": config.time.zone,
-            "evaluated_at": last_at.map(crate::time::format_time),
+            "evaluated_at": last_at.map(bpm_edge::time::format_time),
             "evaluation_ms": eval_ms.and_then(|v| v.parse::<f64>().ok()),
             "alerts": rules,
             "deliveries": outbox,
@@ -1027,7 +1029,7 @@ impl SiteAlerts {
 
 fn history_json(h: &HistoryEntry) -> serde_json::Value {
     json!({
-        "at": crate::time::format_time(h.at),
+        "at": bpm_edge::time::format_time(h.at),
         "rule": h.rule,
         "value": h.value,
         "metric": h.metric,
@@ -1039,22 +1041,22 @@ fn history_json(h: &HistoryEntry) -> serde_json::Value {
         "silence": h.silence.as_ref().map(|s| json!({
             "id": s.id,
             "rule": s.rule,
-            "until": crate::time::format_time(s.until),
+            "until": bpm_edge::time::format_time(s.until),
             "reason": s.reason,
             "author": s.author,
-            "created_at": crate::time::format_time(s.created_at),
+            "created_at": bpm_edge::time::format_time(s.created_at),
         })),
     })
 }
 
-fn silence_json(s: &crate::alert::alert_book::Silence, now: i64) -> serde_json::Value {
+fn silence_json(s: &bpm_edge::alert::alert_book::Silence, now: i64) -> serde_json::Value {
     json!({
         "id": s.id,
         "rule": s.rule,
-        "until": crate::time::format_time(s.until),
+        "until": bpm_edge::time::format_time(s.until),
         "reason": s.reason,
         "author": s.author,
-        "created_at": crate::time::format_time(s.created_at),
+        "created_at": bpm_edge::time::format_time(s.created_at),
         "active": s.covers(&s.rule, now),
     })
 }

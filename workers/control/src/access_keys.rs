@@ -2,13 +2,13 @@
 //! into WebCrypto, and the one call that verifies an assertion with them.
 //!
 //! Parsing, key choice, claims and the refetch schedule are the core's
-//! (`crate::auth::access`); this file only fetches the certs document, imports
+//! (`bpm_edge::auth::access`); this file only fetches the certs document, imports
 //! keys and runs RSASSA-PKCS1-v1_5/SHA-256 in the runtime's WebCrypto, so no
 //! RSA code is compiled into the wasm. Invariant: a fetch failure never
 //! widens what is accepted; it only keeps keys the team published within
 //! the last `KEYS_STALE_SECS`.
 
-use crate::auth::access::{
+use bpm_edge::auth::access::{
     keys_still_usable, parse_assertion, parse_certs, should_fetch_keys, AccessError,
     AccessIdentity, AccessPolicy, SigningKey, MAX_CERTS_LEN,
 };

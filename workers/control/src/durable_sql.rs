@@ -6,7 +6,7 @@
 //! SQL refuses `SAVEPOINT`), so a body that fails rolls back everything it
 //! wrote.
 
-use crate::sql::{Sql, SqlOutput, SqlValue, StoreError};
+use bpm_edge::sql::{Sql, SqlOutput, SqlValue, StoreError};
 use worker::wasm_bindgen::closure::ScopedClosure;
 use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::{js_sys, SqlStorage, SqlStorageValue, Storage};

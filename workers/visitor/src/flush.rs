@@ -20,11 +20,11 @@
 //!
 //! Invariant: no `RefCell` borrow is held across an `.await`.
 
-use super::{daily_salt, shards};
-use crate::count::classify::{Classifier, Hit};
-use crate::count::flush_queue::{Driver, FlushPolicy, FlushQueue, Step, SEND_TIMEOUT_MS};
-use crate::count::tally::Flush;
-use crate::count::visitors::{salt_day, visitor_hash, Salt};
+use bpm_edge::count::classify::{Classifier, Hit};
+use bpm_edge::count::flush_queue::{Driver, FlushPolicy, FlushQueue, Step, SEND_TIMEOUT_MS};
+use bpm_edge::count::tally::Flush;
+use bpm_edge::count::visitors::{salt_day, visitor_hash, Salt};
+use bpm_edge_shell::{salt as daily_salt, shards};
 use futures_util::future::{select, Either};
 use std::cell::RefCell;
 use std::future::Future;
@@ -96,7 +96,7 @@ pub fn record(
     }))
 }
 
-fn visitor_hash_of(salt: &Salt, config: &crate::config::Config, v: &Visitor) -> u64 {
+fn visitor_hash_of(salt: &Salt, config: &bpm_edge::config::Config, v: &Visitor) -> u64 {
     visitor_hash(salt, &config.site.name, &v.ip, &v.user_agent)
 }
 
@@ -122,7 +122,7 @@ fn new_isolate(env: &Env, classifier: &Classifier) -> Isolate {
     let random = || (js_sys::Math::random() * 4_294_967_296.0) as u64;
     let shards = storage.shards.max(1);
     let shard = ((js_sys::Math::random() * f64::from(shards)) as u32).min(shards - 1);
-    let window_ms = super::env_string(env, WINDOW_VAR)
+    let window_ms = bpm_edge_shell::env_string(env, WINDOW_VAR)
         .and_then(|v| v.trim().parse::<u64>().ok())
         .unwrap_or(u64::from(storage.flush_interval_ms));
     let policy = FlushPolicy {

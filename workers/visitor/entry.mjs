@@ -1,12 +1,11 @@
-// The Worker's module entry: a plain `{ fetch, scheduled }` object.
-// A visitor's request goes through the Rust `Visit` (`proxy.rs`) with plain
-// promise callbacks: `startVisit` decides, `forward` starts the origin
+// The visitor worker's module entry: a plain `{ fetch, scheduled }` object.
+// A visitor's request goes through the Rust `Visit` (`src/proxy.rs`) with
+// plain promise callbacks: `startVisit` decides, `forward` starts the origin
 // request, `answer` / `unreachable` say what the visitor gets and record
-// the counts. Requests under the reserved prefix and the cron go to the Rust
-// handlers (`#[event(fetch)]`, `#[event(scheduled)]` in `mod.rs`). The
-// Durable Object classes are re-exported as worker-build wrapped them.
-// Copied next to worker-build's output (`build/index.js`) by
-// scripts/build-worker.sh; `wrangler.toml`'s `main`.
+// the counts. A request `startVisit` declines (the reserved prefix) is
+// handed as it is to the control worker through the `BPM_CONTROL` service
+// binding. Copied next to worker-build's output (`build/visitor/index.js`)
+// by scripts/build-worker.sh; `workers/visitor/wrangler.toml`'s `main`.
 //
 // Why it exists: worker-build 0.8's own default export is a
 // `WorkerEntrypoint` class behind two layers of `Proxy` (one constructed per
@@ -19,19 +18,18 @@
 //
 // Invariants:
 // - Every decision stays in Rust; this file only sequences the calls.
-// - The Rust handlers are worker-build's own (`Entrypoint.prototype.fetch`
-//   calls the wasm export with `this.env`, `this.ctx`), so the Rust side
-//   sees exactly what it would under worker-build's entry.
+// - The visitor worker has no cron. A scheduled event that reaches it
+//   anyway (`wrangler dev` sends its scheduled-event endpoint to the first
+//   configuration, this one) is passed to the control worker, whose cron it
+//   is; that needs the `service_binding_extra_handlers` flag, which the dev
+//   scripts set on the command line only.
 // - Panic recovery is kept: after a trap the runtime marks
 //   `__worker_init_state.criticalError`, and the next request constructs
 //   worker-build's entry class once, whose construct hook resets the wasm
-//   instance before any Rust code runs again. Durable Objects keep
-//   worker-build's wrapper unchanged.
+//   instance before any Rust code runs again.
 import Entrypoint from './index.js';
 
-export { CounterShard, DailySalt, SiteAlerts } from './index.js';
-
-const { fetch: rustFetch, scheduled: rustScheduled, startVisit } = Entrypoint.prototype;
+const { startVisit } = Entrypoint.prototype;
 
 function recoverIfCrashed(env, ctx) {
   const state = globalThis.__worker_init_state;
@@ -56,7 +54,7 @@ export default {
     recoverIfCrashed(env, ctx);
     try {
       const visit = startVisit(request, env, ctx);
-      if (visit === undefined) return rustFetch.call({ env, ctx }, request);
+      if (visit === undefined) return env.BPM_CONTROL.fetch(request);
       return visit.forward().then(
         (response) => visit.answer(response),
         () => visit.unreachable(),
@@ -65,12 +63,14 @@ export default {
       return markIfCrashed(e);
     }
   },
-  scheduled(event, env, ctx) {
-    recoverIfCrashed(env, ctx);
-    try {
-      return rustScheduled.call({ env, ctx }, event);
-    } catch (e) {
-      return markIfCrashed(e);
+  scheduled(event, env) {
+    if (typeof env.BPM_CONTROL?.scheduled !== 'function') {
+      console.error('bpm-edge: the visitor worker has no cron; schedule the control worker');
+      return undefined;
     }
+    const forwarded = { scheduledTime: new Date(event.scheduledTime), cron: event.cron };
+    return env.BPM_CONTROL.scheduled(forwarded).then((result) => {
+      if (result.outcome !== 'ok') throw new Error(`bpm-edge: the control worker's cron ended with ${result.outcome}`);
+    });
   },
 };

@@ -20,15 +20,15 @@
 //! `BPM_COUNTING` are read once per isolate (vars only change with a new
 //! deployment, which starts new isolates).
 
-use super::flush;
-use crate::auth::{without_session_cookie, SESSION_COOKIE};
-use crate::count::agent::CfSignals;
-use crate::count::classify::{Classifier, RequestFacts, ResponseFacts};
+use crate::flush;
+use bpm_edge::auth::{without_session_cookie, SESSION_COOKIE};
+use bpm_edge::count::agent::CfSignals;
+use bpm_edge::count::classify::{Classifier, RequestFacts, ResponseFacts};
+use bpm_edge::count::target::{is_own_path, origin_base, split_url};
 use std::cell::OnceCell;
 use std::rc::Rc;
 use worker::js_sys::{self, Promise};
 use worker::wasm_bindgen::prelude::*;
-use worker::wasm_bindgen_futures::JsFuture;
 use worker::{web_sys, Context, Env, Result};
 
 #[wasm_bindgen]
@@ -54,10 +54,10 @@ struct Settings {
 impl Settings {
     fn read(env: &Env) -> Self {
         Settings {
-            origin: super::env_string(env, "ORIGIN_URL")
+            origin: bpm_edge_shell::env_string(env, "ORIGIN_URL")
                 .map(|o| origin_base(&o))
                 .transpose(),
-            counting: super::env_string(env, "BPM_COUNTING").as_deref() != Some("off"),
+            counting: bpm_edge_shell::env_string(env, "BPM_COUNTING").as_deref() != Some("off"),
         }
     }
 }
@@ -86,19 +86,22 @@ pub struct Visit {
 }
 
 /// The visit for `req`, or `undefined` when the request is for bpm-edge
-/// itself (the reserved prefix), which the async `fetch` handler answers.
+/// itself (the reserved prefix), which the entry hands to the control
+/// worker.
 #[wasm_bindgen(js_name = startVisit)]
 pub fn start_visit(
     req: web_sys::Request,
     env: Env,
     ctx: worker::worker_sys::Context,
 ) -> Option<Visit> {
-    let classifier = super::classifier();
+    let classifier = bpm_edge_shell::classifier();
     let url = req.url();
     let prefix = classifier
         .as_ref()
-        .map_or(super::FALLBACK_PREFIX, |c| c.config().site.prefix.as_str());
-    if super::is_own_path(&url, prefix) {
+        .map_or(bpm_edge_shell::FALLBACK_PREFIX, |c| {
+            c.config().site.prefix.as_str()
+        });
+    if is_own_path(&url, prefix) {
         return None;
     }
     Some(Visit::new(req, url, env, Context::new(ctx), classifier))
@@ -148,7 +151,7 @@ impl Visit {
 
 impl Visit {
     /// A visit for a request that is not under the reserved prefix.
-    pub(super) fn new(
+    fn new(
         req: web_sys::Request,
         url: String,
         env: Env,
@@ -292,20 +295,6 @@ fn cf_signals(req: &web_sys::Request) -> CfSignals {
     }
 }
 
-/// Forwards `req` from a Rust future: the same [`Visit`] steps, awaited.
-/// Used when the runtime enters through worker-build's own entry instead of
-/// `entry.mjs` (e.g. the benchmark's `--compare` of an older build layout).
-pub async fn forward(mut visit: Visit) -> Result<web_sys::Response> {
-    let pending = visit.forward();
-    match JsFuture::from(pending)
-        .await
-        .and_then(|v| v.dyn_into::<web_sys::Response>())
-    {
-        Ok(response) => visit.answer(response),
-        Err(_) => visit.unreachable(),
-    }
-}
-
 /// The headers to forward: the visitor's, less bpm-edge's own session
 /// cookie (copied only when that cookie is there; the origin never sees it).
 fn forwarded_headers(headers: &web_sys::Headers) -> web_sys::Headers {
@@ -325,32 +314,6 @@ fn forwarded_headers(headers: &web_sys::Headers) -> web_sys::Headers {
         None => copy.delete("cookie"),
     };
     copy
-}
-
-/// Splits a URL as the runtime serialises it (`http(s)://host[:port]/path?query`)
-/// into its host (with a non-default port) and its request target (path and
-/// `?query`), without parsing: a special scheme's serialisation always has an
-/// authority and a path starting with `/`, omits the default port, and
-/// percent-encodes `?` in the path and `#` before the fragment. `None` for
-/// anything else.
-pub(super) fn split_url(url: &str) -> Option<(&str, &str)> {
-    let rest = url.get(url.find("://")? + 3..)?;
-    let slash = rest.find('/')?;
-    let (authority, target) = rest.split_at(slash);
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let target = target.split_once('#').map_or(target, |(t, _)| t);
-    Some((host, target))
-}
-
-/// `ORIGIN_URL`'s `scheme://host[:port]`, to which a request target is
-/// appended (its own path and query are replaced by the request's).
-fn origin_base(origin: &str) -> std::result::Result<String, &'static str> {
-    let base =
-        worker::Url::parse(origin.trim()).map_err(|_| "bpm-edge: ORIGIN_URL is not a valid URL")?;
-    if !matches!(base.scheme(), "http" | "https") || base.host_str().is_none() {
-        return Err("bpm-edge: ORIGIN_URL must be an http(s) URL with a host");
-    }
-    Ok(base[..worker::url::Position::BeforePath].to_string())
 }
 
 fn bad_gateway(reason: &str) -> Result<web_sys::Response> {

@@ -1,96 +1,29 @@
-//! `DailySalt`, the Durable Object that keeps a site's daily visitor salts
-//! (one object per site, named after it), and the isolate's side: fetching
-//! a day's salt at most once per isolate and day, off the visitor's path.
-//!
-//! The object hands the [`SaltStore`] its own clock's site-local day and a
-//! fresh random salt (WebCrypto through `getrandom`) for days it has none
-//! of. Invariant: only a day number goes to the object and only a salt
+//! The isolate's side of the daily visitor salts: a day's salt is asked of
+//! the site's `DailySalt` object (control worker) at most once per isolate
+//! and day, off the visitor's path; concurrent requests wait for that one
+//! answer. Invariant: only a day number goes to the object and only a salt
 //! comes back; IP addresses and user agents never leave the isolate.
 
-use super::durable_sql::DurableSql;
-use super::now_secs;
-use crate::config::Config;
-use crate::count::visitors::{salt_day, Salt, SaltCache, SaltStep, SALT_LEN};
-use crate::windows::salt_store::{SaltStore, SaltStoreError};
+use bpm_edge::config::Config;
+use bpm_edge::count::visitors::{Salt, SaltCache, SaltStep};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::time::Duration;
-use worker::{
-    durable_object, js_sys, DurableObject, Env, Method, Request, RequestInit, Response, Result,
-    State,
-};
+use worker::{js_sys, Env, Method, Request, RequestInit};
 
-/// The Durable Object binding in `wrangler.toml`.
+/// The Durable Object binding in both workers' `wrangler.toml`.
 pub const BINDING: &str = "BPM_SALT";
 /// How often a request waiting for another request's fetch looks again.
 const POLL_MS: u64 = 50;
 /// A request gives up waiting after this long and counts no visitor.
 const MAX_WAIT_MS: u64 = 5_000;
 
+/// What the salt object answers for `GET /salt?day=N`.
 #[derive(Serialize, Deserialize)]
-struct SaltAnswer {
-    day: i64,
-    /// Hex; the salt is a secret between this object and the isolates.
-    salt: String,
-}
-
-#[durable_object]
-pub struct DailySalt {
-    store: std::result::Result<SaltStore<DurableSql>, String>,
-}
-
-impl DurableObject for DailySalt {
-    fn new(state: State, _env: Env) -> Self {
-        let store = SaltStore::open(DurableSql::new(state.storage())).map_err(|e| e.to_string());
-        if let Err(e) = &store {
-            worker::console_error!("bpm-edge: salt storage unusable: {e}");
-        }
-        DailySalt { store }
-    }
-
-    async fn fetch(&self, req: Request) -> Result<Response> {
-        let store = match &self.store {
-            Ok(s) => s,
-            Err(e) => return Response::error(format!("storage unusable: {e}"), 500),
-        };
-        if req.method() != Method::Get || req.path() != "/salt" {
-            return Response::error("not found", 404);
-        }
-        let day = req
-            .url()?
-            .query_pairs()
-            .find(|(k, _)| k == "day")
-            .and_then(|(_, v)| v.parse::<i64>().ok());
-        let Some(day) = day else {
-            return Response::error("`day` is required", 400);
-        };
-        let time = super::classifier().map(|c| c.config().time.clone());
-        let today = salt_day(&time.unwrap_or_default(), now_secs());
-        match store.salt_for(day, today, fresh_salt) {
-            Ok(salt) => Response::from_json(&SaltAnswer {
-                day,
-                salt: salt.to_hex(),
-            }),
-            Err(SaltStoreError::Refused(e)) => Response::error(e.to_string(), 409),
-            Err(e @ SaltStoreError::Storage(_)) => {
-                worker::console_error!("bpm-edge: salt object: {e}");
-                Response::error(e.to_string(), 500)
-            }
-        }
-    }
-}
-
-/// 32 random bytes from WebCrypto. Should `crypto.getRandomValues` ever be
-/// unavailable, `Math.random` fills in: weaker, but only as a salt.
-fn fresh_salt() -> Salt {
-    let mut bytes = [0u8; SALT_LEN];
-    if getrandom::fill(&mut bytes).is_err() {
-        worker::console_error!("bpm-edge: WebCrypto unavailable; salt from Math.random");
-        for b in &mut bytes {
-            *b = (js_sys::Math::random() * 256.0) as u8;
-        }
-    }
-    Salt::new(bytes)
+pub struct SaltAnswer {
+    pub day: i64,
+    /// Hex; the salt is a secret between the object and the isolates.
+    pub salt: String,
 }
 
 thread_local! {

@@ -8,19 +8,21 @@
 //! Every answer under the prefix carries the dashboard's security headers
 //! ([`SECURITY_HEADERS`]), and no request body is read past its limit.
 
-use super::{access_keys, shards, site_alerts, CONFIG_HASH, VERSION};
-use crate::auth::access::{
+use crate::{access_keys, site_alerts};
+use bpm_edge::auth::access::{
     assertion_from, AccessError, AccessIdentity, AccessPolicy, ASSERTION_HEADER,
 };
-use crate::auth::{
+use bpm_edge::auth::{
     authorise, check_csrf, check_token, issue_session, screen_token, session_cookie, AuthError,
     Authorised, Credentials, CSRF_HEADER, SESSION_SECS,
 };
-use crate::config::{Config, MetricKind};
-use crate::count::classify::Classifier;
-use crate::report::referral_report::{self, ReportQuery};
-use crate::report::series::{build_response, SeriesQuery};
-use crate::report::uniques::UniquesQuery;
+use bpm_edge::config::{Config, MetricKind};
+use bpm_edge::count::classify::Classifier;
+use bpm_edge::report::referral_report::{self, ReportQuery};
+use bpm_edge::report::series::{build_response, SeriesQuery};
+use bpm_edge::report::uniques::UniquesQuery;
+use bpm_edge::{CONFIG_HASH, VERSION};
+use bpm_edge_shell::shards;
 use futures_util::StreamExt;
 use serde::Serialize;
 use serde_json::json;
@@ -121,7 +123,7 @@ async fn route(
             }),
         );
     }
-    let configured = super::env_string(env, "BPM_API_TOKEN");
+    let configured = bpm_edge_shell::env_string(env, "BPM_API_TOKEN");
     let host = req.url()?.host_str().unwrap_or("").to_string();
     let token = match screen_token(configured.as_deref(), &host) {
         Ok(t) => TokenSetting::Usable(t),
@@ -268,7 +270,7 @@ async fn caller(
         csrf: csrf.as_deref(),
         changes_state: !matches!(req.method(), Method::Get | Method::Head),
     };
-    let now = super::now_secs();
+    let now = bpm_edge_shell::now_secs();
     let by_token = match authorise(creds, token, now) {
         Ok(a) => return Ok(Caller::Token(a)),
         Err(e) => setting.explain(e),
@@ -278,8 +280,8 @@ async fn caller(
         return Err(Refusal::Token(by_token));
     };
     let policy = match AccessPolicy::from_vars(
-        super::env_string(env, "BPM_ACCESS_TEAM_DOMAIN").as_deref(),
-        super::env_string(env, "BPM_ACCESS_AUD").as_deref(),
+        bpm_edge_shell::env_string(env, "BPM_ACCESS_TEAM_DOMAIN").as_deref(),
+        bpm_edge_shell::env_string(env, "BPM_ACCESS_AUD").as_deref(),
     ) {
         Ok(Some(p)) => p,
         Ok(None) => return Err(Refusal::Token(by_token)),
@@ -318,7 +320,7 @@ async fn session(
     setting: TokenSetting<'_>,
     prefix: &str,
 ) -> Result<Response> {
-    let now = super::now_secs();
+    let now = bpm_edge_shell::now_secs();
     let token = setting.token();
     let secure = req.url().map(|u| u.scheme() == "https").unwrap_or(true);
     // The cookie is scoped to bpm-edge's own prefix; the proxy also strips
@@ -353,7 +355,7 @@ async fn session(
                 200,
                 &json!({
                     "authenticated": true, "via": "session",
-                    "expires": crate::time::format_time(expires),
+                    "expires": bpm_edge::time::format_time(expires),
                 }),
             ),
             Ok(Caller::Token(Authorised::Bearer)) => {
@@ -363,7 +365,7 @@ async fn session(
                 200,
                 &json!({
                     "authenticated": true, "via": "access", "name": identity.name,
-                    "expires": crate::time::format_time(identity.expires),
+                    "expires": bpm_edge::time::format_time(identity.expires),
                     "logout": AccessPolicy::logout_path(),
                 }),
             ),
@@ -406,7 +408,7 @@ async fn backfill(mut req: Request, env: &Env, config: &Config) -> Result<Respon
     let Some(text) = read_text(&mut req, MAX_BACKFILL_BYTES).await? else {
         return json_error(413, "at most 32 MiB per request; split the file");
     };
-    let counts = match crate::history::backfill::parse(&text, config) {
+    let counts = match bpm_edge::history::backfill::parse(&text, config) {
         Ok(c) => c,
         Err(errors) => {
             let list: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
@@ -628,7 +630,7 @@ async fn referral_uniques(
     Some(referral_report::Uniques {
         count: now.estimate().round() as u64,
         previous: previous.map(|p| p.estimate().round() as u64),
-        error: crate::windows::sketch::STANDARD_ERROR,
+        error: bpm_edge::windows::sketch::STANDARD_ERROR,
     })
 }
 
@@ -649,7 +651,7 @@ async fn uniques(req: &Request, env: &Env, config: &Config) -> Result<Response> 
     match sketches {
         Ok(sketches) => json_response(
             200,
-            &crate::report::uniques::build_response(&query, sketches),
+            &bpm_edge::report::uniques::build_response(&query, sketches),
         ),
         Err(e) => json_error(503, &format!("counter storage unavailable: {e}")),
     }

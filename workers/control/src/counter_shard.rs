@@ -5,16 +5,16 @@
 //!
 //! Invariant: every store call issues its SQL without an `.await` in
 //! between, and every multi-statement write runs inside `transactionSync`
-//! ([`DurableSql`]'s [`crate::sql::Sql::transaction`]): a batch is either fully counted
+//! ([`DurableSql`]'s [`bpm_edge::sql::Sql::transaction`]): a batch is either fully counted
 //! together with its id, or not at all.
 
-use super::durable_sql::DurableSql;
-use super::now_secs;
-use super::shards::Fault;
-use crate::count::tally::{Batch, Flush};
-use crate::report::series::ShardQuery;
-use crate::report::uniques::{ShardSketches, SketchQuery};
-use crate::windows::counter_store::{CounterStore, StoreLimits};
+use crate::durable_sql::DurableSql;
+use bpm_edge::count::tally::{Batch, Flush};
+use bpm_edge::report::series::ShardQuery;
+use bpm_edge::report::uniques::{ShardSketches, SketchQuery};
+use bpm_edge::windows::counter_store::{CounterStore, StoreLimits};
+use bpm_edge_shell::now_secs;
+use bpm_edge_shell::shards::Fault;
 use serde_json::json;
 use std::cell::Cell;
 use worker::{
@@ -36,7 +36,7 @@ pub struct CounterShard {
 
 impl DurableObject for CounterShard {
     fn new(state: State, env: Env) -> Self {
-        let limits = super::classifier().map_or(
+        let limits = bpm_edge_shell::classifier().map_or(
             StoreLimits {
                 max_values: 50,
                 retention_days: (8, 400, 0),

@@ -1,0 +1,62 @@
+//! Runtime glue both bpm-edge workers share: the isolate's classifier built
+//! once from the compiled config, the clock, vars, and the clients of the
+//! counter shards and the daily salt object (whose classes live in the
+//! control worker; the visitor reaches them by `script_name` bindings).
+//!
+//! Invariant: nothing here decides anything a test could not check
+//! natively: it reads the runtime and hands values to the core.
+
+#![cfg(target_arch = "wasm32")]
+
+pub mod salt;
+pub mod shards;
+
+use bpm_edge::count::classify::Classifier;
+use std::cell::OnceCell;
+use std::rc::Rc;
+use worker::Env;
+
+/// Reserved prefix used if the compiled config could not be read.
+pub const FALLBACK_PREFIX: &str = "/_bpm";
+
+thread_local! {
+    static CLASSIFIER: OnceCell<Option<Rc<Classifier>>> = const { OnceCell::new() };
+}
+
+/// The classifier of this isolate, built once. `None` only if the compiled
+/// config is unreadable, which disables counting but never forwarding.
+pub fn classifier() -> Option<Rc<Classifier>> {
+    CLASSIFIER.with(|cell| {
+        cell.get_or_init(
+            || match bpm_edge::config::Config::from_json(bpm_edge::CONFIG_JSON) {
+                Ok(cfg) => Some(Rc::new(Classifier::new(cfg))),
+                Err(e) => {
+                    worker::console_error!(
+                        "bpm-edge: compiled config unreadable, counting disabled: {e}"
+                    );
+                    None
+                }
+            },
+        )
+        .clone()
+    })
+}
+
+/// The reserved prefix of the compiled config.
+pub fn prefix(classifier: Option<&Rc<Classifier>>) -> &str {
+    classifier.map_or(FALLBACK_PREFIX, |c| c.config().site.prefix.as_str())
+}
+
+/// The current time in Unix seconds.
+pub fn now_secs() -> i64 {
+    (worker::js_sys::Date::now() / 1000.0).floor() as i64
+}
+
+/// A string var or secret, `None` when unset or empty.
+pub fn env_string(env: &Env, name: &str) -> Option<String> {
+    env.var(name)
+        .map(|v| v.to_string())
+        .or_else(|_| env.secret(name).map(|v| v.to_string()))
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+}

@@ -1,0 +1,16 @@
+//! bpm-edge's visitor worker: the only code on the site's route. It
+//! forwards every visitor request to the origin untouched (`proxy`),
+//! classifies it with the compiled config, and batches the counts to the
+//! counter shards (`flush`), whose Durable Object class lives in the
+//! control worker. Requests under the reserved prefix go, unread, to the
+//! control worker through the `BPM_CONTROL` service binding (`entry.mjs`).
+//!
+//! Invariant: nothing on the visitor's path may panic, wait for the control
+//! worker, or turn a counting problem into a failed response. Counting runs
+//! after the origin's response is known, inside `wait_until`, and reports
+//! its failures to the log only.
+
+#![cfg(target_arch = "wasm32")]
+
+mod flush;
+mod proxy;
