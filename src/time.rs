@@ -3,7 +3,9 @@
 //! form outside (UTC, `Z`, whole seconds) for every API answer, webhook,
 //! CSV and stored time, one parser for the RFC 3339 times callers send, and
 //! one label for durations (`15m`, `1h`, `45s`) for windows, config errors
-//! and the backtest.
+//! and the backtest, and the [`WallClock`] that finds "the same time N days
+//! earlier" for baselines and reports ([`Utc`] here; the site's zone is
+//! `config::sitetime::SiteTime`).
 //!
 //! Invariant: [`format_time`] and [`parse_rfc3339`] round-trip every
 //! instant chrono can represent; [`duration_label`] uses the largest whole
@@ -18,6 +20,22 @@ pub const DAY: i64 = 86_400;
 pub const WEEK: i64 = 7 * DAY;
 /// The detector's bucket: alert windows are whole numbers of these.
 pub const BUCKET_SECS: i64 = 300;
+
+/// Maps an instant to the instant with the same local wall-clock time some
+/// days earlier, so "the same time last week" survives DST changes.
+pub trait WallClock {
+    fn days_before(&self, t: i64, days: i64) -> i64;
+}
+
+/// UTC (and any naive time series): days are always 86,400 s.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Utc;
+
+impl WallClock for Utc {
+    fn days_before(&self, t: i64, days: i64) -> i64 {
+        t - days * DAY
+    }
+}
 
 /// RFC 3339 in UTC with a `Z`, seconds precision; empty for an instant
 /// outside chrono's range.

@@ -22,7 +22,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::time::{DAY, MINUTE};
+use crate::time::{WallClock, DAY, MINUTE};
 
 /// Window lengths judged by default: nothing shorter than 15 minutes, since
 /// short windows fire on weekly bursts that shift by one bucket.
@@ -231,28 +231,6 @@ impl CountSeries {
         let i = usize::try_from((a - self.start) / self.step).ok()?;
         let j = usize::try_from((b - self.start) / self.step).ok()?;
         Some(self.prefix.get(j)? - self.prefix.get(i)?)
-    }
-}
-
-/// Maps an instant to the instant with the same local wall-clock time some
-/// days earlier, so "the same time last week" survives DST changes.
-pub trait WallClock {
-    fn days_before(&self, t: i64, days: i64) -> i64;
-}
-
-/// UTC (and any naive time series): days are always 86,400 s.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Utc;
-
-impl WallClock for Utc {
-    fn days_before(&self, t: i64, days: i64) -> i64 {
-        t - days * DAY
-    }
-}
-
-impl WallClock for crate::config::sitetime::SiteTime {
-    fn days_before(&self, t: i64, days: i64) -> i64 {
-        crate::config::sitetime::SiteTime::days_before(self, t, days)
     }
 }
 
@@ -772,7 +750,7 @@ fn round(x: f64, digits: i32) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::time::WEEK;
+    use crate::time::{Utc, WEEK};
 
     const STEP: i64 = 15 * MINUTE;
 

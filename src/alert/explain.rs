@@ -21,9 +21,9 @@
 //! least doubled and rose by [`MIN_SHARE_RISE`]. Nothing here reads a clock
 //! or storage: the caller gathers the counts.
 
-use crate::alert::detector::WallClock;
 use crate::config::{Config, MetricKind};
 use crate::count::tally::{Dim, Row};
+use crate::time::WallClock;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -678,7 +678,7 @@ mod tests {
 
     #[test]
     fn reference_windows_are_the_previous_seven_days() {
-        let ends = reference_ends(10 * 86_400 + 3_600, &crate::alert::detector::Utc);
+        let ends = reference_ends(10 * 86_400 + 3_600, &crate::time::Utc);
         assert_eq!(ends.len(), 7);
         assert_eq!(ends[0], 9 * 86_400 + 3_600);
         assert_eq!(ends[6], 3 * 86_400 + 3_600);

@@ -11,11 +11,12 @@
 //! values the baseline is the median of.
 
 use crate::alert::alert_book::{RuleRecord, Silence};
-use crate::alert::detector::{median, seasonal_values, BaselineSource, CountSeries, WallClock};
+use crate::alert::detector::{median, seasonal_values, BaselineSource, CountSeries};
 use crate::config::{Config, MetricKind, Stage};
 use crate::report::series::query_params;
 use crate::time::duration_label;
 use crate::time::format_time;
+use crate::time::WallClock;
 use crate::time::BUCKET_SECS;
 use serde::Serialize;
 use std::collections::BTreeMap;

@@ -9,11 +9,11 @@
 //! dimension sum to 1 (every counted hit has a value for every dimension it
 //! keeps); the CSV carries exactly the numbers of the JSON.
 
-use crate::alert::detector::WallClock;
 use crate::config::{Config, MetricKind, ReferralDimension};
 use crate::count::tally::{Dim, Resolution, Row, OTHER};
 use crate::report::series::{ceil, metric_named, parse_time, query_params, QueryError, ShardQuery};
 use crate::time::format_time;
+use crate::time::WallClock;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -455,7 +455,7 @@ pub fn csv_filename(r: &ReferralReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::detector::Utc;
+    use crate::time::Utc;
 
     fn config() -> Config {
         crate::config::parse_toml(include_str!("../../bpm.toml"), "bpm.toml").unwrap()
