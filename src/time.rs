@@ -40,9 +40,16 @@ impl WallClock for Utc {
 /// RFC 3339 in UTC with a `Z`, seconds precision; empty for an instant
 /// outside chrono's range.
 pub fn format_time(t: i64) -> String {
-    DateTime::from_timestamp(t, 0)
-        .map(|d| d.to_rfc3339_opts(SecondsFormat::Secs, true))
-        .unwrap_or_default()
+    format_time_or(t, "")
+}
+
+/// [`format_time`], with `fallback` for an instant outside chrono's range
+/// (webhook bodies, whose receivers require a time, give the epoch).
+pub fn format_time_or(t: i64, fallback: &str) -> String {
+    DateTime::from_timestamp(t, 0).map_or_else(
+        || fallback.to_string(),
+        |d| d.to_rfc3339_opts(SecondsFormat::Secs, true),
+    )
 }
 
 /// Unix seconds of an RFC 3339 time (any offset), or `None`.
@@ -99,5 +106,7 @@ mod tests {
         assert_eq!(parse_rfc3339(" 2026-11-30T00:53:20Z "), Some(1_796_000_000));
         assert_eq!(parse_rfc3339("yesterday"), None);
         assert_eq!(format_time(i64::MAX), "");
+        assert_eq!(format_time_or(i64::MAX, "then"), "then");
+        assert_eq!(format_time_or(0, "then"), "1970-01-01T00:00:00Z");
     }
 }

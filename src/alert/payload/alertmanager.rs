@@ -6,9 +6,9 @@
 //! sent (Alertmanager reads it as absent), and a firing alert ends at
 //! Alertmanager's zero time.
 
-use super::{explanation, num_string, rfc3339, summary, Destination};
+use super::{explanation, num_string, summary, Destination, EPOCH};
 use crate::alert::event::{AlertEvent, EventStatus};
-use crate::time::duration_label;
+use crate::time::{duration_label, format_time_or};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -141,10 +141,10 @@ impl<'a> AmAlert<'a> {
             status: e.status.as_str(),
             labels,
             annotations,
-            starts_at: rfc3339(e.started_at),
+            starts_at: format_time_or(e.started_at, EPOCH),
             ends_at: match (e.status, e.resolved_at) {
-                (EventStatus::Resolved, Some(t)) => rfc3339(t),
-                (EventStatus::Resolved, None) => rfc3339(e.at),
+                (EventStatus::Resolved, Some(t)) => format_time_or(t, EPOCH),
+                (EventStatus::Resolved, None) => format_time_or(e.at, EPOCH),
                 (EventStatus::Firing, _) => ZERO_TIME.to_string(),
             },
             generator_url: &e.dashboard_url,

@@ -5,10 +5,10 @@
 //! (`bpm.alert.firing` or `bpm.alert.resolved`) and `version` (1) that
 //! identify the shape.
 
-use super::{explanation, rfc3339, round, rounded_health, rounded_others};
+use super::{explanation, round, rounded_health, rounded_others, EPOCH};
 use crate::alert::event::{AlertEvent, EventStatus, HealthChange, OtherBpm, Severity};
 use crate::alert::explain::Explanation;
-use crate::time::duration_label;
+use crate::time::{duration_label, format_time_or};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -74,9 +74,9 @@ impl<'a> JsonEvent<'a> {
             drop_pct: round(e.drop_pct, 1),
             z: round(e.z, 2),
             p_value: e.p_value,
-            at: rfc3339(e.at),
-            started_at: rfc3339(e.started_at),
-            resolved_at: e.resolved_at.map(rfc3339),
+            at: format_time_or(e.at, EPOCH),
+            started_at: format_time_or(e.started_at, EPOCH),
+            resolved_at: e.resolved_at.map(|t| format_time_or(t, EPOCH)),
             duration_seconds: e.duration_s,
             lowest_ratio: e.lowest_ratio.map(|r| round(r, 4)),
             dashboard_url: &e.dashboard_url,

@@ -20,7 +20,7 @@ mod slack;
 
 use crate::alert::event::{AlertEvent, EventStatus, HealthChange, OtherBpm};
 use crate::alert::explain::Explanation;
-use crate::time::{duration_label, format_time};
+use crate::time::duration_label;
 use alertmanager::AmMessage;
 use json::JsonEvent;
 use pagerduty::{PdResolve, PdTrigger};
@@ -167,7 +167,8 @@ pub fn elapsed_label(secs: i64) -> String {
 // ---------------------------------------------------------------------------
 // Shared helpers
 
-/// What an unrepresentable timestamp renders as.
+/// What an unrepresentable timestamp renders as
+/// ([`crate::time::format_time_or`]'s fallback).
 const EPOCH: &str = "1970-01-01T00:00:00Z";
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
@@ -201,13 +202,6 @@ fn group_id(events: &[AlertEvent]) -> String {
         s.push(char::from(HEX[usize::from(b & 0x0f)]));
     }
     s
-}
-
-/// Unix seconds → RFC 3339 UTC; unrepresentable → the epoch.
-fn rfc3339(t: i64) -> String {
-    Some(format_time(t))
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| EPOCH.to_string())
 }
 
 /// `x` rounded to `digits` decimals; non-finite values pass through (they

@@ -6,12 +6,11 @@
 //! The routing key (a secret) comes from the [`Destination`].
 
 use super::{
-    explanation, rfc3339, round, rounded_health, rounded_others, summary, truncate_chars,
-    Destination,
+    explanation, round, rounded_health, rounded_others, summary, truncate_chars, Destination, EPOCH,
 };
 use crate::alert::event::{AlertEvent, HealthChange, OtherBpm};
 use crate::alert::explain::Explanation;
-use crate::time::duration_label;
+use crate::time::{duration_label, format_time_or};
 use serde::Serialize;
 
 const PD_SUMMARY_MAX: usize = 1024;
@@ -102,7 +101,7 @@ impl<'a> PdTrigger<'a> {
                     &e.site
                 },
                 severity: e.severity.as_str(),
-                timestamp: rfc3339(e.at),
+                timestamp: format_time_or(e.at, EPOCH),
                 component: &e.metric.name,
                 group: &e.metric.stage,
                 class: "bpm_drop",
