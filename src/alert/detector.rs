@@ -22,6 +22,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::decimal::round_to;
 use crate::time::{WallClock, DAY, MINUTE};
 
 /// Window lengths judged by default: nothing shorter than 15 minutes, since
@@ -312,12 +313,12 @@ impl WindowTest {
         let unlikely = z <= -self.z_alpha;
         WindowVerdict {
             window: w,
-            observed: round(x, 3),
-            expected: Some(round(b, 3)),
+            observed: round_to(x, 3),
+            expected: Some(round_to(b, 3)),
             baseline,
-            ratio: ratio.map(|r| round(r, 4)),
-            z: Some(round(z, 3)),
-            kappa: Some(round(kappa, 5)),
+            ratio: ratio.map(|r| round_to(r, 4)),
+            z: Some(round_to(z, 3)),
+            kappa: Some(round_to(kappa, 5)),
             enough_volume,
             large_drop,
             unlikely,
@@ -740,11 +741,6 @@ fn mad(values: &[f64]) -> f64 {
     let Some(m) = median(values) else { return 0.0 };
     let dev: Vec<f64> = values.iter().map(|x| (x - m).abs()).collect();
     median(&dev).unwrap_or(0.0)
-}
-
-fn round(x: f64, digits: i32) -> f64 {
-    let f = 10f64.powi(digits);
-    (x * f).round() / f
 }
 
 #[cfg(test)]

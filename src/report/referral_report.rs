@@ -11,6 +11,7 @@
 
 use crate::config::{Config, MetricKind, ReferralDimension};
 use crate::count::tally::{Dim, Resolution, Row, OTHER};
+use crate::decimal::round_to;
 use crate::report::series::{ceil, metric_named, parse_time, query_params, QueryError, ShardQuery};
 use crate::time::format_time;
 use crate::time::WallClock;
@@ -254,13 +255,9 @@ pub struct ReferralReport {
     pub tables: BTreeMap<&'static str, Vec<TableRow>>,
 }
 
-fn round4(x: f64) -> f64 {
-    (x * 10_000.0).round() / 10_000.0
-}
-
 fn change(now: u64, before: Option<u64>) -> Option<f64> {
     match before {
-        Some(b) if b > 0 => Some(round4(now as f64 / b as f64 - 1.0)),
+        Some(b) if b > 0 => Some(round_to(now as f64 / b as f64 - 1.0, 4)),
         _ => None,
     }
 }
@@ -362,7 +359,7 @@ pub fn build(
                     value: value.to_string(),
                     count,
                     share: if total > 0 {
-                        round4(count as f64 / total as f64)
+                        round_to(count as f64 / total as f64, 4)
                     } else {
                         0.0
                     },
