@@ -5,9 +5,10 @@
 //! (`bpm.alert.firing` or `bpm.alert.resolved`) and `version` (1) that
 //! identify the shape.
 
-use super::{explanation, round, rounded_health, rounded_others, EPOCH};
+use super::{explanation, rounded_health, rounded_others, EPOCH};
 use crate::alert::event::{AlertEvent, EventStatus, HealthChange, OtherBpm, Severity};
 use crate::alert::explain::Explanation;
+use crate::decimal::round_to_unsigned_zero;
 use crate::time::{duration_label, format_time_or};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -69,16 +70,16 @@ impl<'a> JsonEvent<'a> {
             metric: &e.metric,
             window: duration_label(e.window),
             window_seconds: e.window,
-            observed: round(e.observed, 3),
-            expected: round(e.expected, 3),
-            drop_pct: round(e.drop_pct, 1),
-            z: round(e.z, 2),
+            observed: round_to_unsigned_zero(e.observed, 3),
+            expected: round_to_unsigned_zero(e.expected, 3),
+            drop_pct: round_to_unsigned_zero(e.drop_pct, 1),
+            z: round_to_unsigned_zero(e.z, 2),
             p_value: e.p_value,
             at: format_time_or(e.at, EPOCH),
             started_at: format_time_or(e.started_at, EPOCH),
             resolved_at: e.resolved_at.map(|t| format_time_or(t, EPOCH)),
             duration_seconds: e.duration_s,
-            lowest_ratio: e.lowest_ratio.map(|r| round(r, 4)),
+            lowest_ratio: e.lowest_ratio.map(|r| round_to_unsigned_zero(r, 4)),
             dashboard_url: &e.dashboard_url,
             other_bpms: rounded_others(&e.other_bpms),
             health: e.health.as_ref().map(rounded_health),

@@ -20,6 +20,7 @@ mod slack;
 
 use crate::alert::event::{AlertEvent, EventStatus, HealthChange, OtherBpm};
 use crate::alert::explain::Explanation;
+use crate::decimal::round_to_unsigned_zero;
 use crate::time::duration_label;
 use alertmanager::AmMessage;
 use json::JsonEvent;
@@ -204,26 +205,11 @@ fn group_id(events: &[AlertEvent]) -> String {
     s
 }
 
-/// `x` rounded to `digits` decimals; non-finite values pass through (they
-/// serialize as `null`) and −0 becomes 0.
-fn round(x: f64, digits: i32) -> f64 {
-    if !x.is_finite() {
-        return x;
-    }
-    let p = 10f64.powi(digits);
-    let r = (x * p).round() / p;
-    if r.is_finite() {
-        r + 0.0
-    } else {
-        x
-    }
-}
-
 /// A count for prose: at most one decimal, no trailing ".0"; "n/a" if not
 /// finite.
 fn short_num(x: f64) -> String {
     if x.is_finite() {
-        round(x, 1).to_string()
+        round_to_unsigned_zero(x, 1).to_string()
     } else {
         "n/a".to_string()
     }
@@ -232,7 +218,7 @@ fn short_num(x: f64) -> String {
 /// A percentage for prose: whole number; "n/a" if not finite.
 fn whole(x: f64) -> String {
     if x.is_finite() {
-        round(x, 0).to_string()
+        round_to_unsigned_zero(x, 0).to_string()
     } else {
         "n/a".to_string()
     }
@@ -241,7 +227,7 @@ fn whole(x: f64) -> String {
 /// A number as an annotation string: rounded, "NaN"/"inf" never, "" instead.
 fn num_string(x: f64, digits: i32) -> String {
     if x.is_finite() {
-        round(x, digits).to_string()
+        round_to_unsigned_zero(x, digits).to_string()
     } else {
         String::new()
     }
@@ -261,7 +247,7 @@ fn rounded_others(others: &[OtherBpm]) -> Vec<OtherBpm> {
     others
         .iter()
         .map(|o| OtherBpm {
-            ratio: o.ratio.map(|r| round(r, 4)),
+            ratio: o.ratio.map(|r| round_to_unsigned_zero(r, 4)),
             ..o.clone()
         })
         .collect()
@@ -274,12 +260,12 @@ fn rounded_health(h: &HealthChange) -> HealthChange {
             .iter()
             .map(|s| crate::alert::event::StatusShare {
                 class: s.class.clone(),
-                now_pct: round(s.now_pct, 2),
-                before_pct: s.before_pct.map(|p| round(p, 2)),
+                now_pct: round_to_unsigned_zero(s.now_pct, 2),
+                before_pct: s.before_pct.map(|p| round_to_unsigned_zero(p, 2)),
             })
             .collect(),
-        p95_ms_now: h.p95_ms_now.map(|v| round(v, 1)),
-        p95_ms_before: h.p95_ms_before.map(|v| round(v, 1)),
+        p95_ms_now: h.p95_ms_now.map(|v| round_to_unsigned_zero(v, 1)),
+        p95_ms_before: h.p95_ms_before.map(|v| round_to_unsigned_zero(v, 1)),
     }
 }
 

@@ -6,10 +6,11 @@
 //! The routing key (a secret) comes from the [`Destination`].
 
 use super::{
-    explanation, round, rounded_health, rounded_others, summary, truncate_chars, Destination, EPOCH,
+    explanation, rounded_health, rounded_others, summary, truncate_chars, Destination, EPOCH,
 };
 use crate::alert::event::{AlertEvent, HealthChange, OtherBpm};
 use crate::alert::explain::Explanation;
+use crate::decimal::round_to_unsigned_zero;
 use crate::time::{duration_label, format_time_or};
 use serde::Serialize;
 
@@ -106,11 +107,11 @@ impl<'a> PdTrigger<'a> {
                 group: &e.metric.stage,
                 class: "bpm_drop",
                 custom_details: PdDetails {
-                    observed: round(e.observed, 3),
-                    expected: round(e.expected, 3),
-                    drop_pct: round(e.drop_pct, 1),
+                    observed: round_to_unsigned_zero(e.observed, 3),
+                    expected: round_to_unsigned_zero(e.expected, 3),
+                    drop_pct: round_to_unsigned_zero(e.drop_pct, 1),
                     window: duration_label(e.window),
-                    z: round(e.z, 2),
+                    z: round_to_unsigned_zero(e.z, 2),
                     p_value: e.p_value,
                     incident: &e.incident,
                     sequence: e.sequence,
