@@ -23,11 +23,11 @@
 //!
 //! Run: `cargo bench --bench nab`
 
-use bpm_edge::alert::detector::{CountSeries, DetectorParams, DropDetector, Utc};
+use bpm_edge::alert::detector::{CountSeries, DetectorParams, DropDetector};
 use bpm_edge::alert::lifecycle::{LifecycleParams, State};
 use bpm_edge::history::backtest::{native_step, parse_csv, parse_timestamp, run, to_grid};
 use bpm_edge::history::synthetic::Synthetic;
-use bpm_edge::time::{DAY, WEEK};
+use bpm_edge::time::{Utc, DAY, WEEK};
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};

@@ -12,6 +12,7 @@ pub mod alert;
 pub mod auth;
 pub mod config;
 pub mod count;
+pub mod decimal;
 pub mod history;
 pub mod report;
 pub mod sql;

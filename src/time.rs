@@ -3,7 +3,9 @@
 //! form outside (UTC, `Z`, whole seconds) for every API answer, webhook,
 //! CSV and stored time, one parser for the RFC 3339 times callers send, and
 //! one label for durations (`15m`, `1h`, `45s`) for windows, config errors
-//! and the backtest.
+//! and the backtest, and the [`WallClock`] that finds "the same time N days
+//! earlier" for baselines and reports ([`Utc`] here; the site's zone is
+//! `config::sitetime::SiteTime`).
 //!
 //! Invariant: [`format_time`] and [`parse_rfc3339`] round-trip every
 //! instant chrono can represent; [`duration_label`] uses the largest whole
@@ -19,12 +21,35 @@ pub const WEEK: i64 = 7 * DAY;
 /// The detector's bucket: alert windows are whole numbers of these.
 pub const BUCKET_SECS: i64 = 300;
 
+/// Maps an instant to the instant with the same local wall-clock time some
+/// days earlier, so "the same time last week" survives DST changes.
+pub trait WallClock {
+    fn days_before(&self, t: i64, days: i64) -> i64;
+}
+
+/// UTC (and any naive time series): days are always 86,400 s.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Utc;
+
+impl WallClock for Utc {
+    fn days_before(&self, t: i64, days: i64) -> i64 {
+        t - days * DAY
+    }
+}
+
 /// RFC 3339 in UTC with a `Z`, seconds precision; empty for an instant
 /// outside chrono's range.
 pub fn format_time(t: i64) -> String {
-    DateTime::from_timestamp(t, 0)
-        .map(|d| d.to_rfc3339_opts(SecondsFormat::Secs, true))
-        .unwrap_or_default()
+    format_time_or(t, "")
+}
+
+/// [`format_time`], with `fallback` for an instant outside chrono's range
+/// (webhook bodies, whose receivers require a time, give the epoch).
+pub fn format_time_or(t: i64, fallback: &str) -> String {
+    DateTime::from_timestamp(t, 0).map_or_else(
+        || fallback.to_string(),
+        |d| d.to_rfc3339_opts(SecondsFormat::Secs, true),
+    )
 }
 
 /// Unix seconds of an RFC 3339 time (any offset), or `None`.
@@ -81,5 +106,7 @@ mod tests {
         assert_eq!(parse_rfc3339(" 2026-11-30T00:53:20Z "), Some(1_796_000_000));
         assert_eq!(parse_rfc3339("yesterday"), None);
         assert_eq!(format_time(i64::MAX), "");
+        assert_eq!(format_time_or(i64::MAX, "then"), "then");
+        assert_eq!(format_time_or(0, "then"), "1970-01-01T00:00:00Z");
     }
 }

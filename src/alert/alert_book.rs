@@ -531,7 +531,7 @@ impl AlertBook {
         config: &Config,
         data: &SeriesSet,
         at: i64,
-        clock: &dyn crate::alert::detector::WallClock,
+        clock: &dyn crate::time::WallClock,
     ) -> Vec<HistoryEntry> {
         let mut history = Vec::new();
         let empty = CountSeries::new(at, crate::time::BUCKET_SECS);
@@ -959,7 +959,7 @@ fn build_event(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::detector::Utc;
+    use crate::time::Utc;
     use crate::time::BUCKET_SECS;
     use crate::time::WEEK;
 

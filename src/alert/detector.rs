@@ -22,7 +22,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::time::{DAY, MINUTE};
+use crate::decimal::round_to;
+use crate::time::{WallClock, DAY, MINUTE};
 
 /// Window lengths judged by default: nothing shorter than 15 minutes, since
 /// short windows fire on weekly bursts that shift by one bucket.
@@ -234,28 +235,6 @@ impl CountSeries {
     }
 }
 
-/// Maps an instant to the instant with the same local wall-clock time some
-/// days earlier, so "the same time last week" survives DST changes.
-pub trait WallClock {
-    fn days_before(&self, t: i64, days: i64) -> i64;
-}
-
-/// UTC (and any naive time series): days are always 86,400 s.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Utc;
-
-impl WallClock for Utc {
-    fn days_before(&self, t: i64, days: i64) -> i64 {
-        t - days * DAY
-    }
-}
-
-impl WallClock for crate::config::sitetime::SiteTime {
-    fn days_before(&self, t: i64, days: i64) -> i64 {
-        crate::config::sitetime::SiteTime::days_before(self, t, days)
-    }
-}
-
 /// A window's expected count and where it came from.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Expected {
@@ -334,12 +313,12 @@ impl WindowTest {
         let unlikely = z <= -self.z_alpha;
         WindowVerdict {
             window: w,
-            observed: round(x, 3),
-            expected: Some(round(b, 3)),
+            observed: round_to(x, 3),
+            expected: Some(round_to(b, 3)),
             baseline,
-            ratio: ratio.map(|r| round(r, 4)),
-            z: Some(round(z, 3)),
-            kappa: Some(round(kappa, 5)),
+            ratio: ratio.map(|r| round_to(r, 4)),
+            z: Some(round_to(z, 3)),
+            kappa: Some(round_to(kappa, 5)),
             enough_volume,
             large_drop,
             unlikely,
@@ -764,15 +743,10 @@ fn mad(values: &[f64]) -> f64 {
     median(&dev).unwrap_or(0.0)
 }
 
-fn round(x: f64, digits: i32) -> f64 {
-    let f = 10f64.powi(digits);
-    (x * f).round() / f
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::time::WEEK;
+    use crate::time::{Utc, WEEK};
 
     const STEP: i64 = 15 * MINUTE;
 

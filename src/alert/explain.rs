@@ -21,9 +21,10 @@
 //! least doubled and rose by [`MIN_SHARE_RISE`]. Nothing here reads a clock
 //! or storage: the caller gathers the counts.
 
-use crate::alert::detector::WallClock;
 use crate::config::{Config, MetricKind};
 use crate::count::tally::{Dim, Row};
+use crate::decimal::round_to;
+use crate::time::WallClock;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -204,9 +205,9 @@ pub fn explain(dimensions: &[DimensionCounts]) -> Explanation {
                 dimension: loss.dimension.clone(),
                 value: v.value.clone(),
                 observed: v.observed,
-                expected: round2(v.expected),
-                change: round2(v.observed - v.expected),
-                change_pct: round2(change_pct(v.observed, v.expected)),
+                expected: round_to(v.expected, 2),
+                change: round_to(v.observed - v.expected, 2),
+                change_pct: round_to(change_pct(v.observed, v.expected), 2),
             });
         }
         let mut text = format!("{} {}", label(&loss.dimension), named.join(", "));
@@ -238,8 +239,8 @@ pub fn explain(dimensions: &[DimensionCounts]) -> Explanation {
             findings.push(Finding::ShareRose {
                 dimension: d.dimension.clone(),
                 value: rise.value,
-                share: round4(rise.share),
-                baseline_share: round4(rise.baseline_share),
+                share: round_to(rise.share, 4),
+                baseline_share: round_to(rise.baseline_share, 4),
             });
         }
     }
@@ -482,14 +483,6 @@ fn share_pct(share: f64) -> String {
     }
 }
 
-fn round2(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
-}
-
-fn round4(x: f64) -> f64 {
-    (x * 10_000.0).round() / 10_000.0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -678,7 +671,7 @@ mod tests {
 
     #[test]
     fn reference_windows_are_the_previous_seven_days() {
-        let ends = reference_ends(10 * 86_400 + 3_600, &crate::alert::detector::Utc);
+        let ends = reference_ends(10 * 86_400 + 3_600, &crate::time::Utc);
         assert_eq!(ends.len(), 7);
         assert_eq!(ends[0], 9 * 86_400 + 3_600);
         assert_eq!(ends[6], 3 * 86_400 + 3_600);

@@ -67,6 +67,13 @@ impl SiteTime {
     }
 }
 
+/// Local days: 23 to 25 hours long across a daylight-saving change.
+impl crate::time::WallClock for SiteTime {
+    fn days_before(&self, t: i64, days: i64) -> i64 {
+        SiteTime::days_before(self, t, days)
+    }
+}
+
 /// Builds the offset table of an IANA zone for 1970–2100.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn lookup(zone: &str) -> Option<SiteTime> {

@@ -8,6 +8,8 @@
 //! slower (over ~19 minutes). Buckets are stored as the dimension `lat` with
 //! the bucket number as value.
 
+use crate::decimal::round_to;
+
 /// Highest bucket number.
 pub const MAX_BUCKET: u8 = 80;
 
@@ -50,14 +52,12 @@ pub fn quantile(counts: &[(u8, u64)], q: f64) -> Option<f64> {
     for (b, n) in &sorted {
         seen += n;
         if seen >= rank {
-            return Some(round2(representative_ms(*b)));
+            return Some(round_to(representative_ms(*b), 2));
         }
     }
-    sorted.last().map(|(b, _)| round2(representative_ms(*b)))
-}
-
-fn round2(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
+    sorted
+        .last()
+        .map(|(b, _)| round_to(representative_ms(*b), 2))
 }
 
 #[cfg(test)]

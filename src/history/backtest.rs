@@ -14,9 +14,10 @@
 //! of its own step (or a coarser `--step`, by summing); a bucket missing from
 //! the file counts as 0, and such gaps are reported.
 
-use crate::alert::detector::{CountSeries, DetectorParams, DropDetector, Evaluation, Utc};
+use crate::alert::detector::{CountSeries, DetectorParams, DropDetector, Evaluation};
 use crate::alert::lifecycle::{step, AlertState, LifecycleParams, State, Transition};
 use crate::alert::ticks::{evaluation_instants, COMPLETE_AFTER_SECS};
+use crate::time::Utc;
 use crate::time::BUCKET_SECS;
 use crate::time::MINUTE;
 use chrono::NaiveDateTime;

@@ -11,11 +11,13 @@
 //! values the baseline is the median of.
 
 use crate::alert::alert_book::{RuleRecord, Silence};
-use crate::alert::detector::{median, seasonal_values, BaselineSource, CountSeries, WallClock};
+use crate::alert::detector::{median, seasonal_values, BaselineSource, CountSeries};
 use crate::config::{Config, MetricKind, Stage};
+use crate::decimal::round_to;
 use crate::report::series::query_params;
 use crate::time::duration_label;
 use crate::time::format_time;
+use crate::time::WallClock;
 use crate::time::BUCKET_SECS;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -228,11 +230,6 @@ impl Source<'_> {
     }
 }
 
-fn round(x: f64, places: i32) -> f64 {
-    let f = 10f64.powi(places);
-    (x * f).round() / f
-}
-
 fn source_label(s: BaselineSource) -> String {
     match s {
         BaselineSource::Weeks(n) => format!("{n} weeks"),
@@ -283,8 +280,8 @@ pub fn explain(record: Option<&RuleRecord>) -> String {
     let change = (ratio - 1.0) * 100.0;
     let mut s = format!(
         "{label} window: {} observed vs {} expected ({}{:.0}%)",
-        round(w.observed, 1),
-        round(expected, 1),
+        round_to(w.observed, 1),
+        round_to(expected, 1),
         if change < 0.0 { "−" } else { "+" },
         change.abs()
     );
@@ -351,10 +348,10 @@ pub fn build(
                     let b = (end > t).then(|| band(&source, t, end, clock)).flatten();
                     BandPoint {
                         t: format_time(t),
-                        value: value.map(|v| round(v, places)),
-                        expected: b.map(|b| round(b.0, places)),
-                        low: b.map(|b| round(b.1, places)),
-                        high: b.map(|b| round(b.2, places)),
+                        value: value.map(|v| round_to(v, places)),
+                        expected: b.map(|b| round_to(b.0, places)),
+                        low: b.map(|b| round_to(b.1, places)),
+                        high: b.map(|b| round_to(b.2, places)),
                         partial: t + step > data_to,
                     }
                 })
@@ -366,10 +363,10 @@ pub fn build(
                 label: duration_label(WINDOW_SECS),
                 from: format_time(wa),
                 to: format_time(wb),
-                observed: observed.map(|v| round(v, places)),
-                expected: wband.map(|b| round(b.0, places)),
+                observed: observed.map(|v| round_to(v, places)),
+                expected: wband.map(|b| round_to(b.0, places)),
                 ratio: match (observed, wband) {
-                    (Some(o), Some(b)) if b.0 > 0.0 => Some(round(o / b.0, 4)),
+                    (Some(o), Some(b)) if b.0 > 0.0 => Some(round_to(o / b.0, 4)),
                     _ => None,
                 },
                 source: wband.map(|b| source_label(b.3)),

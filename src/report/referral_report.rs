@@ -9,11 +9,12 @@
 //! dimension sum to 1 (every counted hit has a value for every dimension it
 //! keeps); the CSV carries exactly the numbers of the JSON.
 
-use crate::alert::detector::WallClock;
 use crate::config::{Config, MetricKind, ReferralDimension};
 use crate::count::tally::{Dim, Resolution, Row, OTHER};
+use crate::decimal::round_to;
 use crate::report::series::{ceil, metric_named, parse_time, query_params, QueryError, ShardQuery};
 use crate::time::format_time;
+use crate::time::WallClock;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -254,13 +255,9 @@ pub struct ReferralReport {
     pub tables: BTreeMap<&'static str, Vec<TableRow>>,
 }
 
-fn round4(x: f64) -> f64 {
-    (x * 10_000.0).round() / 10_000.0
-}
-
 fn change(now: u64, before: Option<u64>) -> Option<f64> {
     match before {
-        Some(b) if b > 0 => Some(round4(now as f64 / b as f64 - 1.0)),
+        Some(b) if b > 0 => Some(round_to(now as f64 / b as f64 - 1.0, 4)),
         _ => None,
     }
 }
@@ -362,7 +359,7 @@ pub fn build(
                     value: value.to_string(),
                     count,
                     share: if total > 0 {
-                        round4(count as f64 / total as f64)
+                        round_to(count as f64 / total as f64, 4)
                     } else {
                         0.0
                     },
@@ -455,7 +452,7 @@ pub fn csv_filename(r: &ReferralReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::detector::Utc;
+    use crate::time::Utc;
 
     fn config() -> Config {
         crate::config::parse_toml(include_str!("../../bpm.toml"), "bpm.toml").unwrap()

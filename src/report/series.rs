@@ -10,6 +10,7 @@ use crate::config::{Config, Metric, MetricKind, ReferralDimension};
 use crate::count::agent::AgentKind;
 use crate::count::latency;
 use crate::count::tally::{fold_top_k, Dim, Resolution, Row, OTHER};
+use crate::decimal::round_to;
 use crate::time::format_time;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -331,7 +332,7 @@ pub fn build_response(query: &SeriesQuery, config: &Config, rows: Vec<Row>) -> S
                     let n = num.get(&t).copied().unwrap_or(0);
                     let d = den.get(&t).copied().unwrap_or(0);
                     let value = (d > 0 && d >= r.min_denominator)
-                        .then(|| round4(n as f64 / d as f64 * r.scale));
+                        .then(|| round_to(n as f64 / d as f64 * r.scale, 4));
                     RatioPoint {
                         t: format_time(t),
                         value,
@@ -508,10 +509,6 @@ fn split_series(query: &SeriesQuery, rows: &[Row], by: Dim, k: usize) -> Vec<Spl
     out
 }
 
-fn round4(x: f64) -> f64 {
-    (x * 10_000.0).round() / 10_000.0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -622,7 +619,7 @@ mod tests {
         assert_eq!((points[2].count, points[2].bots), (0, 2));
         assert_eq!(
             points[0].p50_ms,
-            Some(round2(latency::representative_ms(20)))
+            Some(round_to(latency::representative_ms(20), 2))
         );
         assert_eq!(points[1].p99_ms, None);
         assert_eq!(points[2].t, format_time(T0 + 120));
@@ -678,10 +675,6 @@ mod tests {
             json["points"][0]["kinds"],
             serde_json::json!({"browser": 3, "client": 2, "bot": 4})
         );
-    }
-
-    fn round2(x: f64) -> f64 {
-        (x * 100.0).round() / 100.0
     }
 
     #[test]
