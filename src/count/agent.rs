@@ -275,12 +275,16 @@ fn single(b: u8) -> [u64; 4] {
     s
 }
 
+/// The byte of a one-byte set. Runs once per piece when the list is
+/// indexed (a fresh isolate's first request), so it reads the bit's
+/// position instead of trying 256 bytes.
 fn set_byte(set: &[u64; 4]) -> Option<u8> {
     let count: u32 = set.iter().map(|w| w.count_ones()).sum();
     if count != 1 {
         return None;
     }
-    (0..=255u8).find(|b| set_has(set, *b))
+    let (word, bits) = set.iter().enumerate().find(|(_, w)| **w != 0)?;
+    u8::try_from(word * 64 + bits.trailing_zeros() as usize).ok()
 }
 
 fn class_escape(c: u8) -> Option<[u64; 4]> {
