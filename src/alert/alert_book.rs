@@ -1,5 +1,5 @@
-//! The alerts of one site: every rule's lifecycle record, silences, the
-//! history of transitions, and the notifications they cause.
+//! The alerts of one site: every rule's lifecycle record, the history of
+//! transitions, and the notifications they cause.
 //!
 //! Two entry points, both pure and driven by the Durable Object that owns
 //! the book: [`AlertBook::evaluate`] judges the rules once per new complete
@@ -27,46 +27,16 @@ use crate::config::rules::{AlertRule, Receiver};
 use crate::config::{Config, MetricKind};
 use crate::count::latency;
 use crate::count::tally::Row;
-use crate::time::{parse_rfc3339, DAY, HOUR};
+use crate::time::HOUR;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::fmt;
+
+/// The silences [`AlertBook::notify`] and [`AlertBook::firing_group`] take.
+pub use crate::alert::silence::Silence;
 
 /// Window whose ratio is shown for the other BPMs and judges recovery.
 const RECOVERY_WINDOW: i64 = HOUR;
-/// Longest silence accepted.
-pub const MAX_SILENCE_SECS: i64 = 90 * DAY;
-/// An ended silence stays listed (`active: false`) this long after its
-/// `until`, then is pruned; its record stays in the history
-/// ([`silence_history`]).
-pub const SILENCE_RETENTION_SECS: i64 = 7 * DAY;
-
-/// A mute on one rule (or `*`: all) until a time.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Silence {
-    pub id: String,
-    /// A rule name, or `*`.
-    pub rule: String,
-    /// Unix seconds; the silence ends at this instant.
-    pub until: i64,
-    pub reason: String,
-    pub author: String,
-    pub created_at: i64,
-}
-
-impl Silence {
-    pub fn covers(&self, rule: &str, now: i64) -> bool {
-        now < self.until && (self.rule == "*" || self.rule == rule)
-    }
-
-    /// Ended more than [`SILENCE_RETENTION_SECS`] before `now`: it mutes
-    /// nothing any more and leaves the silence list. An active silence is
-    /// never expired.
-    pub fn expired(&self, now: i64) -> bool {
-        self.until < now.saturating_sub(SILENCE_RETENTION_SECS)
-    }
-}
 
 /// The history line that keeps a silence once it leaves the silence list:
 /// written when it is created (`notice` "silence created") and when it is
@@ -87,97 +57,6 @@ pub fn silence_history(config: &Config, silence: &Silence, notice: &str, at: i64
         incident: None,
         window: None,
         silence: Some(silence.clone()),
-    }
-}
-
-/// The body of `POST /api/silences`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct SilenceRequest {
-    pub rule: Option<String>,
-    /// RFC 3339 end of the silence…
-    pub until: Option<String>,
-    /// …or its length from now ("2h").
-    pub duration: Option<String>,
-    pub reason: Option<String>,
-    pub author: Option<String>,
-}
-
-/// Why a silence request was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SilenceError {
-    Missing(&'static str),
-    UnknownRule(String),
-    BadUntil(String),
-    NotInFuture,
-    TooLong,
-    TooLongText(&'static str),
-}
-
-impl fmt::Display for SilenceError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SilenceError::Missing(field) => write!(f, "`{field}` is required"),
-            SilenceError::UnknownRule(r) => {
-                write!(f, "{r:?} is not an alert rule (or \"*\" for all)")
-            }
-            SilenceError::BadUntil(v) => write!(
-                f,
-                "{v:?} is neither an RFC 3339 time (`until`) nor a duration like \"2h\" (`duration`)"
-            ),
-            SilenceError::NotInFuture => write!(f, "the silence must end in the future"),
-            SilenceError::TooLong => write!(f, "a silence lasts at most 90 days"),
-            SilenceError::TooLongText(field) => write!(f, "`{field}` is too long"),
-        }
-    }
-}
-
-impl std::error::Error for SilenceError {}
-
-impl SilenceRequest {
-    /// Validates the request into a silence with the given id.
-    pub fn into_silence(
-        self,
-        config: &Config,
-        id: String,
-        now: i64,
-    ) -> Result<Silence, SilenceError> {
-        let rule = self.rule.ok_or(SilenceError::Missing("rule"))?;
-        if rule != "*" && config.alert(&rule).is_none() {
-            return Err(SilenceError::UnknownRule(rule.chars().take(64).collect()));
-        }
-        let until = match (self.until, self.duration) {
-            (Some(u), _) => parse_rfc3339(&u)
-                .ok_or_else(|| SilenceError::BadUntil(u.chars().take(64).collect()))?,
-            (None, Some(d)) => crate::config::rules::parse_duration(&d)
-                .filter(|s| *s > 0)
-                .map(|s| now.saturating_add(s))
-                .ok_or_else(|| SilenceError::BadUntil(d.chars().take(64).collect()))?,
-            (None, None) => return Err(SilenceError::Missing("until")),
-        };
-        if until <= now {
-            return Err(SilenceError::NotInFuture);
-        }
-        if until - now > MAX_SILENCE_SECS {
-            return Err(SilenceError::TooLong);
-        }
-        let text = |v: Option<String>, field: &'static str, max: usize| {
-            let v = v.map(|s| s.trim().to_string()).unwrap_or_default();
-            if v.is_empty() {
-                Err(SilenceError::Missing(field))
-            } else if v.chars().count() > max {
-                Err(SilenceError::TooLongText(field))
-            } else {
-                Ok(v)
-            }
-        };
-        Ok(Silence {
-            id,
-            rule,
-            until,
-            reason: text(self.reason, "reason", 500)?,
-            author: text(self.author, "author", 100)?,
-            created_at: now,
-        })
     }
 }
 
@@ -960,51 +839,9 @@ fn build_event(
 mod tests {
     use super::*;
     use crate::alert::detector::Utc;
+    use crate::alert::test_fixtures::{config, silence};
     use crate::time::BUCKET_SECS;
     use crate::time::WEEK;
-
-    const CONFIG: &str = r#"
-[site]
-name = "shop"
-url = "https://shop.example"
-
-[alerting]
-group_wait = "60s"
-
-[[metric]]
-name = "logins"
-stage = "retention"
-description = "Logins"
-owner = "identity"
-match = { method = "POST", path = "/login" }
-
-[[metric]]
-name = "traffic"
-stage = "other"
-description = "All requests"
-match = { path = "/**" }
-
-[[receiver]]
-name = "ops"
-url = "https://hooks.example/ops"
-
-[[alert]]
-name = "logins_drop"
-metric = "logins"
-severity = "critical"
-receivers = ["ops"]
-
-[[alert]]
-name = "traffic_down"
-metric = "traffic"
-severity = "critical"
-receivers = ["ops"]
-inhibits = ["*"]
-"#;
-
-    fn config() -> Config {
-        crate::config::parse_toml(CONFIG, "test.toml").unwrap()
-    }
 
     /// Five weeks at `rate` per bucket, then the given tail per metric.
     fn data(logins_tail: &[f64], traffic_tail: &[f64]) -> SeriesSet {
@@ -1381,14 +1218,7 @@ receivers = ["am"]
     #[test]
     fn a_silenced_or_inhibited_alert_is_not_listed_in_its_group() {
         let cfg = crate::config::parse_toml(GROUPED, "test.toml").unwrap();
-        let silence = Silence {
-            id: "sil_1".into(),
-            rule: "logins_drop".into(),
-            until: i64::MAX,
-            reason: "known".into(),
-            author: "ops".into(),
-            created_at: 0,
-        };
+        let silence = silence("logins_drop", i64::MAX);
         let (messages, _) = am_messages(&cfg, &two_outages(), 60, &[silence]);
         assert_eq!(
             messages,
@@ -1468,14 +1298,7 @@ receivers = ["am"]
         let cfg = config();
         let d = data(&[0.0; 12], &[2000.0; 12]);
         let mut book = AlertBook::new(&cfg, vec![], 0);
-        let silence = Silence {
-            id: "sil_1".into(),
-            rule: "logins_drop".into(),
-            until: T0 + 8 * BUCKET_SECS,
-            reason: "deploy".into(),
-            author: "ops".into(),
-            created_at: 0,
-        };
+        let silence = silence("logins_drop", T0 + 8 * BUCKET_SECS);
         let mut notices = Vec::new();
         let mut history = Vec::new();
         for i in 1..=12 {
@@ -1555,63 +1378,13 @@ receivers = ["am"]
     }
 
     #[test]
-    fn silence_requests_are_validated() {
-        let cfg = config();
-        let req = |rule: &str, until: Option<&str>, duration: Option<&str>| SilenceRequest {
-            rule: Some(rule.into()),
-            until: until.map(String::from),
-            duration: duration.map(String::from),
-            reason: Some("maintenance".into()),
-            author: Some("ops@example".into()),
-        };
-        let now = 1_800_000_000;
-        let ok = req("*", None, Some("2h"))
-            .into_silence(&cfg, "sil_a".into(), now)
-            .unwrap();
-        assert_eq!(ok.until, now + 7200);
-        assert!(ok.covers("logins_drop", now) && !ok.covers("logins_drop", now + 7200));
-        assert_eq!(
-            req("nope", None, Some("2h")).into_silence(&cfg, "x".into(), now),
-            Err(SilenceError::UnknownRule("nope".into()))
-        );
-        assert_eq!(
-            req("logins_drop", Some("2020-01-01T00:00:00Z"), None).into_silence(
-                &cfg,
-                "x".into(),
-                now
-            ),
-            Err(SilenceError::NotInFuture)
-        );
-        assert_eq!(
-            req("logins_drop", None, Some("100d")).into_silence(&cfg, "x".into(), now),
-            Err(SilenceError::TooLong)
-        );
-        let mut no_author = req("*", None, Some("1h"));
-        no_author.author = Some("  ".into());
-        assert_eq!(
-            no_author.into_silence(&cfg, "x".into(), now),
-            Err(SilenceError::Missing("author"))
-        );
-    }
-
-    #[test]
     fn history_lines_written_before_silences_were_recorded_still_read() {
         let old = r#"{"at":5,"rule":"logins_drop","metric":"logins","from":null,"to":null,"notice":"firing sent","incident":"inc_x_1","window":null}"#;
         let h: HistoryEntry = serde_json::from_str(old).unwrap();
         assert_eq!(h.silence, None);
         // A line without a silence is written without the key.
         assert!(!serde_json::to_string(&h).unwrap().contains("silence"));
-        let s = Silence {
-            id: "sil_1".into(),
-            rule: "*".into(),
-            until: 100,
-            reason: "r".into(),
-            author: "a".into(),
-            created_at: 0,
-        };
-        assert!(!s.expired(100 + SILENCE_RETENTION_SECS));
-        assert!(s.expired(101 + SILENCE_RETENTION_SECS));
-        assert!(!s.expired(i64::MIN));
+        let s = silence("*", 100);
         let line = silence_history(&config(), &s, "silence created", 0);
         assert_eq!((line.rule.as_str(), line.metric.as_str()), ("*", ""));
         let back: HistoryEntry =

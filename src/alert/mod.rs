@@ -1,7 +1,8 @@
 //! The alert pipeline, in order: `ticks` plans when and on what data the
 //! alert object judges, `value_series` builds a `by` rule's per-value
 //! series, `detector` judges windows, `lifecycle` steps a rule's state,
-//! `alert_book` keeps the rules, silences, inhibition and notifications,
+//! `silence` validates the silences a site asks for, `alert_book` keeps
+//! the rules and decides their notifications (silences, inhibition),
 //! `explain` says where a drop happened, `event` is one notification,
 //! `payload` renders it per receiver format, `signing` signs it, `outbox`
 //! delivers it, and `alert_store` keeps all of it in the alert object's
@@ -16,5 +17,8 @@ pub mod lifecycle;
 pub mod outbox;
 pub mod payload;
 pub mod signing;
+pub mod silence;
+#[cfg(test)]
+mod test_fixtures;
 pub mod ticks;
 pub mod value_series;

@@ -17,13 +17,14 @@ use super::durable_sql::DurableSql;
 use super::{env_string, now_secs, shards, VERSION};
 use crate::alert::alert_book::{
     counted_metrics, dispatch, health_change, silence_history, AlertBook, Dispatch, HistoryEntry,
-    Notice, RuleRecord, SeriesSet, SilenceRequest,
+    Notice, RuleRecord, SeriesSet,
 };
 use crate::alert::alert_store::{series_set, AlertStore, OutboxItem, SERIES_RETENTION_SECS};
 use crate::alert::event::AlertEvent;
 use crate::alert::outbox::{self, AttemptResult, Verdict};
 use crate::alert::payload::{self, Destination};
 use crate::alert::signing::SigningKey;
+use crate::alert::silence::SilenceRequest;
 use crate::alert::ticks::{
     add_minutes, bucket_rows, evaluation_instants, last_complete_bucket, last_complete_minute,
     refresh_range,
