@@ -12,18 +12,18 @@
 //! is sent only for an episode whose firing was sent; every sent event gets
 //! the next `sequence` of its rule and the id `evt_{fingerprint}_{sequence}`,
 //! so it is unique and stable across delivery retries. [`AlertBook::firing_group`]
-//! and [`dispatch`] decide what each receiver gets from a tick: its events,
-//! the rest of its Alertmanager group, and nothing at all while a 410 has it
-//! disabled.
+//! gives the rest of a receiver's Alertmanager group, which
+//! [`crate::alert::dispatch`] routes beside the tick's events.
 
 use crate::alert::detector::{
     CountSeries, DetectorParams, DropDetector, Evaluation, WindowVerdict,
 };
+use crate::alert::dispatch::Notice;
 use crate::alert::event::{
     AlertEvent, EventStatus, HealthChange, MetricInfo, OtherBpm, Scope, StatusShare,
 };
 use crate::alert::lifecycle::{step, AlertState, LifecycleParams, State};
-use crate::config::rules::{AlertRule, Receiver};
+use crate::config::rules::AlertRule;
 use crate::config::{Config, MetricKind};
 use crate::count::latency;
 use crate::count::tally::Row;
@@ -165,13 +165,6 @@ pub struct HistoryEntry {
     /// written before silences were recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub silence: Option<Silence>,
-}
-
-/// An event to deliver, and to whom.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Notice {
-    pub event: AlertEvent,
-    pub receivers: Vec<String>,
 }
 
 /// The 5-minute bucket series of the metrics the rules need, the recent
@@ -666,54 +659,6 @@ impl AlertBook {
     }
 }
 
-/// What one receiver gets from one tick.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Dispatch<'a> {
-    pub receiver: &'a Receiver,
-    /// The tick's events that name this receiver, in rule order.
-    pub events: Vec<AlertEvent>,
-    /// The rest of its group ([`AlertBook::firing_group`] members that name
-    /// it), for the grouped formats.
-    pub group: Vec<AlertEvent>,
-}
-
-/// Routes a tick's notices to the configured receivers. A receiver gets a
-/// [`Dispatch`] only if some notice names it (the group alone is no news)
-/// and it is not in `disabled`: nothing is queued for a disabled receiver,
-/// and the names of those that would have had events are returned second,
-/// in config order.
-pub fn dispatch<'a>(
-    config: &'a Config,
-    notices: &[Notice],
-    group: &[Notice],
-    disabled: &[String],
-) -> (Vec<Dispatch<'a>>, Vec<&'a str>) {
-    let naming = |list: &[Notice], name: &str| -> Vec<AlertEvent> {
-        list.iter()
-            .filter(|n| n.receivers.iter().any(|r| r == name))
-            .map(|n| n.event.clone())
-            .collect()
-    };
-    let mut out = Vec::new();
-    let mut skipped = Vec::new();
-    for receiver in &config.receivers {
-        let events = naming(notices, &receiver.name);
-        if events.is_empty() {
-            continue;
-        }
-        if disabled.contains(&receiver.name) {
-            skipped.push(receiver.name.as_str());
-            continue;
-        }
-        out.push(Dispatch {
-            receiver,
-            events,
-            group: naming(group, &receiver.name),
-        });
-    }
-    (out, skipped)
-}
-
 /// Steps `rec`'s lifecycle with `eval` and keeps it as the latest
 /// verdict; the history line of a state change, if any.
 fn judged(rule: &AlertRule, rec: &mut RuleRecord, eval: Evaluation) -> Option<HistoryEntry> {
@@ -839,7 +784,8 @@ fn build_event(
 mod tests {
     use super::*;
     use crate::alert::detector::Utc;
-    use crate::alert::test_fixtures::{config, silence};
+    use crate::alert::dispatch::dispatch;
+    use crate::alert::test_fixtures::{config, grouped, silence, two_outages, T0};
     use crate::time::BUCKET_SECS;
     use crate::time::WEEK;
 
@@ -856,8 +802,6 @@ mod tests {
         s.series.insert("traffic".into(), mk(2000.0, traffic_tail));
         s
     }
-
-    const T0: i64 = 5 * WEEK;
 
     /// Evaluates bucket after bucket, ticking at each bucket end and 60 s
     /// later; returns every notice.
@@ -1076,48 +1020,6 @@ labels = { team = "marketing" }
         assert!(last.duration_s > repeat.duration_s);
     }
 
-    const GROUPED: &str = r#"
-[site]
-name = "shop"
-url = "https://shop.example"
-
-[alerting]
-group_wait = "60s"
-
-[[metric]]
-name = "logins"
-stage = "retention"
-description = "Logins"
-match = { method = "POST", path = "/login" }
-
-[[metric]]
-name = "signups"
-stage = "activation"
-description = "Signups"
-match = { method = "POST", path = "/signup" }
-
-[[receiver]]
-name = "am"
-format = "alertmanager"
-url = "https://am.example/hook"
-
-[[receiver]]
-name = "ops"
-url = "https://hooks.example/ops"
-
-[[alert]]
-name = "logins_drop"
-metric = "logins"
-severity = "critical"
-receivers = ["am", "ops"]
-
-[[alert]]
-name = "signups_drop"
-metric = "signups"
-severity = "critical"
-receivers = ["am"]
-"#;
-
     /// The Alertmanager messages of `buckets` evaluations (ticks at each
     /// bucket end and 60 s later), as `(status, [(alertname, status)])`,
     /// with every groupKey seen.
@@ -1167,27 +1069,12 @@ receivers = ["am"]
         (out, keys)
     }
 
-    fn two_outages() -> SeriesSet {
-        let n = (5 * WEEK / BUCKET_SECS) as usize;
-        let mk = |down: std::ops::Range<usize>| {
-            let mut v = vec![50.0; n];
-            v.extend((0..60).map(|i| if down.contains(&i) { 0.0 } else { 50.0 }));
-            CountSeries::from_counts(0, BUCKET_SECS, &v)
-        };
-        let mut s = SeriesSet::default();
-        // Logins stop for 30 minutes; signups stop a quarter of an hour
-        // later and stay down until well after logins recovered.
-        s.series.insert("logins".into(), mk(0..6));
-        s.series.insert("signups".into(), mk(3..30));
-        s
-    }
-
     #[test]
     fn regression_alertmanager_second_alert_of_a_group_dropped_the_first() {
         // logins_drop fired in one tick, signups_drop in a later one: the
         // second message had the group's key but listed only signups_drop.
         // Alertmanager lists every alert of the group in each message.
-        let cfg = crate::config::parse_toml(GROUPED, "test.toml").unwrap();
+        let cfg = grouped();
         let (messages, keys) = am_messages(&cfg, &two_outages(), 60, &[]);
         let pair = |a: &str, s: &str| (a.to_string(), s.to_string());
         assert_eq!(
@@ -1217,7 +1104,7 @@ receivers = ["am"]
 
     #[test]
     fn a_silenced_or_inhibited_alert_is_not_listed_in_its_group() {
-        let cfg = crate::config::parse_toml(GROUPED, "test.toml").unwrap();
+        let cfg = grouped();
         let silence = silence("logins_drop", i64::MAX);
         let (messages, _) = am_messages(&cfg, &two_outages(), 60, &[silence]);
         assert_eq!(
@@ -1254,28 +1141,6 @@ receivers = ["am"]
         }
         assert!(listed.iter().any(|l| l == &["logins_drop".to_string()]));
         assert_eq!(listed.last().unwrap(), &["signups_drop".to_string()]);
-    }
-
-    #[test]
-    fn dispatch_skips_disabled_receivers_and_empty_ones() {
-        let cfg = crate::config::parse_toml(GROUPED, "test.toml").unwrap();
-        let mut book = AlertBook::new(&cfg, vec![], 0);
-        let d = two_outages();
-        let mut routed_to = Vec::new();
-        let mut skipped_all = Vec::new();
-        for i in 1..=8 {
-            let at = T0 + i * BUCKET_SECS;
-            book.evaluate(&cfg, &d, at, &Utc);
-            let (notices, _) = book.notify(&cfg, &[], at + 60);
-            let group = book.firing_group(&cfg, &[], at + 60);
-            let (routed, skipped) = dispatch(&cfg, &notices, &group, &["ops".to_string()]);
-            routed_to.extend(routed.iter().map(|r| r.receiver.name.clone()));
-            skipped_all.extend(skipped.into_iter().map(String::from));
-        }
-        // Two firings went to "am"; the logins one also named "ops", which
-        // is disabled: skipped, and reported.
-        assert_eq!(routed_to, vec!["am", "am"]);
-        assert_eq!(skipped_all, vec!["ops"]);
     }
 
     #[test]

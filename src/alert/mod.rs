@@ -3,7 +3,8 @@
 //! series, `detector` judges windows, `lifecycle` steps a rule's state,
 //! `silence` validates the silences a site asks for, `alert_book` keeps
 //! the rules and decides their notifications (silences, inhibition),
-//! `explain` says where a drop happened, `event` is one notification,
+//! `dispatch` routes them to the receivers, `explain` says where a drop
+//! happened, `event` is one notification,
 //! `payload` renders it per receiver format, `signing` signs it, `outbox`
 //! delivers it, and `alert_store` keeps all of it in the alert object's
 //! storage.
@@ -11,6 +12,7 @@
 pub mod alert_book;
 pub mod alert_store;
 pub mod detector;
+pub mod dispatch;
 pub mod event;
 pub mod explain;
 pub mod lifecycle;
