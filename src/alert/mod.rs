@@ -4,10 +4,10 @@
 //! `silence` validates the silences a site asks for, `alert_book` keeps
 //! the rules and decides their notifications (silences, inhibition),
 //! `dispatch` routes them to the receivers, `explain` says where a drop
-//! happened, `event` is one notification,
-//! `payload` renders it per receiver format, `signing` signs it, `outbox`
-//! delivers it, and `alert_store` keeps all of it in the alert object's
-//! storage.
+//! happened and `health` how the metric's status mix and latency changed,
+//! `event` is one notification, `payload` renders it per receiver format,
+//! `signing` signs it, `outbox` delivers it, and `alert_store` keeps all
+//! of it in the alert object's storage.
 
 pub mod alert_book;
 pub mod alert_store;
@@ -15,6 +15,7 @@ pub mod detector;
 pub mod dispatch;
 pub mod event;
 pub mod explain;
+pub mod health;
 pub mod lifecycle;
 pub mod outbox;
 pub mod payload;

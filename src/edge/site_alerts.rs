@@ -16,11 +16,12 @@
 use super::durable_sql::DurableSql;
 use super::{env_string, now_secs, shards, VERSION};
 use crate::alert::alert_book::{
-    counted_metrics, health_change, silence_history, AlertBook, HistoryEntry, RuleRecord, SeriesSet,
+    counted_metrics, silence_history, AlertBook, HistoryEntry, RuleRecord, SeriesSet,
 };
 use crate::alert::alert_store::{series_set, AlertStore, OutboxItem, SERIES_RETENTION_SECS};
 use crate::alert::dispatch::{dispatch, Dispatch, Notice};
 use crate::alert::event::AlertEvent;
+use crate::alert::health::health_change;
 use crate::alert::outbox::{self, AttemptResult, Verdict};
 use crate::alert::payload::{self, Destination};
 use crate::alert::signing::SigningKey;
