@@ -7,16 +7,20 @@
 //! receives the compiled [`Config`] as JSON and never parses TOML itself,
 //! which keeps a TOML parser out of the wasm binary.
 
+#[cfg(not(target_arch = "wasm32"))]
+mod checker;
+mod error;
 pub mod pattern;
 pub mod rules;
 pub mod sitetime;
+
+pub use error::{ConfigError, ConfigErrors};
 
 use crate::config::pattern::PathPattern;
 use crate::config::rules::{AlertRule, AlertSettings, Receiver};
 use crate::config::sitetime::SiteTime;
 use crate::count::agent::AgentKind;
 use serde::{Deserialize, Serialize};
-use std::fmt;
 
 /// The five stages a metric belongs to (RARR, plus `other`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -285,41 +289,6 @@ impl Config {
     }
 }
 
-/// One invalid field, located in the source file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub line: usize,
-    pub column: usize,
-    /// Dotted path of the field, e.g. `metric[2].match.status`.
-    pub field: String,
-    pub message: String,
-}
-
-/// Every error found in one file (validation does not stop at the first).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigErrors {
-    pub file: String,
-    pub errors: Vec<ConfigError>,
-}
-
-impl fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.errors.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(
-                f,
-                "{}:{}:{}: {}: {}",
-                self.file, e.line, e.column, e.field, e.message
-            )?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for ConfigErrors {}
-
 /// Limits on what a config may declare.
 pub const MAX_METRICS: usize = 1000;
 
@@ -329,6 +298,7 @@ pub use parse::parse_toml;
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) mod parse {
     use super::*;
+    use crate::config::checker::{line_col, Checker};
     use crate::config::pattern::TrailingSlash;
     use crate::config::rules::parse as rules;
     use std::collections::BTreeMap;
@@ -402,88 +372,6 @@ pub(crate) mod parse {
         referrer_host: Option<Spanned<Value>>,
         case_insensitive: Option<Spanned<bool>>,
         trailing_slash: Option<Spanned<String>>,
-    }
-
-    /// Collects located errors while walking the raw config.
-    pub(crate) struct Checker<'a> {
-        pub(crate) text: &'a str,
-        pub(crate) errors: Vec<ConfigError>,
-    }
-
-    impl Checker<'_> {
-        pub(crate) fn error(
-            &mut self,
-            span: Range<usize>,
-            field: impl Into<String>,
-            msg: impl Into<String>,
-        ) {
-            let (line, column) = line_col(self.text, span.start);
-            self.errors.push(ConfigError {
-                line,
-                column,
-                field: field.into(),
-                message: msg.into(),
-            });
-        }
-
-        pub(crate) fn int_in(
-            &mut self,
-            v: &Option<Spanned<i64>>,
-            field: &str,
-            range: std::ops::RangeInclusive<i64>,
-            default: u32,
-        ) -> u32 {
-            let Some(v) = v else { return default };
-            let n = *v.get_ref();
-            if !range.contains(&n) {
-                self.error(
-                    v.span(),
-                    field,
-                    format!("{n} is out of range ({}..={})", range.start(), range.end()),
-                );
-                return default;
-            }
-            u32::try_from(n).unwrap_or(default)
-        }
-
-        /// A string, or a list of strings, as a list of (text, span).
-        fn strings(&mut self, v: &Spanned<Value>, field: &str) -> Vec<String> {
-            match v.get_ref() {
-                Value::String(s) => vec![s.clone()],
-                Value::Array(items) => {
-                    let mut out = Vec::new();
-                    for item in items {
-                        match item {
-                            Value::String(s) => out.push(s.clone()),
-                            other => self.error(
-                                v.span(),
-                                field,
-                                format!("expected a string, found {}", other.type_str()),
-                            ),
-                        }
-                    }
-                    out
-                }
-                other => {
-                    self.error(
-                        v.span(),
-                        field,
-                        format!(
-                            "expected a string or a list of strings, found {}",
-                            other.type_str()
-                        ),
-                    );
-                    Vec::new()
-                }
-            }
-        }
-    }
-
-    fn line_col(text: &str, offset: usize) -> (usize, usize) {
-        let before = text.get(..offset.min(text.len())).unwrap_or("");
-        let line = before.matches('\n').count() + 1;
-        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-        (line, column)
     }
 
     fn valid_name(s: &str) -> bool {

@@ -188,7 +188,7 @@ pub fn parse_duration(s: &str) -> Option<i64> {
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) mod parse {
     use super::*;
-    use crate::config::parse::Checker;
+    use crate::config::checker::Checker;
     use crate::config::{Metric, MetricKind, ReferralDimension};
     use crate::time::BUCKET_SECS;
     use toml::{Spanned, Value};
