@@ -10,6 +10,8 @@
 #[cfg(not(target_arch = "wasm32"))]
 mod checker;
 mod error;
+#[cfg(not(target_arch = "wasm32"))]
+mod names;
 pub mod pattern;
 pub mod rules;
 pub mod sitetime;
@@ -299,13 +301,12 @@ pub use parse::parse_toml;
 pub(crate) mod parse {
     use super::*;
     use crate::config::checker::{line_col, Checker};
+    use crate::config::names::{valid_host, valid_metric_name, valid_site_name};
     use crate::config::pattern::TrailingSlash;
     use crate::config::rules::parse as rules;
     use std::collections::BTreeMap;
     use std::ops::Range;
     use toml::{Spanned, Value};
-
-    const MAX_NAME_LEN: usize = 64;
 
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
@@ -374,25 +375,6 @@ pub(crate) mod parse {
         trailing_slash: Option<Spanned<String>>,
     }
 
-    fn valid_name(s: &str) -> bool {
-        let mut chars = s.chars();
-        matches!(chars.next(), Some('a'..='z'))
-            && s.len() <= MAX_NAME_LEN
-            && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_'))
-    }
-
-    fn valid_host(s: &str) -> bool {
-        !s.is_empty()
-            && s.len() <= 253
-            && s.split('.').all(|label| {
-                !label.is_empty()
-                    && label.len() <= 63
-                    && label
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            })
-    }
-
     /// Parses and validates `text`; `file` names it in error messages.
     pub fn parse_toml(text: &str, file: &str) -> Result<Config, ConfigErrors> {
         let raw: RawConfig = match toml::from_str(text) {
@@ -457,11 +439,7 @@ pub(crate) mod parse {
         let raw = raw.get_ref();
         if let Some(name) = &raw.name {
             let n = name.get_ref();
-            let ok = !n.is_empty()
-                && n.len() <= MAX_NAME_LEN
-                && n.chars()
-                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_' || ch == '.');
-            if ok {
+            if valid_site_name(n) {
                 site.name = n.clone();
             } else {
                 c.error(
@@ -620,7 +598,7 @@ pub(crate) mod parse {
                     c.error(at.clone(), f("name"), "is required");
                     None
                 }
-                Some(n) if !valid_name(n.get_ref()) => {
+                Some(n) if !valid_metric_name(n.get_ref()) => {
                     c.error(
                         n.span(),
                         f("name"),

@@ -189,6 +189,7 @@ pub fn parse_duration(s: &str) -> Option<i64> {
 pub(crate) mod parse {
     use super::*;
     use crate::config::checker::Checker;
+    use crate::config::names::{valid_label_name, valid_rule_name, valid_var_name};
     use crate::config::{Metric, MetricKind, ReferralDimension};
     use crate::time::BUCKET_SECS;
     use toml::{Spanned, Value};
@@ -239,17 +240,6 @@ pub(crate) mod parse {
         top: Option<Spanned<i64>>,
     }
 
-    fn valid_name(s: &str) -> bool {
-        let mut chars = s.chars();
-        matches!(chars.next(), Some('a'..='z'))
-            && s.len() <= 64
-            && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_' | '-'))
-    }
-
-    fn valid_var(s: &str) -> bool {
-        !s.is_empty() && s.len() <= 128 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-    }
-
     /// A receiver's or rule's `name`: required, well formed, and not
     /// `taken` by an earlier entry. Empty when invalid (an error is noted).
     fn entry_name(
@@ -263,7 +253,7 @@ pub(crate) mod parse {
             c.error(at, field, "is required");
             return String::new();
         };
-        if !valid_name(n.get_ref()) {
+        if !valid_rule_name(n.get_ref()) {
             c.error(
                 n.span(),
                 field,
@@ -420,7 +410,7 @@ pub(crate) mod parse {
             };
             let mut var = |field: &str, v: &Option<Spanned<String>>| -> Option<String> {
                 let v = v.as_ref()?;
-                if !valid_var(v.get_ref()) {
+                if !valid_var_name(v.get_ref()) {
                     c.error(
                         v.span(),
                         f(field),
@@ -549,12 +539,7 @@ pub(crate) mod parse {
                 None => BTreeMap::new(),
                 Some(l) => {
                     for k in l.get_ref().keys() {
-                        let ok = k
-                            .chars()
-                            .next()
-                            .is_some_and(|ch| ch.is_ascii_alphabetic() || ch == '_')
-                            && k.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_');
-                        if !ok {
+                        if !valid_label_name(k) {
                             c.error(
                                 l.span(),
                                 f("labels"),
