@@ -9,6 +9,7 @@
 //! [`BUCKET_SECS`](crate::time::BUCKET_SECS), every receiver and inhibited rule it names exists, and
 //! a `by` rule's dimension is one its (counted) metric keeps.
 
+use crate::config::metric::ReferralDimension;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -144,7 +145,7 @@ pub struct AlertRule {
 /// and how many of its values (the largest) are watched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Split {
-    pub dimension: crate::config::ReferralDimension,
+    pub dimension: ReferralDimension,
     pub top: u32,
 }
 
@@ -189,8 +190,8 @@ pub fn parse_duration(s: &str) -> Option<i64> {
 pub(crate) mod parse {
     use super::*;
     use crate::config::checker::Checker;
+    use crate::config::metric::{Metric, MetricKind};
     use crate::config::names::{valid_label_name, valid_rule_name, valid_var_name};
-    use crate::config::{Metric, MetricKind, ReferralDimension};
     use crate::time::BUCKET_SECS;
     use toml::{Spanned, Value};
 
@@ -774,7 +775,7 @@ denominator = "views"
         assert_eq!(
             check("metric = \"views\"\nby = \"utm_campaign\""),
             Ok(Some(Split {
-                dimension: crate::config::ReferralDimension::UtmCampaign,
+                dimension: ReferralDimension::UtmCampaign,
                 top: DEFAULT_TOP
             }))
         );
