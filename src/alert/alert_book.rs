@@ -4,15 +4,18 @@
 //! Two entry points, both pure and driven by the Durable Object that owns
 //! the book: [`AlertBook::evaluate`] judges the rules once per new complete
 //! bucket (`at`) and steps their lifecycles; [`AlertBook::notify`] runs on
-//! every tick (`now`) and decides which notifications go out. Invariants:
-//! a firing notification waits `group_wait` seconds (so alerts of one
-//! outage go out together and an inhibiting alert can catch up); a silenced
-//! or inhibited alert changes state but sends nothing, and its firing goes
-//! out if it is still firing when the silence ends; a resolved notification
-//! is sent only for an episode whose firing was sent; every sent event gets
-//! the next `sequence` of its rule and the id `evt_{fingerprint}_{sequence}`,
-//! so it is unique and stable across delivery retries. [`AlertBook::firing_group`]
-//! gives the rest of a receiver's Alertmanager group, which
+//! every tick (`now`) and decides which notifications go out, per record:
+//! [`crate::alert::mute`] says whether a silence or a firing rule holds it
+//! back, `due_notification` what is due under that, and a due event takes
+//! the record's next sequence. Invariants: a firing notification waits
+//! `group_wait` seconds (so alerts of one outage go out together and an
+//! inhibiting alert can catch up); a silenced or inhibited alert changes
+//! state but sends nothing, and its firing goes out if it is still firing
+//! when the silence ends; a resolved notification is sent only for an
+//! episode whose firing was sent; every sent event gets the next `sequence`
+//! of its rule and the id `evt_{fingerprint}_{sequence}`, so it is unique
+//! and stable across delivery retries. [`AlertBook::firing_group`] gives
+//! the rest of a receiver's Alertmanager group, which
 //! [`crate::alert::dispatch`] routes beside the tick's events.
 
 use crate::alert::detector::{
@@ -21,6 +24,7 @@ use crate::alert::detector::{
 use crate::alert::dispatch::Notice;
 use crate::alert::event::{AlertEvent, EventStatus, MetricInfo, OtherBpm, Scope};
 use crate::alert::lifecycle::{step, AlertState, LifecycleParams, State};
+use crate::alert::mute::{mute_on, Mute};
 use crate::config::rules::AlertRule;
 use crate::config::{Config, MetricKind};
 use crate::time::HOUR;
@@ -104,6 +108,24 @@ impl RuleRecord {
             last_sent_at: None,
             last: None,
             explanation: None,
+        }
+    }
+
+    /// Forgets the current episode's notification state once the rule no
+    /// longer fires: the next firing is a new episode's.
+    fn end_episode(&mut self) {
+        self.firing_sent = false;
+        self.held_since = None;
+        self.suppression_noted = false;
+        self.explanation = None;
+    }
+
+    /// Takes the next sequence for an event of `status` sent at `now`.
+    fn mark_sent(&mut self, status: EventStatus, now: i64) {
+        self.sequence += 1;
+        self.last_sent_at = Some(now);
+        if status == EventStatus::Firing {
+            self.firing_sent = true;
         }
     }
 
@@ -306,7 +328,10 @@ impl AlertBook {
     }
 
     /// The records of `rule`: the rule's own, or its instances by value.
-    pub fn instances<'a>(&'a self, rule: &'a str) -> impl Iterator<Item = &'a RuleRecord> + 'a {
+    pub fn instances<'s, 'r>(
+        &'s self,
+        rule: &'r str,
+    ) -> impl Iterator<Item = &'s RuleRecord> + use<'s, 'r> {
         self.records.values().filter(move |r| r.rule == rule)
     }
 
@@ -339,9 +364,53 @@ impl AlertBook {
         self.records.get(&instance_key(rule, value))
     }
 
-    /// Whether any record of `rule` is firing.
-    fn is_firing(&self, rule: &str) -> bool {
-        self.instances(rule).any(|r| r.alert.state == State::Firing)
+    /// The records of every rule, in config order (a `by` rule's by
+    /// value).
+    fn records_in_rule_order<'s, 'c>(
+        &'s self,
+        config: &'c Config,
+    ) -> impl Iterator<Item = (&'c AlertRule, &'s RuleRecord)> + use<'s, 'c> {
+        config
+            .alerts
+            .iter()
+            .flat_map(|rule| self.instances(&rule.name).map(move |rec| (rule, rec)))
+    }
+
+    /// The rules with a firing record, in config order: those that inhibit
+    /// at this tick.
+    fn firing_rules<'c>(&self, config: &'c Config) -> Vec<&'c AlertRule> {
+        config
+            .alerts
+            .iter()
+            .filter(|r| {
+                self.instances(&r.name)
+                    .any(|rec| rec.alert.state == State::Firing)
+            })
+            .collect()
+    }
+
+    /// The other BPMs an event lists: every rule judged on its metric's
+    /// total, with its state and its ratio over the recovery window. A `by`
+    /// rule's instances are parts of one metric, not BPMs of their own.
+    fn other_bpms(&self, config: &Config) -> Vec<OtherBpm> {
+        config
+            .alerts
+            .iter()
+            .filter(|r| r.by.is_none())
+            .filter_map(|r| {
+                let rec = self.records.get(&r.name)?;
+                Some(OtherBpm {
+                    metric: r.metric.clone(),
+                    rule: r.name.clone(),
+                    state: rec.alert.state.as_str().to_string(),
+                    ratio: rec
+                        .last
+                        .as_ref()
+                        .and_then(|e| e.window(RECOVERY_WINDOW))
+                        .and_then(|w| w.ratio),
+                })
+            })
+            .collect()
     }
 
     /// Judges every rule on the buckets ending at `at` and steps its
@@ -431,144 +500,61 @@ impl AlertBook {
 
     /// Decides, at tick time `now`, which notifications go out. Returns the
     /// events (in rule order) and the history lines of the decisions.
+    ///
+    /// Per record: [`mute_on`] says whether a silence or a firing rule holds
+    /// its notifications back, [`due_notification`] what is due under that
+    /// mute, and a due event takes the record's next sequence.
     pub fn notify(
         &mut self,
         config: &Config,
         silences: &[Silence],
         now: i64,
     ) -> (Vec<Notice>, Vec<HistoryEntry>) {
-        let firing: Vec<&AlertRule> = config
-            .alerts
-            .iter()
-            .filter(|r| self.is_firing(&r.name))
-            .collect();
-        // Other BPMs are other metrics' totals: a `by` rule's instances
-        // are parts of one metric, not BPMs of their own.
-        let others: Vec<OtherBpm> = config
-            .alerts
-            .iter()
-            .filter(|r| r.by.is_none())
-            .filter_map(|r| {
-                let rec = self.records.get(&r.name)?;
-                Some(OtherBpm {
-                    metric: r.metric.clone(),
-                    rule: r.name.clone(),
-                    state: rec.alert.state.as_str().to_string(),
-                    ratio: rec
-                        .last
-                        .as_ref()
-                        .and_then(|e| e.window(RECOVERY_WINDOW))
-                        .and_then(|w| w.ratio),
-                })
-            })
+        let firing = self.firing_rules(config);
+        let others = self.other_bpms(config);
+        let keys: Vec<(&AlertRule, String)> = self
+            .records_in_rule_order(config)
+            .map(|(rule, rec)| (rule, rec.key()))
             .collect();
         let mut notices = Vec::new();
         let mut history = Vec::new();
-        let keys: Vec<(&AlertRule, String)> = config
-            .alerts
-            .iter()
-            .flat_map(|rule| self.instances(&rule.name).map(move |r| (rule, r.key())))
-            .collect();
         for (rule, key) in keys {
             let Some(rec) = self.records.get_mut(&key) else {
                 continue;
             };
-            let silenced = silences.iter().find(|s| s.covers(&rule.name, now));
-            let inhibitor = firing
-                .iter()
-                .find(|f| f.inhibits(&rule.name))
-                .map(|f| f.name.clone());
-            let note = |notice: String, rec: &RuleRecord| HistoryEntry {
-                at: now,
-                rule: rule.name.clone(),
-                value: rec.value.clone(),
-                metric: rule.metric.clone(),
-                from: None,
-                to: None,
-                notice: Some(notice),
-                incident: Some(rec.incident()),
-                window: None,
-                silence: None,
-            };
-            let mut send: Option<(EventStatus, bool)> = None;
-            match rec.alert.state {
-                State::Firing if !rec.firing_sent => {
-                    let held = *rec.held_since.get_or_insert(now);
-                    if now - held >= config.alerting.group_wait {
-                        if let Some(s) = silenced {
-                            if !rec.suppression_noted {
-                                history.push(note(format!("silenced by {}", s.id), rec));
-                                rec.suppression_noted = true;
-                            }
-                        } else if let Some(by) = &inhibitor {
-                            if !rec.suppression_noted {
-                                history.push(note(format!("inhibited by {by}"), rec));
-                                rec.suppression_noted = true;
-                            }
-                        } else {
-                            send = Some((EventStatus::Firing, false));
-                        }
+            let mute = mute_on(&rule.name, silences, &firing, now);
+            match due_notification(rec, rule, config.alerting.group_wait, mute, now) {
+                Due::Nothing => {}
+                Due::Muted(mute) => {
+                    if !rec.suppression_noted {
+                        history.push(notice_line(rule, rec, mute.notice(), now));
+                        rec.suppression_noted = true;
                     }
                 }
-                State::Firing => {
-                    let due = rule.repeat_interval > 0
-                        && rec
-                            .last_sent_at
-                            .is_some_and(|t| now - t >= rule.repeat_interval);
-                    if due && silenced.is_none() && inhibitor.is_none() {
-                        send = Some((EventStatus::Firing, true));
-                    }
-                }
-                State::Resolved if rec.firing_sent => {
-                    if silenced.is_none() {
-                        send = Some((EventStatus::Resolved, false));
-                    }
-                    rec.firing_sent = false;
-                    rec.held_since = None;
-                    rec.suppression_noted = false;
-                    rec.explanation = None;
-                }
-                _ => {
-                    rec.firing_sent = false;
-                    rec.held_since = None;
-                    rec.suppression_noted = false;
-                    rec.explanation = None;
+                Due::Send(outgoing) => {
+                    rec.mark_sent(outgoing.status(), now);
+                    history.push(notice_line(rule, rec, outgoing.notice().to_string(), now));
+                    let other_bpms = others
+                        .iter()
+                        .filter(|o| o.rule != rule.name)
+                        .cloned()
+                        .collect();
+                    notices.push(Notice {
+                        event: build_event(
+                            config,
+                            rule,
+                            rec,
+                            outgoing.status(),
+                            outgoing == Outgoing::Repeat,
+                            now,
+                            other_bpms,
+                        ),
+                        receivers: rule.receivers.clone(),
+                    });
                 }
             }
-            let Some((status, repeat)) = send else {
-                continue;
-            };
-            rec.sequence += 1;
-            rec.last_sent_at = Some(now);
-            if status == EventStatus::Firing {
-                rec.firing_sent = true;
-            }
-            let label = match (status, repeat) {
-                (EventStatus::Resolved, _) => "resolved sent",
-                (_, true) => "repeat sent",
-                _ => "firing sent",
-            };
-            history.push(note(label.to_string(), rec));
-            let other_bpms = others
-                .iter()
-                .filter(|o| o.rule != rule.name)
-                .cloned()
-                .collect();
-            notices.push(Notice {
-                event: build_event(config, rule, rec, status, repeat, now, other_bpms),
-                receivers: rule.receivers.clone(),
-            });
         }
         (notices, history)
-    }
-
-    /// The rule that inhibits `rule` now, if any: a firing rule whose
-    /// `inhibits` names it.
-    fn inhibitor<'a>(&self, config: &'a Config, rule: &str) -> Option<&'a AlertRule> {
-        config
-            .alerts
-            .iter()
-            .find(|f| f.inhibits(rule) && self.is_firing(&f.name))
     }
 
     /// The alerts a group holds besides a tick's events, as Alertmanager
@@ -583,29 +569,132 @@ impl AlertBook {
     /// for them on their own; a grouped format lists them beside the tick's
     /// events ([`crate::alert::payload::render_group`]).
     pub fn firing_group(&self, config: &Config, silences: &[Silence], now: i64) -> Vec<Notice> {
-        config
-            .alerts
-            .iter()
-            .flat_map(|rule| self.instances(&rule.name).map(move |rec| (rule, rec)))
-            .filter_map(|(rule, rec)| {
-                let member = rec.alert.state == State::Firing
+        let firing = self.firing_rules(config);
+        self.records_in_rule_order(config)
+            .filter(|(rule, rec)| {
+                rec.alert.state == State::Firing
                     && rec.firing_sent
-                    && !silences.iter().any(|s| s.covers(&rule.name, now))
-                    && self.inhibitor(config, &rule.name).is_none();
-                member.then(|| Notice {
-                    event: build_event(
-                        config,
-                        rule,
-                        rec,
-                        EventStatus::Firing,
-                        false,
-                        now,
-                        Vec::new(),
-                    ),
-                    receivers: rule.receivers.clone(),
-                })
+                    && mute_on(&rule.name, silences, &firing, now).is_none()
+            })
+            .map(|(rule, rec)| Notice {
+                event: build_event(
+                    config,
+                    rule,
+                    rec,
+                    EventStatus::Firing,
+                    false,
+                    now,
+                    Vec::new(),
+                ),
+                receivers: rule.receivers.clone(),
             })
             .collect()
+    }
+}
+
+/// What a record's notification does at one tick.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Due<'a> {
+    /// Nothing goes out.
+    Nothing,
+    /// The firing is due but held back; the history notes it once per
+    /// episode.
+    Muted(Mute<'a>),
+    /// An event goes out.
+    Send(Outgoing),
+}
+
+/// An event that goes out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outgoing {
+    /// The episode's first firing notification.
+    Firing,
+    /// A firing notification again, `repeat_interval` after the last one.
+    Repeat,
+    /// The end of an episode whose firing went out.
+    Resolved,
+}
+
+impl Outgoing {
+    fn status(self) -> EventStatus {
+        match self {
+            Outgoing::Firing | Outgoing::Repeat => EventStatus::Firing,
+            Outgoing::Resolved => EventStatus::Resolved,
+        }
+    }
+
+    /// The notice of its history line.
+    fn notice(self) -> &'static str {
+        match self {
+            Outgoing::Firing => "firing sent",
+            Outgoing::Repeat => "repeat sent",
+            Outgoing::Resolved => "resolved sent",
+        }
+    }
+}
+
+/// The notification `rec` has due at `now` under `mute`: a new firing
+/// waits `group_wait` from the first tick that sees it (`held_since`) and
+/// then goes out unless muted; a repeat goes out `repeat_interval` after
+/// the last event unless muted; a resolution goes out for an episode whose
+/// firing went out unless a silence holds it. Once the rule is no longer
+/// firing, the episode's notification state ends
+/// ([`RuleRecord::end_episode`]).
+fn due_notification<'a>(
+    rec: &mut RuleRecord,
+    rule: &AlertRule,
+    group_wait: i64,
+    mute: Option<Mute<'a>>,
+    now: i64,
+) -> Due<'a> {
+    match rec.alert.state {
+        State::Firing if !rec.firing_sent => {
+            let held = *rec.held_since.get_or_insert(now);
+            match mute {
+                _ if now - held < group_wait => Due::Nothing,
+                Some(mute) => Due::Muted(mute),
+                None => Due::Send(Outgoing::Firing),
+            }
+        }
+        State::Firing => {
+            let repeat_due = rule.repeat_interval > 0
+                && rec
+                    .last_sent_at
+                    .is_some_and(|t| now - t >= rule.repeat_interval);
+            if repeat_due && mute.is_none() {
+                Due::Send(Outgoing::Repeat)
+            } else {
+                Due::Nothing
+            }
+        }
+        State::Resolved if rec.firing_sent => {
+            rec.end_episode();
+            if mute.is_some_and(|m| m.holds_resolved()) {
+                Due::Nothing
+            } else {
+                Due::Send(Outgoing::Resolved)
+            }
+        }
+        _ => {
+            rec.end_episode();
+            Due::Nothing
+        }
+    }
+}
+
+/// The history line of a notification decision about `rec` at `now`.
+fn notice_line(rule: &AlertRule, rec: &RuleRecord, notice: String, now: i64) -> HistoryEntry {
+    HistoryEntry {
+        at: now,
+        rule: rule.name.clone(),
+        value: rec.value.clone(),
+        metric: rule.metric.clone(),
+        from: None,
+        to: None,
+        notice: Some(notice),
+        incident: Some(rec.incident()),
+        window: None,
+        silence: None,
     }
 }
 

@@ -17,6 +17,7 @@ pub mod event;
 pub mod explain;
 pub mod health;
 pub mod lifecycle;
+pub mod mute;
 pub mod outbox;
 pub mod payload;
 pub mod signing;
