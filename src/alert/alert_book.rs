@@ -824,22 +824,35 @@ mod tests {
     use super::*;
     use crate::alert::detector::Utc;
     use crate::alert::dispatch::dispatch;
-    use crate::alert::test_fixtures::{config, grouped, silence, two_outages, T0};
+    use crate::alert::test_fixtures::{config, grouped, silence, two_outages, weeks_then, T0};
     use crate::time::BUCKET_SECS;
-    use crate::time::WEEK;
 
     /// Five weeks at `rate` per bucket, then the given tail per metric.
     fn data(logins_tail: &[f64], traffic_tail: &[f64]) -> SeriesSet {
-        let n = (5 * WEEK / BUCKET_SECS) as usize;
-        let mk = |rate: f64, tail: &[f64]| {
-            let mut v = vec![rate; n];
-            v.extend_from_slice(tail);
-            CountSeries::from_counts(0, BUCKET_SECS, &v)
-        };
         let mut s = SeriesSet::default();
-        s.series.insert("logins".into(), mk(50.0, logins_tail));
-        s.series.insert("traffic".into(), mk(2000.0, traffic_tail));
+        s.series
+            .insert("logins".into(), weeks_then(50.0, logins_tail.to_vec()));
+        s.series
+            .insert("traffic".into(), weeks_then(2000.0, traffic_tail.to_vec()));
         s
+    }
+
+    /// Evaluates `book` at each of `buckets` bucket ends after [`T0`] and
+    /// calls `tick` at each of them and 60 s later.
+    fn run_ticks(
+        book: &mut AlertBook,
+        cfg: &Config,
+        d: &SeriesSet,
+        buckets: i64,
+        mut tick: impl FnMut(&mut AlertBook, i64),
+    ) {
+        for i in 1..=buckets {
+            let at = T0 + i * BUCKET_SECS;
+            book.evaluate(cfg, d, at, &Utc);
+            for now in [at, at + 60] {
+                tick(book, now);
+            }
+        }
     }
 
     /// Evaluates bucket after bucket, ticking at each bucket end and 60 s
@@ -852,13 +865,9 @@ mod tests {
         silences: &[Silence],
     ) -> Vec<Notice> {
         let mut out = Vec::new();
-        for i in 1..=buckets {
-            let at = T0 + i * BUCKET_SECS;
-            book.evaluate(cfg, d, at, &Utc);
-            for tick in [at, at + 60] {
-                out.extend(book.notify(cfg, silences, tick).0);
-            }
-        }
+        run_ticks(book, cfg, d, buckets, |book, now| {
+            out.extend(book.notify(cfg, silences, now).0);
+        });
         out
     }
 
@@ -934,12 +943,7 @@ labels = { team = "marketing" }
     /// Five flat weeks per source, then `tail` buckets where google goes
     /// dark and bing takes its traffic: the total stays flat.
     fn split_data(tail: usize) -> SeriesSet {
-        let n = (5 * WEEK / BUCKET_SECS) as usize;
-        let mk = |before: f64, after: f64| {
-            let mut v = vec![before; n];
-            v.extend(std::iter::repeat_n(after, tail));
-            CountSeries::from_counts(0, BUCKET_SECS, &v)
-        };
+        let mk = |before: f64, after: f64| weeks_then(before, std::iter::repeat_n(after, tail));
         let mut s = SeriesSet::default();
         s.series.insert("views".into(), mk(60.2, 60.2));
         let by = BTreeMap::from([
@@ -1072,39 +1076,35 @@ labels = { team = "marketing" }
         let mut book = AlertBook::new(cfg, vec![], 0);
         let mut out = Vec::new();
         let mut keys = Vec::new();
-        for i in 1..=buckets {
-            let at = T0 + i * BUCKET_SECS;
-            book.evaluate(cfg, d, at, &Utc);
-            for tick in [at, at + 60] {
-                let (notices, _) = book.notify(cfg, silences, tick);
-                let group = book.firing_group(cfg, silences, tick);
-                let (routed, _) = dispatch(cfg, &notices, &group, &[]);
-                for r in routed.iter().filter(|r| r.receiver.name == "am") {
-                    let dest = crate::alert::payload::Destination {
-                        receiver: "am",
-                        format: r.receiver.format,
-                        routing_key: None,
-                        external_url: "https://shop.example/_bpm/",
-                    };
-                    for m in crate::alert::payload::render_group(&dest, &r.events, &r.group) {
-                        let v: serde_json::Value = serde_json::from_str(&m.body).unwrap();
-                        keys.push(v["groupKey"].as_str().unwrap().to_string());
-                        let alerts = v["alerts"]
-                            .as_array()
-                            .unwrap()
-                            .iter()
-                            .map(|a| {
-                                (
-                                    a["labels"]["alertname"].as_str().unwrap().to_string(),
-                                    a["status"].as_str().unwrap().to_string(),
-                                )
-                            })
-                            .collect();
-                        out.push((v["status"].as_str().unwrap().to_string(), alerts));
-                    }
+        run_ticks(&mut book, cfg, d, buckets, |book, tick| {
+            let (notices, _) = book.notify(cfg, silences, tick);
+            let group = book.firing_group(cfg, silences, tick);
+            let (routed, _) = dispatch(cfg, &notices, &group, &[]);
+            for r in routed.iter().filter(|r| r.receiver.name == "am") {
+                let dest = crate::alert::payload::Destination {
+                    receiver: "am",
+                    format: r.receiver.format,
+                    routing_key: None,
+                    external_url: "https://shop.example/_bpm/",
+                };
+                for m in crate::alert::payload::render_group(&dest, &r.events, &r.group) {
+                    let v: serde_json::Value = serde_json::from_str(&m.body).unwrap();
+                    keys.push(v["groupKey"].as_str().unwrap().to_string());
+                    let alerts = v["alerts"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|a| {
+                            (
+                                a["labels"]["alertname"].as_str().unwrap().to_string(),
+                                a["status"].as_str().unwrap().to_string(),
+                            )
+                        })
+                        .collect();
+                    out.push((v["status"].as_str().unwrap().to_string(), alerts));
                 }
             }
-        }
+        });
         (out, keys)
     }
 
@@ -1165,19 +1165,15 @@ labels = { team = "marketing" }
         let d = two_outages();
         let mut book = AlertBook::new(&inhibiting, vec![], 0);
         let mut listed = Vec::new();
-        for i in 1..=12 {
-            let at = T0 + i * BUCKET_SECS;
-            book.evaluate(&inhibiting, &d, at, &Utc);
-            for tick in [at, at + 60] {
-                book.notify(&inhibiting, &[], tick);
-                listed.push(
-                    book.firing_group(&inhibiting, &[], tick)
-                        .into_iter()
-                        .map(|n| n.event.rule)
-                        .collect::<Vec<_>>(),
-                );
-            }
-        }
+        run_ticks(&mut book, &inhibiting, &d, 12, |book, tick| {
+            book.notify(&inhibiting, &[], tick);
+            listed.push(
+                book.firing_group(&inhibiting, &[], tick)
+                    .into_iter()
+                    .map(|n| n.event.rule)
+                    .collect::<Vec<_>>(),
+            );
+        });
         assert!(listed.iter().any(|l| l == &["logins_drop".to_string()]));
         assert_eq!(listed.last().unwrap(), &["signups_drop".to_string()]);
     }

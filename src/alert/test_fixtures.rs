@@ -9,8 +9,9 @@ use crate::alert::silence::Silence;
 use crate::config::Config;
 use crate::time::{BUCKET_SECS, WEEK};
 
-/// The shop site's `bpm.toml`.
-const CONFIG: &str = r#"
+/// The shop site's `[site]`, `[alerting]` (a `group_wait` of 60 s) and its
+/// `logins` metric, which both test sites start with.
+const SHOP_WITH_LOGINS: &str = r#"
 [site]
 name = "shop"
 url = "https://shop.example"
@@ -24,7 +25,10 @@ stage = "retention"
 description = "Logins"
 owner = "identity"
 match = { method = "POST", path = "/login" }
+"#;
 
+/// The rest of the shop site's `bpm.toml`.
+const CONFIG: &str = r#"
 [[metric]]
 name = "traffic"
 stage = "other"
@@ -51,7 +55,12 @@ inhibits = ["*"]
 
 /// The shop site's config, validated.
 pub fn config() -> Config {
-    crate::config::parse_toml(CONFIG, "test.toml").unwrap()
+    shop_with(CONFIG)
+}
+
+/// The shop site with its logins metric and `rest`, validated.
+fn shop_with(rest: &str) -> Config {
+    crate::config::parse_toml(&format!("{SHOP_WITH_LOGINS}{rest}"), "test.toml").unwrap()
 }
 
 /// The silence `sil_1` of `rule` (or `*`) until `until`.
@@ -69,22 +78,16 @@ pub fn silence(rule: &str, until: i64) -> Silence {
 /// The end of the five weeks of baseline the test series start with.
 pub const T0: i64 = 5 * WEEK;
 
-/// A site whose two rules notify an Alertmanager receiver `am` (one group:
-/// the site), `logins_drop` also the JSON receiver `ops`.
+/// Five flat weeks at `rate` per bucket, from 0 to [`T0`], then `tail`.
+pub fn weeks_then(rate: f64, tail: impl IntoIterator<Item = f64>) -> CountSeries {
+    let mut counts = vec![rate; (T0 / BUCKET_SECS) as usize];
+    counts.extend(tail);
+    CountSeries::from_counts(0, BUCKET_SECS, &counts)
+}
+
+/// The rest of a site whose two rules notify an Alertmanager receiver `am`
+/// (one group: the site), `logins_drop` also the JSON receiver `ops`.
 const GROUPED: &str = r#"
-[site]
-name = "shop"
-url = "https://shop.example"
-
-[alerting]
-group_wait = "60s"
-
-[[metric]]
-name = "logins"
-stage = "retention"
-description = "Logins"
-match = { method = "POST", path = "/login" }
-
 [[metric]]
 name = "signups"
 stage = "activation"
@@ -115,16 +118,16 @@ receivers = ["am"]
 
 /// The grouped site's config, validated.
 pub fn grouped() -> Config {
-    crate::config::parse_toml(GROUPED, "test.toml").unwrap()
+    shop_with(GROUPED)
 }
 
 /// Five flat weeks of logins and signups, then two overlapping outages.
 pub fn two_outages() -> SeriesSet {
-    let n = (5 * WEEK / BUCKET_SECS) as usize;
     let mk = |down: std::ops::Range<usize>| {
-        let mut v = vec![50.0; n];
-        v.extend((0..60).map(|i| if down.contains(&i) { 0.0 } else { 50.0 }));
-        CountSeries::from_counts(0, BUCKET_SECS, &v)
+        weeks_then(
+            50.0,
+            (0..60).map(|i| if down.contains(&i) { 0.0 } else { 50.0 }),
+        )
     };
     let mut s = SeriesSet::default();
     // Logins stop for 30 minutes; signups stop a quarter of an hour
