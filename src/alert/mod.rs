@@ -1,8 +1,9 @@
 //! The alert pipeline, in order: `ticks` plans when and on what data the
 //! alert object judges, `value_series` builds a `by` rule's per-value
 //! series, `detector` judges windows, `lifecycle` steps a rule's state,
-//! `silence` validates the silences a site asks for, `alert_book` keeps
-//! the rules and decides their notifications (silences, inhibition),
+//! `silence` validates the silences a site asks for, `mute` decides whether
+//! a silence or a firing rule holds a rule's notifications back,
+//! `alert_book` keeps the rules' records and decides their notifications,
 //! `dispatch` routes them to the receivers, `explain` says where a drop
 //! happened and `health` how the metric's status mix and latency changed,
 //! `event` is one notification, `payload` renders it per receiver format,
