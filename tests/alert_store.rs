@@ -2,7 +2,7 @@
 //! contiguous series, idempotent backfill imports, rule records, bounded
 //! history, silences, and the webhook outbox's lifecycle and pruning.
 
-use bpm_edge::alert::alert_book::{silence_history, AlertBook, HistoryEntry, RuleRecord, Silence};
+use bpm_edge::alert::alert_book::{silence_history, AlertBook, HistoryEntry, RuleRecord};
 use bpm_edge::alert::alert_store::{
     series_set, AlertStore, OUTBOX_RETENTION_SECS, SERIES_RETENTION_SECS, SILENCE_RETENTION_SECS,
 };
@@ -10,6 +10,7 @@ use bpm_edge::alert::outbox::{
     due, next_wake, AttemptResult, Delivery, DeliveryState, Enabled, Verdict, REQUEUE_MAX_AGE_SECS,
     TOO_OLD_TO_REQUEUE,
 };
+use bpm_edge::alert::silence::Silence;
 use bpm_edge::time::BUCKET_SECS;
 use std::collections::BTreeMap;
 

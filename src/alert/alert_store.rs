@@ -10,10 +10,11 @@
 //! limit, series by [`SERIES_RETENTION_SECS`], ended silences by
 //! [`SILENCE_RETENTION_SECS`] (the history keeps their record).
 
-pub use crate::alert::alert_book::SILENCE_RETENTION_SECS;
-use crate::alert::alert_book::{HistoryEntry, RuleRecord, SeriesSet, Silence};
+use crate::alert::alert_book::{HistoryEntry, RuleRecord, SeriesSet};
 use crate::alert::detector::CountSeries;
 use crate::alert::outbox::{self, Delivery, DeliveryState, Enabled};
+use crate::alert::silence::Silence;
+pub use crate::alert::silence::SILENCE_RETENTION_SECS;
 use crate::sql::{Sql, SqlValue, StoreError};
 use crate::time::BUCKET_SECS;
 use std::collections::BTreeMap;

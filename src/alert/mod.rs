@@ -1,20 +1,29 @@
 //! The alert pipeline, in order: `ticks` plans when and on what data the
 //! alert object judges, `value_series` builds a `by` rule's per-value
 //! series, `detector` judges windows, `lifecycle` steps a rule's state,
-//! `alert_book` keeps the rules, silences, inhibition and notifications,
-//! `explain` says where a drop happened, `event` is one notification,
-//! `payload` renders it per receiver format, `signing` signs it, `outbox`
-//! delivers it, and `alert_store` keeps all of it in the alert object's
-//! storage.
+//! `silence` validates the silences a site asks for, `mute` decides whether
+//! a silence or a firing rule holds a rule's notifications back,
+//! `alert_book` keeps the rules' records and decides their notifications,
+//! `dispatch` routes them to the receivers, `explain` says where a drop
+//! happened and `health` how the metric's status mix and latency changed,
+//! `event` is one notification, `payload` renders it per receiver format,
+//! `signing` signs it, `outbox` delivers it, and `alert_store` keeps all
+//! of it in the alert object's storage.
 
 pub mod alert_book;
 pub mod alert_store;
 pub mod detector;
+pub mod dispatch;
 pub mod event;
 pub mod explain;
+pub mod health;
 pub mod lifecycle;
+pub mod mute;
 pub mod outbox;
 pub mod payload;
 pub mod signing;
+pub mod silence;
+#[cfg(test)]
+mod test_fixtures;
 pub mod ticks;
 pub mod value_series;

@@ -9,6 +9,7 @@
 //! [`BUCKET_SECS`](crate::time::BUCKET_SECS), every receiver and inhibited rule it names exists, and
 //! a `by` rule's dimension is one its (counted) metric keeps.
 
+use crate::config::metric::ReferralDimension;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -144,7 +145,7 @@ pub struct AlertRule {
 /// and how many of its values (the largest) are watched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Split {
-    pub dimension: crate::config::ReferralDimension,
+    pub dimension: ReferralDimension,
     pub top: u32,
 }
 
@@ -188,8 +189,9 @@ pub fn parse_duration(s: &str) -> Option<i64> {
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) mod parse {
     use super::*;
-    use crate::config::parse::Checker;
-    use crate::config::{Metric, MetricKind, ReferralDimension};
+    use crate::config::checker::Checker;
+    use crate::config::metric::{Metric, MetricKind};
+    use crate::config::names::{valid_label_name, valid_rule_name, valid_var_name};
     use crate::time::BUCKET_SECS;
     use toml::{Spanned, Value};
 
@@ -239,17 +241,6 @@ pub(crate) mod parse {
         top: Option<Spanned<i64>>,
     }
 
-    fn valid_name(s: &str) -> bool {
-        let mut chars = s.chars();
-        matches!(chars.next(), Some('a'..='z'))
-            && s.len() <= 64
-            && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_' | '-'))
-    }
-
-    fn valid_var(s: &str) -> bool {
-        !s.is_empty() && s.len() <= 128 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-    }
-
     /// A receiver's or rule's `name`: required, well formed, and not
     /// `taken` by an earlier entry. Empty when invalid (an error is noted).
     fn entry_name(
@@ -263,7 +254,7 @@ pub(crate) mod parse {
             c.error(at, field, "is required");
             return String::new();
         };
-        if !valid_name(n.get_ref()) {
+        if !valid_rule_name(n.get_ref()) {
             c.error(
                 n.span(),
                 field,
@@ -420,7 +411,7 @@ pub(crate) mod parse {
             };
             let mut var = |field: &str, v: &Option<Spanned<String>>| -> Option<String> {
                 let v = v.as_ref()?;
-                if !valid_var(v.get_ref()) {
+                if !valid_var_name(v.get_ref()) {
                     c.error(
                         v.span(),
                         f(field),
@@ -549,12 +540,7 @@ pub(crate) mod parse {
                 None => BTreeMap::new(),
                 Some(l) => {
                     for k in l.get_ref().keys() {
-                        let ok = k
-                            .chars()
-                            .next()
-                            .is_some_and(|ch| ch.is_ascii_alphabetic() || ch == '_')
-                            && k.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_');
-                        if !ok {
+                        if !valid_label_name(k) {
                             c.error(
                                 l.span(),
                                 f("labels"),
@@ -789,7 +775,7 @@ denominator = "views"
         assert_eq!(
             check("metric = \"views\"\nby = \"utm_campaign\""),
             Ok(Some(Split {
-                dimension: crate::config::ReferralDimension::UtmCampaign,
+                dimension: ReferralDimension::UtmCampaign,
                 top: DEFAULT_TOP
             }))
         );

@@ -10,8 +10,9 @@
 //! weeks, else ≥ 3 earlier days); the band is the lowest and highest of the
 //! values the baseline is the median of.
 
-use crate::alert::alert_book::{RuleRecord, Silence};
+use crate::alert::alert_book::RuleRecord;
 use crate::alert::detector::{median, seasonal_values, BaselineSource, CountSeries};
+use crate::alert::silence::Silence;
 use crate::config::{Config, MetricKind, Stage};
 use crate::decimal::round_to;
 use crate::report::series::query_params;

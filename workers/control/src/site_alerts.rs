@@ -15,14 +15,16 @@
 
 use crate::durable_sql::DurableSql;
 use bpm_edge::alert::alert_book::{
-    counted_metrics, dispatch, health_change, silence_history, AlertBook, Dispatch, HistoryEntry,
-    Notice, RuleRecord, SeriesSet, SilenceRequest,
+    counted_metrics, silence_history, AlertBook, HistoryEntry, RuleRecord, SeriesSet,
 };
 use bpm_edge::alert::alert_store::{series_set, AlertStore, OutboxItem, SERIES_RETENTION_SECS};
+use bpm_edge::alert::dispatch::{dispatch, Dispatch, Notice};
 use bpm_edge::alert::event::AlertEvent;
+use bpm_edge::alert::health::health_change;
 use bpm_edge::alert::outbox::{self, AttemptResult, Verdict};
 use bpm_edge::alert::payload::{self, Destination};
 use bpm_edge::alert::signing::SigningKey;
+use bpm_edge::alert::silence::SilenceRequest;
 use bpm_edge::alert::ticks::{
     add_minutes, bucket_rows, evaluation_instants, last_complete_bucket, last_complete_minute,
     refresh_range,
@@ -1049,7 +1051,7 @@ fn history_json(h: &HistoryEntry) -> serde_json::Value {
     })
 }
 
-fn silence_json(s: &bpm_edge::alert::alert_book::Silence, now: i64) -> serde_json::Value {
+fn silence_json(s: &bpm_edge::alert::silence::Silence, now: i64) -> serde_json::Value {
     json!({
         "id": s.id,
         "rule": s.rule,
