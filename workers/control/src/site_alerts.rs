@@ -20,7 +20,7 @@ use bpm_edge::alert::alert_book::{
 };
 use bpm_edge::alert::alert_store::{series_set, AlertStore, OutboxItem, SERIES_RETENTION_SECS};
 use bpm_edge::alert::event::AlertEvent;
-use bpm_edge::alert::outbox::{self, AttemptResult, Verdict};
+use bpm_edge::alert::outbox::{self, AttemptResult, Delivery, Verdict};
 use bpm_edge::alert::payload::{self, Destination};
 use bpm_edge::alert::signing::SigningKey;
 use bpm_edge::alert::ticks::{
@@ -31,6 +31,9 @@ use bpm_edge::alert::value_series::{top_values, ValueSeries};
 use bpm_edge::config::rules::WebhookFormat;
 use bpm_edge::config::{Config, MetricKind};
 use bpm_edge::count::tally::Resolution;
+use bpm_edge::report::alerts::{
+    self as alerts_report, HistoryPage, HistoryQuery, SilenceList, SilenceView, StoredAlerts,
+};
 use bpm_edge::report::overview::{self, OverviewQuery};
 use bpm_edge::report::series::ShardQuery;
 use bpm_edge::time::{BUCKET_SECS, DAY, HOUR};
@@ -144,27 +147,15 @@ impl DurableObject for SiteAlerts {
                 }
                 (Method::Get, "/history") => {
                     let url = req.url()?;
-                    let mut limit = 100u32;
-                    let mut rule = None;
-                    for (k, v) in url.query_pairs() {
-                        match k.as_ref() {
-                            "limit" => limit = v.parse().unwrap_or(100).clamp(1, 1000),
-                            "rule" => rule = Some(v.into_owned()),
-                            _ => {}
-                        }
-                    }
+                    let query = HistoryQuery::parse(url.query().unwrap_or(""));
                     store
-                    .history(limit, rule.as_deref())
-                    .map(|h| json!({ "history": h.iter().map(history_json).collect::<Vec<_>>() }))
-                    .map_err(internal)
+                        .history(query.limit, query.rule.as_deref())
+                        .map_err(internal)
+                        .and_then(|h| serde_json::to_value(HistoryPage::new(&h)).map_err(internal))
                 }
-                (Method::Get, "/silences") => store
-                    .silences()
-                    .map(|list| {
-                        let list: Vec<_> = list.iter().map(|s| silence_json(s, now)).collect();
-                        json!({ "silences": list })
-                    })
-                    .map_err(internal),
+                (Method::Get, "/silences") => store.silences().map_err(internal).and_then(|list| {
+                    serde_json::to_value(SilenceList::new(&list, now)).map_err(internal)
+                }),
                 (Method::Post, "/silences") => {
                     let body: SilenceRequest = match req.json().await {
                         Ok(b) => b,
@@ -180,7 +171,7 @@ impl DurableObject for SiteAlerts {
                                 config.alerting.history_limit,
                             )
                         }) {
-                            Ok(()) => return json_status(201, &silence_json(&s, now)),
+                            Ok(()) => return json_status(201, &SilenceView::listed(&s, now)),
                             Err(e) => Err(internal(e)),
                         },
                         Err(e) => Err((400, e.to_string())),
@@ -925,7 +916,8 @@ impl SiteAlerts {
         }))
     }
 
-    /// Current states with their explanation, silences and delivery state.
+    /// `GET /alerts`: the rules' states, silences, deliveries and receivers
+    /// (see [`alerts_report::report`]).
     fn alerts(
         &self,
         store: &AlertStore<DurableSql>,
@@ -934,134 +926,30 @@ impl SiteAlerts {
     ) -> std::result::Result<serde_json::Value, (u16, String)> {
         let records = self.records(store)?;
         let silences = store.silences().map_err(internal)?;
-        // One entry per rule, or per watched value of a `by` rule (one
-        // `learning` entry until its values are known).
-        let entries: Vec<(&bpm_edge::config::rules::AlertRule, Option<&RuleRecord>)> = config
-            .alerts
-            .iter()
-            .flat_map(|rule| {
-                let mut own: Vec<_> = records
-                    .iter()
-                    .filter(|r| r.rule == rule.name)
-                    .map(|r| (rule, Some(r)))
-                    .collect();
-                if own.is_empty() {
-                    own.push((rule, None));
-                }
-                own
-            })
-            .collect();
-        let rules: Vec<serde_json::Value> = entries
-            .into_iter()
-            .map(|(rule, rec)| {
-                let silence = silences.iter().find(|s| s.covers(&rule.name, now));
-                let state = rec.map_or("learning", |r| r.alert.state.as_str());
-                json!({
-                    "rule": rule.name,
-                    "by": rule.by.map(|b| b.dimension.as_str()),
-                    "value": rec.and_then(|r| r.value.as_deref()),
-                    "metric": rule.metric,
-                    "severity": rule.severity.as_str(),
-                    "state": state,
-                    "silenced": silence.is_some(),
-                    "silence": silence.map(|s| s.id.clone()),
-                    "since": rec.map(|r| bpm_edge::time::format_time(r.alert.since)),
-                    "fingerprint": rec.map(|r| r.fingerprint.clone()),
-                    "incident": rec.filter(|r| r.alert.episodes > 0).map(|r| r.incident()),
-                    "fired_at": rec.and_then(|r| r.alert.fired_at).map(bpm_edge::time::format_time),
-                    "lowest_ratio": rec.and_then(|r| r.alert.lowest_ratio),
-                    "sequence": rec.map_or(0, |r| r.sequence),
-                    "receivers": rule.receivers,
-                    "labels": rule.labels,
-                    "runbook": rule.runbook,
-                    "evaluation": rec.and_then(|r| r.last.as_ref()),
-                    "explanation": rec.and_then(|r| r.explanation.as_ref()),
-                })
-            })
-            .collect();
-        let outbox: Vec<serde_json::Value> = store
-            .recent(50)
+        let deliveries: Vec<Delivery> = store
+            .recent(alerts_report::RECENT_DELIVERIES)
             .map_err(internal)?
-            .iter()
-            .map(|i| json!(i.delivery))
+            .into_iter()
+            .map(|i| i.delivery)
             .collect();
-        let statuses = store
+        let receivers = store
             .receiver_statuses(&config.receivers)
             .map_err(internal)?;
-        // The disabled ones by name, as they are stored.
-        let mut disabled: Vec<&outbox::ReceiverStatus> = statuses
-            .iter()
-            .filter(|r| r.disabled_since.is_some())
-            .collect();
-        disabled.sort_by(|a, b| a.name.cmp(&b.name));
-        let disabled: Vec<serde_json::Value> = disabled
-            .iter()
-            .map(|r| json!({ "receiver": r.name, "since": r.disabled_since.map(bpm_edge::time::format_time), "reason": r.disabled_reason }))
-            .collect();
-        let receivers: Vec<serde_json::Value> = statuses
-            .into_iter()
-            .map(|r| {
-                json!({
-                    "name": r.name,
-                    "format": r.format,
-                    "enabled": r.enabled,
-                    "disabled_since": r.disabled_since.map(bpm_edge::time::format_time),
-                    "disabled_reason": r.disabled_reason,
-                    "queued": r.queued,
-                    "held": r.held,
-                })
-            })
-            .collect();
-        let last_at = store.meta_time("last_at").map_err(internal)?;
-        let eval_ms = store.meta("last_evaluation_ms").map_err(internal)?;
-        Ok(json!({
-            "site": config.site.name,
-            "timezone": config.time.zone,
-            "evaluated_at": last_at.map(bpm_edge::time::format_time),
-            "evaluation_ms": eval_ms.and_then(|v| v.parse::<f64>().ok()),
-            "alerts": rules,
-            "deliveries": outbox,
-            "receivers": receivers,
-            "disabled_receivers": disabled,
-        }))
+        let evaluated_at = store.meta_time("last_at").map_err(internal)?;
+        let evaluation_ms = store.meta("last_evaluation_ms").map_err(internal)?;
+        let stored = StoredAlerts {
+            records: &records,
+            silences: &silences,
+            deliveries: &deliveries,
+            receivers: &receivers,
+            evaluated_at,
+            evaluation_ms: evaluation_ms.as_deref(),
+        };
+        serde_json::to_value(alerts_report::report(config, stored, now)).map_err(internal)
     }
 }
 
-fn history_json(h: &HistoryEntry) -> serde_json::Value {
-    json!({
-        "at": bpm_edge::time::format_time(h.at),
-        "rule": h.rule,
-        "value": h.value,
-        "metric": h.metric,
-        "from": h.from.map(|s| s.as_str()),
-        "to": h.to.map(|s| s.as_str()),
-        "notice": h.notice,
-        "incident": h.incident,
-        "window": h.window,
-        "silence": h.silence.as_ref().map(|s| json!({
-            "id": s.id,
-            "rule": s.rule,
-            "until": bpm_edge::time::format_time(s.until),
-            "reason": s.reason,
-            "author": s.author,
-            "created_at": bpm_edge::time::format_time(s.created_at),
-        })),
-    })
-}
-
-fn silence_json(s: &bpm_edge::alert::alert_book::Silence, now: i64) -> serde_json::Value {
-    json!({
-        "id": s.id,
-        "rule": s.rule,
-        "until": bpm_edge::time::format_time(s.until),
-        "reason": s.reason,
-        "author": s.author,
-        "created_at": bpm_edge::time::format_time(s.created_at),
-        "active": s.covers(&s.rule, now),
-    })
-}
-
-fn json_status(status: u16, body: &serde_json::Value) -> Result<Response> {
+fn json_status<T: serde::Serialize>(status: u16, body: &T) -> Result<Response> {
     Ok(Response::from_json(body)?.with_status(status))
 }
 
