@@ -6,10 +6,14 @@
 //! `payload` renders it per receiver format, `signing` signs it, `outbox`
 //! delivers it, and `alert_store` keeps all of it in the alert object's
 //! storage.
+//!
+//! Beside the pipeline, `endpoint` says how a receiver is reached (its URL,
+//! signing or routing secret, an attempt's headers).
 
 pub mod alert_book;
 pub mod alert_store;
 pub mod detector;
+pub mod endpoint;
 pub mod event;
 pub mod explain;
 pub mod lifecycle;

@@ -19,16 +19,17 @@ use bpm_edge::alert::alert_book::{
     Notice, RuleRecord, SeriesSet, SilenceRequest,
 };
 use bpm_edge::alert::alert_store::{series_set, AlertStore, OutboxItem, SERIES_RETENTION_SECS};
+use bpm_edge::alert::endpoint::{
+    endpoint, format_of, gone_reason, is_receiver, Endpoint, EndpointError,
+};
 use bpm_edge::alert::event::AlertEvent;
 use bpm_edge::alert::outbox::{self, AttemptResult, Delivery, Verdict};
 use bpm_edge::alert::payload::{self, Destination};
-use bpm_edge::alert::signing::SigningKey;
 use bpm_edge::alert::ticks::{
     add_minutes, bucket_rows, evaluation_instants, last_complete_bucket, last_complete_minute,
     refresh_range,
 };
 use bpm_edge::alert::value_series::{top_values, ValueSeries};
-use bpm_edge::config::rules::WebhookFormat;
 use bpm_edge::config::{Config, MetricKind};
 use bpm_edge::count::tally::Resolution;
 use bpm_edge::report::alerts::{
@@ -37,7 +38,6 @@ use bpm_edge::report::alerts::{
 use bpm_edge::report::overview::{self, OverviewQuery};
 use bpm_edge::report::series::ShardQuery;
 use bpm_edge::time::{BUCKET_SECS, DAY, HOUR};
-use bpm_edge::VERSION;
 use bpm_edge_shell::{env_string, now_secs, shards};
 use futures_util::future::{select, Either};
 use serde::Deserialize;
@@ -652,21 +652,17 @@ impl SiteAlerts {
             group,
         } in routed
         {
-            if let Err(why) = self.endpoint(receiver) {
-                worker::console_error!("bpm-edge: receiver {:?} skipped: {why}", receiver.name);
-                continue;
-            }
-            let routing_key = match receiver.format {
-                WebhookFormat::Pagerduty => receiver
-                    .secret
-                    .as_deref()
-                    .and_then(|s| env_string(&self.env, s)),
-                _ => None,
+            let target = match self.endpoint(receiver) {
+                Ok(t) => t,
+                Err(why) => {
+                    worker::console_error!("bpm-edge: receiver {:?} skipped: {why}", receiver.name);
+                    continue;
+                }
             };
             let dest = Destination {
                 receiver: &receiver.name,
                 format: receiver.format,
-                routing_key: routing_key.as_deref(),
+                routing_key: target.routing_key(),
                 external_url: &external,
             };
             for m in payload::render_group(&dest, &events, &group) {
@@ -697,13 +693,10 @@ impl SiteAlerts {
             };
             let result = self.attempt(config, item).await;
             let mut d = item.delivery.clone();
-            let format = config
-                .receiver(&d.receiver)
-                .map_or(WebhookFormat::Json, |r| r.format);
-            let verdict = d.record_for(format, &result, now_secs());
+            let verdict = d.record_for(format_of(config, &d.receiver), &result, now_secs());
             store.update_delivery(&d).map_err(|e| e.to_string())?;
             if verdict == Verdict::DisableReceiver {
-                let reason = format!("the endpoint answered 410 Gone to {}", d.message_id);
+                let reason = gone_reason(&d.message_id);
                 let held = store
                     .disable_receiver(&d.receiver, now_secs(), &reason)
                     .map_err(|e| e.to_string())?;
@@ -716,29 +709,13 @@ impl SiteAlerts {
         Ok(())
     }
 
-    /// The receiver's URL, or why it cannot be sent to (a var or secret it
-    /// needs is not set). Unusable receivers get nothing queued.
-    fn endpoint(
+    /// The receiver's endpoint, or why it cannot be sent to (a var or
+    /// secret it needs is not set). Unusable receivers get nothing queued.
+    fn endpoint<'r>(
         &self,
-        receiver: &bpm_edge::config::rules::Receiver,
-    ) -> std::result::Result<String, String> {
-        let url = receiver
-            .url_var
-            .as_deref()
-            .and_then(|v| env_string(&self.env, v))
-            .unwrap_or_else(|| receiver.url.clone());
-        if url.is_empty() {
-            return Err(format!(
-                "no URL: set the var {}",
-                receiver.url_var.as_deref().unwrap_or("url")
-            ));
-        }
-        if let Some(name) = &receiver.secret {
-            if env_string(&self.env, name).is_none() {
-                return Err(format!("the secret {name} is not set"));
-            }
-        }
-        Ok(url)
+        receiver: &'r bpm_edge::config::rules::Receiver,
+    ) -> std::result::Result<Endpoint<'r>, EndpointError> {
+        endpoint(receiver, |name| env_string(&self.env, name))
     }
 
     /// One HTTP attempt: signed, no redirects followed, 15 s timeout.
@@ -750,40 +727,26 @@ impl SiteAlerts {
                 d.receiver
             ));
         };
-        let url = match self.endpoint(receiver) {
-            Ok(u) => u,
-            Err(why) => return AttemptResult::NetworkError(why),
+        let target = match self.endpoint(receiver) {
+            Ok(t) => t,
+            Err(why) => return AttemptResult::NetworkError(why.to_string()),
         };
-        let timestamp = now_secs();
-        let headers = Headers::new();
-        let _ = headers.set("content-type", "application/json");
-        let _ = headers.set("user-agent", &format!("bpm-edge/{VERSION}"));
-        let _ = headers.set("webhook-id", &d.message_id);
-        let _ = headers.set("webhook-timestamp", &timestamp.to_string());
-        if receiver.format != WebhookFormat::Pagerduty {
-            if let Some(name) = &receiver.secret {
-                let Some(secret) = env_string(&self.env, name) else {
-                    return AttemptResult::NetworkError(format!(
-                        "the signing secret {name} is not set"
-                    ));
-                };
-                match SigningKey::from_secret(&secret) {
-                    Ok(key) => {
-                        let sig = key.sign(&d.message_id, timestamp, item.body.as_bytes());
-                        let _ = headers.set("webhook-signature", &sig);
-                    }
-                    Err(e) => {
-                        return AttemptResult::NetworkError(format!("the secret {name}: {e}"))
-                    }
+        let headers = match target.headers(&d.message_id, now_secs(), &item.body) {
+            Ok(list) => {
+                let headers = Headers::new();
+                for (name, value) in list {
+                    let _ = headers.set(name, &value);
                 }
+                headers
             }
-        }
+            Err(why) => return AttemptResult::NetworkError(why.to_string()),
+        };
         let mut init = RequestInit::new();
         init.with_method(Method::Post)
             .with_headers(headers)
             .with_redirect(RequestRedirect::Manual)
             .with_body(Some(worker::wasm_bindgen::JsValue::from_str(&item.body)));
-        let req = match Request::new_with_init(&url, &init) {
+        let req = match Request::new_with_init(&target.url, &init) {
             Ok(r) => r,
             Err(e) => return AttemptResult::NetworkError(format!("bad URL: {e}")),
         };
@@ -893,7 +856,7 @@ impl SiteAlerts {
         now: i64,
     ) -> std::result::Result<serde_json::Value, (u16, String)> {
         let disabled = store.disabled_names().map_err(internal)?;
-        if config.receiver(name).is_none() && !disabled.iter().any(|d| d == name) {
+        if !is_receiver(config, &disabled, name) {
             return Err((404, format!("no receiver named {name:?}")));
         }
         let (was_disabled, outcome) = store.enable_receiver(name, now).map_err(internal)?;
