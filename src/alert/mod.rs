@@ -8,7 +8,9 @@
 //! storage.
 //!
 //! Beside the pipeline, `endpoint` says how a receiver is reached (its URL,
-//! signing or routing secret, an attempt's headers).
+//! signing or routing secret, an attempt's headers), and `tick_series`
+//! which series the alert object keeps between ticks and judges at each
+//! instant.
 
 pub mod alert_book;
 pub mod alert_store;
@@ -20,5 +22,6 @@ pub mod lifecycle;
 pub mod outbox;
 pub mod payload;
 pub mod signing;
+pub mod tick_series;
 pub mod ticks;
 pub mod value_series;

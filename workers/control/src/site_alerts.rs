@@ -16,7 +16,7 @@
 use crate::durable_sql::DurableSql;
 use bpm_edge::alert::alert_book::{
     counted_metrics, dispatch, health_change, silence_history, AlertBook, Dispatch, HistoryEntry,
-    Notice, RuleRecord, SeriesSet, SilenceRequest,
+    Notice, RuleRecord, SilenceRequest,
 };
 use bpm_edge::alert::alert_store::{series_set, AlertStore, OutboxItem, SERIES_RETENTION_SECS};
 use bpm_edge::alert::endpoint::{
@@ -25,19 +25,21 @@ use bpm_edge::alert::endpoint::{
 use bpm_edge::alert::event::AlertEvent;
 use bpm_edge::alert::outbox::{self, AttemptResult, Delivery, Verdict};
 use bpm_edge::alert::payload::{self, Destination};
-use bpm_edge::alert::ticks::{
-    add_minutes, bucket_rows, evaluation_instants, last_complete_bucket, last_complete_minute,
-    refresh_range,
+use bpm_edge::alert::tick_series::{
+    add_imported, complete_buckets_to, instant_series, merge_buckets, split_rules, value_refresh,
+    BucketCache, BuildReads, MinuteCounts, ValueRefresh, Watches,
 };
-use bpm_edge::alert::value_series::{top_values, ValueSeries};
+use bpm_edge::alert::ticks::{
+    bucket_rows, evaluation_instants, last_complete_bucket, last_complete_minute, refresh_range,
+};
+use bpm_edge::config::rules::{AlertRule, Split};
 use bpm_edge::config::{Config, MetricKind};
-use bpm_edge::count::tally::Resolution;
+use bpm_edge::count::tally::{Resolution, Row};
 use bpm_edge::report::alerts::{
     self as alerts_report, HistoryPage, HistoryQuery, SilenceList, SilenceView, StoredAlerts,
 };
 use bpm_edge::report::overview::{self, OverviewQuery};
 use bpm_edge::report::series::ShardQuery;
-use bpm_edge::time::{BUCKET_SECS, DAY, HOUR};
 use bpm_edge_shell::{env_string, now_secs, shards};
 use futures_util::future::{select, Either};
 use serde::Deserialize;
@@ -83,26 +85,15 @@ pub struct SiteAlerts {
     state: State,
     env: Env,
     store: std::result::Result<AlertStore<DurableSql>, String>,
-    /// The stored series, mirrored in memory: `(metric, t) → n`.
-    series: RefCell<Option<BTreeMap<(String, i64), i64>>>,
+    /// The stored series, mirrored in memory.
+    series: RefCell<Option<BucketCache>>,
     /// The last complete minutes per metric (`ticks::bucket_rows`), re-read
     /// on every tick; never stored.
-    minutes: RefCell<BTreeMap<String, BTreeMap<i64, i64>>>,
+    minutes: RefCell<MinuteCounts>,
     book: RefCell<Option<AlertBook>>,
     /// The `by` rules' per-value series; `None` until built (first tick,
     /// and again after a backfill).
     watches: RefCell<Option<Watches>>,
-}
-
-/// The per-value series of every `by` rule, and how far they are read.
-struct Watches {
-    /// Site-independent day number (Unix day) they were built on: a new
-    /// day rebuilds them, so the watched values follow the traffic.
-    built_day: i64,
-    /// The last complete minute read.
-    refreshed_to: i64,
-    /// Rule name → its values' series.
-    series: BTreeMap<String, ValueSeries>,
 }
 
 impl DurableObject for SiteAlerts {
@@ -205,9 +196,7 @@ impl DurableObject for SiteAlerts {
                     match store.import(&b.minutes) {
                         Ok(added) => {
                             if let Some(cache) = self.series.borrow_mut().as_mut() {
-                                for (m, t, n) in &added {
-                                    *cache.entry((m.clone(), *t)).or_insert(0) += n;
-                                }
+                                add_imported(cache, &added);
                             }
                             // The shards got the same lines with their
                             // dimensions: re-read the per-value series.
@@ -351,31 +340,10 @@ impl SiteAlerts {
             return Err((500, "alert book unavailable".into()));
         };
         for &t in &instants {
-            let bucket = t.div_euclid(BUCKET_SECS) * BUCKET_SECS;
-            let mut series = self.series_between(metrics, bucket - SERIES_RETENTION_SECS, bucket);
-            add_minutes(&mut series, &self.minutes.borrow(), t);
-            // Instances are judged at bucket ends only, on series read up to
-            // `t` (never on a stale read, whose missing minutes would look
-            // like a dark source); their series start where the metrics' do
-            // (time before any data is unknown).
-            if t == bucket {
-                if let Some(w) = self
-                    .watches
-                    .borrow()
-                    .as_ref()
-                    .filter(|w| w.refreshed_to >= t)
-                {
-                    let start = series
-                        .series
-                        .values()
-                        .map(|s| s.start())
-                        .min()
-                        .unwrap_or(bucket);
-                    for (rule, values) in &w.series {
-                        series.by.insert(rule.clone(), values.series(start, bucket));
-                    }
-                }
-            }
+            let series = self.with_cache(|cache| {
+                let watches = self.watches.borrow();
+                instant_series(cache, &self.minutes.borrow(), watches.as_ref(), metrics, t)
+            });
             history.extend(book.evaluate(config, &series, t, &config.time));
             store
                 .set_meta("last_at", &t.to_string())
@@ -434,23 +402,14 @@ impl SiteAlerts {
         );
         // Only complete buckets are stored; the one in progress is re-read
         // on the next tick.
-        let complete_to = minute.div_euclid(BUCKET_SECS) * BUCKET_SECS;
+        let complete_to = complete_buckets_to(minute);
         let mut cache = self.series.borrow_mut();
         for (metric, counts) in &bucketed.buckets {
             store
                 .replace_series(metric, from, complete_to, counts)
                 .map_err(internal)?;
             if let Some(c) = cache.as_mut() {
-                let stale: Vec<(String, i64)> = c
-                    .range((metric.to_string(), from)..(metric.to_string(), complete_to))
-                    .map(|(k, _)| k.clone())
-                    .collect();
-                for k in stale {
-                    c.remove(&k);
-                }
-                for (t, n) in counts.range(from..complete_to).filter(|(_, n)| **n > 0) {
-                    c.insert((metric.to_string(), *t), *n);
-                }
+                merge_buckets(c, metric, counts, from, complete_to);
             }
         }
         *self.minutes.borrow_mut() = bucketed.minutes;
@@ -461,96 +420,53 @@ impl SiteAlerts {
     }
 
     /// Builds the `by` rules' per-value series (on the first tick, after a
-    /// backfill, and on a new day, so the watched values follow the
-    /// traffic), else re-reads their recent minutes. A build reads hour
-    /// rows for the baseline's weeks and the longest window, and minute
-    /// rows for the last hour or two; see `value_series`.
+    /// backfill, and on a new day), else re-reads their recent minutes, as
+    /// [`value_refresh`] decides; a build reads what [`BuildReads`] says.
     async fn refresh_values(
         &self,
         config: &Config,
         minute: i64,
     ) -> std::result::Result<(), (u16, String)> {
-        let rules: Vec<(
-            &bpm_edge::config::rules::AlertRule,
-            bpm_edge::config::rules::Split,
-        )> = config
-            .alerts
-            .iter()
-            .filter_map(|r| r.by.map(|split| (r, split)))
-            .collect();
+        let rules = split_rules(config);
         if rules.is_empty() {
             return Ok(());
         }
-        let day = minute.div_euclid(DAY);
-        let built = self
-            .watches
-            .borrow()
-            .as_ref()
-            .map(|w| (w.built_day, w.refreshed_to));
-        match built {
-            Some((built_day, refreshed_to)) if built_day == day => {
-                let (from, _) = refresh_range(
-                    Some(refreshed_to),
-                    minute,
-                    config.storage.minute_retention_days,
-                );
+        let plan = value_refresh(
+            self.watches.borrow().as_ref(),
+            minute,
+            config.storage.minute_retention_days,
+        );
+        match plan {
+            ValueRefresh::Reread { from } => {
                 let mut read = Vec::new();
-                for (rule, split) in &rules {
-                    let dims = [split.dimension.as_str().to_string()];
+                for &(rule, split) in &rules {
                     let rows = self
-                        .window_rows(config, &rule.metric, &dims, from, minute)
-                        .await
-                        .map_err(|e| (503, e))?;
+                        .split_rows(config, Resolution::Minute, (rule, split), (from, minute))
+                        .await?;
                     read.push((rule.name.clone(), rows));
                 }
-                let mut slot = self.watches.borrow_mut();
-                if let Some(w) = slot.as_mut() {
-                    for (rule, rows) in read {
-                        if let Some(vs) = w.series.get_mut(&rule) {
-                            vs.replace_minutes(&rows, from, minute);
-                            vs.prune(minute - SERIES_RETENTION_SECS);
-                        }
-                    }
-                    w.refreshed_to = minute;
+                if let Some(w) = self.watches.borrow_mut().as_mut() {
+                    w.reread(read, from, minute);
                 }
             }
-            _ => {
-                let exact_from = minute.div_euclid(HOUR) * HOUR - HOUR;
+            ValueRefresh::Build { day } => {
                 let mut series = BTreeMap::new();
-                for (rule, split) in &rules {
-                    let dim = split.dimension.as_str();
-                    let dims = [dim.to_string()];
-                    let longest = rule.windows.iter().copied().max().unwrap_or(HOUR);
-                    let reach = (i64::from(rule.weeks) * 7 * 86_400 + longest + 86_400)
-                        .min(SERIES_RETENTION_SECS);
-                    let hours = shards::read_rows(
-                        &self.env,
-                        config,
-                        &ShardQuery {
-                            step: Resolution::Hour,
-                            from: exact_from - reach,
-                            to: exact_from,
-                            metrics: vec![rule.metric.clone()],
-                            dims: dims.to_vec(),
-                        },
-                    )
-                    .await
-                    .map_err(|e| (503, e))?;
+                for &(rule, split) in &rules {
+                    let reads = BuildReads::new(rule, minute);
+                    let hours = self
+                        .split_rows(config, Resolution::Hour, (rule, split), reads.hours)
+                        .await?;
+                    let minutes = self
+                        .split_rows(config, Resolution::Minute, (rule, split), reads.minutes)
+                        .await?;
                     let open = self
                         .book
                         .borrow()
                         .as_ref()
                         .map(|b| b.open_values(&rule.name))
                         .unwrap_or_default();
-                    let values = top_values(&hours, dim, split.top as usize, &open);
-                    let mut vs = ValueSeries::new(dim, &values);
-                    vs.add_hours(&hours);
-                    let minutes = self
-                        .window_rows(config, &rule.metric, &dims, exact_from, minute)
-                        .await
-                        .map_err(|e| (503, e))?;
-                    vs.replace_minutes(&minutes, exact_from, minute);
-                    series.insert(rule.name.clone(), vs);
+                    let values = reads.value_series(split, &hours, &minutes, &open);
+                    series.insert(rule.name.clone(), values);
                 }
                 *self.watches.borrow_mut() = Some(Watches {
                     built_day: day,
@@ -562,23 +478,37 @@ impl SiteAlerts {
         Ok(())
     }
 
-    /// The minute rows of `metric`'s `dims` in `[from, to)`, from every shard.
-    async fn window_rows(
+    /// `metric`'s rows of `dims` at `step` in `[from, to)`, from every shard.
+    async fn read_rows(
         &self,
         config: &Config,
+        step: Resolution,
         metric: &str,
         dims: &[String],
-        from: i64,
-        to: i64,
-    ) -> std::result::Result<Vec<bpm_edge::count::tally::Row>, String> {
-        let q = ShardQuery {
-            step: Resolution::Minute,
+        (from, to): (i64, i64),
+    ) -> std::result::Result<Vec<Row>, String> {
+        let query = ShardQuery {
+            step,
             from,
             to,
             metrics: vec![metric.to_string()],
             dims: dims.to_vec(),
         };
-        shards::read_rows(&self.env, config, &q).await
+        shards::read_rows(&self.env, config, &query).await
+    }
+
+    /// A `by` rule's rows of its dimension at `step` in `range`.
+    async fn split_rows(
+        &self,
+        config: &Config,
+        step: Resolution,
+        (rule, split): (&AlertRule, Split),
+        range: (i64, i64),
+    ) -> std::result::Result<Vec<Row>, (u16, String)> {
+        let dims = [split.dimension.as_str().to_string()];
+        self.read_rows(config, step, &rule.metric, &dims, range)
+            .await
+            .map_err(|e| (503, e))
     }
 
     /// Status mix and p95 of the event's metric in its window against the
@@ -593,7 +523,15 @@ impl SiteAlerts {
             _ => e.metric.name.clone(),
         };
         let dims = ["status".to_string(), "lat".to_string()];
-        let read = |to: i64| self.window_rows(config, &metric, &dims, to - e.window, to);
+        let read = |to: i64| {
+            self.read_rows(
+                config,
+                Resolution::Minute,
+                &metric,
+                &dims,
+                (to - e.window, to),
+            )
+        };
         let now_rows = read(e.at).await.ok()?;
         let before_rows = read(config.time.days_before(e.at, 7)).await.ok()?;
         Some(health_change(&now_rows, &before_rows))
@@ -610,7 +548,15 @@ impl SiteAlerts {
     ) -> Option<bpm_edge::alert::explain::Explanation> {
         let (metric, dims) = bpm_edge::alert::explain::dimensions_of(config, &e.metric.name)?;
         let names: Vec<String> = dims.iter().map(|(d, _)| d.clone()).collect();
-        let read = |to: i64| self.window_rows(config, &metric, &names, to - e.window, to);
+        let read = |to: i64| {
+            self.read_rows(
+                config,
+                Resolution::Minute,
+                &metric,
+                &names,
+                (to - e.window, to),
+            )
+        };
         let ends = bpm_edge::alert::explain::reference_ends(e.at, &config.time);
         let (now, before) = futures_util::future::join(
             read(e.at),
@@ -814,11 +760,10 @@ impl SiteAlerts {
         }
     }
 
-    /// The cached 5-minute series of `metrics` in `[from, to)`.
-    fn series_between(&self, metrics: &[String], from: i64, to: i64) -> SeriesSet {
+    /// Runs `f` on the cached 5-minute series (empty until loaded).
+    fn with_cache<T>(&self, f: impl FnOnce(&BucketCache) -> T) -> T {
         let cache = self.series.borrow();
-        let empty = BTreeMap::new();
-        series_set(cache.as_ref().unwrap_or(&empty), metrics, from, to)
+        f(cache.as_ref().unwrap_or(&BucketCache::new()))
     }
 
     /// Mission Control's data. Refreshes the series from the shards first
@@ -841,7 +786,7 @@ impl SiteAlerts {
         let records = self.records(store)?;
         let silences = store.silences().map_err(internal)?;
         let from = now - query.range.secs() - overview::LOOKBACK_SECS;
-        let series = self.series_between(&metrics, from, at).series;
+        let series = self.with_cache(|cache| series_set(cache, &metrics, from, at).series);
         let built = overview::build(config, &series, &records, &silences, query, now);
         serde_json::to_value(built).map_err(internal)
     }
