@@ -18,6 +18,7 @@ use bpm_edge::auth::{
 };
 use bpm_edge::config::{Config, MetricKind};
 use bpm_edge::count::classify::Classifier;
+use bpm_edge::report::query::QueryError;
 use bpm_edge::report::referral_report::{self, ReportQuery};
 use bpm_edge::report::series::{build_response, SeriesQuery};
 use bpm_edge::report::uniques::UniquesQuery;
@@ -548,7 +549,7 @@ async fn series(req: &Request, env: &Env, classifier: &Classifier) -> Result<Res
     let config = classifier.config();
     let query = match SeriesQuery::parse(url.query().unwrap_or(""), config) {
         Ok(q) => q,
-        Err(e) => return json_error(400, &e.to_string()),
+        Err(e) => return refused_query(&e),
     };
     let shard_query = query.shard_query(config);
     let rows = match shards::read_rows(env, config, &shard_query).await {
@@ -564,7 +565,7 @@ async fn referrals(req: &Request, env: &Env, config: &Config) -> Result<Response
     let url = req.url()?;
     let query = match ReportQuery::parse(url.query().unwrap_or(""), config, &config.time) {
         Ok(q) => q,
-        Err(e) => return json_error(400, &e.to_string()),
+        Err(e) => return refused_query(&e),
     };
     let (current, previous) = query.shard_queries();
     let read_previous = async {
@@ -639,7 +640,7 @@ async fn uniques(req: &Request, env: &Env, config: &Config) -> Result<Response> 
     let url = req.url()?;
     let query = match UniquesQuery::parse(url.query().unwrap_or(""), config) {
         Ok(q) => q,
-        Err(e) => return json_error(400, &e.to_string()),
+        Err(e) => return refused_query(&e),
     };
     let sketches = if query.hourly {
         shards::read_sketches(env, config, &query.shard_query()).await
@@ -727,4 +728,9 @@ fn json_response<T: Serialize>(status: u16, body: &T) -> Result<Response> {
 
 fn json_error(status: u16, message: &str) -> Result<Response> {
     json_response(status, &json!({ "error": message }))
+}
+
+/// A refused read-path query: `400` with its message.
+fn refused_query(e: &QueryError) -> Result<Response> {
+    json_error(400, &e.to_string())
 }
