@@ -127,6 +127,31 @@ pub fn is_receiver(config: &Config, disabled: &[String], name: &str) -> bool {
     config.receiver(name).is_some() || disabled.iter().any(|d| d == name)
 }
 
+/// The name in an API route `receivers/{name}/enable` (no leading `/`);
+/// `None` for any other route. The name may be empty or malformed (see
+/// [`could_be_receiver`]).
+pub fn enable_route(route: &str) -> Option<&str> {
+    if !(route.starts_with("receivers/") && route.ends_with("/enable")) {
+        return None;
+    }
+    Some(
+        route
+            .strip_prefix("receivers/")
+            .and_then(|r| r.strip_suffix("/enable"))
+            .unwrap_or(""),
+    )
+}
+
+/// Whether `name` is shaped like a receiver name (1 to 64 of `a-z`, `0-9`,
+/// `_`, `-`): anything else is refused before the alert object is asked.
+pub fn could_be_receiver(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_' | '-'))
+}
+
 /// The format an attempt to `receiver` is judged by: its configured one;
 /// JSON for a receiver no longer configured.
 pub fn format_of(config: &Config, receiver: &str) -> WebhookFormat {
@@ -287,6 +312,20 @@ mod tests {
             err.to_string(),
             "the secret OPS_SECRET: the signing key is 3 bytes; at least 16 are needed"
         );
+    }
+
+    #[test]
+    fn an_enable_route_names_its_receiver() {
+        assert_eq!(enable_route("receivers/ops/enable"), Some("ops"));
+        assert_eq!(enable_route("receivers/a/b/enable"), Some("a/b"));
+        assert_eq!(enable_route("receivers/enable"), Some(""));
+        assert_eq!(enable_route("receivers/ops"), None);
+        assert_eq!(enable_route("/receivers/ops/enable"), None);
+        assert!(could_be_receiver("ops-2_x"));
+        for bad in ["", "Ops", "a/b", "a b", &"x".repeat(65)] {
+            assert!(!could_be_receiver(bad), "{bad:?}");
+        }
+        assert!(could_be_receiver(&"x".repeat(64)));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use bpm_edge::alert::alert_book::{
 };
 use bpm_edge::alert::alert_store::{series_set, AlertStore, OutboxItem, SERIES_RETENTION_SECS};
 use bpm_edge::alert::endpoint::{
-    endpoint, format_of, gone_reason, is_receiver, Endpoint, EndpointError,
+    enable_route, endpoint, format_of, gone_reason, is_receiver, Endpoint, EndpointError,
 };
 use bpm_edge::alert::event::AlertEvent;
 use bpm_edge::alert::outbox::{self, AttemptResult, Delivery, Verdict};
@@ -122,101 +122,95 @@ impl DurableObject for SiteAlerts {
         let config = config.config();
         let path = req.path();
         let now = now_secs();
-        let result: std::result::Result<serde_json::Value, (u16, String)> =
-            match (req.method(), path.as_str()) {
-                (Method::Post, "/tick") => {
-                    let tick: Tick = req.json().await?;
-                    self.tick(store, config, tick.now).await
+        let result: Answer = match (req.method(), path.as_str()) {
+            (Method::Post, "/tick") => {
+                let tick: Tick = req.json().await?;
+                self.tick(store, config, tick.now).await
+            }
+            (Method::Get, "/alerts") => self.alerts(store, config, now),
+            (Method::Get, "/overview") => {
+                let url = req.url()?;
+                match OverviewQuery::parse(url.query().unwrap_or(""), config) {
+                    Ok(q) => self.overview(store, config, &q, now).await,
+                    Err(e) => Err(Failure::BadRequest(e.to_string())),
                 }
-                (Method::Get, "/alerts") => self.alerts(store, config, now),
-                (Method::Get, "/overview") => {
-                    let url = req.url()?;
-                    match OverviewQuery::parse(url.query().unwrap_or(""), config) {
-                        Ok(q) => self.overview(store, config, &q, now).await,
-                        Err(e) => Err((400, e.to_string())),
-                    }
-                }
-                (Method::Get, "/history") => {
-                    let url = req.url()?;
-                    let query = HistoryQuery::parse(url.query().unwrap_or(""));
-                    store
-                        .history(query.limit, query.rule.as_deref())
-                        .map_err(internal)
-                        .and_then(|h| serde_json::to_value(HistoryPage::new(&h)).map_err(internal))
-                }
-                (Method::Get, "/silences") => store.silences().map_err(internal).and_then(|list| {
-                    serde_json::to_value(SilenceList::new(&list, now)).map_err(internal)
-                }),
-                (Method::Post, "/silences") => {
-                    let body: SilenceRequest = match req.json().await {
-                        Ok(b) => b,
-                        Err(e) => {
-                            return json_status(400, &json!({ "error": format!("body: {e}") }))
-                        }
-                    };
-                    match body.into_silence(config, random_id("sil"), now) {
-                        // The history keeps the silence once it is pruned.
-                        Ok(s) => match store.add_silence(&s).and_then(|()| {
-                            store.append_history(
-                                &[silence_history(config, &s, "silence created", now)],
-                                config.alerting.history_limit,
-                            )
-                        }) {
-                            Ok(()) => return json_status(201, &SilenceView::listed(&s, now)),
-                            Err(e) => Err(internal(e)),
-                        },
-                        Err(e) => Err((400, e.to_string())),
-                    }
-                }
-                (Method::Delete, p) if p.starts_with("/silences/") => {
-                    let id = p.trim_start_matches("/silences/");
-                    let deleted = store.take_silence(id).and_then(|taken| {
-                        let Some(s) = taken else { return Ok(false) };
+            }
+            (Method::Get, "/history") => {
+                let url = req.url()?;
+                let query = HistoryQuery::parse(url.query().unwrap_or(""));
+                store
+                    .history(query.limit, query.rule.as_deref())
+                    .map_err(internal)
+                    .and_then(|h| serde_json::to_value(HistoryPage::new(&h)).map_err(internal))
+            }
+            (Method::Get, "/silences") => store.silences().map_err(internal).and_then(|list| {
+                serde_json::to_value(SilenceList::new(&list, now)).map_err(internal)
+            }),
+            (Method::Post, "/silences") => {
+                let body: SilenceRequest = match req.json().await {
+                    Ok(b) => b,
+                    Err(e) => return json_status(400, &json!({ "error": format!("body: {e}") })),
+                };
+                match body.into_silence(config, random_id("sil"), now) {
+                    // The history keeps the silence once it is pruned.
+                    Ok(s) => match store.add_silence(&s).and_then(|()| {
                         store.append_history(
-                            &[silence_history(config, &s, "silence deleted", now)],
+                            &[silence_history(config, &s, "silence created", now)],
                             config.alerting.history_limit,
-                        )?;
-                        Ok(true)
-                    });
-                    match deleted {
-                        Ok(true) => Ok(json!({ "deleted": id })),
-                        Ok(false) => Err((404, format!("no silence {id:?}"))),
+                        )
+                    }) {
+                        Ok(()) => return json_status(201, &SilenceView::listed(&s, now)),
                         Err(e) => Err(internal(e)),
-                    }
+                    },
+                    Err(e) => Err(Failure::BadRequest(e.to_string())),
                 }
-                (Method::Post, p) if p.starts_with("/receivers/") && p.ends_with("/enable") => {
-                    let name = p
-                        .strip_prefix("/receivers/")
-                        .and_then(|r| r.strip_suffix("/enable"))
-                        .unwrap_or("");
-                    self.enable_receiver(store, config, name, now).await
+            }
+            (Method::Delete, p) if p.starts_with("/silences/") => {
+                let id = p.trim_start_matches("/silences/");
+                let deleted = store.take_silence(id).and_then(|taken| {
+                    let Some(s) = taken else { return Ok(false) };
+                    store.append_history(
+                        &[silence_history(config, &s, "silence deleted", now)],
+                        config.alerting.history_limit,
+                    )?;
+                    Ok(true)
+                });
+                match deleted {
+                    Ok(true) => Ok(json!({ "deleted": id })),
+                    Ok(false) => Err(Failure::NotFound(format!("no silence {id:?}"))),
+                    Err(e) => Err(internal(e)),
                 }
-                (Method::Post, "/backfill") => {
-                    let b: Backfill = req.json().await?;
-                    match store.import(&b.minutes) {
-                        Ok(added) => {
-                            if let Some(cache) = self.series.borrow_mut().as_mut() {
-                                add_imported(cache, &added);
-                            }
-                            // The shards got the same lines with their
-                            // dimensions: re-read the per-value series.
-                            if !added.is_empty() {
-                                *self.watches.borrow_mut() = None;
-                            }
-                            Ok(json!({ "applied": !added.is_empty() }))
+            }
+            (Method::Post, p) if enabled_receiver(p).is_some() => {
+                let name = enabled_receiver(p).unwrap_or_default();
+                self.enable_receiver(store, config, name, now).await
+            }
+            (Method::Post, "/backfill") => {
+                let b: Backfill = req.json().await?;
+                match store.import(&b.minutes) {
+                    Ok(added) => {
+                        if let Some(cache) = self.series.borrow_mut().as_mut() {
+                            add_imported(cache, &added);
                         }
-                        Err(e) => Err(internal(e)),
+                        // The shards got the same lines with their
+                        // dimensions: re-read the per-value series.
+                        if !added.is_empty() {
+                            *self.watches.borrow_mut() = None;
+                        }
+                        Ok(json!({ "applied": !added.is_empty() }))
                     }
+                    Err(e) => Err(internal(e)),
                 }
-                _ => Err((404, "not found".into())),
-            };
+            }
+            _ => Err(Failure::NotFound("not found".into())),
+        };
         match result {
             Ok(v) => json_status(200, &v),
-            Err((status, msg)) => {
-                if status >= 500 {
-                    worker::console_error!("bpm-edge: alerts: {msg}");
+            Err(failure) => {
+                if failure.status() >= 500 {
+                    worker::console_error!("bpm-edge: alerts: {failure}");
                 }
-                json_status(status, &json!({ "error": msg }))
+                json_status(failure.status(), &json!({ "error": failure.to_string() }))
             }
         }
     }
@@ -233,19 +227,53 @@ impl DurableObject for SiteAlerts {
     }
 }
 
-fn internal(e: impl std::fmt::Display) -> (u16, String) {
-    (500, e.to_string())
+/// Why a request to the alert object failed: the status it answers, and
+/// its message as the `error`.
+#[derive(Debug)]
+enum Failure {
+    /// 400: the request is malformed.
+    BadRequest(String),
+    /// 404: no such route, silence or receiver.
+    NotFound(String),
+    /// 500: its storage failed, or the book is unavailable.
+    Internal(String),
+    /// 503: the counter shards could not be read.
+    ShardsUnavailable(String),
+}
+
+impl Failure {
+    fn status(&self) -> u16 {
+        match self {
+            Failure::BadRequest(_) => 400,
+            Failure::NotFound(_) => 404,
+            Failure::Internal(_) => 500,
+            Failure::ShardsUnavailable(_) => 503,
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::BadRequest(m)
+            | Failure::NotFound(m)
+            | Failure::Internal(m)
+            | Failure::ShardsUnavailable(m) => f.write_str(m),
+        }
+    }
+}
+
+/// What a request to the alert object answers with a `200`, or why not.
+type Answer<T = serde_json::Value> = std::result::Result<T, Failure>;
+
+fn internal(e: impl std::fmt::Display) -> Failure {
+    Failure::Internal(e.to_string())
 }
 
 impl SiteAlerts {
     /// One tick: refresh the series, evaluate if a new bucket completed,
     /// decide notifications, queue them, and wake the outbox.
-    async fn tick(
-        &self,
-        store: &AlertStore<DurableSql>,
-        config: &Config,
-        now: i64,
-    ) -> std::result::Result<serde_json::Value, (u16, String)> {
+    async fn tick(&self, store: &AlertStore<DurableSql>, config: &Config, now: i64) -> Answer {
         let at = last_complete_bucket(now);
         let metrics = counted_metrics(config);
         self.refresh(store, config, &metrics, last_complete_minute(now))
@@ -254,7 +282,7 @@ impl SiteAlerts {
         self.load_book(store, config, at)?;
         // The `by` rules' series failing to refresh must not hold up the
         // other rules: their instances skip this tick (see `judge`).
-        if let Err((_, e)) = self.refresh_values(config, last_complete_minute(now)).await {
+        if let Err(e) = self.refresh_values(config, last_complete_minute(now)).await {
             worker::console_error!("bpm-edge: refreshing the by rules' series: {e}");
         }
         let Judged {
@@ -306,12 +334,7 @@ impl SiteAlerts {
 
     /// Builds the alert book from the stored records unless it is loaded;
     /// rules without a record start `learning` at `at`.
-    fn load_book(
-        &self,
-        store: &AlertStore<DurableSql>,
-        config: &Config,
-        at: i64,
-    ) -> std::result::Result<(), (u16, String)> {
+    fn load_book(&self, store: &AlertStore<DurableSql>, config: &Config, at: i64) -> Answer<()> {
         if self.book.borrow().is_none() {
             let book = AlertBook::new(config, store.records().map_err(internal)?, at);
             *self.book.borrow_mut() = Some(book);
@@ -328,7 +351,7 @@ impl SiteAlerts {
         metrics: &[String],
         at: i64,
         now: i64,
-    ) -> std::result::Result<Judged, (u16, String)> {
+    ) -> Answer<Judged> {
         let started = worker::js_sys::Date::now();
         let last_at: Option<i64> = store.meta_time("last_at").map_err(internal)?;
         let mut history: Vec<HistoryEntry> = Vec::new();
@@ -337,7 +360,7 @@ impl SiteAlerts {
         self.load_book(store, config, at)?;
         let mut book_slot = self.book.borrow_mut();
         let Some(book) = book_slot.as_mut() else {
-            return Err((500, "alert book unavailable".into()));
+            return Err(Failure::Internal("alert book unavailable".into()));
         };
         for &t in &instants {
             let series = self.with_cache(|cache| {
@@ -372,7 +395,7 @@ impl SiteAlerts {
         config: &Config,
         metrics: &[String],
         minute: i64,
-    ) -> std::result::Result<(), (u16, String)> {
+    ) -> Answer<()> {
         if self.series.borrow().is_none() {
             let loaded = store
                 .load_series(minute - SERIES_RETENTION_SECS)
@@ -393,7 +416,7 @@ impl SiteAlerts {
         };
         let rows = shards::read_rows(&self.env, config, &query)
             .await
-            .map_err(|e| (503, e))?;
+            .map_err(Failure::ShardsUnavailable)?;
         let bucketed = bucket_rows(
             rows.iter()
                 .map(|r| (r.metric(), r.t(), i64::try_from(r.n()).unwrap_or(i64::MAX))),
@@ -422,11 +445,7 @@ impl SiteAlerts {
     /// Builds the `by` rules' per-value series (on the first tick, after a
     /// backfill, and on a new day), else re-reads their recent minutes, as
     /// [`value_refresh`] decides; a build reads what [`BuildReads`] says.
-    async fn refresh_values(
-        &self,
-        config: &Config,
-        minute: i64,
-    ) -> std::result::Result<(), (u16, String)> {
+    async fn refresh_values(&self, config: &Config, minute: i64) -> Answer<()> {
         let rules = split_rules(config);
         if rules.is_empty() {
             return Ok(());
@@ -497,6 +516,21 @@ impl SiteAlerts {
         shards::read_rows(&self.env, config, &query).await
     }
 
+    /// The minute rows of `metric`'s `dims` in the `window` seconds before
+    /// `to`.
+    async fn window_rows(
+        &self,
+        config: &Config,
+        metric: &str,
+        dims: &[String],
+        window: i64,
+        to: i64,
+    ) -> std::result::Result<Vec<Row>, String> {
+        let range = (to - window, to);
+        self.read_rows(config, Resolution::Minute, metric, dims, range)
+            .await
+    }
+
     /// A `by` rule's rows of its dimension at `step` in `range`.
     async fn split_rows(
         &self,
@@ -504,11 +538,11 @@ impl SiteAlerts {
         step: Resolution,
         (rule, split): (&AlertRule, Split),
         range: (i64, i64),
-    ) -> std::result::Result<Vec<Row>, (u16, String)> {
+    ) -> Answer<Vec<Row>> {
         let dims = [split.dimension.as_str().to_string()];
         self.read_rows(config, step, &rule.metric, &dims, range)
             .await
-            .map_err(|e| (503, e))
+            .map_err(Failure::ShardsUnavailable)
     }
 
     /// Status mix and p95 of the event's metric in its window against the
@@ -523,15 +557,7 @@ impl SiteAlerts {
             _ => e.metric.name.clone(),
         };
         let dims = ["status".to_string(), "lat".to_string()];
-        let read = |to: i64| {
-            self.read_rows(
-                config,
-                Resolution::Minute,
-                &metric,
-                &dims,
-                (to - e.window, to),
-            )
-        };
+        let read = |to: i64| self.window_rows(config, &metric, &dims, e.window, to);
         let now_rows = read(e.at).await.ok()?;
         let before_rows = read(config.time.days_before(e.at, 7)).await.ok()?;
         Some(health_change(&now_rows, &before_rows))
@@ -548,15 +574,7 @@ impl SiteAlerts {
     ) -> Option<bpm_edge::alert::explain::Explanation> {
         let (metric, dims) = bpm_edge::alert::explain::dimensions_of(config, &e.metric.name)?;
         let names: Vec<String> = dims.iter().map(|(d, _)| d.clone()).collect();
-        let read = |to: i64| {
-            self.read_rows(
-                config,
-                Resolution::Minute,
-                &metric,
-                &names,
-                (to - e.window, to),
-            )
-        };
+        let read = |to: i64| self.window_rows(config, &metric, &names, e.window, to);
         let ends = bpm_edge::alert::explain::reference_ends(e.at, &config.time);
         let (now, before) = futures_util::future::join(
             read(e.at),
@@ -750,10 +768,7 @@ impl SiteAlerts {
     }
 
     /// The rule records: the live book's, else the stored ones.
-    fn records(
-        &self,
-        store: &AlertStore<DurableSql>,
-    ) -> std::result::Result<Vec<RuleRecord>, (u16, String)> {
+    fn records(&self, store: &AlertStore<DurableSql>) -> Answer<Vec<RuleRecord>> {
         match self.book.borrow().as_ref() {
             Some(b) => Ok(b.records().cloned().collect()),
             None => store.records().map_err(internal),
@@ -775,7 +790,7 @@ impl SiteAlerts {
         config: &Config,
         query: &OverviewQuery,
         now: i64,
-    ) -> std::result::Result<serde_json::Value, (u16, String)> {
+    ) -> Answer {
         let at = last_complete_bucket(now);
         let metrics = counted_metrics(config);
         let refreshed_to: Option<i64> = store.meta_time("refreshed_to").map_err(internal)?;
@@ -799,10 +814,10 @@ impl SiteAlerts {
         config: &Config,
         name: &str,
         now: i64,
-    ) -> std::result::Result<serde_json::Value, (u16, String)> {
+    ) -> Answer {
         let disabled = store.disabled_names().map_err(internal)?;
         if !is_receiver(config, &disabled, name) {
-            return Err((404, format!("no receiver named {name:?}")));
+            return Err(Failure::NotFound(format!("no receiver named {name:?}")));
         }
         let (was_disabled, outcome) = store.enable_receiver(name, now).map_err(internal)?;
         if was_disabled {
@@ -826,12 +841,7 @@ impl SiteAlerts {
 
     /// `GET /alerts`: the rules' states, silences, deliveries and receivers
     /// (see [`alerts_report::report`]).
-    fn alerts(
-        &self,
-        store: &AlertStore<DurableSql>,
-        config: &Config,
-        now: i64,
-    ) -> std::result::Result<serde_json::Value, (u16, String)> {
+    fn alerts(&self, store: &AlertStore<DurableSql>, config: &Config, now: i64) -> Answer {
         let records = self.records(store)?;
         let silences = store.silences().map_err(internal)?;
         let deliveries: Vec<Delivery> = store
@@ -871,6 +881,11 @@ fn random_id(prefix: &str) -> String {
         s.push(char::from_digit(d.min(15), 16).unwrap_or('0'));
     }
     s
+}
+
+/// The receiver a `/receivers/{name}/enable` path names.
+fn enabled_receiver(path: &str) -> Option<&str> {
+    path.strip_prefix('/').and_then(enable_route)
 }
 
 /// Calls the site's alert object.
