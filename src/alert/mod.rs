@@ -8,9 +8,9 @@
 //! storage.
 //!
 //! Beside the pipeline, `endpoint` says how a receiver is reached (its URL,
-//! signing or routing secret, an attempt's headers), and `tick_series`
-//! which series the alert object keeps between ticks and judges at each
-//! instant.
+//! signing or routing secret, an attempt's headers), `tick_series` which
+//! series the alert object keeps between ticks and judges at each instant,
+//! and `health_reads` what it reads to describe a firing event's health.
 
 pub mod alert_book;
 pub mod alert_store;
@@ -18,6 +18,7 @@ pub mod detector;
 pub mod endpoint;
 pub mod event;
 pub mod explain;
+pub mod health_reads;
 pub mod lifecycle;
 pub mod outbox;
 pub mod payload;

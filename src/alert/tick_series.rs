@@ -17,7 +17,7 @@
 
 use crate::alert::alert_book::SeriesSet;
 use crate::alert::alert_store::{series_set, SERIES_RETENTION_SECS};
-use crate::alert::ticks::{add_minutes, refresh_range};
+use crate::alert::ticks::{add_minutes, last_complete_bucket, refresh_range};
 use crate::alert::value_series::{top_values, ValueSeries};
 use crate::config::rules::{AlertRule, Split};
 use crate::config::Config;
@@ -38,6 +38,13 @@ fn bucket_start(t: i64) -> i64 {
 /// minute: what a refresh stores up to.
 pub fn complete_buckets_to(minute: i64) -> i64 {
     bucket_start(minute)
+}
+
+/// Whether the series must be refreshed before Mission Control is built
+/// at `now`: no refresh reached the last complete bucket (a deployment
+/// whose cron has not run yet, or `wrangler dev` without scheduled ticks).
+pub fn refresh_due(refreshed_to: Option<i64>, now: i64) -> bool {
+    refreshed_to.is_none_or(|r| r < last_complete_bucket(now))
 }
 
 /// Replaces `metric`'s cached buckets in `[from, to)` with the non-zero
@@ -265,6 +272,15 @@ mod tests {
         assert_eq!(c, expected);
         assert_eq!(complete_buckets_to(T0 + 4 * MINUTE), T0);
         assert_eq!(complete_buckets_to(T0 + 5 * MINUTE), T0 + BUCKET_SECS);
+    }
+
+    #[test]
+    fn mission_control_refreshes_until_a_refresh_reached_the_last_bucket() {
+        let now = T0 + 2 * MINUTE; // the last complete bucket ends at T0
+        assert!(refresh_due(None, now));
+        assert!(refresh_due(Some(T0 - BUCKET_SECS), now));
+        assert!(!refresh_due(Some(T0), now));
+        assert!(refresh_due(Some(T0), T0 + BUCKET_SECS + MINUTE));
     }
 
     #[test]

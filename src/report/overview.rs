@@ -65,6 +65,12 @@ pub struct OverviewQuery {
 }
 
 impl OverviewQuery {
+    /// Where the series it is built from start at `now`: its range and the
+    /// band's [`LOOKBACK_SECS`] before that.
+    pub fn series_from(&self, now: i64) -> i64 {
+        now - self.range.secs() - LOOKBACK_SECS
+    }
+
     pub fn parse(query: &str, config: &Config) -> Result<Self, QueryError> {
         let mut out = OverviewQuery {
             range: OverviewRange::Day,

@@ -23,17 +23,18 @@ use bpm_edge::alert::endpoint::{
     enable_route, endpoint, format_of, gone_reason, is_receiver, Endpoint, EndpointError,
 };
 use bpm_edge::alert::event::AlertEvent;
+use bpm_edge::alert::health_reads::HealthReads;
 use bpm_edge::alert::outbox::{self, AttemptResult, Delivery, Verdict};
 use bpm_edge::alert::payload::{self, Destination};
 use bpm_edge::alert::tick_series::{
-    add_imported, complete_buckets_to, instant_series, merge_buckets, split_rules, value_refresh,
-    BucketCache, BuildReads, MinuteCounts, ValueRefresh, Watches,
+    add_imported, complete_buckets_to, instant_series, merge_buckets, refresh_due, split_rules,
+    value_refresh, BucketCache, BuildReads, MinuteCounts, ValueRefresh, Watches,
 };
 use bpm_edge::alert::ticks::{
     bucket_rows, evaluation_instants, last_complete_bucket, last_complete_minute, refresh_range,
 };
 use bpm_edge::config::rules::{AlertRule, Split};
-use bpm_edge::config::{Config, MetricKind};
+use bpm_edge::config::Config;
 use bpm_edge::count::tally::{Resolution, Row};
 use bpm_edge::report::alerts::{
     self as alerts_report, HistoryPage, HistoryQuery, SilenceList, SilenceView, StoredAlerts,
@@ -552,14 +553,11 @@ impl SiteAlerts {
         config: &Config,
         e: &AlertEvent,
     ) -> Option<bpm_edge::alert::event::HealthChange> {
-        let metric = match config.metric(&e.metric.name).map(|m| &m.kind) {
-            Some(MetricKind::Ratio(r)) => r.numerator.clone(),
-            _ => e.metric.name.clone(),
-        };
-        let dims = ["status".to_string(), "lat".to_string()];
-        let read = |to: i64| self.window_rows(config, &metric, &dims, e.window, to);
-        let now_rows = read(e.at).await.ok()?;
-        let before_rows = read(config.time.days_before(e.at, 7)).await.ok()?;
+        let reads = HealthReads::new(config, &e.metric.name, e.window, e.at);
+        let read = |to: i64| self.window_rows(config, &reads.metric, &reads.dims, reads.window, to);
+        let [now_to, before_to] = reads.ends;
+        let now_rows = read(now_to).await.ok()?;
+        let before_rows = read(before_to).await.ok()?;
         Some(health_change(&now_rows, &before_rows))
     }
 
@@ -794,13 +792,13 @@ impl SiteAlerts {
         let at = last_complete_bucket(now);
         let metrics = counted_metrics(config);
         let refreshed_to: Option<i64> = store.meta_time("refreshed_to").map_err(internal)?;
-        if refreshed_to.is_none_or(|r| r < at) || self.series.borrow().is_none() {
+        if refresh_due(refreshed_to, now) || self.series.borrow().is_none() {
             self.refresh(store, config, &metrics, last_complete_minute(now))
                 .await?;
         }
         let records = self.records(store)?;
         let silences = store.silences().map_err(internal)?;
-        let from = now - query.range.secs() - overview::LOOKBACK_SECS;
+        let from = query.series_from(now);
         let series = self.with_cache(|cache| series_set(cache, &metrics, from, at).series);
         let built = overview::build(config, &series, &records, &silences, query, now);
         serde_json::to_value(built).map_err(internal)
