@@ -3011,7 +3011,7 @@ mod sketch {
 
 mod bucket_counts {
     use super::*;
-    use bpm_edge::windows::store::BucketCounts;
+    use bpm_edge::windows::schema::BucketCounts;
 
     fn counts() -> impl Strategy<Value = BucketCounts> {
         let s = {

@@ -9,14 +9,21 @@
 //! `event` is one notification, `payload` renders it per receiver format,
 //! `signing` signs it, `outbox` delivers it, and `alert_store` keeps all
 //! of it in the alert object's storage.
+//!
+//! Beside the pipeline, `endpoint` says how a receiver is reached (its URL,
+//! signing or routing secret, an attempt's headers), `tick_series` which
+//! series the alert object keeps between ticks and judges at each instant,
+//! and `health_reads` what it reads to describe a firing event's health.
 
 pub mod alert_book;
 pub mod alert_store;
 pub mod detector;
 pub mod dispatch;
+pub mod endpoint;
 pub mod event;
 pub mod explain;
 pub mod health;
+pub mod health_reads;
 pub mod lifecycle;
 pub mod mute;
 pub mod outbox;
@@ -25,5 +32,6 @@ pub mod signing;
 pub mod silence;
 #[cfg(test)]
 mod test_fixtures;
+pub mod tick_series;
 pub mod ticks;
 pub mod value_series;

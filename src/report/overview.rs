@@ -15,14 +15,13 @@ use crate::alert::detector::{median, seasonal_values, BaselineSource, CountSerie
 use crate::alert::silence::Silence;
 use crate::config::{Config, MetricKind, Stage};
 use crate::decimal::round_to;
-use crate::report::series::query_params;
+use crate::report::query::{query_params, QueryError};
 use crate::time::duration_label;
 use crate::time::format_time;
 use crate::time::WallClock;
 use crate::time::BUCKET_SECS;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::fmt;
 
 /// The length of the "current window" shown next to each BPM.
 pub const WINDOW_SECS: i64 = 3600;
@@ -68,26 +67,14 @@ pub struct OverviewQuery {
     pub metric: Option<String>,
 }
 
-/// A parameter the overview does not accept.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OverviewQueryError {
-    UnknownRange(String),
-    UnknownMetric(String),
-}
-
-impl fmt::Display for OverviewQueryError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            OverviewQueryError::UnknownRange(r) => {
-                write!(f, "range must be 24h or 7d, not {r:?}")
-            }
-            OverviewQueryError::UnknownMetric(m) => write!(f, "no metric named {m:?}"),
-        }
-    }
-}
-
 impl OverviewQuery {
-    pub fn parse(query: &str, config: &Config) -> Result<Self, OverviewQueryError> {
+    /// Where the series it is built from start at `now`: its range and the
+    /// band's [`LOOKBACK_SECS`] before that.
+    pub fn series_from(&self, now: i64) -> i64 {
+        now - self.range.secs() - LOOKBACK_SECS
+    }
+
+    pub fn parse(query: &str, config: &Config) -> Result<Self, QueryError> {
         let mut out = OverviewQuery {
             range: OverviewRange::Day,
             metric: None,
@@ -97,12 +84,12 @@ impl OverviewQuery {
             out.range = match r.as_str() {
                 "24h" | "1d" => OverviewRange::Day,
                 "7d" | "1w" => OverviewRange::Week,
-                other => return Err(OverviewQueryError::UnknownRange(other.into())),
+                other => return Err(QueryError::UnknownRange(other.into())),
             };
         }
         if let Some(m) = params.get("metric") {
             if config.metric(m).is_none() {
-                return Err(OverviewQueryError::UnknownMetric(m.clone()));
+                return Err(QueryError::NoMetricNamed(m.clone()));
             }
             out.metric = Some(m.clone());
         }
@@ -669,7 +656,7 @@ mod tests {
         assert_eq!(o.metrics[0].points[0].value, Some(120.0));
         assert_eq!(
             OverviewQuery::parse("range=2d", &cfg),
-            Err(OverviewQueryError::UnknownRange("2d".into()))
+            Err(QueryError::UnknownRange("2d".into()))
         );
         assert!(OverviewQuery::parse("metric=nope", &cfg).is_err());
         assert_eq!(OverviewQuery::parse("", &cfg).unwrap(), day());

@@ -12,12 +12,12 @@
 use crate::config::{Config, MetricKind, ReferralDimension};
 use crate::count::tally::{Dim, Resolution, Row, OTHER};
 use crate::decimal::round_to;
-use crate::report::series::{ceil, metric_named, parse_time, query_params, QueryError, ShardQuery};
+use crate::report::query::{metric_named, query_params, time_range, QueryError};
+use crate::report::series::{ceil, ShardQuery};
 use crate::time::format_time;
 use crate::time::WallClock;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
 
 /// Longest range a report covers (hour rows are kept 13 months).
 pub const MAX_RANGE_SECS: i64 = 400 * 86_400;
@@ -50,42 +50,6 @@ impl Compare {
             Compare::FourWeeks => Some(4 * WEEK_DAYS),
             Compare::None => None,
         }
-    }
-}
-
-/// A parameter the report does not accept.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ReportQueryError {
-    Query(QueryError),
-    UnknownCompare(String),
-    UnknownFormat(String),
-    NotAReferralMetric(String),
-    RangeTooLong,
-}
-
-impl fmt::Display for ReportQueryError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ReportQueryError::Query(e) => e.fmt(f),
-            ReportQueryError::UnknownCompare(c) => {
-                write!(f, "`compare` must be previous, 4w or none, got {c:?}")
-            }
-            ReportQueryError::UnknownFormat(c) => {
-                write!(f, "`format` must be json or csv, got {c:?}")
-            }
-            ReportQueryError::NotAReferralMetric(m) => {
-                write!(f, "metric {m:?} keeps no referral dimensions")
-            }
-            ReportQueryError::RangeTooLong => write!(f, "the range is at most 400 days"),
-        }
-    }
-}
-
-impl std::error::Error for ReportQueryError {}
-
-impl From<QueryError> for ReportQueryError {
-    fn from(e: QueryError) -> Self {
-        ReportQueryError::Query(e)
     }
 }
 
@@ -124,11 +88,7 @@ pub fn default_metric(config: &Config) -> Option<&str> {
 }
 
 impl ReportQuery {
-    pub fn parse(
-        query: &str,
-        config: &Config,
-        clock: &dyn WallClock,
-    ) -> Result<Self, ReportQueryError> {
+    pub fn parse(query: &str, config: &Config, clock: &dyn WallClock) -> Result<Self, QueryError> {
         let params = query_params(query.trim_start_matches('?'));
         let get = |k: &str| params.get(k).map(String::as_str).filter(|v| !v.is_empty());
         let name = match get("metric") {
@@ -143,15 +103,11 @@ impl ReportQuery {
                     .filter(|d| dimensions.contains(d))
                     .collect()
             }
-            _ => return Err(ReportQueryError::NotAReferralMetric(name.to_string())),
+            _ => return Err(QueryError::NotAReferralMetric(name.to_string())),
         };
-        let from = parse_time("from", get("from").ok_or(QueryError::Missing("from"))?)?;
-        let to = parse_time("to", get("to").ok_or(QueryError::Missing("to"))?)?;
-        if to <= from {
-            return Err(QueryError::EmptyRange.into());
-        }
+        let (from, to) = time_range(get("from"), get("to"))?;
         if to - from > MAX_RANGE_SECS {
-            return Err(ReportQueryError::RangeTooLong);
+            return Err(QueryError::RangeTooLong);
         }
         let step = step_for(to - from);
         let (from, to) = (step.floor(from), ceil(step, to));
@@ -159,12 +115,12 @@ impl ReportQuery {
             "previous" => Compare::Previous,
             "4w" => Compare::FourWeeks,
             "none" => Compare::None,
-            other => return Err(ReportQueryError::UnknownCompare(other.into())),
+            other => return Err(QueryError::UnknownCompare(other.into())),
         };
         let csv = match get("format").unwrap_or("json") {
             "json" => false,
             "csv" => true,
-            other => return Err(ReportQueryError::UnknownFormat(other.into())),
+            other => return Err(QueryError::UnknownFormat(other.into())),
         };
         let compare_from = compare
             .days_back(to - from)

@@ -6,61 +6,18 @@
 //! same bucket are summed; a `by=` split returns at most K series plus
 //! `other`, whose counts still sum to the metric's count.
 
-use crate::config::{Config, Metric, MetricKind, ReferralDimension};
+use crate::config::{Config, MetricKind, ReferralDimension};
 use crate::count::agent::AgentKind;
 use crate::count::latency;
 use crate::count::tally::{fold_top_k, Dim, Resolution, Row, OTHER};
 use crate::decimal::round_to;
+use crate::report::query::{metric_named, query_params, time_range, QueryError};
 use crate::time::format_time;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
 
 /// Most points one series request may ask for (a week of minutes).
 pub const MAX_POINTS: i64 = 10_080;
-
-/// A bad request to the API, answered with `400` and this message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum QueryError {
-    Missing(&'static str),
-    UnknownMetric(String),
-    BadTime { param: &'static str, value: String },
-    UnknownStep(String),
-    UnknownDimension(String),
-    DimensionNotKept { metric: String, dim: String },
-    EmptyRange,
-    TooManyPoints(i64),
-}
-
-impl fmt::Display for QueryError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            QueryError::Missing(p) => write!(f, "missing query parameter `{p}`"),
-            QueryError::UnknownMetric(m) => write!(f, "unknown metric {m:?} (see /api/metrics)"),
-            QueryError::BadTime { param, value } => write!(
-                f,
-                "`{param}` must be an RFC 3339 time like 2026-01-31T09:00:00Z, got {value:?}"
-            ),
-            QueryError::UnknownStep(s) => {
-                write!(f, "`step` must be minute, hour or day, got {s:?}")
-            }
-            QueryError::UnknownDimension(d) => write!(
-                f,
-                "`by` must be one of status, kind, source, utm_source, utm_medium, utm_campaign, landing; got {d:?}"
-            ),
-            QueryError::DimensionNotKept { metric, dim } => {
-                write!(f, "metric {metric:?} does not keep the dimension {dim:?}")
-            }
-            QueryError::EmptyRange => write!(f, "`to` must be later than `from`"),
-            QueryError::TooManyPoints(n) => write!(
-                f,
-                "the range has {n} points at this step; at most {MAX_POINTS} per request (use a larger step)"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for QueryError {}
 
 /// A validated `/api/series` request.
 #[derive(Debug, Clone, PartialEq)]
@@ -85,25 +42,6 @@ pub struct ShardQuery {
     pub dims: Vec<String>,
 }
 
-/// A query string's parameters: the first value of each name, at most 32
-/// pairs read (a hostile query string cannot make parsing expensive).
-pub fn query_params(query: &str) -> HashMap<String, String> {
-    let mut params: HashMap<String, String> = HashMap::new();
-    for (k, v) in form_urlencoded::parse(query.as_bytes()).take(32) {
-        params
-            .entry(k.into_owned())
-            .or_insert_with(|| v.into_owned());
-    }
-    params
-}
-
-/// The configured metric named by a query's `metric` parameter.
-pub fn metric_named<'c>(config: &'c Config, name: &str) -> Result<&'c Metric, QueryError> {
-    config
-        .metric(name)
-        .ok_or_else(|| QueryError::UnknownMetric(name.to_string()))
-}
-
 impl SeriesQuery {
     /// Parses the raw query string of a series request.
     pub fn parse(query: &str, config: &Config) -> Result<Self, QueryError> {
@@ -114,11 +52,7 @@ impl SeriesQuery {
         let step_raw = get("step").ok_or(QueryError::Missing("step"))?;
         let step =
             Resolution::parse(step_raw).ok_or_else(|| QueryError::UnknownStep(step_raw.into()))?;
-        let from = parse_time("from", get("from").ok_or(QueryError::Missing("from"))?)?;
-        let to = parse_time("to", get("to").ok_or(QueryError::Missing("to"))?)?;
-        if to <= from {
-            return Err(QueryError::EmptyRange);
-        }
+        let (from, to) = time_range(get("from"), get("to"))?;
         let from = step.floor(from);
         let to = ceil(step, to);
         let points = (to - from) / step.seconds();
@@ -206,13 +140,6 @@ pub(crate) fn ceil(step: Resolution, t: i64) -> i64 {
     } else {
         floored + step.seconds()
     }
-}
-
-pub fn parse_time(param: &'static str, raw: &str) -> Result<i64, QueryError> {
-    crate::time::parse_rfc3339(raw).ok_or_else(|| QueryError::BadTime {
-        param,
-        value: raw.chars().take(64).collect(),
-    })
 }
 
 /// A point of a counted metric. `count` is what the metric counts; `bots`

@@ -9,60 +9,18 @@
 
 use crate::config::{Config, MetricKind};
 use crate::count::tally::Resolution;
-use crate::report::series::{metric_named, parse_time, query_params, QueryError};
+use crate::report::query::{metric_named, query_params, time_range, QueryError};
 use crate::time::format_time;
 use crate::time::HOUR;
 use crate::windows::sketch::{VisitorSketch, STANDARD_ERROR};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::fmt;
 
 /// Most hourly points one request may ask for (31 days).
 pub const MAX_HOURS: i64 = 31 * 24;
 /// Longest range for the total alone (`points=none`): the longest hour
 /// retention the config allows.
 pub const MAX_TOTAL_HOURS: i64 = 3_660 * 24;
-
-/// A bad `/api/uniques` request, answered with `400` and this message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum UniquesError {
-    Query(QueryError),
-    /// Ratio metrics have no visitors of their own.
-    NotCounted(String),
-    TooManyHours {
-        hours: i64,
-        max: i64,
-    },
-    UnknownPoints(String),
-}
-
-impl fmt::Display for UniquesError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            UniquesError::Query(e) => write!(f, "{e}"),
-            UniquesError::NotCounted(m) => write!(
-                f,
-                "metric {m:?} is a ratio; unique visitors are kept for counted metrics"
-            ),
-            UniquesError::TooManyHours { hours, max } => write!(
-                f,
-                "the range has {hours} hours; at most {max} per request \
-                 (with points=none, at most {MAX_TOTAL_HOURS})"
-            ),
-            UniquesError::UnknownPoints(p) => {
-                write!(f, "`points` must be hour or none, got {p:?}")
-            }
-        }
-    }
-}
-
-impl std::error::Error for UniquesError {}
-
-impl From<QueryError> for UniquesError {
-    fn from(e: QueryError) -> Self {
-        UniquesError::Query(e)
-    }
-}
 
 /// A validated `/api/uniques` request; `from` and `to` are aligned to
 /// whole UTC hours (`from` down, `to` up; `to` exclusive).
@@ -95,30 +53,26 @@ pub struct ShardSketches {
 
 impl UniquesQuery {
     /// Parses the raw query string of a uniques request.
-    pub fn parse(query: &str, config: &Config) -> Result<Self, UniquesError> {
+    pub fn parse(query: &str, config: &Config) -> Result<Self, QueryError> {
         let params = query_params(query);
         let get = |k: &'static str| params.get(k).map(String::as_str);
         let name = get("metric").ok_or(QueryError::Missing("metric"))?;
         let metric = metric_named(config, name)?;
         if matches!(metric.kind, MetricKind::Ratio(_)) {
-            return Err(UniquesError::NotCounted(metric.name.clone()));
+            return Err(QueryError::NotCounted(metric.name.clone()));
         }
-        let from = parse_time("from", get("from").ok_or(QueryError::Missing("from"))?)?;
-        let to = parse_time("to", get("to").ok_or(QueryError::Missing("to"))?)?;
-        if to <= from {
-            return Err(QueryError::EmptyRange.into());
-        }
+        let (from, to) = time_range(get("from"), get("to"))?;
         let hourly = match get("points") {
             None | Some("" | "hour") => true,
             Some("none") => false,
-            Some(other) => return Err(UniquesError::UnknownPoints(other.into())),
+            Some(other) => return Err(QueryError::UnknownPoints(other.into())),
         };
         let from = Resolution::Hour.floor(from);
         let to = Resolution::Hour.floor(to.saturating_add(HOUR - 1));
         let hours = (to - from) / HOUR;
         let max = if hourly { MAX_HOURS } else { MAX_TOTAL_HOURS };
         if hours > max {
-            return Err(UniquesError::TooManyHours { hours, max });
+            return Err(QueryError::TooManyHours { hours, max });
         }
         Ok(UniquesQuery {
             metric: metric.name.clone(),
@@ -237,7 +191,7 @@ denominator = "views"
         .unwrap()
     }
 
-    fn parse(q: &str) -> Result<UniquesQuery, UniquesError> {
+    fn parse(q: &str) -> Result<UniquesQuery, QueryError> {
         UniquesQuery::parse(q, &config())
     }
 
@@ -249,27 +203,27 @@ denominator = "views"
         assert!(q.shard_query().hourly);
         assert!(matches!(
             parse("from=2026-01-01T10:00:00Z&to=2026-01-01T12:00:00Z"),
-            Err(UniquesError::Query(QueryError::Missing("metric")))
+            Err(QueryError::Missing("metric"))
         ));
         assert!(matches!(
             parse("metric=nope&from=2026-01-01T10:00:00Z&to=2026-01-01T12:00:00Z"),
-            Err(UniquesError::Query(QueryError::UnknownMetric(_)))
+            Err(QueryError::UnknownMetric(_))
         ));
         assert_eq!(
             parse("metric=rate&from=2026-01-01T10:00:00Z&to=2026-01-01T12:00:00Z"),
-            Err(UniquesError::NotCounted("rate".into()))
+            Err(QueryError::NotCounted("rate".into()))
         );
         assert!(matches!(
             parse("metric=views&from=yesterday&to=2026-01-01T12:00:00Z"),
-            Err(UniquesError::Query(QueryError::BadTime { .. }))
+            Err(QueryError::BadTime { .. })
         ));
         assert!(matches!(
             parse("metric=views&from=2026-01-01T12:00:00Z&to=2026-01-01T12:00:00Z"),
-            Err(UniquesError::Query(QueryError::EmptyRange))
+            Err(QueryError::EmptyRange)
         ));
         assert_eq!(
             parse("metric=views&from=2026-01-01T00:00:00Z&to=2026-02-01T01:00:00Z"),
-            Err(UniquesError::TooManyHours {
+            Err(QueryError::TooManyHours {
                 hours: 745,
                 max: MAX_HOURS
             })
@@ -282,7 +236,7 @@ denominator = "views"
         assert!(!year.shard_query().hourly);
         assert_eq!(
             parse("metric=views&from=2025-01-01T00:00:00Z&to=2025-01-02T00:00:00Z&points=day"),
-            Err(UniquesError::UnknownPoints("day".into()))
+            Err(QueryError::UnknownPoints("day".into()))
         );
     }
 

@@ -13,10 +13,10 @@ use crate::count::tally::{fold_top_k, Batch, Flush, Resolution, Row, SketchRow};
 use crate::report::series::ShardQuery;
 use crate::report::uniques::SketchQuery;
 use crate::sql::{Sql, SqlValue, StoreError};
-use crate::windows::sketch::VisitorSketch;
-use crate::windows::store::{
+use crate::windows::schema::{
     self, BucketCounts, BucketWrites, HourlyAdmission, LogRing, LogSlot, ReadPart, SlotChoice,
 };
+use crate::windows::sketch::VisitorSketch;
 use serde::Serialize;
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -91,16 +91,16 @@ impl<S: Sql> CounterStore<S> {
     /// Wraps a connection, creates or upgrades the schema, and loads the
     /// flush log's ring and the shard state.
     pub fn open(sql: S, limits: StoreLimits) -> Result<Self, StoreError> {
-        sql.create("creating the schema", store::SCHEMA)?;
+        sql.create("creating the schema", schema::SCHEMA)?;
         let legacy = !sql
             .rows(
                 "looking for version-1 rows",
-                store::LEGACY_EXISTS_SQL,
+                schema::LEGACY_EXISTS_SQL,
                 Vec::new(),
             )?
             .is_empty();
         let slots = sql
-            .rows("loading the flush log", store::LOG_RING_SQL, Vec::new())?
+            .rows("loading the flush log", schema::LOG_RING_SQL, Vec::new())?
             .iter()
             .filter_map(|r| {
                 Some(LogSlot {
@@ -154,14 +154,14 @@ impl<S: Sql> CounterStore<S> {
         let meta = |k: &str| self.meta(k);
         let seeded = ShardState {
             folded: 0,
-            flushes: meta(store::STAT_FLUSHES)?,
-            requests: meta(store::STAT_REQUESTS)?,
-            rows_written: meta(store::STAT_ROWS_WRITTEN)?,
-            duplicates: meta(store::STAT_DUPLICATES)?,
+            flushes: meta(schema::STAT_FLUSHES)?,
+            requests: meta(schema::STAT_REQUESTS)?,
+            rows_written: meta(schema::STAT_ROWS_WRITTEN)?,
+            duplicates: meta(schema::STAT_DUPLICATES)?,
         };
         self.sql.transaction("creating the shard state", || {
             self.save_state(seeded)?;
-            self.set_meta(store::SCHEMA_KEY, store::SCHEMA_VERSION)
+            self.set_meta(schema::SCHEMA_KEY, schema::SCHEMA_VERSION)
         })?;
         self.state.set(seeded);
         Ok(())
@@ -251,7 +251,7 @@ impl<S: Sql> CounterStore<S> {
         let seq = self.ring.borrow().next_seq();
         let out = self.sql.run(
             "appending a flush",
-            store::LOG_PUT_SQL,
+            schema::LOG_PUT_SQL,
             vec![
                 slot.into(),
                 seq.into(),
@@ -273,7 +273,7 @@ impl<S: Sql> CounterStore<S> {
     pub fn fold(&self) -> Result<u64, StoreError> {
         let entries = self.sql.rows(
             "reading appended flushes",
-            store::LOG_UNFOLDED_SQL,
+            schema::LOG_UNFOLDED_SQL,
             vec![self.state.get().folded.into()],
         )?;
         let Some(last) = entries
@@ -368,7 +368,7 @@ impl<S: Sql> CounterStore<S> {
                 return Ok((before, None));
             }
             let mut written = self.write_rows(fresh)?;
-            for chunk in keys.chunks(store::LEDGER_PUT_CHUNK) {
+            for chunk in keys.chunks(schema::LEDGER_PUT_CHUNK) {
                 let mut binds = Vec::with_capacity(chunk.len() * 5);
                 for (metric, t, dim, val, n) in chunk {
                     binds.push(metric.as_str().into());
@@ -381,7 +381,7 @@ impl<S: Sql> CounterStore<S> {
                     .sql
                     .run(
                         "recording imported minutes",
-                        &store::ledger_put_sql(chunk.len()),
+                        &schema::ledger_put_sql(chunk.len()),
                         binds,
                     )?
                     .rows_written;
@@ -420,7 +420,7 @@ impl<S: Sql> CounterStore<S> {
         }
         let (hour_wm, day_wm) = self.watermarks()?;
         let rows = self.admit(rows)?;
-        self.put_buckets(store::bucket_writes(rows, hour_wm, day_wm))
+        self.put_buckets(schema::bucket_writes(rows, hour_wm, day_wm))
     }
 
     /// Adds each bucket's counts to the stored row; returns rows written.
@@ -431,13 +431,13 @@ impl<S: Sql> CounterStore<S> {
         let mut out: Vec<(Resolution, String, i64, String)> = Vec::with_capacity(writes.len());
         // Rows of one (resolution, metric) that lie close together are read
         // with one range query (imports write thousands of neighbours).
-        for run in store::close_runs(writes) {
+        for run in schema::close_runs(writes) {
             let (res, metric) = (run.res, run.metric.as_str());
             let stored: HashMap<i64, BucketCounts> = self
                 .sql
                 .rows(
                     "reading buckets",
-                    store::BUCKET_SPAN_SQL,
+                    schema::BUCKET_SPAN_SQL,
                     vec![
                         res.code().into(),
                         metric.into(),
@@ -458,7 +458,7 @@ impl<S: Sql> CounterStore<S> {
                 out.push((res, run.metric.clone(), t, counts.encode()));
             }
         }
-        for chunk in out.chunks(store::BUCKET_PUT_CHUNK) {
+        for chunk in out.chunks(schema::BUCKET_PUT_CHUNK) {
             let mut binds = Vec::with_capacity(chunk.len() * 4);
             for (res, metric, t, data) in chunk {
                 binds.push(res.code().into());
@@ -470,7 +470,7 @@ impl<S: Sql> CounterStore<S> {
                 .sql
                 .run(
                     "writing a bucket",
-                    &store::bucket_put_sql(chunk.len()),
+                    &schema::bucket_put_sql(chunk.len()),
                     binds,
                 )?
                 .rows_written;
@@ -489,7 +489,7 @@ impl<S: Sql> CounterStore<S> {
             self.limits.max_values,
             |hour, metric, dim| match self.sql.rows(
                 "loading the hour's dimension values",
-                store::BUCKET_SPAN_SQL,
+                schema::BUCKET_SPAN_SQL,
                 vec![
                     Resolution::Minute.code().into(),
                     metric.into(),
@@ -538,7 +538,7 @@ impl<S: Sql> CounterStore<S> {
         for ((metric, hour), mut sketch) in merged {
             let stored = self.sql.run(
                 "reading a visitor sketch",
-                store::SKETCH_GET_SQL,
+                schema::SKETCH_GET_SQL,
                 vec![metric.as_str().into(), hour.into()],
             )?;
             let previous = stored
@@ -554,7 +554,7 @@ impl<S: Sql> CounterStore<S> {
                 .sql
                 .run(
                     "writing a visitor sketch",
-                    store::SKETCH_PUT_SQL,
+                    schema::SKETCH_PUT_SQL,
                     vec![
                         metric.as_str().into(),
                         hour.into(),
@@ -574,7 +574,7 @@ impl<S: Sql> CounterStore<S> {
             .sql
             .run(
                 "reading visitor sketches",
-                store::SKETCH_RANGE_SQL,
+                schema::SKETCH_RANGE_SQL,
                 vec![q.metric.as_str().into(), q.from.into(), q.to.into()],
             )?
             .rows;
@@ -609,8 +609,8 @@ impl<S: Sql> CounterStore<S> {
             let slot = sums.entry((q.step.floor(t), metric, dim, val)).or_insert(0);
             *slot = slot.saturating_add(n);
         };
-        let parts = store::read_plan(q.step, q.from, q.to, hour_wm, day_wm);
-        let bucket_sql = store::bucket_read_sql(q.metrics.len());
+        let parts = schema::read_plan(q.step, q.from, q.to, hour_wm, day_wm);
+        let bucket_sql = schema::bucket_read_sql(q.metrics.len());
         for ReadPart { source, from, to } in &parts {
             let mut binds: Vec<SqlValue> = vec![source.code().into(), (*from).into(), (*to).into()];
             binds.extend(q.metrics.iter().map(|m| SqlValue::from(m.as_str())));
@@ -633,7 +633,7 @@ impl<S: Sql> CounterStore<S> {
             }
         }
         if self.legacy.get() {
-            let sql = store::legacy_read_sql(q.step, q.metrics.len(), q.dims.len());
+            let sql = schema::legacy_read_sql(q.step, q.metrics.len(), q.dims.len());
             for ReadPart { source, from, to } in &parts {
                 let mut binds: Vec<SqlValue> =
                     vec![source.code().into(), (*from).into(), (*to).into()];
@@ -669,7 +669,7 @@ impl<S: Sql> CounterStore<S> {
             .sql
             .rows(
                 "reading version-1 rows",
-                store::LEGACY_SLICE_SQL,
+                schema::LEGACY_SLICE_SQL,
                 vec![limit.into()],
             )?
             .iter()
@@ -722,7 +722,7 @@ impl<S: Sql> CounterStore<S> {
                     .sql
                     .run(
                         "removing migrated version-1 rows",
-                        store::LEGACY_DELETE_SQL,
+                        schema::LEGACY_DELETE_SQL,
                         vec![res.code().into(), metric.as_str().into(), (*t).into()],
                     )?
                     .rows_written;
@@ -740,7 +740,7 @@ impl<S: Sql> CounterStore<S> {
     /// expires buckets at `now`. Rollups wait until the migration is done.
     pub fn maintain(&self, now: i64) -> Result<(), StoreError> {
         self.fold()?;
-        if self.migrate_slice(store::MIGRATE_ROWS_PER_STEP)? {
+        if self.migrate_slice(schema::MIGRATE_ROWS_PER_STEP)? {
             return Ok(());
         }
         let (hour_wm, day_wm) = self.watermarks()?;
@@ -755,9 +755,9 @@ impl<S: Sql> CounterStore<S> {
             .and_then(|r| r.first())
             .and_then(SqlValue::int);
         let plan =
-            store::maintenance_plan(now, hour_wm, day_wm, oldest, self.limits.retention_days);
+            schema::maintenance_plan(now, hour_wm, day_wm, oldest, self.limits.retention_days);
         // Sketches and the import ledger are kept as long as hour rows.
-        let hours_kept_from = store::sketch_delete_before(now, self.limits.retention_days.1);
+        let hours_kept_from = schema::sketch_delete_before(now, self.limits.retention_days.1);
         let expiries = [
             (
                 "expiring visitor sketches",
@@ -767,7 +767,7 @@ impl<S: Sql> CounterStore<S> {
             (
                 "expiring batch ids",
                 "DELETE FROM applied_batches WHERE at < ?",
-                now - store::BATCH_ID_TTL_SECS,
+                now - schema::BATCH_ID_TTL_SECS,
             ),
             (
                 "expiring the import ledger",
@@ -796,11 +796,11 @@ impl<S: Sql> CounterStore<S> {
                 }
             }
             if plan.hour_wm != hour_wm {
-                self.set_meta(store::HOUR_WM, plan.hour_wm)?;
+                self.set_meta(schema::HOUR_WM, plan.hour_wm)?;
                 written += 1;
             }
             if plan.day_wm != day_wm {
-                self.set_meta(store::DAY_WM, plan.day_wm)?;
+                self.set_meta(schema::DAY_WM, plan.day_wm)?;
                 written += 1;
             }
             for (res, before) in plan.delete_before {
@@ -844,7 +844,7 @@ impl<S: Sql> CounterStore<S> {
         let mut writes = BucketWrites::new();
         for r in self.sql.rows(
             "reading buckets to roll up",
-            store::BUCKET_RANGE_SQL,
+            schema::BUCKET_RANGE_SQL,
             vec![
                 source.code().into(),
                 start.into(),
@@ -902,13 +902,13 @@ impl<S: Sql> CounterStore<S> {
             pending_flushes: self.pending_flushes(),
             hour_watermark: hour_wm,
             day_watermark: day_wm,
-            schema_version: self.meta(store::SCHEMA_KEY)?,
+            schema_version: self.meta(schema::SCHEMA_KEY)?,
             migrating: self.legacy.get(),
         })
     }
 
     fn watermarks(&self) -> Result<(i64, i64), StoreError> {
-        Ok((self.meta(store::HOUR_WM)?, self.meta(store::DAY_WM)?))
+        Ok((self.meta(schema::HOUR_WM)?, self.meta(schema::DAY_WM)?))
     }
 
     /// A `meta` value, 0 when unset.

@@ -9,6 +9,7 @@
 //! ([`SECURITY_HEADERS`]), and no request body is read past its limit.
 
 use crate::{access_keys, site_alerts};
+use bpm_edge::alert::endpoint::{could_be_receiver, enable_route};
 use bpm_edge::auth::access::{
     assertion_from, AccessError, AccessIdentity, AccessPolicy, ASSERTION_HEADER,
 };
@@ -18,6 +19,7 @@ use bpm_edge::auth::{
 };
 use bpm_edge::config::{Config, MetricKind};
 use bpm_edge::count::classify::Classifier;
+use bpm_edge::report::query::QueryError;
 use bpm_edge::report::referral_report::{self, ReportQuery};
 use bpm_edge::report::series::{build_response, SeriesQuery};
 use bpm_edge::report::uniques::UniquesQuery;
@@ -141,27 +143,29 @@ async fn route(
         .query()
         .map(|q| format!("?{q}"))
         .unwrap_or_default();
+    // Asks the site's alert object and hands its answer back.
+    let alerts_object = async |method: Method, path: &str, body: Option<String>| {
+        relayed(site_alerts::call(env, config, method, path, body).await).await
+    };
     match (req.method(), route) {
         (Method::Get, "metrics") => metrics(&classifier),
         (Method::Get, "series") => series(&req, env, &classifier).await,
         (Method::Get, "uniques") => uniques(&req, env, config).await,
         (Method::Get, "stats") => stats(env, &classifier).await,
         (Method::Get, "referrals") => referrals(&req, env, config).await,
-        (Method::Get, "alerts") => alerts_object(env, config, Method::Get, "/alerts", None).await,
+        (Method::Get, "alerts") => alerts_object(Method::Get, "/alerts", None).await,
         (Method::Get, "overview") => {
-            alerts_object(env, config, Method::Get, &format!("/overview{query}"), None).await
+            alerts_object(Method::Get, &format!("/overview{query}"), None).await
         }
         (Method::Get, "alerts/history") => {
-            alerts_object(env, config, Method::Get, &format!("/history{query}"), None).await
+            alerts_object(Method::Get, &format!("/history{query}"), None).await
         }
-        (Method::Get, "silences") => {
-            alerts_object(env, config, Method::Get, "/silences", None).await
-        }
+        (Method::Get, "silences") => alerts_object(Method::Get, "/silences", None).await,
         (Method::Post, "silences") => {
             let Some(body) = read_text(&mut req, MAX_SILENCE_BYTES).await? else {
                 return json_error(413, "a silence is at most 16 KiB of JSON");
             };
-            alerts_object(env, config, Method::Post, "/silences", Some(body)).await
+            alerts_object(Method::Post, "/silences", Some(body)).await
         }
         (Method::Delete, r) if r.starts_with("silences/") => {
             let id = r.trim_start_matches("silences/");
@@ -171,31 +175,16 @@ async fn route(
             {
                 return json_error(404, "no such silence");
             }
-            alerts_object(
-                env,
-                config,
-                Method::Delete,
-                &format!("/silences/{id}"),
-                None,
-            )
-            .await
+            alerts_object(Method::Delete, &format!("/silences/{id}"), None).await
         }
-        (Method::Post, r) if r.starts_with("receivers/") && r.ends_with("/enable") => {
+        (Method::Post, r) if enable_route(r).is_some() => {
             // Re-enables a receiver a 410 disabled (see site_alerts).
-            let name = r
-                .strip_prefix("receivers/")
-                .and_then(|n| n.strip_suffix("/enable"))
-                .unwrap_or("");
-            if name.is_empty()
-                || name.len() > 64
-                || !name
-                    .chars()
-                    .all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_' | '-'))
-            {
+            let name = enable_route(r).unwrap_or_default();
+            if !could_be_receiver(name) {
                 return json_error(404, "no such receiver");
             }
             let path = format!("/receivers/{name}/enable");
-            alerts_object(env, config, Method::Post, &path, None).await
+            alerts_object(Method::Post, &path, None).await
         }
         (Method::Post, "backfill") => backfill(req, env, config).await,
         (
@@ -380,15 +369,10 @@ async fn session(
     }
 }
 
-/// Hands a request to the site's alert object and its answer back.
-async fn alerts_object(
-    env: &Env,
-    config: &Config,
-    method: Method,
-    path: &str,
-    body: Option<String>,
-) -> Result<Response> {
-    match site_alerts::call(env, config, method, path, body).await {
+/// The alert object's answer to hand back, or `503` when it could not be
+/// asked.
+async fn relayed(answer: Result<Response>) -> Result<Response> {
+    match answer {
         Ok(mut resp) => {
             // A fetched response's headers are immutable: answer afresh.
             let status = resp.status_code();
@@ -548,7 +532,7 @@ async fn series(req: &Request, env: &Env, classifier: &Classifier) -> Result<Res
     let config = classifier.config();
     let query = match SeriesQuery::parse(url.query().unwrap_or(""), config) {
         Ok(q) => q,
-        Err(e) => return json_error(400, &e.to_string()),
+        Err(e) => return refused_query(&e),
     };
     let shard_query = query.shard_query(config);
     let rows = match shards::read_rows(env, config, &shard_query).await {
@@ -564,7 +548,7 @@ async fn referrals(req: &Request, env: &Env, config: &Config) -> Result<Response
     let url = req.url()?;
     let query = match ReportQuery::parse(url.query().unwrap_or(""), config, &config.time) {
         Ok(q) => q,
-        Err(e) => return json_error(400, &e.to_string()),
+        Err(e) => return refused_query(&e),
     };
     let (current, previous) = query.shard_queries();
     let read_previous = async {
@@ -639,7 +623,7 @@ async fn uniques(req: &Request, env: &Env, config: &Config) -> Result<Response> 
     let url = req.url()?;
     let query = match UniquesQuery::parse(url.query().unwrap_or(""), config) {
         Ok(q) => q,
-        Err(e) => return json_error(400, &e.to_string()),
+        Err(e) => return refused_query(&e),
     };
     let sketches = if query.hourly {
         shards::read_sketches(env, config, &query.shard_query()).await
@@ -727,4 +711,9 @@ fn json_response<T: Serialize>(status: u16, body: &T) -> Result<Response> {
 
 fn json_error(status: u16, message: &str) -> Result<Response> {
     json_response(status, &json!({ "error": message }))
+}
+
+/// A refused read-path query: `400` with its message.
+fn refused_query(e: &QueryError) -> Result<Response> {
+    json_error(400, &e.to_string())
 }

@@ -15,28 +15,34 @@
 
 use crate::durable_sql::DurableSql;
 use bpm_edge::alert::alert_book::{
-    counted_metrics, silence_history, AlertBook, HistoryEntry, RuleRecord, SeriesSet,
+    counted_metrics, silence_history, AlertBook, HistoryEntry, RuleRecord,
 };
 use bpm_edge::alert::alert_store::{series_set, AlertStore, OutboxItem, SERIES_RETENTION_SECS};
 use bpm_edge::alert::dispatch::{dispatch, Dispatch, Notice};
+use bpm_edge::alert::endpoint::{
+    enable_route, endpoint, format_of, gone_reason, is_receiver, Endpoint, EndpointError,
+};
 use bpm_edge::alert::event::AlertEvent;
 use bpm_edge::alert::health::health_change;
-use bpm_edge::alert::outbox::{self, AttemptResult, Verdict};
+use bpm_edge::alert::health_reads::HealthReads;
+use bpm_edge::alert::outbox::{self, AttemptResult, Delivery, Verdict};
 use bpm_edge::alert::payload::{self, Destination};
-use bpm_edge::alert::signing::SigningKey;
 use bpm_edge::alert::silence::SilenceRequest;
-use bpm_edge::alert::ticks::{
-    add_minutes, bucket_rows, evaluation_instants, last_complete_bucket, last_complete_minute,
-    refresh_range,
+use bpm_edge::alert::tick_series::{
+    add_imported, complete_buckets_to, instant_series, merge_buckets, refresh_due, split_rules,
+    value_refresh, BucketCache, BuildReads, MinuteCounts, ValueRefresh, Watches,
 };
-use bpm_edge::alert::value_series::{top_values, ValueSeries};
-use bpm_edge::config::rules::WebhookFormat;
-use bpm_edge::config::{Config, MetricKind};
-use bpm_edge::count::tally::Resolution;
+use bpm_edge::alert::ticks::{
+    bucket_rows, evaluation_instants, last_complete_bucket, last_complete_minute, refresh_range,
+};
+use bpm_edge::config::rules::{AlertRule, Split};
+use bpm_edge::config::Config;
+use bpm_edge::count::tally::{Resolution, Row};
+use bpm_edge::report::alerts::{
+    self as alerts_report, HistoryPage, HistoryQuery, SilenceList, SilenceView, StoredAlerts,
+};
 use bpm_edge::report::overview::{self, OverviewQuery};
 use bpm_edge::report::series::ShardQuery;
-use bpm_edge::time::{BUCKET_SECS, DAY, HOUR};
-use bpm_edge::VERSION;
 use bpm_edge_shell::{env_string, now_secs, shards};
 use futures_util::future::{select, Either};
 use serde::Deserialize;
@@ -82,26 +88,15 @@ pub struct SiteAlerts {
     state: State,
     env: Env,
     store: std::result::Result<AlertStore<DurableSql>, String>,
-    /// The stored series, mirrored in memory: `(metric, t) → n`.
-    series: RefCell<Option<BTreeMap<(String, i64), i64>>>,
+    /// The stored series, mirrored in memory.
+    series: RefCell<Option<BucketCache>>,
     /// The last complete minutes per metric (`ticks::bucket_rows`), re-read
     /// on every tick; never stored.
-    minutes: RefCell<BTreeMap<String, BTreeMap<i64, i64>>>,
+    minutes: RefCell<MinuteCounts>,
     book: RefCell<Option<AlertBook>>,
     /// The `by` rules' per-value series; `None` until built (first tick,
     /// and again after a backfill).
     watches: RefCell<Option<Watches>>,
-}
-
-/// The per-value series of every `by` rule, and how far they are read.
-struct Watches {
-    /// Site-independent day number (Unix day) they were built on: a new
-    /// day rebuilds them, so the watched values follow the traffic.
-    built_day: i64,
-    /// The last complete minute read.
-    refreshed_to: i64,
-    /// Rule name → its values' series.
-    series: BTreeMap<String, ValueSeries>,
 }
 
 impl DurableObject for SiteAlerts {
@@ -130,115 +125,95 @@ impl DurableObject for SiteAlerts {
         let config = config.config();
         let path = req.path();
         let now = now_secs();
-        let result: std::result::Result<serde_json::Value, (u16, String)> =
-            match (req.method(), path.as_str()) {
-                (Method::Post, "/tick") => {
-                    let tick: Tick = req.json().await?;
-                    self.tick(store, config, tick.now).await
+        let result: Answer = match (req.method(), path.as_str()) {
+            (Method::Post, "/tick") => {
+                let tick: Tick = req.json().await?;
+                self.tick(store, config, tick.now).await
+            }
+            (Method::Get, "/alerts") => self.alerts(store, config, now),
+            (Method::Get, "/overview") => {
+                let url = req.url()?;
+                match OverviewQuery::parse(url.query().unwrap_or(""), config) {
+                    Ok(q) => self.overview(store, config, &q, now).await,
+                    Err(e) => Err(Failure::BadRequest(e.to_string())),
                 }
-                (Method::Get, "/alerts") => self.alerts(store, config, now),
-                (Method::Get, "/overview") => {
-                    let url = req.url()?;
-                    match OverviewQuery::parse(url.query().unwrap_or(""), config) {
-                        Ok(q) => self.overview(store, config, &q, now).await,
-                        Err(e) => Err((400, e.to_string())),
-                    }
-                }
-                (Method::Get, "/history") => {
-                    let url = req.url()?;
-                    let mut limit = 100u32;
-                    let mut rule = None;
-                    for (k, v) in url.query_pairs() {
-                        match k.as_ref() {
-                            "limit" => limit = v.parse().unwrap_or(100).clamp(1, 1000),
-                            "rule" => rule = Some(v.into_owned()),
-                            _ => {}
-                        }
-                    }
-                    store
-                    .history(limit, rule.as_deref())
-                    .map(|h| json!({ "history": h.iter().map(history_json).collect::<Vec<_>>() }))
+            }
+            (Method::Get, "/history") => {
+                let url = req.url()?;
+                let query = HistoryQuery::parse(url.query().unwrap_or(""));
+                store
+                    .history(query.limit, query.rule.as_deref())
                     .map_err(internal)
-                }
-                (Method::Get, "/silences") => store
-                    .silences()
-                    .map(|list| {
-                        let list: Vec<_> = list.iter().map(|s| silence_json(s, now)).collect();
-                        json!({ "silences": list })
-                    })
-                    .map_err(internal),
-                (Method::Post, "/silences") => {
-                    let body: SilenceRequest = match req.json().await {
-                        Ok(b) => b,
-                        Err(e) => {
-                            return json_status(400, &json!({ "error": format!("body: {e}") }))
-                        }
-                    };
-                    match body.into_silence(config, random_id("sil"), now) {
-                        // The history keeps the silence once it is pruned.
-                        Ok(s) => match store.add_silence(&s).and_then(|()| {
-                            store.append_history(
-                                &[silence_history(config, &s, "silence created", now)],
-                                config.alerting.history_limit,
-                            )
-                        }) {
-                            Ok(()) => return json_status(201, &silence_json(&s, now)),
-                            Err(e) => Err(internal(e)),
-                        },
-                        Err(e) => Err((400, e.to_string())),
-                    }
-                }
-                (Method::Delete, p) if p.starts_with("/silences/") => {
-                    let id = p.trim_start_matches("/silences/");
-                    let deleted = store.take_silence(id).and_then(|taken| {
-                        let Some(s) = taken else { return Ok(false) };
+                    .and_then(|h| serde_json::to_value(HistoryPage::new(&h)).map_err(internal))
+            }
+            (Method::Get, "/silences") => store.silences().map_err(internal).and_then(|list| {
+                serde_json::to_value(SilenceList::new(&list, now)).map_err(internal)
+            }),
+            (Method::Post, "/silences") => {
+                let body: SilenceRequest = match req.json().await {
+                    Ok(b) => b,
+                    Err(e) => return json_status(400, &json!({ "error": format!("body: {e}") })),
+                };
+                match body.into_silence(config, random_id("sil"), now) {
+                    // The history keeps the silence once it is pruned.
+                    Ok(s) => match store.add_silence(&s).and_then(|()| {
                         store.append_history(
-                            &[silence_history(config, &s, "silence deleted", now)],
+                            &[silence_history(config, &s, "silence created", now)],
                             config.alerting.history_limit,
-                        )?;
-                        Ok(true)
-                    });
-                    match deleted {
-                        Ok(true) => Ok(json!({ "deleted": id })),
-                        Ok(false) => Err((404, format!("no silence {id:?}"))),
+                        )
+                    }) {
+                        Ok(()) => return json_status(201, &SilenceView::listed(&s, now)),
                         Err(e) => Err(internal(e)),
-                    }
+                    },
+                    Err(e) => Err(Failure::BadRequest(e.to_string())),
                 }
-                (Method::Post, p) if p.starts_with("/receivers/") && p.ends_with("/enable") => {
-                    let name = p
-                        .strip_prefix("/receivers/")
-                        .and_then(|r| r.strip_suffix("/enable"))
-                        .unwrap_or("");
-                    self.enable_receiver(store, config, name, now).await
+            }
+            (Method::Delete, p) if p.starts_with("/silences/") => {
+                let id = p.trim_start_matches("/silences/");
+                let deleted = store.take_silence(id).and_then(|taken| {
+                    let Some(s) = taken else { return Ok(false) };
+                    store.append_history(
+                        &[silence_history(config, &s, "silence deleted", now)],
+                        config.alerting.history_limit,
+                    )?;
+                    Ok(true)
+                });
+                match deleted {
+                    Ok(true) => Ok(json!({ "deleted": id })),
+                    Ok(false) => Err(Failure::NotFound(format!("no silence {id:?}"))),
+                    Err(e) => Err(internal(e)),
                 }
-                (Method::Post, "/backfill") => {
-                    let b: Backfill = req.json().await?;
-                    match store.import(&b.minutes) {
-                        Ok(added) => {
-                            if let Some(cache) = self.series.borrow_mut().as_mut() {
-                                for (m, t, n) in &added {
-                                    *cache.entry((m.clone(), *t)).or_insert(0) += n;
-                                }
-                            }
-                            // The shards got the same lines with their
-                            // dimensions: re-read the per-value series.
-                            if !added.is_empty() {
-                                *self.watches.borrow_mut() = None;
-                            }
-                            Ok(json!({ "applied": !added.is_empty() }))
+            }
+            (Method::Post, p) if enabled_receiver(p).is_some() => {
+                let name = enabled_receiver(p).unwrap_or_default();
+                self.enable_receiver(store, config, name, now).await
+            }
+            (Method::Post, "/backfill") => {
+                let b: Backfill = req.json().await?;
+                match store.import(&b.minutes) {
+                    Ok(added) => {
+                        if let Some(cache) = self.series.borrow_mut().as_mut() {
+                            add_imported(cache, &added);
                         }
-                        Err(e) => Err(internal(e)),
+                        // The shards got the same lines with their
+                        // dimensions: re-read the per-value series.
+                        if !added.is_empty() {
+                            *self.watches.borrow_mut() = None;
+                        }
+                        Ok(json!({ "applied": !added.is_empty() }))
                     }
+                    Err(e) => Err(internal(e)),
                 }
-                _ => Err((404, "not found".into())),
-            };
+            }
+            _ => Err(Failure::NotFound("not found".into())),
+        };
         match result {
             Ok(v) => json_status(200, &v),
-            Err((status, msg)) => {
-                if status >= 500 {
-                    worker::console_error!("bpm-edge: alerts: {msg}");
+            Err(failure) => {
+                if failure.status() >= 500 {
+                    worker::console_error!("bpm-edge: alerts: {failure}");
                 }
-                json_status(status, &json!({ "error": msg }))
+                json_status(failure.status(), &json!({ "error": failure.to_string() }))
             }
         }
     }
@@ -255,19 +230,53 @@ impl DurableObject for SiteAlerts {
     }
 }
 
-fn internal(e: impl std::fmt::Display) -> (u16, String) {
-    (500, e.to_string())
+/// Why a request to the alert object failed: the status it answers, and
+/// its message as the `error`.
+#[derive(Debug)]
+enum Failure {
+    /// 400: the request is malformed.
+    BadRequest(String),
+    /// 404: no such route, silence or receiver.
+    NotFound(String),
+    /// 500: its storage failed, or the book is unavailable.
+    Internal(String),
+    /// 503: the counter shards could not be read.
+    ShardsUnavailable(String),
+}
+
+impl Failure {
+    fn status(&self) -> u16 {
+        match self {
+            Failure::BadRequest(_) => 400,
+            Failure::NotFound(_) => 404,
+            Failure::Internal(_) => 500,
+            Failure::ShardsUnavailable(_) => 503,
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::BadRequest(m)
+            | Failure::NotFound(m)
+            | Failure::Internal(m)
+            | Failure::ShardsUnavailable(m) => f.write_str(m),
+        }
+    }
+}
+
+/// What a request to the alert object answers with a `200`, or why not.
+type Answer<T = serde_json::Value> = std::result::Result<T, Failure>;
+
+fn internal(e: impl std::fmt::Display) -> Failure {
+    Failure::Internal(e.to_string())
 }
 
 impl SiteAlerts {
     /// One tick: refresh the series, evaluate if a new bucket completed,
     /// decide notifications, queue them, and wake the outbox.
-    async fn tick(
-        &self,
-        store: &AlertStore<DurableSql>,
-        config: &Config,
-        now: i64,
-    ) -> std::result::Result<serde_json::Value, (u16, String)> {
+    async fn tick(&self, store: &AlertStore<DurableSql>, config: &Config, now: i64) -> Answer {
         let at = last_complete_bucket(now);
         let metrics = counted_metrics(config);
         self.refresh(store, config, &metrics, last_complete_minute(now))
@@ -276,7 +285,7 @@ impl SiteAlerts {
         self.load_book(store, config, at)?;
         // The `by` rules' series failing to refresh must not hold up the
         // other rules: their instances skip this tick (see `judge`).
-        if let Err((_, e)) = self.refresh_values(config, last_complete_minute(now)).await {
+        if let Err(e) = self.refresh_values(config, last_complete_minute(now)).await {
             worker::console_error!("bpm-edge: refreshing the by rules' series: {e}");
         }
         let Judged {
@@ -328,12 +337,7 @@ impl SiteAlerts {
 
     /// Builds the alert book from the stored records unless it is loaded;
     /// rules without a record start `learning` at `at`.
-    fn load_book(
-        &self,
-        store: &AlertStore<DurableSql>,
-        config: &Config,
-        at: i64,
-    ) -> std::result::Result<(), (u16, String)> {
+    fn load_book(&self, store: &AlertStore<DurableSql>, config: &Config, at: i64) -> Answer<()> {
         if self.book.borrow().is_none() {
             let book = AlertBook::new(config, store.records().map_err(internal)?, at);
             *self.book.borrow_mut() = Some(book);
@@ -350,7 +354,7 @@ impl SiteAlerts {
         metrics: &[String],
         at: i64,
         now: i64,
-    ) -> std::result::Result<Judged, (u16, String)> {
+    ) -> Answer<Judged> {
         let started = worker::js_sys::Date::now();
         let last_at: Option<i64> = store.meta_time("last_at").map_err(internal)?;
         let mut history: Vec<HistoryEntry> = Vec::new();
@@ -359,34 +363,13 @@ impl SiteAlerts {
         self.load_book(store, config, at)?;
         let mut book_slot = self.book.borrow_mut();
         let Some(book) = book_slot.as_mut() else {
-            return Err((500, "alert book unavailable".into()));
+            return Err(Failure::Internal("alert book unavailable".into()));
         };
         for &t in &instants {
-            let bucket = t.div_euclid(BUCKET_SECS) * BUCKET_SECS;
-            let mut series = self.series_between(metrics, bucket - SERIES_RETENTION_SECS, bucket);
-            add_minutes(&mut series, &self.minutes.borrow(), t);
-            // Instances are judged at bucket ends only, on series read up to
-            // `t` (never on a stale read, whose missing minutes would look
-            // like a dark source); their series start where the metrics' do
-            // (time before any data is unknown).
-            if t == bucket {
-                if let Some(w) = self
-                    .watches
-                    .borrow()
-                    .as_ref()
-                    .filter(|w| w.refreshed_to >= t)
-                {
-                    let start = series
-                        .series
-                        .values()
-                        .map(|s| s.start())
-                        .min()
-                        .unwrap_or(bucket);
-                    for (rule, values) in &w.series {
-                        series.by.insert(rule.clone(), values.series(start, bucket));
-                    }
-                }
-            }
+            let series = self.with_cache(|cache| {
+                let watches = self.watches.borrow();
+                instant_series(cache, &self.minutes.borrow(), watches.as_ref(), metrics, t)
+            });
             history.extend(book.evaluate(config, &series, t, &config.time));
             store
                 .set_meta("last_at", &t.to_string())
@@ -415,7 +398,7 @@ impl SiteAlerts {
         config: &Config,
         metrics: &[String],
         minute: i64,
-    ) -> std::result::Result<(), (u16, String)> {
+    ) -> Answer<()> {
         if self.series.borrow().is_none() {
             let loaded = store
                 .load_series(minute - SERIES_RETENTION_SECS)
@@ -436,7 +419,7 @@ impl SiteAlerts {
         };
         let rows = shards::read_rows(&self.env, config, &query)
             .await
-            .map_err(|e| (503, e))?;
+            .map_err(Failure::ShardsUnavailable)?;
         let bucketed = bucket_rows(
             rows.iter()
                 .map(|r| (r.metric(), r.t(), i64::try_from(r.n()).unwrap_or(i64::MAX))),
@@ -445,23 +428,14 @@ impl SiteAlerts {
         );
         // Only complete buckets are stored; the one in progress is re-read
         // on the next tick.
-        let complete_to = minute.div_euclid(BUCKET_SECS) * BUCKET_SECS;
+        let complete_to = complete_buckets_to(minute);
         let mut cache = self.series.borrow_mut();
         for (metric, counts) in &bucketed.buckets {
             store
                 .replace_series(metric, from, complete_to, counts)
                 .map_err(internal)?;
             if let Some(c) = cache.as_mut() {
-                let stale: Vec<(String, i64)> = c
-                    .range((metric.to_string(), from)..(metric.to_string(), complete_to))
-                    .map(|(k, _)| k.clone())
-                    .collect();
-                for k in stale {
-                    c.remove(&k);
-                }
-                for (t, n) in counts.range(from..complete_to).filter(|(_, n)| **n > 0) {
-                    c.insert((metric.to_string(), *t), *n);
-                }
+                merge_buckets(c, metric, counts, from, complete_to);
             }
         }
         *self.minutes.borrow_mut() = bucketed.minutes;
@@ -472,96 +446,49 @@ impl SiteAlerts {
     }
 
     /// Builds the `by` rules' per-value series (on the first tick, after a
-    /// backfill, and on a new day, so the watched values follow the
-    /// traffic), else re-reads their recent minutes. A build reads hour
-    /// rows for the baseline's weeks and the longest window, and minute
-    /// rows for the last hour or two; see `value_series`.
-    async fn refresh_values(
-        &self,
-        config: &Config,
-        minute: i64,
-    ) -> std::result::Result<(), (u16, String)> {
-        let rules: Vec<(
-            &bpm_edge::config::rules::AlertRule,
-            bpm_edge::config::rules::Split,
-        )> = config
-            .alerts
-            .iter()
-            .filter_map(|r| r.by.map(|split| (r, split)))
-            .collect();
+    /// backfill, and on a new day), else re-reads their recent minutes, as
+    /// [`value_refresh`] decides; a build reads what [`BuildReads`] says.
+    async fn refresh_values(&self, config: &Config, minute: i64) -> Answer<()> {
+        let rules = split_rules(config);
         if rules.is_empty() {
             return Ok(());
         }
-        let day = minute.div_euclid(DAY);
-        let built = self
-            .watches
-            .borrow()
-            .as_ref()
-            .map(|w| (w.built_day, w.refreshed_to));
-        match built {
-            Some((built_day, refreshed_to)) if built_day == day => {
-                let (from, _) = refresh_range(
-                    Some(refreshed_to),
-                    minute,
-                    config.storage.minute_retention_days,
-                );
+        let plan = value_refresh(
+            self.watches.borrow().as_ref(),
+            minute,
+            config.storage.minute_retention_days,
+        );
+        match plan {
+            ValueRefresh::Reread { from } => {
                 let mut read = Vec::new();
-                for (rule, split) in &rules {
-                    let dims = [split.dimension.as_str().to_string()];
+                for &(rule, split) in &rules {
                     let rows = self
-                        .window_rows(config, &rule.metric, &dims, from, minute)
-                        .await
-                        .map_err(|e| (503, e))?;
+                        .split_rows(config, Resolution::Minute, (rule, split), (from, minute))
+                        .await?;
                     read.push((rule.name.clone(), rows));
                 }
-                let mut slot = self.watches.borrow_mut();
-                if let Some(w) = slot.as_mut() {
-                    for (rule, rows) in read {
-                        if let Some(vs) = w.series.get_mut(&rule) {
-                            vs.replace_minutes(&rows, from, minute);
-                            vs.prune(minute - SERIES_RETENTION_SECS);
-                        }
-                    }
-                    w.refreshed_to = minute;
+                if let Some(w) = self.watches.borrow_mut().as_mut() {
+                    w.reread(read, from, minute);
                 }
             }
-            _ => {
-                let exact_from = minute.div_euclid(HOUR) * HOUR - HOUR;
+            ValueRefresh::Build { day } => {
                 let mut series = BTreeMap::new();
-                for (rule, split) in &rules {
-                    let dim = split.dimension.as_str();
-                    let dims = [dim.to_string()];
-                    let longest = rule.windows.iter().copied().max().unwrap_or(HOUR);
-                    let reach = (i64::from(rule.weeks) * 7 * 86_400 + longest + 86_400)
-                        .min(SERIES_RETENTION_SECS);
-                    let hours = shards::read_rows(
-                        &self.env,
-                        config,
-                        &ShardQuery {
-                            step: Resolution::Hour,
-                            from: exact_from - reach,
-                            to: exact_from,
-                            metrics: vec![rule.metric.clone()],
-                            dims: dims.to_vec(),
-                        },
-                    )
-                    .await
-                    .map_err(|e| (503, e))?;
+                for &(rule, split) in &rules {
+                    let reads = BuildReads::new(rule, minute);
+                    let hours = self
+                        .split_rows(config, Resolution::Hour, (rule, split), reads.hours)
+                        .await?;
+                    let minutes = self
+                        .split_rows(config, Resolution::Minute, (rule, split), reads.minutes)
+                        .await?;
                     let open = self
                         .book
                         .borrow()
                         .as_ref()
                         .map(|b| b.open_values(&rule.name))
                         .unwrap_or_default();
-                    let values = top_values(&hours, dim, split.top as usize, &open);
-                    let mut vs = ValueSeries::new(dim, &values);
-                    vs.add_hours(&hours);
-                    let minutes = self
-                        .window_rows(config, &rule.metric, &dims, exact_from, minute)
-                        .await
-                        .map_err(|e| (503, e))?;
-                    vs.replace_minutes(&minutes, exact_from, minute);
-                    series.insert(rule.name.clone(), vs);
+                    let values = reads.value_series(split, &hours, &minutes, &open);
+                    series.insert(rule.name.clone(), values);
                 }
                 *self.watches.borrow_mut() = Some(Watches {
                     built_day: day,
@@ -573,23 +500,52 @@ impl SiteAlerts {
         Ok(())
     }
 
-    /// The minute rows of `metric`'s `dims` in `[from, to)`, from every shard.
-    async fn window_rows(
+    /// `metric`'s rows of `dims` at `step` in `[from, to)`, from every shard.
+    async fn read_rows(
         &self,
         config: &Config,
+        step: Resolution,
         metric: &str,
         dims: &[String],
-        from: i64,
-        to: i64,
-    ) -> std::result::Result<Vec<bpm_edge::count::tally::Row>, String> {
-        let q = ShardQuery {
-            step: Resolution::Minute,
+        (from, to): (i64, i64),
+    ) -> std::result::Result<Vec<Row>, String> {
+        let query = ShardQuery {
+            step,
             from,
             to,
             metrics: vec![metric.to_string()],
             dims: dims.to_vec(),
         };
-        shards::read_rows(&self.env, config, &q).await
+        shards::read_rows(&self.env, config, &query).await
+    }
+
+    /// The minute rows of `metric`'s `dims` in the `window` seconds before
+    /// `to`.
+    async fn window_rows(
+        &self,
+        config: &Config,
+        metric: &str,
+        dims: &[String],
+        window: i64,
+        to: i64,
+    ) -> std::result::Result<Vec<Row>, String> {
+        let range = (to - window, to);
+        self.read_rows(config, Resolution::Minute, metric, dims, range)
+            .await
+    }
+
+    /// A `by` rule's rows of its dimension at `step` in `range`.
+    async fn split_rows(
+        &self,
+        config: &Config,
+        step: Resolution,
+        (rule, split): (&AlertRule, Split),
+        range: (i64, i64),
+    ) -> Answer<Vec<Row>> {
+        let dims = [split.dimension.as_str().to_string()];
+        self.read_rows(config, step, &rule.metric, &dims, range)
+            .await
+            .map_err(Failure::ShardsUnavailable)
     }
 
     /// Status mix and p95 of the event's metric in its window against the
@@ -599,14 +555,11 @@ impl SiteAlerts {
         config: &Config,
         e: &AlertEvent,
     ) -> Option<bpm_edge::alert::event::HealthChange> {
-        let metric = match config.metric(&e.metric.name).map(|m| &m.kind) {
-            Some(MetricKind::Ratio(r)) => r.numerator.clone(),
-            _ => e.metric.name.clone(),
-        };
-        let dims = ["status".to_string(), "lat".to_string()];
-        let read = |to: i64| self.window_rows(config, &metric, &dims, to - e.window, to);
-        let now_rows = read(e.at).await.ok()?;
-        let before_rows = read(config.time.days_before(e.at, 7)).await.ok()?;
+        let reads = HealthReads::new(config, &e.metric.name, e.window, e.at);
+        let read = |to: i64| self.window_rows(config, &reads.metric, &reads.dims, reads.window, to);
+        let [now_to, before_to] = reads.ends;
+        let now_rows = read(now_to).await.ok()?;
+        let before_rows = read(before_to).await.ok()?;
         Some(health_change(&now_rows, &before_rows))
     }
 
@@ -621,7 +574,7 @@ impl SiteAlerts {
     ) -> Option<bpm_edge::alert::explain::Explanation> {
         let (metric, dims) = bpm_edge::alert::explain::dimensions_of(config, &e.metric.name)?;
         let names: Vec<String> = dims.iter().map(|(d, _)| d.clone()).collect();
-        let read = |to: i64| self.window_rows(config, &metric, &names, to - e.window, to);
+        let read = |to: i64| self.window_rows(config, &metric, &names, e.window, to);
         let ends = bpm_edge::alert::explain::reference_ends(e.at, &config.time);
         let (now, before) = futures_util::future::join(
             read(e.at),
@@ -663,21 +616,17 @@ impl SiteAlerts {
             group,
         } in routed
         {
-            if let Err(why) = self.endpoint(receiver) {
-                worker::console_error!("bpm-edge: receiver {:?} skipped: {why}", receiver.name);
-                continue;
-            }
-            let routing_key = match receiver.format {
-                WebhookFormat::Pagerduty => receiver
-                    .secret
-                    .as_deref()
-                    .and_then(|s| env_string(&self.env, s)),
-                _ => None,
+            let target = match self.endpoint(receiver) {
+                Ok(t) => t,
+                Err(why) => {
+                    worker::console_error!("bpm-edge: receiver {:?} skipped: {why}", receiver.name);
+                    continue;
+                }
             };
             let dest = Destination {
                 receiver: &receiver.name,
                 format: receiver.format,
-                routing_key: routing_key.as_deref(),
+                routing_key: target.routing_key(),
                 external_url: &external,
             };
             for m in payload::render_group(&dest, &events, &group) {
@@ -708,13 +657,10 @@ impl SiteAlerts {
             };
             let result = self.attempt(config, item).await;
             let mut d = item.delivery.clone();
-            let format = config
-                .receiver(&d.receiver)
-                .map_or(WebhookFormat::Json, |r| r.format);
-            let verdict = d.record_for(format, &result, now_secs());
+            let verdict = d.record_for(format_of(config, &d.receiver), &result, now_secs());
             store.update_delivery(&d).map_err(|e| e.to_string())?;
             if verdict == Verdict::DisableReceiver {
-                let reason = format!("the endpoint answered 410 Gone to {}", d.message_id);
+                let reason = gone_reason(&d.message_id);
                 let held = store
                     .disable_receiver(&d.receiver, now_secs(), &reason)
                     .map_err(|e| e.to_string())?;
@@ -727,29 +673,13 @@ impl SiteAlerts {
         Ok(())
     }
 
-    /// The receiver's URL, or why it cannot be sent to (a var or secret it
-    /// needs is not set). Unusable receivers get nothing queued.
-    fn endpoint(
+    /// The receiver's endpoint, or why it cannot be sent to (a var or
+    /// secret it needs is not set). Unusable receivers get nothing queued.
+    fn endpoint<'r>(
         &self,
-        receiver: &bpm_edge::config::rules::Receiver,
-    ) -> std::result::Result<String, String> {
-        let url = receiver
-            .url_var
-            .as_deref()
-            .and_then(|v| env_string(&self.env, v))
-            .unwrap_or_else(|| receiver.url.clone());
-        if url.is_empty() {
-            return Err(format!(
-                "no URL: set the var {}",
-                receiver.url_var.as_deref().unwrap_or("url")
-            ));
-        }
-        if let Some(name) = &receiver.secret {
-            if env_string(&self.env, name).is_none() {
-                return Err(format!("the secret {name} is not set"));
-            }
-        }
-        Ok(url)
+        receiver: &'r bpm_edge::config::rules::Receiver,
+    ) -> std::result::Result<Endpoint<'r>, EndpointError> {
+        endpoint(receiver, |name| env_string(&self.env, name))
     }
 
     /// One HTTP attempt: signed, no redirects followed, 15 s timeout.
@@ -761,40 +691,26 @@ impl SiteAlerts {
                 d.receiver
             ));
         };
-        let url = match self.endpoint(receiver) {
-            Ok(u) => u,
-            Err(why) => return AttemptResult::NetworkError(why),
+        let target = match self.endpoint(receiver) {
+            Ok(t) => t,
+            Err(why) => return AttemptResult::NetworkError(why.to_string()),
         };
-        let timestamp = now_secs();
-        let headers = Headers::new();
-        let _ = headers.set("content-type", "application/json");
-        let _ = headers.set("user-agent", &format!("bpm-edge/{VERSION}"));
-        let _ = headers.set("webhook-id", &d.message_id);
-        let _ = headers.set("webhook-timestamp", &timestamp.to_string());
-        if receiver.format != WebhookFormat::Pagerduty {
-            if let Some(name) = &receiver.secret {
-                let Some(secret) = env_string(&self.env, name) else {
-                    return AttemptResult::NetworkError(format!(
-                        "the signing secret {name} is not set"
-                    ));
-                };
-                match SigningKey::from_secret(&secret) {
-                    Ok(key) => {
-                        let sig = key.sign(&d.message_id, timestamp, item.body.as_bytes());
-                        let _ = headers.set("webhook-signature", &sig);
-                    }
-                    Err(e) => {
-                        return AttemptResult::NetworkError(format!("the secret {name}: {e}"))
-                    }
+        let headers = match target.headers(&d.message_id, now_secs(), &item.body) {
+            Ok(list) => {
+                let headers = Headers::new();
+                for (name, value) in list {
+                    let _ = headers.set(name, &value);
                 }
+                headers
             }
-        }
+            Err(why) => return AttemptResult::NetworkError(why.to_string()),
+        };
         let mut init = RequestInit::new();
         init.with_method(Method::Post)
             .with_headers(headers)
             .with_redirect(RequestRedirect::Manual)
             .with_body(Some(worker::wasm_bindgen::JsValue::from_str(&item.body)));
-        let req = match Request::new_with_init(&url, &init) {
+        let req = match Request::new_with_init(&target.url, &init) {
             Ok(r) => r,
             Err(e) => return AttemptResult::NetworkError(format!("bad URL: {e}")),
         };
@@ -852,21 +768,17 @@ impl SiteAlerts {
     }
 
     /// The rule records: the live book's, else the stored ones.
-    fn records(
-        &self,
-        store: &AlertStore<DurableSql>,
-    ) -> std::result::Result<Vec<RuleRecord>, (u16, String)> {
+    fn records(&self, store: &AlertStore<DurableSql>) -> Answer<Vec<RuleRecord>> {
         match self.book.borrow().as_ref() {
             Some(b) => Ok(b.records().cloned().collect()),
             None => store.records().map_err(internal),
         }
     }
 
-    /// The cached 5-minute series of `metrics` in `[from, to)`.
-    fn series_between(&self, metrics: &[String], from: i64, to: i64) -> SeriesSet {
+    /// Runs `f` on the cached 5-minute series (empty until loaded).
+    fn with_cache<T>(&self, f: impl FnOnce(&BucketCache) -> T) -> T {
         let cache = self.series.borrow();
-        let empty = BTreeMap::new();
-        series_set(cache.as_ref().unwrap_or(&empty), metrics, from, to)
+        f(cache.as_ref().unwrap_or(&BucketCache::new()))
     }
 
     /// Mission Control's data. Refreshes the series from the shards first
@@ -878,18 +790,18 @@ impl SiteAlerts {
         config: &Config,
         query: &OverviewQuery,
         now: i64,
-    ) -> std::result::Result<serde_json::Value, (u16, String)> {
+    ) -> Answer {
         let at = last_complete_bucket(now);
         let metrics = counted_metrics(config);
         let refreshed_to: Option<i64> = store.meta_time("refreshed_to").map_err(internal)?;
-        if refreshed_to.is_none_or(|r| r < at) || self.series.borrow().is_none() {
+        if refresh_due(refreshed_to, now) || self.series.borrow().is_none() {
             self.refresh(store, config, &metrics, last_complete_minute(now))
                 .await?;
         }
         let records = self.records(store)?;
         let silences = store.silences().map_err(internal)?;
-        let from = now - query.range.secs() - overview::LOOKBACK_SECS;
-        let series = self.series_between(&metrics, from, at).series;
+        let from = query.series_from(now);
+        let series = self.with_cache(|cache| series_set(cache, &metrics, from, at).series);
         let built = overview::build(config, &series, &records, &silences, query, now);
         serde_json::to_value(built).map_err(internal)
     }
@@ -902,10 +814,10 @@ impl SiteAlerts {
         config: &Config,
         name: &str,
         now: i64,
-    ) -> std::result::Result<serde_json::Value, (u16, String)> {
+    ) -> Answer {
         let disabled = store.disabled_names().map_err(internal)?;
-        if config.receiver(name).is_none() && !disabled.iter().any(|d| d == name) {
-            return Err((404, format!("no receiver named {name:?}")));
+        if !is_receiver(config, &disabled, name) {
+            return Err(Failure::NotFound(format!("no receiver named {name:?}")));
         }
         let (was_disabled, outcome) = store.enable_receiver(name, now).map_err(internal)?;
         if was_disabled {
@@ -927,143 +839,35 @@ impl SiteAlerts {
         }))
     }
 
-    /// Current states with their explanation, silences and delivery state.
-    fn alerts(
-        &self,
-        store: &AlertStore<DurableSql>,
-        config: &Config,
-        now: i64,
-    ) -> std::result::Result<serde_json::Value, (u16, String)> {
+    /// `GET /alerts`: the rules' states, silences, deliveries and receivers
+    /// (see [`alerts_report::report`]).
+    fn alerts(&self, store: &AlertStore<DurableSql>, config: &Config, now: i64) -> Answer {
         let records = self.records(store)?;
         let silences = store.silences().map_err(internal)?;
-        // One entry per rule, or per watched value of a `by` rule (one
-        // `learning` entry until its values are known).
-        let entries: Vec<(&bpm_edge::config::rules::AlertRule, Option<&RuleRecord>)> = config
-            .alerts
-            .iter()
-            .flat_map(|rule| {
-                let mut own: Vec<_> = records
-                    .iter()
-                    .filter(|r| r.rule == rule.name)
-                    .map(|r| (rule, Some(r)))
-                    .collect();
-                if own.is_empty() {
-                    own.push((rule, None));
-                }
-                own
-            })
-            .collect();
-        let rules: Vec<serde_json::Value> = entries
-            .into_iter()
-            .map(|(rule, rec)| {
-                let silence = silences.iter().find(|s| s.covers(&rule.name, now));
-                let state = rec.map_or("learning", |r| r.alert.state.as_str());
-                json!({
-                    "rule": rule.name,
-                    "by": rule.by.map(|b| b.dimension.as_str()),
-                    "value": rec.and_then(|r| r.value.as_deref()),
-                    "metric": rule.metric,
-                    "severity": rule.severity.as_str(),
-                    "state": state,
-                    "silenced": silence.is_some(),
-                    "silence": silence.map(|s| s.id.clone()),
-                    "since": rec.map(|r| bpm_edge::time::format_time(r.alert.since)),
-                    "fingerprint": rec.map(|r| r.fingerprint.clone()),
-                    "incident": rec.filter(|r| r.alert.episodes > 0).map(|r| r.incident()),
-                    "fired_at": rec.and_then(|r| r.alert.fired_at).map(bpm_edge::time::format_time),
-                    "lowest_ratio": rec.and_then(|r| r.alert.lowest_ratio),
-                    "sequence": rec.map_or(0, |r| r.sequence),
-                    "receivers": rule.receivers,
-                    "labels": rule.labels,
-                    "runbook": rule.runbook,
-                    "evaluation": rec.and_then(|r| r.last.as_ref()),
-                    "explanation": rec.and_then(|r| r.explanation.as_ref()),
-                })
-            })
-            .collect();
-        let outbox: Vec<serde_json::Value> = store
-            .recent(50)
+        let deliveries: Vec<Delivery> = store
+            .recent(alerts_report::RECENT_DELIVERIES)
             .map_err(internal)?
-            .iter()
-            .map(|i| json!(i.delivery))
+            .into_iter()
+            .map(|i| i.delivery)
             .collect();
-        let statuses = store
+        let receivers = store
             .receiver_statuses(&config.receivers)
             .map_err(internal)?;
-        // The disabled ones by name, as they are stored.
-        let mut disabled: Vec<&outbox::ReceiverStatus> = statuses
-            .iter()
-            .filter(|r| r.disabled_since.is_some())
-            .collect();
-        disabled.sort_by(|a, b| a.name.cmp(&b.name));
-        let disabled: Vec<serde_json::Value> = disabled
-            .iter()
-            .map(|r| json!({ "receiver": r.name, "since": r.disabled_since.map(bpm_edge::time::format_time), "reason": r.disabled_reason }))
-            .collect();
-        let receivers: Vec<serde_json::Value> = statuses
-            .into_iter()
-            .map(|r| {
-                json!({
-                    "name": r.name,
-                    "format": r.format,
-                    "enabled": r.enabled,
-                    "disabled_since": r.disabled_since.map(bpm_edge::time::format_time),
-                    "disabled_reason": r.disabled_reason,
-                    "queued": r.queued,
-                    "held": r.held,
-                })
-            })
-            .collect();
-        let last_at = store.meta_time("last_at").map_err(internal)?;
-        let eval_ms = store.meta("last_evaluation_ms").map_err(internal)?;
-        Ok(json!({
-            "site": config.site.name,
-            "timezone": config.time.zone,
-            "evaluated_at": last_at.map(bpm_edge::time::format_time),
-            "evaluation_ms": eval_ms.and_then(|v| v.parse::<f64>().ok()),
-            "alerts": rules,
-            "deliveries": outbox,
-            "receivers": receivers,
-            "disabled_receivers": disabled,
-        }))
+        let evaluated_at = store.meta_time("last_at").map_err(internal)?;
+        let evaluation_ms = store.meta("last_evaluation_ms").map_err(internal)?;
+        let stored = StoredAlerts {
+            records: &records,
+            silences: &silences,
+            deliveries: &deliveries,
+            receivers: &receivers,
+            evaluated_at,
+            evaluation_ms: evaluation_ms.as_deref(),
+        };
+        serde_json::to_value(alerts_report::report(config, stored, now)).map_err(internal)
     }
 }
 
-fn history_json(h: &HistoryEntry) -> serde_json::Value {
-    json!({
-        "at": bpm_edge::time::format_time(h.at),
-        "rule": h.rule,
-        "value": h.value,
-        "metric": h.metric,
-        "from": h.from.map(|s| s.as_str()),
-        "to": h.to.map(|s| s.as_str()),
-        "notice": h.notice,
-        "incident": h.incident,
-        "window": h.window,
-        "silence": h.silence.as_ref().map(|s| json!({
-            "id": s.id,
-            "rule": s.rule,
-            "until": bpm_edge::time::format_time(s.until),
-            "reason": s.reason,
-            "author": s.author,
-            "created_at": bpm_edge::time::format_time(s.created_at),
-        })),
-    })
-}
-
-fn silence_json(s: &bpm_edge::alert::silence::Silence, now: i64) -> serde_json::Value {
-    json!({
-        "id": s.id,
-        "rule": s.rule,
-        "until": bpm_edge::time::format_time(s.until),
-        "reason": s.reason,
-        "author": s.author,
-        "created_at": bpm_edge::time::format_time(s.created_at),
-        "active": s.covers(&s.rule, now),
-    })
-}
-
-fn json_status(status: u16, body: &serde_json::Value) -> Result<Response> {
+fn json_status<T: serde::Serialize>(status: u16, body: &T) -> Result<Response> {
     Ok(Response::from_json(body)?.with_status(status))
 }
 
@@ -1077,6 +881,11 @@ fn random_id(prefix: &str) -> String {
         s.push(char::from_digit(d.min(15), 16).unwrap_or('0'));
     }
     s
+}
+
+/// The receiver a `/receivers/{name}/enable` path names.
+fn enabled_receiver(path: &str) -> Option<&str> {
+    path.strip_prefix('/').and_then(enable_route)
 }
 
 /// Calls the site's alert object.
