@@ -101,7 +101,7 @@ impl AccessPolicy {
         } else {
             format!("https://{team}")
         };
-        let url = url::Url::parse(&with_scheme).map_err(|_| bad())?;
+        let url = crate::config::url_text::parse_url(&with_scheme).ok_or_else(bad)?;
         let host = url.host_str().ok_or_else(bad)?;
         let loopback = matches!(host, "127.0.0.1" | "localhost" | "[::1]");
         let scheme_ok = url.scheme() == "https" || (url.scheme() == "http" && loopback);

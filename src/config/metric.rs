@@ -327,7 +327,7 @@ pub(crate) mod parse {
                 .unwrap_or_default();
             let runbook = match &m.runbook {
                 Some(r) => {
-                    let ok = url::Url::parse(r.get_ref())
+                    let ok = crate::config::url_text::parse_url(r.get_ref())
                         .map(|u| matches!(u.scheme(), "http" | "https"))
                         .unwrap_or(false);
                     if !ok {

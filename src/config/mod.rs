@@ -26,6 +26,7 @@ pub mod rules;
 pub mod sitetime;
 #[cfg(test)]
 mod test_fixtures;
+pub mod url_text;
 
 pub use error::{ConfigError, ConfigErrors};
 /// The metric model, at the paths its users name it by (`config::Metric`):
@@ -278,7 +279,7 @@ pub(crate) mod parse {
             }
         }
         if let Some(u) = &raw.url {
-            let ok = url::Url::parse(u.get_ref())
+            let ok = url_text::parse_url(u.get_ref())
                 .map(|p| {
                     matches!(p.scheme(), "http" | "https")
                         && p.host_str().is_some()

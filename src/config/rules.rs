@@ -400,7 +400,7 @@ pub(crate) mod parse {
             let url = match &r.url {
                 None => String::new(),
                 Some(v) => {
-                    let ok = url::Url::parse(v.get_ref())
+                    let ok = crate::config::url_text::parse_url(v.get_ref())
                         .map(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
                         .unwrap_or(false);
                     if !ok {
@@ -526,7 +526,7 @@ pub(crate) mod parse {
             }
             let runbook = match &r.runbook {
                 Some(v) => {
-                    let ok = url::Url::parse(v.get_ref())
+                    let ok = crate::config::url_text::parse_url(v.get_ref())
                         .map(|u| matches!(u.scheme(), "http" | "https"))
                         .unwrap_or(false);
                     if !ok {

@@ -11,6 +11,7 @@
 //! carries no dimension values.
 
 use crate::config::pattern::NormalizedPath;
+use crate::config::url_text::parse_url;
 use crate::config::{Config, MatchRule, MetricKind, QueryCondition, ReferralDimension};
 use crate::count::agent::{self, AgentKind, CfSignals};
 use crate::count::latency;
@@ -257,7 +258,7 @@ impl LazyFacts {
         self.referrer_host
             .get_or_insert_with(|| {
                 let text = std::str::from_utf8(referer?).ok()?;
-                referral::url_host(&url::Url::parse(text.trim()).ok()?)
+                referral::url_host(&parse_url(text.trim())?)
             })
             .as_deref()
     }
@@ -290,7 +291,7 @@ fn location_path(
     if loc.starts_with('/') && !loc.starts_with("//") {
         return NormalizedPath::parse(loc.as_bytes());
     }
-    let url = url::Url::parse(loc).ok()?;
+    let url = parse_url(loc)?;
     if !referral::is_own_host(&referral::url_host(&url)?, request_host, own_hosts) {
         return None;
     }

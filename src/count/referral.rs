@@ -6,6 +6,8 @@
 //! referrer URL or the raw query string. Hostile input (binary bytes, huge
 //! headers, garbage URLs) yields [`UNKNOWN`] rather than an error.
 
+use crate::config::url_text::parse_url;
+
 /// No `Referer` header.
 pub const DIRECT: &str = "direct";
 /// A referrer from the site itself (navigation between its own pages).
@@ -100,7 +102,7 @@ pub fn source(referer: Option<&[u8]>, own_hosts: &[String], request_host: &str) 
             .map_or(UNKNOWN, |(_, s)| *s)
             .to_string();
     }
-    let Ok(url) = url::Url::parse(text) else {
+    let Some(url) = parse_url(text) else {
         return UNKNOWN.to_string();
     };
     if !matches!(url.scheme(), "http" | "https") {

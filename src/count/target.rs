@@ -7,6 +7,8 @@
 //! answered by bpm-edge); the prefix matches whole path segments only
 //! (`/_bpmx` is the site's).
 
+use crate::config::url_text::parse_url;
+
 /// Splits a URL as the runtime serialises it (`http(s)://host[:port]/path?query`)
 /// into its host (with a non-default port) and its request target (path and
 /// `?query`), without parsing: a special scheme's serialisation always has an
@@ -35,8 +37,7 @@ pub fn is_own_path(url: &str, prefix: &str) -> bool {
 /// `ORIGIN_URL`'s `scheme://host[:port]`, to which a request target is
 /// appended (its own path and query are replaced by the request's).
 pub fn origin_base(origin: &str) -> Result<String, &'static str> {
-    let base =
-        url::Url::parse(origin.trim()).map_err(|_| "bpm-edge: ORIGIN_URL is not a valid URL")?;
+    let base = parse_url(origin.trim()).ok_or("bpm-edge: ORIGIN_URL is not a valid URL")?;
     if !matches!(base.scheme(), "http" | "https") || base.host_str().is_none() {
         return Err("bpm-edge: ORIGIN_URL must be an http(s) URL with a host");
     }
