@@ -19,6 +19,7 @@ use bpm_edge::auth::{
 };
 use bpm_edge::config::{Config, MetricKind};
 use bpm_edge::count::classify::Classifier;
+use bpm_edge::decimal::round_to;
 use bpm_edge::report::query::QueryError;
 use bpm_edge::report::referral_report::{self, ReportQuery};
 use bpm_edge::report::series::{build_response, SeriesQuery};
@@ -665,8 +666,7 @@ async fn stats(env: &Env, classifier: &Classifier) -> Result<Response> {
     // What Cloudflare bills for counting, per counted visitor request: SQLite
     // rows written, and Durable Object requests (every flush that reached a
     // shard, duplicates included).
-    let per_request =
-        |n: u64| (requests > 0).then(|| (n as f64 / requests as f64 * 10_000.0).round() / 10_000.0);
+    let per_request = |n: u64| (requests > 0).then(|| round_to(n as f64 / requests as f64, 4));
     let totals = json!({
         "flushes": flushes,
         "requests": requests,
