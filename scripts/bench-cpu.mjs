@@ -166,14 +166,8 @@ async function load(port, total, concurrency, seq) {
 
 /** Nanoseconds on CPU of all threads of `pid` (schedstat), and utime+stime in ns (stat). */
 function cpuNs(pid) {
-  let sched = 0;
-  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
-    try {
-      sched += Number(fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
-    } catch {
-      /* thread gone */
-    }
-  }
+  const threads = threadCpuNs(pid);
+  const sched = threads.main + threads.background;
   // Fields after the ")" of the comm: utime and stime are fields 14 and 15.
   const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');

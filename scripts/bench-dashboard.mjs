@@ -23,7 +23,7 @@
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { ROOT, artifactDir, startOrigin, startWorker, TEST_TOKEN } from '../tests/e2e/harness.mjs';
+import { ROOT, artifactDir, startOrigin, startWorker, TEST_TOKEN, withoutBuild } from '../tests/e2e/harness.mjs';
 
 const MIN = 60;
 const BUCKET = 300;
@@ -52,7 +52,6 @@ function build(configPath) {
 function benchWorkerDir() {
   const dir = artifactDir('bench-dashboard-worker');
   fs.cpSync(path.join(ROOT, 'build'), path.join(dir, 'build'), { recursive: true });
-  const withoutBuild = (toml) => toml.replace(/^\[build\]\n(?:(?!\[).*\n)*/m, '');
   const control = withoutBuild(fs.readFileSync(path.join(ROOT, 'wrangler.toml'), 'utf8')).replace(
     /directory = "www"/,
     `directory = ${JSON.stringify(path.join(ROOT, 'www'))}`,

@@ -75,6 +75,11 @@ function tail(file, lines = 60) {
   }
 }
 
+/** A wrangler configuration's text without its [build] table (the bundles are built). */
+export function withoutBuild(toml) {
+  return toml.replace(/^\[build\]\n(?:(?!\[).*\n)*/m, '');
+}
+
 /**
  * The control worker's configuration for one run, written into `outDir`:
  * `dir`'s `wrangler.toml` with absolute paths, without its [build] (the
@@ -94,7 +99,7 @@ export function writeControlConfig(dir, outDir, vars) {
   };
   absolute('main');
   absolute('directory');
-  toml = toml.replace(/^\[build\]\n(?:(?!\[).*\n)*/m, '');
+  toml = withoutBuild(toml);
   toml += '[vars]\n';
   for (const [k, v] of Object.entries(vars)) toml += `${k} = ${JSON.stringify(String(v))}\n`;
   const file = path.join(outDir, 'wrangler.toml');

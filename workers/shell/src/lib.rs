@@ -17,7 +17,7 @@ use std::rc::Rc;
 use worker::Env;
 
 /// Reserved prefix used if the compiled config could not be read.
-pub const FALLBACK_PREFIX: &str = "/_bpm";
+const FALLBACK_PREFIX: &str = "/_bpm";
 
 thread_local! {
     static CLASSIFIER: OnceCell<Option<Rc<Classifier>>> = const { OnceCell::new() };

@@ -96,11 +96,7 @@ pub fn start_visit(
 ) -> Option<Visit> {
     let classifier = bpm_edge_shell::classifier();
     let url = req.url();
-    let prefix = classifier
-        .as_ref()
-        .map_or(bpm_edge_shell::FALLBACK_PREFIX, |c| {
-            c.config().site.prefix.as_str()
-        });
+    let prefix = bpm_edge_shell::prefix(classifier.as_ref());
     if is_own_path(&url, prefix) {
         return None;
     }
