@@ -39,7 +39,7 @@ const WORKERD = path.join(ROOT, 'node_modules', '@cloudflare', 'workerd-linux-64
 const MAX_REQUESTS = 100_000;
 
 function parseArgs(argv) {
-  const o = { requests: 2000, rounds: 5, concurrency: 4, warmup: 300, settleMs: 1500, build: 'build', compare: null, countWaitS: 30, coldStarts: 5 };
+  const o = { requests: 2000, rounds: 5, concurrency: 4, warmup: 300, settleMs: 1500, build: 'build', compare: null, countWaitS: 30, coldStarts: 5, coldOnly: false, coldProfile: false, v8Flags: [] };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const val = () => {
@@ -55,6 +55,9 @@ function parseArgs(argv) {
     else if (a === '--compare') o.compare = val();
     else if (a === '--count-wait-s') o.countWaitS = Number(val());
     else if (a === '--cold-starts') o.coldStarts = Number(val());
+    else if (a === '--cold-only') o.coldOnly = true;
+    else if (a === '--cold-profile') o.coldProfile = true;
+    else if (a === '--v8-flags') o.v8Flags = val().split(/\s+/).filter(Boolean);
     else throw new Error(`unknown argument ${a}`);
   }
   const int = (name, v, lo, hi) => {
@@ -225,7 +228,7 @@ const PASSTHROUGH_JS = `export default {
  * serviceName }, doBindings: [{ binding, className, service }],
  * durableObjects: [className] }.
  */
-function capnpConfig({ dir, port, workers, compatDate }) {
+function capnpConfig({ dir, port, workers, compatDate, v8Flags = [] }) {
   const rel = (p) => path.relative(dir, p);
   const worker = (w) => {
     const mods = w.modules.map((m) => `(name = ${capStr(m.name)}, ${m.kind} = embed ${capStr(rel(m.file))})`).join(',\n      ');
@@ -264,7 +267,7 @@ const config :Workerd.Config = (
     (name = "internet", network = (allow = ["local", "private"])),
     (name = "do-disk", disk = (path = ${capStr(path.join(dir, 'do'))}, writable = true)),
   ],
-  sockets = [(name = "http", address = ${capStr(`127.0.0.1:${port}`)}, http = (), service = "main")],
+  sockets = [(name = "http", address = ${capStr(`127.0.0.1:${port}`)}, http = (), service = "main")],${v8Flags.length ? `\n  v8Flags = [${v8Flags.map(capStr).join(', ')}],` : ''}
 );
 `;
 }
@@ -335,14 +338,14 @@ async function startOriginProcess(dir) {
   return { url: `http://127.0.0.1:${port}`, child };
 }
 
-async function startWorkerd({ name, dir, workers, compatDate, probe = 'http' }) {
+async function startWorkerd({ name, dir, workers, compatDate, probe = 'http', v8Flags = [], inspectorPort = null }) {
   const wdir = path.join(dir, name);
   fs.mkdirSync(path.join(wdir, 'do'), { recursive: true });
   const port = await freePort();
   const config = path.join(wdir, 'config.capnp');
-  fs.writeFileSync(config, capnpConfig({ dir: wdir, port, workers, compatDate }));
+  fs.writeFileSync(config, capnpConfig({ dir: wdir, port, workers, compatDate, v8Flags }));
   const logFile = path.join(wdir, 'workerd.log');
-  const child = spawnLogged(WORKERD, ['serve', config], logFile, wdir);
+  const child = spawnLogged(WORKERD, ['serve', config, ...(inspectorPort ? [`--inspector-addr=127.0.0.1:${inspectorPort}`] : [])], logFile, wdir);
   if (probe === 'tcp') {
     await waitListening(port, child, logFile, `workerd (${name})`);
   } else {
@@ -350,7 +353,7 @@ async function startWorkerd({ name, dir, workers, compatDate, probe = 'http' }) 
     const bpm = workers.some((w) => (w.durableObjects ?? []).length);
     await waitHttp(port, bpm ? '/_bpm/api/health' : '/__origin/stats', child, logFile, `workerd (${name})`);
   }
-  return { name, port, child, pid: child.pid, logFile };
+  return { name, port, child, pid: child.pid, logFile, inspectorPort };
 }
 
 /** Waits until `port` accepts a TCP connection, without sending a request. */
@@ -441,6 +444,14 @@ export class SiteAlerts extends DurableObject {
 export default { fetch() { return new Response('stand-in', { status: 404 }); } };
 `;
 
+/** `workers` with the control worker's modules replaced by CONTROL_STANDIN_JS. */
+function withControlStandin(workers, dir) {
+  const standin = path.join(dir, 'control-standin.mjs');
+  fs.writeFileSync(standin, CONTROL_STANDIN_JS);
+  const modules = [{ name: 'control-standin.mjs', kind: 'esModule', file: standin }];
+  return workers.map((w) => (w.service === 'control' ? { ...w, modules } : w));
+}
+
 /** The counter shards' totals (GET /_bpm/api/stats), or null. */
 async function shardTotals(port) {
   try {
@@ -494,16 +505,13 @@ function oneRequest(port, r) {
  * sent one request of the mix once its socket listens. The split build's
  * control worker is replaced by CONTROL_STANDIN_JS.
  */
-async function coldStarts(specs, dir, compatDate, n) {
-  const standin = path.join(dir, 'control-standin.mjs');
-  fs.writeFileSync(standin, CONTROL_STANDIN_JS);
-  const standinModules = [{ name: 'control-standin.mjs', kind: 'esModule', file: standin }];
+async function coldStarts(specs, dir, compatDate, n, v8Flags) {
   const out = [];
   for (const spec of specs) {
-    const workers = spec.workers.map((w) => (w.service === 'control' ? { ...w, modules: standinModules } : w));
+    const workers = withControlStandin(spec.workers, dir);
     const runs = [];
     for (let i = 0; i < n; i++) {
-      const w = await startWorkerd({ name: `cold-${spec.name}-${i}`, dir, workers, compatDate, probe: 'tcp' });
+      const w = await startWorkerd({ name: `cold-${spec.name}-${i}`, dir, workers, compatDate, probe: 'tcp', v8Flags });
       try {
         await sleep(300);
         const t0 = threadCpuNs(w.pid);
@@ -537,6 +545,97 @@ async function coldStarts(specs, dir, compatDate, n) {
   return out;
 }
 
+/** The fresh-isolate table. */
+function printCold(cold, opts) {
+  if (!cold.length) return;
+  console.log('');
+  console.log("| fresh isolate | startup CPU ms | first request CPU ms | × passthrough | on workerd's thread | × passthrough | first request + 1 s after, CPU ms |");
+  console.log('|---|---|---|---|---|---|---|');
+  const coldBase = cold[0];
+  for (const c of cold) {
+    console.log(`| ${c.variant} | ${fmt(c.startup_ms, 1)} | ${fmt(c.first_request_ms, 2)} | ${fmt(c.first_request_ms / coldBase.first_request_ms, 1)}× | ${fmt(c.first_request_main_ms, 2)} | ${fmt(c.first_request_main_ms / coldBase.first_request_main_ms, 1)}× | ${fmt(c.first_request_and_after_ms, 2)} |`);
+  }
+  console.log('');
+  console.log(`Medians over ${opts.coldStarts} fresh workerd processes each${opts.v8Flags.length ? ` (V8 flags: ${opts.v8Flags.join(' ')})` : ''}: startup = the process's CPU until its socket accepts a connection (no request sent); first request = CPU from sending \`${MIX[0].name}\` until ${COLD_SETTLE_MS} ms after its response, all threads and workerd's own thread (where the request runs; the rest is V8's background compilation). The split build's control worker is a JS stand-in here (its objects run in other isolates on the edge, billed apart); a single-worker build runs its own objects.`);
+}
+
+/** Sends one inspector command on `ws` and resolves with its result. */
+function inspectorCall(ws, pending, method, params = {}) {
+  const id = pending.next++;
+  ws.send(JSON.stringify({ id, method, params }));
+  return new Promise((resolve, reject) => pending.set(id, { resolve, reject }));
+}
+
+/**
+ * A sampling CPU profile (workerd's inspector, 50 µs) of each spec's first
+ * request in a fresh isolate: written as `<name>.cpuprofile` (DevTools'
+ * format) into the artifact directory, and the functions with the most
+ * self time printed. The profiler's own overhead inflates every figure;
+ * read it for shares, not for the totals the table reports.
+ */
+async function profileFirstRequests(specs, dir, compatDate, v8Flags) {
+  for (const spec of specs) {
+    const workers = withControlStandin(spec.workers, dir);
+    const inspectorPort = await freePort();
+    const w = await startWorkerd({ name: `profile-${spec.name}`, dir, workers, compatDate, probe: 'tcp', v8Flags, inspectorPort });
+    try {
+      const targets = await (await fetch(`http://127.0.0.1:${inspectorPort}/json/list`)).json();
+      const target = targets.find((t) => String(t.id ?? t.title ?? '').includes('main')) ?? targets[0];
+      const ws = new WebSocket(target.webSocketDebuggerUrl);
+      await new Promise((resolve, reject) => {
+        ws.onopen = resolve;
+        ws.onerror = reject;
+      });
+      const pending = new Map();
+      pending.next = 1;
+      ws.onmessage = (m) => {
+        const msg = JSON.parse(m.data);
+        const p = pending.get(msg.id);
+        if (!p) return;
+        pending.delete(msg.id);
+        if (msg.error) p.reject(new Error(JSON.stringify(msg.error)));
+        else p.resolve(msg.result);
+      };
+      await inspectorCall(ws, pending, 'Profiler.enable');
+      await inspectorCall(ws, pending, 'Profiler.setSamplingInterval', { interval: 50 });
+      await inspectorCall(ws, pending, 'Profiler.start');
+      await oneRequest(w.port, MIX[0]);
+      await sleep(COLD_SETTLE_MS);
+      const { profile } = await inspectorCall(ws, pending, 'Profiler.stop');
+      ws.close();
+      const file = path.join(dir, `${spec.name}.cpuprofile`);
+      fs.writeFileSync(file, JSON.stringify(profile));
+      printProfile(spec.label, profile, path.relative(ROOT, file));
+    } finally {
+      await stopChild(w.child);
+      fs.rmSync(path.join(dir, w.name, 'do'), { recursive: true, force: true });
+    }
+  }
+}
+
+/** The functions with the most self time in `profile`, and the total. */
+function printProfile(label, profile, file) {
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const self = new Map();
+  const deltas = profile.timeDeltas ?? [];
+  let total = 0;
+  profile.samples.forEach((id, i) => {
+    const us = deltas[i + 1] ?? 0;
+    const f = byId.get(id)?.callFrame;
+    const name = f ? f.functionName || `(anonymous ${path.basename(f.url || '')}:${f.lineNumber})` : '?';
+    if (name === '(idle)') return;
+    total += us;
+    self.set(name, (self.get(name) ?? 0) + us);
+  });
+  console.log('');
+  console.log(`${label}: first request, ${fmt(total / 1000, 2)} ms sampled (not idle), profile in ${file}`);
+  console.log('| function | self ms | share |');
+  console.log('|---|---|---|');
+  for (const [name, us] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 30)) {
+    console.log(`| ${name.slice(0, 100)} | ${fmt(us / 1000, 2)} | ${fmt((100 * us) / total, 1)}% |`);
+  }
+}
+
 async function main() {
   const opts = parseArgs(process.argv.slice(2));
   if (process.platform !== 'linux') throw new Error('bench-cpu reads /proc: Linux only');
@@ -558,7 +657,7 @@ async function main() {
     const passthrough = [{ service: 'main', modules: [{ name: 'passthrough.js', kind: 'esModule', file: path.join(dir, 'passthrough.js') }], vars: { ORIGIN_URL: origin.url } }];
     const specs = [
       { name: 'passthrough', label: 'JS passthrough (baseline)', workers: passthrough },
-      { name: 'off', label: 'bpm-edge, counting off', workers: bpmWorkers(buildDir, { ...common, BPM_COUNTING: 'off' }) },
+      { name: 'off', label: 'bpm-edge, counting off', workers: bpmWorkers(buildDir, { ...common, BPM_COUNTING: 'off' }), cold: true },
       { name: 'on', label: 'bpm-edge, counting on', workers: bpmWorkers(buildDir, { ...common, BPM_COUNTING: 'on' }), counts: true, cold: true },
     ];
     if (opts.compare) {
@@ -569,10 +668,15 @@ async function main() {
         { name: 'on-compare', label: `bpm-edge (${tag}), counting on`, workers: bpmWorkers(cmp, { ...common, BPM_COUNTING: 'on' }), counts: true, cold: true },
       );
     }
-    const cold = opts.coldStarts > 0 ? await coldStarts(specs.filter((v) => v.name === 'passthrough' || v.cold), dir, compatDate, opts.coldStarts) : [];
+    const cold = opts.coldStarts > 0 ? await coldStarts(specs.filter((v) => v.name === 'passthrough' || v.cold), dir, compatDate, opts.coldStarts, opts.v8Flags) : [];
+    if (opts.coldProfile) await profileFirstRequests(specs.filter((v) => v.cold), dir, compatDate, opts.v8Flags);
+    if (opts.coldOnly) {
+      printCold(cold, opts);
+      return;
+    }
     const variants = [];
     for (const spec of specs) {
-      const w = await startWorkerd({ ...spec, dir, compatDate });
+      const w = await startWorkerd({ ...spec, dir, compatDate, v8Flags: opts.v8Flags });
       started.push(w);
       variants.push({ ...spec, ...w, rounds: [], sent: 0 });
     }
@@ -664,17 +768,7 @@ async function main() {
       }
       if (notes.length) console.log(`- ${r.variant}: ${notes.join(', ')}`);
     }
-    if (cold.length) {
-      console.log('');
-      console.log("| fresh isolate | startup CPU ms | first request CPU ms | × passthrough | on workerd's thread | × passthrough | first request + 1 s after, CPU ms |");
-      console.log('|---|---|---|---|---|---|---|');
-      const coldBase = cold[0];
-      for (const c of cold) {
-        console.log(`| ${c.variant} | ${fmt(c.startup_ms, 1)} | ${fmt(c.first_request_ms, 2)} | ${fmt(c.first_request_ms / coldBase.first_request_ms, 1)}× | ${fmt(c.first_request_main_ms, 2)} | ${fmt(c.first_request_main_ms / coldBase.first_request_main_ms, 1)}× | ${fmt(c.first_request_and_after_ms, 2)} |`);
-      }
-      console.log('');
-      console.log(`Medians over ${opts.coldStarts} fresh workerd processes each: startup = the process's CPU until its socket accepts a connection (no request sent); first request = CPU from sending \`${MIX[0].name}\` until ${COLD_SETTLE_MS} ms after its response, all threads and workerd's own thread (where the request runs; the rest is V8's background compilation). The split build's control worker is a JS stand-in here (its objects run in other isolates on the edge, billed apart); a single-worker build runs its own objects.`);
-    }
+    printCold(cold, opts);
     fs.mkdirSync(path.join(ROOT, 'bench-results'), { recursive: true });
     const result = { workerd: WORKERD, compatibility_date: compatDate, options: opts, mix: MIX.map((m) => m.name), rows, cold };
     fs.writeFileSync(path.join(ROOT, 'bench-results', 'cpu.json'), `${JSON.stringify(result, null, 2)}\n`);
