@@ -506,11 +506,13 @@ function oneRequest(port, r) {
  * control worker is replaced by CONTROL_STANDIN_JS.
  */
 async function coldStarts(specs, dir, compatDate, n, v8Flags) {
-  const out = [];
-  for (const spec of specs) {
-    const workers = withControlStandin(spec.workers, dir);
-    const runs = [];
-    for (let i = 0; i < n; i++) {
+  // Interleaved (every spec once, then again) so that drift in the
+  // machine's load spreads evenly over the specs.
+  const runsOf = specs.map(() => []);
+  for (let i = 0; i < n; i++) {
+    for (const [si, spec] of specs.entries()) {
+      const workers = withControlStandin(spec.workers, dir);
+      const runs = runsOf[si];
       const w = await startWorkerd({ name: `cold-${spec.name}-${i}`, dir, workers, compatDate, probe: 'tcp', v8Flags });
       try {
         await sleep(300);
@@ -533,16 +535,18 @@ async function coldStarts(specs, dir, compatDate, n, v8Flags) {
         fs.rmSync(path.join(dir, w.name, 'do'), { recursive: true, force: true });
       }
     }
-    out.push({
+  }
+  return specs.map((spec, si) => {
+    const runs = runsOf[si];
+    return {
       variant: spec.label,
       startup_ms: median(runs.map((r) => r.startup_ms)),
       first_request_ms: median(runs.map((r) => r.first_request_ms)),
       first_request_main_ms: median(runs.map((r) => r.first_request_main_ms)),
       first_request_and_after_ms: median(runs.map((r) => r.first_request_and_after_ms)),
       runs,
-    });
-  }
-  return out;
+    };
+  });
 }
 
 /** The fresh-isolate table. */
