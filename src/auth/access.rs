@@ -103,17 +103,17 @@ impl AccessPolicy {
         };
         let url = crate::config::url_text::parse_url(&with_scheme).ok_or_else(bad)?;
         let host = url.host_str().ok_or_else(bad)?;
-        let loopback = matches!(host, "127.0.0.1" | "localhost" | "[::1]");
-        let scheme_ok = url.scheme() == "https" || (url.scheme() == "http" && loopback);
+        let loopback = matches!(host.as_str(), "127.0.0.1" | "localhost" | "[::1]");
+        let scheme = url.scheme();
+        let scheme_ok = scheme == "https" || (scheme == "http" && loopback);
         if !scheme_ok
-            || !matches!(url.path(), "" | "/")
-            || url.query().is_some()
-            || url.fragment().is_some()
-            || !url.username().is_empty()
+            || !matches!(url.path().as_str(), "" | "/")
+            || url.has_query_or_fragment()
+            || url.has_userinfo()
         {
             return Err(bad());
         }
-        let issuer = url.as_str().trim_end_matches('/').to_owned();
+        let issuer = url.href().trim_end_matches('/').to_owned();
         Ok(Some(AccessPolicy { issuer, audiences }))
     }
 

@@ -328,7 +328,7 @@ pub(crate) mod parse {
             let runbook = match &m.runbook {
                 Some(r) => {
                     let ok = crate::config::url_text::parse_url(r.get_ref())
-                        .map(|u| matches!(u.scheme(), "http" | "https"))
+                        .map(|u| matches!(u.scheme().as_str(), "http" | "https"))
                         .unwrap_or(false);
                     if !ok {
                         c.error(r.span(), f("runbook"), "must be an http(s) URL");

@@ -281,9 +281,9 @@ pub(crate) mod parse {
         if let Some(u) = &raw.url {
             let ok = url_text::parse_url(u.get_ref())
                 .map(|p| {
-                    matches!(p.scheme(), "http" | "https")
+                    matches!(p.scheme().as_str(), "http" | "https")
                         && p.host_str().is_some()
-                        && p.query().is_none()
+                        && !p.has_query()
                         && p.path().trim_end_matches('/').is_empty()
                 })
                 .unwrap_or(false);

@@ -401,7 +401,10 @@ pub(crate) mod parse {
                 None => String::new(),
                 Some(v) => {
                     let ok = crate::config::url_text::parse_url(v.get_ref())
-                        .map(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+                        .map(|u| {
+                            matches!(u.scheme().as_str(), "http" | "https")
+                                && u.host_str().is_some()
+                        })
                         .unwrap_or(false);
                     if !ok {
                         c.error(v.span(), f("url"), "must be an http(s) URL");
@@ -527,7 +530,7 @@ pub(crate) mod parse {
             let runbook = match &r.runbook {
                 Some(v) => {
                     let ok = crate::config::url_text::parse_url(v.get_ref())
-                        .map(|u| matches!(u.scheme(), "http" | "https"))
+                        .map(|u| matches!(u.scheme().as_str(), "http" | "https"))
                         .unwrap_or(false);
                     if !ok {
                         c.error(v.span(), f("runbook"), "must be an http(s) URL");

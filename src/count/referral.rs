@@ -6,7 +6,7 @@
 //! referrer URL or the raw query string. Hostile input (binary bytes, huge
 //! headers, garbage URLs) yields [`UNKNOWN`] rather than an error.
 
-use crate::config::url_text::parse_url;
+use crate::config::url_text::{parse_url, ParsedUrl};
 
 /// No `Referer` header.
 pub const DIRECT: &str = "direct";
@@ -105,7 +105,7 @@ pub fn source(referer: Option<&[u8]>, own_hosts: &[String], request_host: &str) 
     let Some(url) = parse_url(text) else {
         return UNKNOWN.to_string();
     };
-    if !matches!(url.scheme(), "http" | "https") {
+    if !matches!(url.scheme().as_str(), "http" | "https") {
         return UNKNOWN.to_string();
     }
     let Some(host) = url_host(&url) else {
@@ -119,7 +119,7 @@ pub fn source(referer: Option<&[u8]>, own_hosts: &[String], request_host: &str) 
 
 /// A URL's host, lower-case, without a trailing dot; `None` when nothing
 /// is left (`https://../`).
-pub fn url_host(url: &url::Url) -> Option<String> {
+pub fn url_host(url: &ParsedUrl) -> Option<String> {
     url.host_str()
         .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
         .filter(|h| !h.is_empty())

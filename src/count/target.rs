@@ -38,10 +38,13 @@ pub fn is_own_path(url: &str, prefix: &str) -> bool {
 /// appended (its own path and query are replaced by the request's).
 pub fn origin_base(origin: &str) -> Result<String, &'static str> {
     let base = parse_url(origin.trim()).ok_or("bpm-edge: ORIGIN_URL is not a valid URL")?;
-    if !matches!(base.scheme(), "http" | "https") || base.host_str().is_none() {
+    if !matches!(base.scheme().as_str(), "http" | "https") || base.host_str().is_none() {
         return Err("bpm-edge: ORIGIN_URL must be an http(s) URL with a host");
     }
-    Ok(base[..url::Position::BeforePath].to_string())
+    if base.has_userinfo() {
+        return Err("bpm-edge: ORIGIN_URL must not carry a user name or password");
+    }
+    Ok(base.origin())
 }
 
 #[cfg(test)]
@@ -81,7 +84,17 @@ mod tests {
             origin_base("https://origin.example"),
             Ok("https://origin.example".to_string())
         );
+        assert_eq!(
+            origin_base("HTTPS://Origin.Example:443/x"),
+            Ok("https://origin.example".to_string())
+        );
         assert!(origin_base("ftp://h/").is_err());
         assert!(origin_base("not a url").is_err());
+    }
+
+    #[test]
+    fn origin_base_refuses_credentials() {
+        assert!(origin_base("https://user:pw@origin.example/").is_err());
+        assert!(origin_base("https://:pw@origin.example/").is_err());
     }
 }
