@@ -9,7 +9,10 @@ use bpm_edge::count::visitors::{Salt, SaltCache, SaltStep};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::time::Duration;
-use worker::{js_sys, Env, Method, Request, RequestInit};
+use worker::wasm_bindgen::{JsCast, JsValue};
+use worker::wasm_bindgen_futures::JsFuture;
+use worker::worker_sys::DurableObjectNamespace;
+use worker::{js_sys, web_sys, Env};
 
 /// The Durable Object binding in both workers' `wrangler.toml`.
 pub const BINDING: &str = "BPM_SALT";
@@ -75,30 +78,44 @@ pub async fn salt_for(env: &Env, config: &Config, day: i64) -> Option<Salt> {
     }
 }
 
+/// Asks the salt object for `day`'s salt. It runs in a fresh isolate's
+/// first request, which compiles every WebAssembly function it calls, so it
+/// talks to the runtime's own objects directly: the stub's `fetch` by URL
+/// (a GET) and the response's native `text()`, instead of the `worker`
+/// crate's request and body-stream wrappers.
 async fn fetch(env: &Env, config: &Config, day: i64) -> std::result::Result<Salt, String> {
     let namespace = env.durable_object(BINDING).map_err(|e| e.to_string())?;
-    let stub = namespace
+    let namespace: &DurableObjectNamespace = namespace.as_ref().unchecked_ref();
+    let id = namespace
         .id_from_name(&config.site.name)
-        .and_then(|id| id.get_stub())
-        .map_err(|e| e.to_string())?;
-    let mut init = RequestInit::new();
-    init.with_method(Method::Get);
-    let req = Request::new_with_init(&format!("https://daily-salt/salt?day={day}"), &init)
-        .map_err(|e| e.to_string())?;
-    let mut resp = stub
-        .fetch_with_request(req)
+        .map_err(js_error)?;
+    let stub = namespace.get(&id).map_err(js_error)?;
+    let pending = stub
+        .fetch_with_str(&format!("https://daily-salt/salt?day={day}"))
+        .map_err(js_error)?;
+    let resp: web_sys::Response = JsFuture::from(pending)
         .await
-        .map_err(|e| e.to_string())?;
-    if resp.status_code() != 200 {
-        let text = resp.text().await.unwrap_or_default();
-        return Err(format!(
-            "salt object answered {}: {text}",
-            resp.status_code()
-        ));
+        .map_err(js_error)?
+        .unchecked_into();
+    let body = JsFuture::from(resp.text().map_err(js_error)?)
+        .await
+        .map_err(js_error)?
+        .as_string()
+        .unwrap_or_default();
+    if resp.status() != 200 {
+        return Err(format!("salt object answered {}: {body}", resp.status()));
     }
-    let answer: SaltAnswer = resp.json().await.map_err(|e| e.to_string())?;
+    let answer: SaltAnswer = serde_json::from_str(&body).map_err(|e| e.to_string())?;
     if answer.day != day {
         return Err(format!("asked for day {day}, got {}", answer.day));
     }
     Salt::from_hex(&answer.salt).ok_or_else(|| "the salt object sent a malformed salt".into())
+}
+
+/// What a rejected runtime call said.
+fn js_error(e: JsValue) -> String {
+    e.dyn_ref::<js_sys::Error>()
+        .map(|e| String::from(e.message()))
+        .or_else(|| e.as_string())
+        .unwrap_or_else(|| "the runtime refused the call".into())
 }
