@@ -24,6 +24,7 @@
 //!   the same id. Counts are lost only if the isolate dies before any later
 //!   request arrives (see [`FlushQueue::at_risk`]).
 
+use crate::config::StorageSettings;
 use crate::count::classify::Hit;
 use crate::count::tally::{Flush, Tally};
 
@@ -58,6 +59,15 @@ pub struct FlushPolicy {
 }
 
 impl FlushPolicy {
+    /// The policy `[storage]` sets.
+    pub fn of(storage: &StorageSettings) -> Self {
+        FlushPolicy {
+            window_ms: u64::from(storage.flush_interval_ms),
+            max_requests: u64::from(storage.flush_max_events),
+            max_values: storage.max_dimension_values as usize,
+        }
+    }
+
     /// The window actually used: at least 1 ms, at most [`MAX_WINDOW_MS`].
     pub fn window(&self) -> u64 {
         self.window_ms.clamp(1, MAX_WINDOW_MS)

@@ -6,6 +6,9 @@
 // handed as it is to the control worker through the `BPM_CONTROL` service
 // binding. Copied next to worker-build's output (`build/visitor/index.js`)
 // by scripts/build-worker.sh; `workers/visitor/wrangler.toml`'s `main`.
+// When the module is evaluated (the isolate's start-up) it calls `warmUp`,
+// which reads the compiled config and rehearses the counting path so that
+// the first visitor's request does not pay for either.
 //
 // Why it exists: worker-build 0.8's own default export is a
 // `WorkerEntrypoint` class behind two layers of `Proxy` (one constructed per
@@ -29,7 +32,7 @@
 //   instance before any Rust code runs again.
 import Entrypoint from './index.js';
 
-const { startVisit } = Entrypoint.prototype;
+const { startVisit, warmUp } = Entrypoint.prototype;
 
 function recoverIfCrashed(env, ctx) {
   const state = globalThis.__worker_init_state;
@@ -47,6 +50,18 @@ function markIfCrashed(e) {
     if (state) state.criticalError = true;
   }
   throw e;
+}
+
+// At module evaluation, the isolate's start-up (not a request): read the
+// config and compile the counting path before the first visitor arrives.
+// A failure here only leaves that work to the first request.
+try {
+  warmUp();
+} catch (e) {
+  if (e instanceof WebAssembly.RuntimeError && globalThis.__worker_init_state) {
+    globalThis.__worker_init_state.criticalError = true;
+  }
+  console.error('bpm-edge: warming up the visitor worker failed', e);
 }
 
 export default {

@@ -26,20 +26,22 @@ thread_local! {
 /// The classifier of this isolate, built once. `None` only if the compiled
 /// config is unreadable, which disables counting but never forwarding.
 pub fn classifier() -> Option<Rc<Classifier>> {
-    CLASSIFIER.with(|cell| {
-        cell.get_or_init(
-            || match bpm_edge::config::Config::from_json(bpm_edge::CONFIG_JSON) {
-                Ok(cfg) => Some(Rc::new(Classifier::new(cfg))),
-                Err(e) => {
-                    worker::console_error!(
-                        "bpm-edge: compiled config unreadable, counting disabled: {e}"
-                    );
-                    None
-                }
-            },
-        )
-        .clone()
-    })
+    CLASSIFIER.with(|cell| cell.get_or_init(read_classifier).clone())
+}
+
+/// Reads the compiled config. Kept out of line: a fresh isolate compiles
+/// a WebAssembly function when it is first called, and the callers of
+/// [`classifier`] run on every request while this runs once.
+#[inline(never)]
+#[cold]
+fn read_classifier() -> Option<Rc<Classifier>> {
+    match bpm_edge::config::Config::from_json(bpm_edge::CONFIG_JSON) {
+        Ok(cfg) => Some(Rc::new(Classifier::new(cfg))),
+        Err(e) => {
+            worker::console_error!("bpm-edge: compiled config unreadable, counting disabled: {e}");
+            None
+        }
+    }
 }
 
 /// The reserved prefix of the compiled config.

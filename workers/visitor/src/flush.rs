@@ -122,14 +122,12 @@ fn new_isolate(env: &Env, classifier: &Classifier) -> Isolate {
     let random = || (js_sys::Math::random() * 4_294_967_296.0) as u64;
     let shards = storage.shards.max(1);
     let shard = ((js_sys::Math::random() * f64::from(shards)) as u32).min(shards - 1);
-    let window_ms = bpm_edge_shell::env_string(env, WINDOW_VAR)
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .unwrap_or(u64::from(storage.flush_interval_ms));
-    let policy = FlushPolicy {
-        window_ms,
-        max_requests: u64::from(storage.flush_max_events),
-        max_values: storage.max_dimension_values as usize,
-    };
+    let mut policy = FlushPolicy::of(storage);
+    if let Some(window_ms) =
+        bpm_edge_shell::env_string(env, WINDOW_VAR).and_then(|v| v.trim().parse::<u64>().ok())
+    {
+        policy.window_ms = window_ms;
+    }
     let names = config.metrics.iter().map(|m| m.name.clone()).collect();
     Isolate {
         queue: FlushQueue::new(policy, format!("{:08x}{:08x}", random(), random()), names),
@@ -160,7 +158,7 @@ async fn drive(env: &Env, driver: Driver) {
                 Delay::from(Duration::from_millis(until.saturating_sub(now_ms()))).await;
             }
             Step::Send(flush) => {
-                let result = send(env, &shard, &flush).await;
+                let result = send_boxed(env, &shard, &flush).await;
                 let now = now_ms();
                 ISOLATE.with(|cell| {
                     if let Some(isolate) = cell
@@ -185,6 +183,19 @@ async fn drive(env: &Env, driver: Driver) {
             }
         }
     }
+}
+
+/// [`send`] behind a pointer the caller cannot see through: the first send
+/// comes a window after an isolate's first request, and a WebAssembly
+/// function is compiled when first called, so this keeps the send's code
+/// out of what that first request compiles.
+#[inline(never)]
+fn send_boxed<'a>(
+    env: &'a Env,
+    shard: &'a str,
+    flush: &'a Flush,
+) -> Pin<Box<dyn Future<Output = Result<(), String>> + 'a>> {
+    Box::pin(send(env, shard, flush))
 }
 
 /// One attempt to deliver `flush`, bounded by [`SEND_TIMEOUT_MS`].

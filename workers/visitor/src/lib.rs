@@ -14,3 +14,13 @@
 
 mod flush;
 mod proxy;
+
+use worker::wasm_bindgen::prelude::*;
+
+/// Run by `entry.mjs` when the module is evaluated (the isolate's start-up,
+/// outside any request): reads the compiled config and builds the
+/// isolate's classifier, so that a visitor's first request does not.
+#[wasm_bindgen(js_name = warmUp)]
+pub fn warm_up() {
+    let _ = bpm_edge_shell::classifier();
+}
