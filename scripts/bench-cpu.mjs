@@ -338,14 +338,16 @@ async function startOriginProcess(dir) {
   return { url: `http://127.0.0.1:${port}`, child };
 }
 
-async function startWorkerd({ name, dir, workers, compatDate, probe = 'http', v8Flags = [], inspectorPort = null }) {
+async function startWorkerd({ name, dir, workers, compatDate, probe = 'http', v8Flags = [], inspectorPort = null, lineBuffered = false }) {
   const wdir = path.join(dir, name);
   fs.mkdirSync(path.join(wdir, 'do'), { recursive: true });
   const port = await freePort();
   const config = path.join(wdir, 'config.capnp');
   fs.writeFileSync(config, capnpConfig({ dir: wdir, port, workers, compatDate, v8Flags }));
   const logFile = path.join(wdir, 'workerd.log');
-  const child = spawnLogged(WORKERD, ['serve', config, ...(inspectorPort ? [`--inspector-addr=127.0.0.1:${inspectorPort}`] : [])], logFile, wdir);
+  const args = ['serve', config, ...(inspectorPort ? [`--inspector-addr=127.0.0.1:${inspectorPort}`] : [])];
+  // stdbuf: V8's tracing writes through stdio, block-buffered into a file.
+  const child = lineBuffered ? spawnLogged('stdbuf', ['-oL', '-eL', WORKERD, ...args], logFile, wdir) : spawnLogged(WORKERD, args, logFile, wdir);
   if (probe === 'tcp') {
     await waitListening(port, child, logFile, `workerd (${name})`);
   } else {
@@ -549,6 +551,61 @@ async function coldStarts(specs, dir, compatDate, n, v8Flags) {
   });
 }
 
+/** WebAssembly functions V8 compiled, and their body bytes, in `lines`. */
+function compiledIn(lines) {
+  let functions = 0;
+  let bytes = 0;
+  for (const line of lines) {
+    const m = /^Compiled function .* bodysize (\d+)/.exec(line);
+    if (!m) continue;
+    functions += 1;
+    bytes += Number(m[1]);
+  }
+  return { functions, bytes };
+}
+
+/**
+ * How much WebAssembly each spec's fresh isolate compiles at start-up and
+ * for its first request (V8's --trace-wasm-compilation-times, one process
+ * per spec): V8 compiles a function when it is first called, so this is
+ * the part of a first request's CPU that grows with the code it runs.
+ * Deterministic, unlike the CPU figures.
+ */
+async function compiledByFirstRequest(specs, dir, compatDate, v8Flags) {
+  const out = [];
+  for (const spec of specs) {
+    const workers = withControlStandin(spec.workers, dir);
+    const flags = [...v8Flags, '--trace-wasm-compilation-times'];
+    const w = await startWorkerd({ name: `compiles-${spec.name}`, dir, workers, compatDate, probe: 'tcp', v8Flags: flags, lineBuffered: true });
+    try {
+      await sleep(300);
+      const before = fs.readFileSync(w.logFile, 'utf8').split('\n');
+      await oneRequest(w.port, MIX[0]);
+      await sleep(COLD_SETTLE_MS + 200);
+      const after = fs.readFileSync(w.logFile, 'utf8').split('\n');
+      out.push({ variant: spec.label, startup: compiledIn(before), first_request: compiledIn(after.slice(before.length - 1)) });
+    } finally {
+      await stopChild(w.child);
+      fs.rmSync(path.join(dir, w.name, 'do'), { recursive: true, force: true });
+    }
+  }
+  return out;
+}
+
+/** The compiled-code table. */
+function printCompiles(compiles) {
+  if (!compiles.length) return;
+  const kb = (b) => (b / 1024).toFixed(1);
+  console.log('');
+  console.log('| fresh isolate | WebAssembly compiled at start-up | by the first request |');
+  console.log('|---|---|---|');
+  for (const c of compiles) {
+    console.log(`| ${c.variant} | ${c.startup.functions} functions, ${kb(c.startup.bytes)} KB | ${c.first_request.functions} functions, ${kb(c.first_request.bytes)} KB |`);
+  }
+  console.log('');
+  console.log("Function bodies V8's baseline compiler (Liftoff) translated, from `--trace-wasm-compilation-times`, one fresh process per variant; code compiled at start-up is dropped before the first request runs (V8's Liftoff code flushing; with `--v8-flags --no-flush-liftoff-code` it is kept), so what that request calls is compiled again.");
+}
+
 /** The fresh-isolate table. */
 function printCold(cold, opts) {
   if (!cold.length) return;
@@ -674,8 +731,10 @@ async function main() {
     }
     const cold = opts.coldStarts > 0 ? await coldStarts(specs.filter((v) => v.name === 'passthrough' || v.cold), dir, compatDate, opts.coldStarts, opts.v8Flags) : [];
     if (opts.coldProfile) await profileFirstRequests(specs.filter((v) => v.cold), dir, compatDate, opts.v8Flags);
+    const compiles = opts.coldStarts > 0 ? await compiledByFirstRequest(specs.filter((v) => v.cold), dir, compatDate, opts.v8Flags) : [];
     if (opts.coldOnly) {
       printCold(cold, opts);
+      printCompiles(compiles);
       return;
     }
     const variants = [];
@@ -773,8 +832,9 @@ async function main() {
       if (notes.length) console.log(`- ${r.variant}: ${notes.join(', ')}`);
     }
     printCold(cold, opts);
+    printCompiles(compiles);
     fs.mkdirSync(path.join(ROOT, 'bench-results'), { recursive: true });
-    const result = { workerd: WORKERD, compatibility_date: compatDate, options: opts, mix: MIX.map((m) => m.name), rows, cold };
+    const result = { workerd: WORKERD, compatibility_date: compatDate, options: opts, mix: MIX.map((m) => m.name), rows, cold, compiles };
     fs.writeFileSync(path.join(ROOT, 'bench-results', 'cpu.json'), `${JSON.stringify(result, null, 2)}\n`);
     if (rows.some((r) => r.errors > 0)) process.exitCode = 1;
   } finally {
