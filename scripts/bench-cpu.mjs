@@ -208,6 +208,20 @@ const wranglerCompatDate = () => {
 };
 
 /** storage.flush_interval_ms of bpm.toml (its default when absent). */
+/** The shipped config's site name (names its salt object). */
+function siteName() {
+  const m = fs.readFileSync(path.join(ROOT, 'bpm.toml'), 'utf8').match(/^\[site\][^[]*?^\s*name\s*=\s*"([^"]+)"/m);
+  return m ? m[1] : 'demo';
+}
+
+/** Starts the stand-in's salt object of a split build's fresh process. */
+async function warmSaltObject(w) {
+  if (!w.controlPort) return;
+  const res = await fetch(`http://127.0.0.1:${w.controlPort}/warm?site=${encodeURIComponent(siteName())}`, { signal: AbortSignal.timeout(10_000) });
+  await res.text();
+  if (res.status !== 200) throw new Error(`warming the salt object answered ${res.status}`);
+}
+
 function flushIntervalMs() {
   const m = fs.readFileSync(path.join(ROOT, 'bpm.toml'), 'utf8').match(/^\s*flush_interval_ms\s*=\s*(\d+)/m);
   return m ? Number(m[1]) : 20_000;
@@ -228,7 +242,7 @@ const PASSTHROUGH_JS = `export default {
  * serviceName }, doBindings: [{ binding, className, service }],
  * durableObjects: [className] }.
  */
-function capnpConfig({ dir, port, workers, compatDate, v8Flags = [] }) {
+function capnpConfig({ dir, port, workers, compatDate, v8Flags = [], controlPort = null }) {
   const rel = (p) => path.relative(dir, p);
   const worker = (w) => {
     const mods = w.modules.map((m) => `(name = ${capStr(m.name)}, ${m.kind} = embed ${capStr(rel(m.file))})`).join(',\n      ');
@@ -267,7 +281,7 @@ const config :Workerd.Config = (
     (name = "internet", network = (allow = ["local", "private"])),
     (name = "do-disk", disk = (path = ${capStr(path.join(dir, 'do'))}, writable = true)),
   ],
-  sockets = [(name = "http", address = ${capStr(`127.0.0.1:${port}`)}, http = (), service = "main")],${v8Flags.length ? `\n  v8Flags = [${v8Flags.map(capStr).join(', ')}],` : ''}
+  sockets = [(name = "http", address = ${capStr(`127.0.0.1:${port}`)}, http = (), service = "main")${controlPort ? `, (name = "control", address = ${capStr(`127.0.0.1:${controlPort}`)}, http = (), service = "control")` : ''}],${v8Flags.length ? `\n  v8Flags = [${v8Flags.map(capStr).join(', ')}],` : ''}
 );
 `;
 }
@@ -338,12 +352,12 @@ async function startOriginProcess(dir) {
   return { url: `http://127.0.0.1:${port}`, child };
 }
 
-async function startWorkerd({ name, dir, workers, compatDate, probe = 'http', v8Flags = [], inspectorPort = null, lineBuffered = false }) {
+async function startWorkerd({ name, dir, workers, compatDate, probe = 'http', v8Flags = [], inspectorPort = null, lineBuffered = false, controlPort = null }) {
   const wdir = path.join(dir, name);
   fs.mkdirSync(path.join(wdir, 'do'), { recursive: true });
   const port = await freePort();
   const config = path.join(wdir, 'config.capnp');
-  fs.writeFileSync(config, capnpConfig({ dir: wdir, port, workers, compatDate, v8Flags }));
+  fs.writeFileSync(config, capnpConfig({ dir: wdir, port, workers, compatDate, v8Flags, controlPort }));
   const logFile = path.join(wdir, 'workerd.log');
   const args = ['serve', config, ...(inspectorPort ? [`--inspector-addr=127.0.0.1:${inspectorPort}`] : [])];
   // stdbuf: V8's tracing writes through stdio, block-buffered into a file.
@@ -355,7 +369,7 @@ async function startWorkerd({ name, dir, workers, compatDate, probe = 'http', v8
     const bpm = workers.some((w) => (w.durableObjects ?? []).length);
     await waitHttp(port, bpm ? '/_bpm/api/health' : '/__origin/stats', child, logFile, `workerd (${name})`);
   }
-  return { name, port, child, pid: child.pid, logFile, inspectorPort };
+  return { name, port, child, pid: child.pid, logFile, inspectorPort, controlPort };
 }
 
 /** Waits until `port` accepts a TCP connection, without sending a request. */
@@ -443,7 +457,17 @@ export class CounterShard extends DurableObject {
 export class SiteAlerts extends DurableObject {
   fetch() { return Response.json({}); }
 }
-export default { fetch() { return new Response('stand-in', { status: 404 }); } };
+export default {
+  // GET /warm?site=NAME: starts the site's salt object, as a deployed site's
+  // traffic keeps it running (one object serves all of the site's isolates).
+  async fetch(req, env) {
+    const url = new URL(req.url);
+    if (url.pathname !== '/warm') return new Response('stand-in', { status: 404 });
+    const salts = env.BPM_SALT;
+    await (await salts.get(salts.idFromName(url.searchParams.get('site'))).fetch('https://daily-salt/salt?day=0')).text();
+    return new Response('warm');
+  },
+};
 `;
 
 /** `workers` with the control worker's modules replaced by CONTROL_STANDIN_JS. */
@@ -515,8 +539,10 @@ async function coldStarts(specs, dir, compatDate, n, v8Flags) {
     for (const [si, spec] of specs.entries()) {
       const workers = withControlStandin(spec.workers, dir);
       const runs = runsOf[si];
-      const w = await startWorkerd({ name: `cold-${spec.name}-${i}`, dir, workers, compatDate, probe: 'tcp', v8Flags });
+      const controlPort = workers.some((x) => x.service === 'control') ? await freePort() : null;
+      const w = await startWorkerd({ name: `cold-${spec.name}-${i}`, dir, workers, compatDate, probe: 'tcp', v8Flags, controlPort });
       try {
+        await warmSaltObject(w);
         await sleep(300);
         const t0 = threadCpuNs(w.pid);
         const status = await oneRequest(w.port, MIX[0]);
@@ -576,8 +602,10 @@ async function compiledByFirstRequest(specs, dir, compatDate, v8Flags) {
   for (const spec of specs) {
     const workers = withControlStandin(spec.workers, dir);
     const flags = [...v8Flags, '--trace-wasm-compilation-times'];
-    const w = await startWorkerd({ name: `compiles-${spec.name}`, dir, workers, compatDate, probe: 'tcp', v8Flags: flags, lineBuffered: true });
+    const controlPort = workers.some((x) => x.service === 'control') ? await freePort() : null;
+    const w = await startWorkerd({ name: `compiles-${spec.name}`, dir, workers, compatDate, probe: 'tcp', v8Flags: flags, lineBuffered: true, controlPort });
     try {
+      await warmSaltObject(w);
       await sleep(300);
       const before = fs.readFileSync(w.logFile, 'utf8').split('\n');
       await oneRequest(w.port, MIX[0]);
@@ -638,8 +666,10 @@ async function profileFirstRequests(specs, dir, compatDate, v8Flags) {
   for (const spec of specs) {
     const workers = withControlStandin(spec.workers, dir);
     const inspectorPort = await freePort();
-    const w = await startWorkerd({ name: `profile-${spec.name}`, dir, workers, compatDate, probe: 'tcp', v8Flags, inspectorPort });
+    const controlPort = workers.some((x) => x.service === 'control') ? await freePort() : null;
+    const w = await startWorkerd({ name: `profile-${spec.name}`, dir, workers, compatDate, probe: 'tcp', v8Flags, inspectorPort, controlPort });
     try {
+      await warmSaltObject(w);
       const targets = await (await fetch(`http://127.0.0.1:${inspectorPort}/json/list`)).json();
       const target = targets.find((t) => String(t.id ?? t.title ?? '').includes('main')) ?? targets[0];
       const ws = new WebSocket(target.webSocketDebuggerUrl);
