@@ -926,3 +926,21 @@ fn prune_holds_messages_left_queued_for_a_disabled_receiver() {
     s.prune(t + 60 + OUTBOX_RETENTION_SECS + 1).unwrap();
     assert!(s.pending().unwrap().is_empty());
 }
+
+#[test]
+fn pruning_runs_at_most_once_an_hour() {
+    use bpm_edge::alert::alert_store::PRUNE_EVERY_SECS;
+    let s = store();
+    let now = DAY0 + 50 * 86_400;
+    s.replace_series("logins", DAY0, DAY0 + B, &counts(&[(DAY0, 5)]))
+        .unwrap();
+    assert!(s.prune_when_due(now).unwrap());
+    // The bucket was older than the series retention.
+    assert!(s.load_series(0).unwrap().is_empty());
+    s.replace_series("logins", DAY0, DAY0 + B, &counts(&[(DAY0, 5)]))
+        .unwrap();
+    assert!(!s.prune_when_due(now + PRUNE_EVERY_SECS - 1).unwrap());
+    assert_eq!(s.load_series(0).unwrap().len(), 1);
+    assert!(s.prune_when_due(now + PRUNE_EVERY_SECS).unwrap());
+    assert!(s.load_series(0).unwrap().is_empty());
+}

@@ -22,6 +22,8 @@ use std::collections::BTreeMap;
 /// Series older than this are dropped: 4 weeks of baseline behind 14 days
 /// of dispersion history, plus the longest window.
 pub const SERIES_RETENTION_SECS: i64 = 43 * 86_400;
+/// How often the alert object prunes its store.
+pub const PRUNE_EVERY_SECS: i64 = 3600;
 /// Delivered, dead and held outbox rows are kept this long after they
 /// settled, for inspection.
 pub const OUTBOX_RETENTION_SECS: i64 = 7 * 86_400;
@@ -544,6 +546,19 @@ impl<S: Sql> AlertStore<S> {
             }
             Ok((!was.is_empty(), outcome))
         })
+    }
+
+    /// [`AlertStore::prune`] at most once per [`PRUNE_EVERY_SECS`] (the
+    /// last time is kept in `pruned_at`). Whether it pruned.
+    pub fn prune_when_due(&self, now: i64) -> Result<bool, StoreError> {
+        let last = self.meta_time("pruned_at")?.unwrap_or(0);
+        if now - last < PRUNE_EVERY_SECS {
+            return Ok(false);
+        }
+        // Marked first: a prune that fails is not retried before its time.
+        self.set_meta("pruned_at", &now.to_string())?;
+        self.prune(now)?;
+        Ok(true)
     }
 
     /// Drops old series buckets, settled outbox rows, expired silences and

@@ -57,9 +57,6 @@ use worker::{
 
 /// The Durable Object binding in `wrangler.toml`.
 pub const BINDING: &str = "BPM_ALERTS";
-/// Prune old series and settled messages at most this often.
-const PRUNE_EVERY_SECS: i64 = 3600;
-
 /// The body of `POST /tick`.
 #[derive(Deserialize)]
 struct Tick {
@@ -758,12 +755,8 @@ impl SiteAlerts {
     }
 
     fn maybe_prune(&self, store: &AlertStore<DurableSql>, now: i64) {
-        let last = store.meta_time("pruned_at").ok().flatten().unwrap_or(0);
-        if now - last >= PRUNE_EVERY_SECS {
-            if let Err(e) = store.prune(now) {
-                worker::console_error!("bpm-edge: pruning alerts: {e}");
-            }
-            let _ = store.set_meta("pruned_at", &now.to_string());
+        if let Err(e) = store.prune_when_due(now) {
+            worker::console_error!("bpm-edge: pruning alerts: {e}");
         }
     }
 
