@@ -23,6 +23,18 @@ pub const MAX_SILENCE_SECS: i64 = 90 * DAY;
 /// ([`silence_history`](crate::alert::alert_book::silence_history)).
 pub const SILENCE_RETENTION_SECS: i64 = 7 * DAY;
 
+/// The id of a new silence: `sil_` and the 16 hex digits of `entropy`
+/// (random per silence).
+pub fn silence_id(entropy: u64) -> String {
+    format!("sil_{entropy:016x}")
+}
+
+/// Whether `id` could name a silence: 1 to 64 ASCII letters, digits or
+/// `_`. Anything else names none (and never reaches the store).
+pub fn plausible_silence_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
 /// A mute on one rule (or `*`: all) until a time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Silence {
@@ -142,6 +154,26 @@ impl SilenceRequest {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn silence_ids_are_sil_and_sixteen_hex_digits_and_plausible() {
+        assert_eq!(silence_id(0), "sil_0000000000000000");
+        assert_eq!(silence_id(0xdead_beef), "sil_00000000deadbeef");
+        assert_eq!(silence_id(u64::MAX), "sil_ffffffffffffffff");
+        assert!(plausible_silence_id(&silence_id(42)));
+        for bad in [
+            "",
+            "sil-1",
+            "sil_1/..",
+            "sil 1",
+            "s\u{e9}l",
+            &"a".repeat(65),
+        ] {
+            assert!(!plausible_silence_id(bad), "{bad:?}");
+        }
+        assert!(plausible_silence_id(&"a".repeat(64)));
+    }
+
     use super::*;
     use crate::alert::test_fixtures::{config, silence};
 

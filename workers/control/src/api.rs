@@ -10,6 +10,7 @@
 
 use crate::{access_keys, site_alerts};
 use bpm_edge::alert::endpoint::{could_be_receiver, enable_route};
+use bpm_edge::alert::silence::plausible_silence_id;
 use bpm_edge::auth::access::{
     assertion_from, AccessError, AccessIdentity, AccessPolicy, ASSERTION_HEADER,
 };
@@ -170,10 +171,7 @@ async fn route(
         }
         (Method::Delete, r) if r.starts_with("silences/") => {
             let id = r.trim_start_matches("silences/");
-            if id.is_empty()
-                || id.len() > 64
-                || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-            {
+            if !plausible_silence_id(id) {
                 return json_error(404, "no such silence");
             }
             alerts_object(Method::Delete, &format!("/silences/{id}"), None).await

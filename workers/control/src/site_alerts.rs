@@ -27,7 +27,7 @@ use bpm_edge::alert::health::health_change;
 use bpm_edge::alert::health_reads::HealthReads;
 use bpm_edge::alert::outbox::{self, AttemptResult, Delivery, Verdict};
 use bpm_edge::alert::payload::{self, Destination};
-use bpm_edge::alert::silence::SilenceRequest;
+use bpm_edge::alert::silence::{silence_id, SilenceRequest};
 use bpm_edge::alert::tick_series::{
     add_imported, complete_buckets_to, instant_series, merge_buckets, refresh_due, split_rules,
     value_refresh, BucketCache, BuildReads, MinuteCounts, ValueRefresh, Watches,
@@ -151,7 +151,7 @@ impl DurableObject for SiteAlerts {
                     Ok(b) => b,
                     Err(e) => return json_status(400, &json!({ "error": format!("body: {e}") })),
                 };
-                match body.into_silence(config, random_id("sil"), now) {
+                match body.into_silence(config, silence_id(random_u64()), now) {
                     // The history keeps the silence once it is pruned.
                     Ok(s) => match store.add_silence(&s).and_then(|()| {
                         store.append_history(
@@ -864,16 +864,10 @@ fn json_status<T: serde::Serialize>(status: u16, body: &T) -> Result<Response> {
     Ok(Response::from_json(body)?.with_status(status))
 }
 
-/// `{prefix}_` and 16 random hex digits.
-fn random_id(prefix: &str) -> String {
-    let mut s = String::with_capacity(prefix.len() + 17);
-    s.push_str(prefix);
-    s.push('_');
-    for _ in 0..16 {
-        let d = (worker::js_sys::Math::random() * 16.0) as u32;
-        s.push(char::from_digit(d.min(15), 16).unwrap_or('0'));
-    }
-    s
+/// 64 random bits (for ids).
+fn random_u64() -> u64 {
+    let half = || (worker::js_sys::Math::random() * 4_294_967_296.0) as u64;
+    half() << 32 | half()
 }
 
 /// The receiver a `/receivers/{name}/enable` path names.
