@@ -156,6 +156,28 @@ impl ReportQuery {
             self.compare_from.map(|f| self.shard_query(f)),
         )
     }
+
+    /// The `[from, to)` ranges whose unique visitors the report shows:
+    /// its own, then its comparison's (as long, ending where it starts
+    /// being compared from).
+    pub fn uniques_ranges(&self) -> ((i64, i64), Option<(i64, i64)>) {
+        let len = self.to - self.from;
+        (
+            (self.from, self.to),
+            self.compare_from.map(|f| (f, f + len)),
+        )
+    }
+}
+
+impl Uniques {
+    /// The report's unique visitors from the sketches' estimates.
+    pub fn from_estimates(count: f64, previous: Option<f64>) -> Self {
+        Uniques {
+            count: count.round() as u64,
+            previous: previous.map(|p| p.round() as u64),
+            error: crate::windows::sketch::STANDARD_ERROR,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -455,6 +477,22 @@ mod tests {
             summer.from - summer.compare_from.unwrap(),
             7 * 86_400 - 3600
         );
+    }
+
+    #[test]
+    fn uniques_cover_the_range_and_a_comparison_as_long() {
+        let day = query("from=2026-01-05T00:00:00Z&to=2026-01-06T00:00:00Z");
+        assert_eq!(
+            day.uniques_ranges(),
+            (
+                (MON, MON + 86_400),
+                Some((MON - 7 * 86_400, MON - 6 * 86_400))
+            )
+        );
+        let none = query("from=2026-01-05T00:00:00Z&to=2026-01-06T00:00:00Z&compare=none");
+        assert_eq!(none.uniques_ranges(), ((MON, MON + 86_400), None));
+        let u = Uniques::from_estimates(41.6, Some(-0.2));
+        assert_eq!((u.count, u.previous), (42, Some(0)));
     }
 
     #[test]

@@ -595,26 +595,25 @@ async fn referral_uniques(
     config: &Config,
     q: &ReportQuery,
 ) -> Option<referral_report::Uniques> {
-    let len = q.to - q.from;
+    let ((from, to), previous) = q.uniques_ranges();
     let read_previous = async {
-        match q.compare_from {
-            Some(f) => shards::read_uniques(env, config, &q.metric, f, f + len)
+        match previous {
+            Some((f, t)) => shards::read_uniques(env, config, &q.metric, f, t)
                 .await
                 .map(Some),
             None => Ok(None),
         }
     };
     let (now, previous) = futures_util::future::join(
-        shards::read_uniques(env, config, &q.metric, q.from, q.to),
+        shards::read_uniques(env, config, &q.metric, from, to),
         read_previous,
     )
     .await;
     let (now, previous) = (now.ok()?, previous.ok()?);
-    Some(referral_report::Uniques {
-        count: now.estimate().round() as u64,
-        previous: previous.map(|p| p.estimate().round() as u64),
-        error: bpm_edge::windows::sketch::STANDARD_ERROR,
-    })
+    Some(referral_report::Uniques::from_estimates(
+        now.estimate(),
+        previous.map(|p| p.estimate()),
+    ))
 }
 
 /// `GET /api/uniques`: distinct visitors per hour and over the range.
