@@ -64,7 +64,7 @@ pub async fn salt_for(env: &Env, config: &Config, day: i64) -> Option<Salt> {
                 return match fetched {
                     Ok(salt) => Some(salt),
                     Err(e) => {
-                        worker::console_error!("bpm-edge: no visitor salt for day {day}: {e}");
+                        report_no_salt(day, &e);
                         None
                     }
                 };
@@ -110,6 +110,12 @@ async fn fetch(env: &Env, config: &Config, day: i64) -> std::result::Result<Salt
         return Err(format!("asked for day {day}, got {}", answer.day));
     }
     Salt::from_hex(&answer.salt).ok_or_else(|| "the salt object sent a malformed salt".into())
+}
+
+#[inline(never)]
+#[cold]
+fn report_no_salt(day: i64, e: &str) {
+    worker::console_error!("bpm-edge: no visitor salt for day {day}: {e}");
 }
 
 /// What a rejected runtime call said.

@@ -149,53 +149,56 @@ async fn drive(env: &Env, driver: Driver) {
         match step {
             Step::Done => return,
             Step::OutOfTime => {
-                worker::console_error!(
-                    "bpm-edge: a batch for {shard} is still not acknowledged; it stays in this isolate and is resent by the next request"
-                );
+                report_out_of_time(&shard);
                 return;
             }
             Step::Sleep(until) => {
                 Delay::from(Duration::from_millis(until.saturating_sub(now_ms()))).await;
             }
-            Step::Send(flush) => {
-                let result = send_boxed(env, &shard, &flush).await;
-                let now = now_ms();
-                ISOLATE.with(|cell| {
-                    if let Some(isolate) = cell
-                        .try_borrow_mut()
-                        .ok()
-                        .as_deref_mut()
-                        .and_then(Option::as_mut)
-                    {
-                        match &result {
-                            Ok(()) => isolate.queue.acknowledged(&flush.id),
-                            Err(_) => isolate.queue.failed(&flush.id, now),
-                        }
-                    }
-                });
-                if let Err(e) = result {
-                    worker::console_error!(
-                        "bpm-edge: flush of batch {} ({} requests) to {shard} failed, will retry: {e}",
-                        flush.id,
-                        flush.requests
-                    );
-                }
-            }
+            Step::Send(flush) => deliver(env, shard, flush).await,
         }
     }
 }
 
-/// [`send`] behind a pointer the caller cannot see through: the first send
-/// comes a window after an isolate's first request, and a WebAssembly
-/// function is compiled when first called, so this keeps the send's code
-/// out of what that first request compiles.
 #[inline(never)]
-fn send_boxed<'a>(
-    env: &'a Env,
-    shard: &'a str,
-    flush: &'a Flush,
-) -> Pin<Box<dyn Future<Output = Result<(), String>> + 'a>> {
-    Box::pin(send(env, shard, flush))
+#[cold]
+fn report_out_of_time(shard: &str) {
+    worker::console_error!(
+        "bpm-edge: a batch for {shard} is still not acknowledged; it stays in this isolate and is resent by the next request"
+    );
+}
+
+/// Sends `flush` once and tells the queue how it went. Behind a pointer
+/// the caller cannot see through: the first send comes a window after an
+/// isolate's first request, and a WebAssembly function is compiled when
+/// first called, so this keeps the send's code out of what that first
+/// request compiles.
+#[inline(never)]
+fn deliver(env: &Env, shard: String, flush: Flush) -> Pin<Box<dyn Future<Output = ()> + '_>> {
+    Box::pin(async move {
+        let result = send(env, &shard, &flush).await;
+        let now = now_ms();
+        ISOLATE.with(|cell| {
+            if let Some(isolate) = cell
+                .try_borrow_mut()
+                .ok()
+                .as_deref_mut()
+                .and_then(Option::as_mut)
+            {
+                match &result {
+                    Ok(()) => isolate.queue.acknowledged(&flush.id),
+                    Err(_) => isolate.queue.failed(&flush.id, now),
+                }
+            }
+        });
+        if let Err(e) = result {
+            worker::console_error!(
+                "bpm-edge: flush of batch {} ({} requests) to {shard} failed, will retry: {e}",
+                flush.id,
+                flush.requests
+            );
+        }
+    })
 }
 
 /// One attempt to deliver `flush`, bounded by [`SEND_TIMEOUT_MS`].
