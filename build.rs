@@ -3,11 +3,29 @@
 //! (`sha256:` of the file, so `sha256sum bpm.toml` shows what is deployed).
 //! An invalid config fails the build with one `file:line:col` line per error.
 //! The file is `bpm.toml` beside Cargo.toml, or `$BPM_CONFIG` when set.
+//!
+//! Also indexes the vendored user-agent list (with our markers) and writes
+//! the index as Rust statics into `$OUT_DIR/agent_index.rs`, which
+//! `src/count/agent_table.rs` includes: a fresh isolate builds nothing. A
+//! list whose tables do not fit their integer types fails the build.
 
 #[allow(dead_code)]
 #[path = "src/count"]
 mod count {
+    // `agent` for `AgentKind` (the config checker) and the list's text;
+    // `agent_list` for the builder.
     pub mod agent;
+    pub mod agent_list;
+
+    /// Stand-in for `src/count/agent_table.rs`, which includes the file this
+    /// script writes: an empty index (nothing here classifies an agent).
+    pub mod agent_table {
+        use super::agent_list::AgentIndex;
+
+        pub fn shipped_list() -> &'static AgentIndex<'static> {
+            &AgentIndex::EMPTY
+        }
+    }
 }
 
 #[allow(dead_code)]
@@ -43,19 +61,43 @@ fn main() {
         Ok(c) => c,
         Err(errors) => fail(&errors.to_string()),
     };
-    let out = PathBuf::from(std::env::var("OUT_DIR").unwrap_or_default()).join("bpm-config.json");
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR").unwrap_or_default());
+    let out = out_dir.join("bpm-config.json");
     if let Err(e) = std::fs::write(&out, cfg.to_json()) {
         fail(&format!("cannot write {}: {e}", out.display()));
     }
+    write_agent_index(&out_dir);
     let hash = Sha256::digest(text.as_bytes());
     let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
     println!("cargo:rustc-env=BPM_CONFIG_HASH=sha256:{hex}");
 }
 
+/// Builds the user-agent list's index and writes it as Rust source.
+fn write_agent_index(out_dir: &std::path::Path) {
+    // The list is included by `agent.rs` (so a change recompiles this
+    // script too); said here for cargo's own record.
+    println!("cargo:rerun-if-changed=data/crawler-user-agents/patterns.txt");
+    let list = match count::agent_list::AgentList::with_own_markers(count::agent::LIST_TEXT) {
+        Ok(l) => l,
+        Err(e) => fail_with("cannot index the user-agent list", &e),
+    };
+    let out = out_dir.join("agent_index.rs");
+    if let Err(e) = std::fs::write(&out, list.to_rust()) {
+        fail_with(
+            "cannot index the user-agent list",
+            &format!("cannot write {}: {e}", out.display()),
+        );
+    }
+}
+
 fn fail(msg: &str) -> ! {
+    fail_with("invalid bpm-edge configuration", msg)
+}
+
+fn fail_with(heading: &str, msg: &str) -> ! {
     for line in msg.lines() {
         println!("cargo:warning={line}");
     }
-    eprintln!("invalid bpm-edge configuration:\n{msg}");
+    eprintln!("{heading}:\n{msg}");
     std::process::exit(1);
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Vendors the patterns of the npm package `crawler-user-agents` at a pinned
 # version into data/crawler-user-agents/ (patterns.txt, LICENSE), the list
-# src/count/agent.rs classifies bots with. Bump the version here, run it, run
+# src/count/agent.rs classifies bots with (build.rs indexes it at compile
+# time with src/count/agent_list.rs). Bump the version here, run it, run
 # `cargo test agent`, commit.
 #
 #   bash scripts/update-agent-list.sh [VERSION]

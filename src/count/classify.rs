@@ -89,7 +89,6 @@ impl Classifier {
             }
             MetricKind::Ratio(_) => false,
         });
-        agent::warm_up();
         Classifier {
             config,
             counted,
