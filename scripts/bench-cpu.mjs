@@ -22,10 +22,22 @@
 // - Uses the current build/ (run scripts/build-worker.sh first, as bench.sh
 //   does); builds it only when build/index.js is missing.
 //
+// Fresh isolates (--cold-starts N, default 5; 0 skips them): a new workerd
+// per run, interleaved across variants, one request once its socket
+// listens; a split build's control worker is a JS stand-in whose salt
+// object is started first (a site's traffic keeps its one salt object
+// running). Then one more process per variant under V8's
+// --trace-wasm-compilation-times: how much WebAssembly start-up and the
+// first request compile (deterministic, unlike CPU). --cold-only stops
+// there; --cold-profile adds a sampling profile of each first request
+// (workerd's inspector, `.cpuprofile` files); --v8-flags "..." passes V8
+// flags to every workerd (e.g. --no-flush-liftoff-code).
+//
 // Usage: node scripts/bench-cpu.mjs [--requests 2000] [--rounds 5] [--concurrency 4]
 //          [--warmup 300] [--settle-ms 1500] [--build build] [--compare DIR]
-//          [--count-wait-s 30]
-// Writes bench-results/cpu.json.
+//          [--count-wait-s 30] [--cold-starts 5] [--cold-only] [--cold-profile]
+//          [--v8-flags "..."]
+// Writes bench-results/cpu.json (not with --cold-only).
 
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
