@@ -1,5 +1,8 @@
 //! Time as bpm-edge counts, writes and shows it: the minute, hour, day, week
-//! and the detector's 5-minute bucket in seconds; Unix seconds inside, one RFC 3339
+//! and the detector's 5-minute bucket in seconds; the stored bucket sizes
+//! ([`Resolution`]: a minute bucket starts at a multiple of 60 s since the
+//! Unix epoch, an hour at a multiple of 3,600 s, a day at UTC midnight);
+//! Unix seconds inside, one RFC 3339
 //! form outside (UTC, `Z`, whole seconds) for every API answer, webhook,
 //! CSV and stored time, one parser for the RFC 3339 times callers send, and
 //! one label for durations (`15m`, `1h`, `45s`) for windows, config errors
@@ -13,6 +16,7 @@
 //! seconds.
 
 use chrono::{DateTime, SecondsFormat};
+use serde::{Deserialize, Serialize};
 
 pub const MINUTE: i64 = 60;
 pub const HOUR: i64 = 3600;
@@ -20,6 +24,56 @@ pub const DAY: i64 = 86_400;
 pub const WEEK: i64 = 7 * DAY;
 /// The detector's bucket: alert windows are whole numbers of these.
 pub const BUCKET_SECS: i64 = 300;
+
+/// A bucket size, ordered from the finest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resolution {
+    Minute,
+    Hour,
+    Day,
+}
+
+impl Resolution {
+    pub fn seconds(self) -> i64 {
+        match self {
+            Resolution::Minute => MINUTE,
+            Resolution::Hour => HOUR,
+            Resolution::Day => DAY,
+        }
+    }
+
+    /// The `res` column value in storage.
+    pub fn code(self) -> i64 {
+        match self {
+            Resolution::Minute => 0,
+            Resolution::Hour => 1,
+            Resolution::Day => 2,
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "minute" => Some(Resolution::Minute),
+            "hour" => Some(Resolution::Hour),
+            "day" => Some(Resolution::Day),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Resolution::Minute => "minute",
+            Resolution::Hour => "hour",
+            Resolution::Day => "day",
+        }
+    }
+
+    /// Start of the bucket containing `t` (Unix seconds), also for t < 0.
+    pub fn floor(self, t: i64) -> i64 {
+        t.div_euclid(self.seconds()) * self.seconds()
+    }
+}
 
 /// Maps an instant to the instant with the same local wall-clock time some
 /// days earlier, so "the same time last week" survives DST changes.
@@ -76,6 +130,18 @@ pub fn duration_label(secs: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bucket_maths_is_utc_aligned_and_handles_negative_times() {
+        let t = 1_764_000_123; // 2025-11-24T16:02:03Z
+        assert_eq!(Resolution::Minute.floor(t), 1_764_000_120);
+        assert_eq!(Resolution::Hour.floor(t), 1_764_000_000);
+        assert_eq!(Resolution::Day.floor(t), 1_763_942_400);
+        assert_eq!(Resolution::Minute.floor(-1), -60);
+        assert_eq!(Resolution::Hour.floor(0), 0);
+        assert_eq!(Resolution::parse("hour"), Some(Resolution::Hour));
+        assert_eq!(Resolution::parse("week"), None);
+    }
 
     #[test]
     fn duration_labels() {

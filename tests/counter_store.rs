@@ -3,9 +3,10 @@
 //! statement, reads at every step before and after rollups, late data,
 //! retention, the cardinality cap, and the migration of a version-1 shard.
 
-use bpm_edge::count::tally::{Batch, Flush, Resolution, Row};
+use bpm_edge::count::tally::{Batch, Flush, Row};
 use bpm_edge::report::series::ShardQuery;
 use bpm_edge::sql::Sql;
+use bpm_edge::time::Resolution;
 use bpm_edge::windows::counter_store::{CounterStore, StoreLimits};
 use std::io::Read;
 

@@ -1,9 +1,9 @@
-//! Time buckets and the in-memory tally of hits waiting to be flushed.
+//! The in-memory tally of hits waiting to be flushed, and what a flush
+//! carries to a shard: [`Row`]s in a [`Batch`] under a [`Flush`] id.
 //!
-//! Buckets are aligned to UTC: a minute bucket starts at a multiple of 60 s
-//! since the Unix epoch, an hour at a multiple of 3,600 s, a day at UTC
-//! midnight. A [`Tally`] sums hits per (minute, metric, dimension, value) so
-//! that a flush carries one row per distinct key rather than one per request.
+//! A [`Tally`] sums hits per (minute, metric, dimension, value), in the UTC
+//! buckets of [`Resolution`], so that a flush carries one row per distinct
+//! key rather than one per request.
 //!
 //! Invariants: the number of distinct values per (metric, referral
 //! dimension) in one tally is at most the configured K; further values are
@@ -22,65 +22,13 @@
 use crate::config::ReferralDimension;
 use crate::count::agent::AgentKind;
 use crate::count::classify::Hit;
-use crate::time::{DAY, HOUR};
+use crate::time::Resolution;
 use crate::windows::sketch::VisitorSketch;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
 /// The value that stands for every value past the cardinality cap.
 pub const OTHER: &str = "other";
-
-pub const MINUTE_SECS: i64 = 60;
-
-/// A bucket size, ordered from the finest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Resolution {
-    Minute,
-    Hour,
-    Day,
-}
-
-impl Resolution {
-    pub fn seconds(self) -> i64 {
-        match self {
-            Resolution::Minute => MINUTE_SECS,
-            Resolution::Hour => HOUR,
-            Resolution::Day => DAY,
-        }
-    }
-
-    /// The `res` column value in storage.
-    pub fn code(self) -> i64 {
-        match self {
-            Resolution::Minute => 0,
-            Resolution::Hour => 1,
-            Resolution::Day => 2,
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "minute" => Some(Resolution::Minute),
-            "hour" => Some(Resolution::Hour),
-            "day" => Some(Resolution::Day),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Resolution::Minute => "minute",
-            Resolution::Hour => "hour",
-            Resolution::Day => "day",
-        }
-    }
-
-    /// Start of the bucket containing `t` (Unix seconds), also for t < 0.
-    pub fn floor(self, t: i64) -> i64 {
-        t.div_euclid(self.seconds()) * self.seconds()
-    }
-}
 
 /// A stored dimension. Its `as_str` is the `dim` column in storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -411,18 +359,6 @@ mod tests {
 
     fn names() -> Vec<String> {
         vec!["a".into(), "b".into()]
-    }
-
-    #[test]
-    fn bucket_maths_is_utc_aligned_and_handles_negative_times() {
-        let t = 1_764_000_123; // 2025-11-24T16:02:03Z
-        assert_eq!(Resolution::Minute.floor(t), 1_764_000_120);
-        assert_eq!(Resolution::Hour.floor(t), 1_764_000_000);
-        assert_eq!(Resolution::Day.floor(t), 1_763_942_400);
-        assert_eq!(Resolution::Minute.floor(-1), -60);
-        assert_eq!(Resolution::Hour.floor(0), 0);
-        assert_eq!(Resolution::parse("hour"), Some(Resolution::Hour));
-        assert_eq!(Resolution::parse("week"), None);
     }
 
     #[test]

@@ -10,8 +10,8 @@
 use crate::config::MetricKind;
 use crate::count::agent::AgentKind;
 use crate::count::classify::{Classifier, Hit};
-use crate::count::tally::Resolution;
 use crate::history::accesslog::LogLine;
+use crate::time::Resolution;
 use chrono::DateTime;
 use std::collections::BTreeMap;
 

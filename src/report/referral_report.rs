@@ -10,11 +10,12 @@
 //! keeps); the CSV carries exactly the numbers of the JSON.
 
 use crate::config::{Config, MetricKind, ReferralDimension};
-use crate::count::tally::{Dim, Resolution, Row, OTHER};
+use crate::count::tally::{Dim, Row, OTHER};
 use crate::decimal::round_to;
 use crate::report::query::{metric_named, query_params, time_range, QueryError};
 use crate::report::series::{ceil, ShardQuery};
 use crate::time::format_time;
+use crate::time::Resolution;
 use crate::time::WallClock;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};

@@ -9,10 +9,11 @@
 use crate::config::{Config, MetricKind, ReferralDimension};
 use crate::count::agent::AgentKind;
 use crate::count::latency;
-use crate::count::tally::{fold_top_k, Dim, Resolution, Row, OTHER};
+use crate::count::tally::{fold_top_k, Dim, Row, OTHER};
 use crate::decimal::round_to;
 use crate::report::query::{metric_named, query_params, time_range, QueryError};
 use crate::time::format_time;
+use crate::time::Resolution;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 

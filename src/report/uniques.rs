@@ -8,9 +8,9 @@
 //! hours, so a visitor seen in several hours of one day counts once.
 
 use crate::config::{Config, MetricKind};
-use crate::count::tally::Resolution;
 use crate::report::query::{metric_named, query_params, time_range, QueryError};
 use crate::time::format_time;
+use crate::time::Resolution;
 use crate::time::HOUR;
 use crate::windows::sketch::{VisitorSketch, STANDARD_ERROR};
 use serde::{Deserialize, Serialize};

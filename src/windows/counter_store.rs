@@ -9,10 +9,11 @@
 //! [`Sql::transaction`]: all of it or nothing, so a statement failing
 //! halfway never leaves counts that a retry would add again.
 
-use crate::count::tally::{fold_top_k, Batch, Flush, Resolution, Row, SketchRow};
+use crate::count::tally::{fold_top_k, Batch, Flush, Row, SketchRow};
 use crate::report::series::ShardQuery;
 use crate::report::uniques::SketchQuery;
 use crate::sql::{Sql, SqlValue, StoreError};
+use crate::time::Resolution;
 use crate::windows::schema::{
     self, BucketCounts, BucketWrites, HourlyAdmission, LogRing, LogSlot, ReadPart, SlotChoice,
 };

@@ -36,7 +36,8 @@
 //! ([`MIGRATE_ROWS_PER_STEP`]);
 //! until it is done, reads also read what is left of `counts`.
 
-use crate::count::tally::{Dim, Resolution, Row, OTHER};
+use crate::count::tally::{Dim, Row, OTHER};
+use crate::time::Resolution;
 use crate::time::DAY;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};

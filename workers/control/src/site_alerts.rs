@@ -37,12 +37,13 @@ use bpm_edge::alert::ticks::{
 };
 use bpm_edge::config::rules::{AlertRule, Split};
 use bpm_edge::config::Config;
-use bpm_edge::count::tally::{Resolution, Row};
+use bpm_edge::count::tally::Row;
 use bpm_edge::report::alerts::{
     self as alerts_report, HistoryPage, HistoryQuery, SilenceList, SilenceView, StoredAlerts,
 };
 use bpm_edge::report::overview::{self, OverviewQuery};
 use bpm_edge::report::series::ShardQuery;
+use bpm_edge::time::Resolution;
 use bpm_edge_shell::{env_string, now_secs, shards};
 use futures_util::future::{select, Either};
 use serde::Deserialize;
