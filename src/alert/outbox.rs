@@ -488,11 +488,27 @@ pub fn next_wake(queue: &[Delivery], disabled_receivers: &[String]) -> Option<i6
         .min()
 }
 
+/// How long from `now_ms` until the alarm for [`next_wake`]'s answer
+/// should fire, in ms: never negative (a wake time in the past is "now").
+pub fn alarm_delay_ms(wake_secs: i64, now_ms: f64) -> i64 {
+    let at_ms = wake_secs.saturating_mul(1000) as f64;
+    (at_ms - now_ms).max(0.0) as i64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const NOW: i64 = 1_700_000_000;
+
+    #[test]
+    fn the_alarm_fires_at_the_wake_time_or_at_once() {
+        let now_ms = NOW as f64 * 1000.0 + 250.0;
+        assert_eq!(alarm_delay_ms(NOW + 60, now_ms), 59_750);
+        assert_eq!(alarm_delay_ms(NOW, now_ms), 0);
+        assert_eq!(alarm_delay_ms(NOW - 3600, now_ms), 0);
+        assert_eq!(alarm_delay_ms(i64::MIN, now_ms), 0);
+    }
 
     fn status(code: u16) -> AttemptResult {
         AttemptResult::Status {

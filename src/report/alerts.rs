@@ -3,7 +3,8 @@
 //! recent deliveries and the receivers), the lines of
 //! `/api/alerts/history` and the silences of `/api/silences`, built from
 //! what the `SiteAlerts` Durable Object reads from its storage
-//! ([`StoredAlerts`]).
+//! ([`StoredAlerts`]); and what the object answers a tick ([`TickAnswer`])
+//! and a receiver's re-enabling ([`EnableAnswer`]).
 //!
 //! Invariants: a rule judged on its metric's total has one entry; a `by`
 //! rule has one entry per instance (per watched value), and a single
@@ -17,7 +18,7 @@
 use crate::alert::alert_book::{HistoryEntry, RuleRecord, Silence};
 use crate::alert::detector::{Evaluation, WindowVerdict};
 use crate::alert::explain::Explanation;
-use crate::alert::outbox::{Delivery, ReceiverStatus};
+use crate::alert::outbox::{Delivery, Enabled, ReceiverStatus};
 use crate::config::rules::{AlertRule, WebhookFormat};
 use crate::config::Config;
 use crate::time::format_time;
@@ -329,9 +330,98 @@ fn receiver_view(r: &ReceiverStatus) -> ReceiverView<'_> {
     }
 }
 
+/// What the alert object answers `POST /tick`.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct TickAnswer {
+    /// The tick's instant.
+    pub now: String,
+    /// The bucket it judged up to (the last complete one).
+    pub at: String,
+    /// Whether a new bucket was judged.
+    pub evaluated: bool,
+    pub evaluation_ms: f64,
+    /// History entries the tick wrote.
+    pub changes: usize,
+    /// Notifications it queued.
+    pub queued: usize,
+}
+
+impl TickAnswer {
+    pub fn new(
+        now: i64,
+        at: i64,
+        evaluated: bool,
+        evaluation_ms: f64,
+        changes: usize,
+        queued: usize,
+    ) -> Self {
+        TickAnswer {
+            now: format_time(now),
+            at: format_time(at),
+            evaluated,
+            evaluation_ms,
+            changes,
+            queued,
+        }
+    }
+}
+
+/// What the alert object answers `POST /receivers/{name}/enable`.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct EnableAnswer<'a> {
+    pub receiver: &'a str,
+    /// Always `true`: the receiver takes messages again.
+    pub enabled: bool,
+    pub was_disabled: bool,
+    pub requeued: usize,
+    pub given_up: usize,
+}
+
+impl<'a> EnableAnswer<'a> {
+    pub fn new(receiver: &'a str, was_disabled: bool, outcome: &Enabled) -> Self {
+        EnableAnswer {
+            receiver,
+            enabled: true,
+            was_disabled,
+            requeued: outcome.requeued,
+            given_up: outcome.given_up,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tick_and_enable_answers_keep_their_fields() {
+        let tick = TickAnswer::new(1_764_000_000, 1_763_999_700, true, 1.5, 2, 1);
+        assert_eq!(
+            serde_json::to_value(&tick).unwrap(),
+            serde_json::json!({
+                "now": "2025-11-24T16:00:00Z",
+                "at": "2025-11-24T15:55:00Z",
+                "evaluated": true,
+                "evaluation_ms": 1.5,
+                "changes": 2,
+                "queued": 1,
+            })
+        );
+        let outcome = Enabled {
+            requeued: 3,
+            given_up: 1,
+        };
+        assert_eq!(
+            serde_json::to_value(EnableAnswer::new("ops", true, &outcome)).unwrap(),
+            serde_json::json!({
+                "receiver": "ops",
+                "enabled": true,
+                "was_disabled": true,
+                "requeued": 3,
+                "given_up": 1,
+            })
+        );
+    }
     use crate::alert::alert_book::{silence_history, AlertBook};
     use crate::alert::lifecycle::State;
     use crate::alert::outbox::receiver_statuses;

@@ -39,7 +39,8 @@ use bpm_edge::config::rules::{AlertRule, Split};
 use bpm_edge::config::Config;
 use bpm_edge::count::tally::Row;
 use bpm_edge::report::alerts::{
-    self as alerts_report, HistoryPage, HistoryQuery, SilenceList, SilenceView, StoredAlerts,
+    self as alerts_report, EnableAnswer, HistoryPage, HistoryQuery, SilenceList, SilenceView,
+    StoredAlerts, TickAnswer,
 };
 use bpm_edge::report::overview::{self, OverviewQuery};
 use bpm_edge::report::series::ShardQuery;
@@ -323,14 +324,15 @@ impl SiteAlerts {
         if queued > 0 {
             self.schedule_alarm(store).await;
         }
-        Ok(json!({
-            "now": bpm_edge::time::format_time(now),
-            "at": bpm_edge::time::format_time(at),
-            "evaluated": evaluated,
-            "evaluation_ms": eval_ms,
-            "changes": history.len(),
-            "queued": queued,
-        }))
+        serde_json::to_value(TickAnswer::new(
+            now,
+            at,
+            evaluated,
+            eval_ms,
+            history.len(),
+            queued,
+        ))
+        .map_err(internal)
     }
 
     /// Builds the alert book from the stored records unless it is loaded;
@@ -742,17 +744,12 @@ impl SiteAlerts {
         let disabled: Vec<String> = store.disabled_names().unwrap_or_default();
         let queue: Vec<_> = items.into_iter().map(|i| i.delivery).collect();
         if let Some(t) = outbox::next_wake(&queue, &disabled) {
-            let at_ms = (t.max(now_secs()) * 1000) as f64;
-            if let Err(e) = self.state_storage_set_alarm(at_ms).await {
+            // An integer alarm time is an offset from now in workers-rs.
+            let delay = outbox::alarm_delay_ms(t, worker::js_sys::Date::now());
+            if let Err(e) = self.state.storage().set_alarm(delay).await {
                 worker::console_error!("bpm-edge: setting the outbox alarm failed: {e}");
             }
         }
-    }
-
-    async fn state_storage_set_alarm(&self, at_ms: f64) -> Result<()> {
-        // An integer alarm time is an offset from now in workers-rs.
-        let offset = (at_ms - worker::js_sys::Date::now()).max(0.0);
-        self.state.storage().set_alarm(offset as i64).await
     }
 
     fn maybe_prune(&self, store: &AlertStore<DurableSql>, now: i64) {
@@ -824,13 +821,7 @@ impl SiteAlerts {
         if outcome.requeued > 0 {
             self.schedule_alarm(store).await;
         }
-        Ok(json!({
-            "receiver": name,
-            "enabled": true,
-            "was_disabled": was_disabled,
-            "requeued": outcome.requeued,
-            "given_up": outcome.given_up,
-        }))
+        serde_json::to_value(EnableAnswer::new(name, was_disabled, &outcome)).map_err(internal)
     }
 
     /// `GET /alerts`: the rules' states, silences, deliveries and receivers
