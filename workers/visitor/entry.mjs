@@ -7,8 +7,8 @@
 // binding. Copied next to worker-build's output (`build/visitor/index.js`)
 // by scripts/build-worker.sh; `workers/visitor/wrangler.toml`'s `main`.
 // When the module is evaluated (the isolate's start-up) it calls `warmUp`,
-// which reads the compiled config and rehearses the counting path so that
-// the first visitor's request does not pay for either.
+// which reads the compiled config, so that the first visitor's request
+// does not pay for it.
 //
 // Why it exists: worker-build 0.8's own default export is a
 // `WorkerEntrypoint` class behind two layers of `Proxy` (one constructed per
@@ -53,8 +53,8 @@ function markIfCrashed(e) {
 }
 
 // At module evaluation, the isolate's start-up (not a request): read the
-// config and compile the counting path before the first visitor arrives.
-// A failure here only leaves that work to the first request.
+// config before the first visitor arrives. A failure here only leaves that
+// work to the first request.
 try {
   warmUp();
 } catch (e) {
