@@ -45,7 +45,7 @@ use bpm_edge::report::alerts::{
 use bpm_edge::report::overview::{self, OverviewQuery};
 use bpm_edge::report::series::ShardQuery;
 use bpm_edge::time::Resolution;
-use bpm_edge_shell::{env_string, now_secs, shards};
+use bpm_edge_shell::{env_string, now_secs, random_u64, shards};
 use futures_util::future::{select, Either};
 use serde::Deserialize;
 use serde_json::json;
@@ -854,12 +854,6 @@ impl SiteAlerts {
 
 fn json_status<T: serde::Serialize>(status: u16, body: &T) -> Result<Response> {
     Ok(Response::from_json(body)?.with_status(status))
-}
-
-/// 64 random bits (for ids).
-fn random_u64() -> u64 {
-    let half = || (worker::js_sys::Math::random() * 4_294_967_296.0) as u64;
-    half() << 32 | half()
 }
 
 /// The receiver a `/receivers/{name}/enable` path names.

@@ -49,6 +49,12 @@ pub fn prefix(classifier: Option<&Rc<Classifier>>) -> &str {
     classifier.map_or(FALLBACK_PREFIX, |c| c.config().site.prefix.as_str())
 }
 
+/// 64 random bits, for ids (`Math.random`, two 32-bit halves).
+pub fn random_u64() -> u64 {
+    let half = || (worker::js_sys::Math::random() * 4_294_967_296.0) as u64;
+    half() << 32 | half()
+}
+
 /// The current time in Unix seconds.
 pub fn now_secs() -> i64 {
     (worker::js_sys::Date::now() / 1000.0).floor() as i64

@@ -119,7 +119,6 @@ fn record_hits(
 fn new_isolate(env: &Env, classifier: &Classifier) -> Isolate {
     let config = classifier.config();
     let storage = &config.storage;
-    let random = || (js_sys::Math::random() * 4_294_967_296.0) as u64;
     let shards = storage.shards.max(1);
     let shard = ((js_sys::Math::random() * f64::from(shards)) as u32).min(shards - 1);
     let mut policy = FlushPolicy::of(storage);
@@ -130,7 +129,11 @@ fn new_isolate(env: &Env, classifier: &Classifier) -> Isolate {
     }
     let names = config.metrics.iter().map(|m| m.name.clone()).collect();
     Isolate {
-        queue: FlushQueue::new(policy, format!("{:08x}{:08x}", random(), random()), names),
+        queue: FlushQueue::new(
+            policy,
+            format!("{:016x}", bpm_edge_shell::random_u64()),
+            names,
+        ),
         shard: shards::shard_name(&config.site.name, shard),
     }
 }
