@@ -44,11 +44,16 @@ function recoverIfCrashed(env, ctx) {
   }
 }
 
-function markIfCrashed(e) {
+// A trap leaves the wasm instance unusable: mark it for a reset.
+function noteTrap(e) {
   if (e instanceof WebAssembly.RuntimeError) {
     const state = globalThis.__worker_init_state;
     if (state) state.criticalError = true;
   }
+}
+
+function markIfCrashed(e) {
+  noteTrap(e);
   throw e;
 }
 
@@ -58,9 +63,7 @@ function markIfCrashed(e) {
 try {
   warmUp();
 } catch (e) {
-  if (e instanceof WebAssembly.RuntimeError && globalThis.__worker_init_state) {
-    globalThis.__worker_init_state.criticalError = true;
-  }
+  noteTrap(e);
   console.error('bpm-edge: warming up the visitor worker failed', e);
 }
 
