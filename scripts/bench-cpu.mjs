@@ -485,9 +485,28 @@ export default {
 /** `workers` with the control worker's modules replaced by CONTROL_STANDIN_JS. */
 function withControlStandin(workers, dir) {
   const standin = path.join(dir, 'control-standin.mjs');
-  fs.writeFileSync(standin, CONTROL_STANDIN_JS);
+  if (!fs.existsSync(standin)) fs.writeFileSync(standin, CONTROL_STANDIN_JS);
   const modules = [{ name: 'control-standin.mjs', kind: 'esModule', file: standin }];
   return workers.map((w) => (w.service === 'control' ? { ...w, modules } : w));
+}
+
+/**
+ * A fresh workerd for `spec` as the fresh-isolate measurements want it: a
+ * split build's control worker replaced by the stand-in, whose salt object
+ * is started (through its own socket) before this returns. `options` go to
+ * startWorkerd.
+ */
+async function startFresh(spec, name, dir, compatDate, options) {
+  const workers = withControlStandin(spec.workers, dir);
+  const controlPort = workers.some((x) => x.service === 'control') ? await freePort() : null;
+  const w = await startWorkerd({ name, dir, workers, compatDate, probe: 'tcp', controlPort, ...options });
+  try {
+    await warmSaltObject(w);
+  } catch (e) {
+    await stopChild(w.child);
+    throw e;
+  }
+  return w;
 }
 
 /** The counter shards' totals (GET /_bpm/api/stats), or null. */
@@ -549,12 +568,9 @@ async function coldStarts(specs, dir, compatDate, n, v8Flags) {
   const runsOf = specs.map(() => []);
   for (let i = 0; i < n; i++) {
     for (const [si, spec] of specs.entries()) {
-      const workers = withControlStandin(spec.workers, dir);
       const runs = runsOf[si];
-      const controlPort = workers.some((x) => x.service === 'control') ? await freePort() : null;
-      const w = await startWorkerd({ name: `cold-${spec.name}-${i}`, dir, workers, compatDate, probe: 'tcp', v8Flags, controlPort });
+      const w = await startFresh(spec, `cold-${spec.name}-${i}`, dir, compatDate, { v8Flags });
       try {
-        await warmSaltObject(w);
         await sleep(300);
         const t0 = threadCpuNs(w.pid);
         const status = await oneRequest(w.port, MIX[0]);
@@ -612,12 +628,9 @@ function compiledIn(lines) {
 async function compiledByFirstRequest(specs, dir, compatDate, v8Flags) {
   const out = [];
   for (const spec of specs) {
-    const workers = withControlStandin(spec.workers, dir);
     const flags = [...v8Flags, '--trace-wasm-compilation-times'];
-    const controlPort = workers.some((x) => x.service === 'control') ? await freePort() : null;
-    const w = await startWorkerd({ name: `compiles-${spec.name}`, dir, workers, compatDate, probe: 'tcp', v8Flags: flags, lineBuffered: true, controlPort });
+    const w = await startFresh(spec, `compiles-${spec.name}`, dir, compatDate, { v8Flags: flags, lineBuffered: true });
     try {
-      await warmSaltObject(w);
       await sleep(300);
       const before = fs.readFileSync(w.logFile, 'utf8').split('\n');
       await oneRequest(w.port, MIX[0]);
@@ -676,12 +689,9 @@ function inspectorCall(ws, pending, method, params = {}) {
  */
 async function profileFirstRequests(specs, dir, compatDate, v8Flags) {
   for (const spec of specs) {
-    const workers = withControlStandin(spec.workers, dir);
     const inspectorPort = await freePort();
-    const controlPort = workers.some((x) => x.service === 'control') ? await freePort() : null;
-    const w = await startWorkerd({ name: `profile-${spec.name}`, dir, workers, compatDate, probe: 'tcp', v8Flags, inspectorPort, controlPort });
+    const w = await startFresh(spec, `profile-${spec.name}`, dir, compatDate, { v8Flags, inspectorPort });
     try {
-      await warmSaltObject(w);
       const targets = await (await fetch(`http://127.0.0.1:${inspectorPort}/json/list`)).json();
       const target = targets.find((t) => String(t.id ?? t.title ?? '').includes('main')) ?? targets[0];
       const ws = new WebSocket(target.webSocketDebuggerUrl);
