@@ -75,6 +75,9 @@ function parseArgs(argv) {
   const int = (name, v, lo, hi) => {
     if (!(Number.isInteger(v) && v >= lo && v <= hi)) throw new Error(`--${name} must be an integer in ${lo}..${hi}`);
   };
+  if (o.coldProfile && typeof WebSocket === 'undefined') {
+    throw new Error('--cold-profile talks to the inspector over a WebSocket: run with `node --experimental-websocket` (Node 20) or Node 22+');
+  }
   int('requests', o.requests, 10, MAX_REQUESTS);
   int('rounds', o.rounds, 1, 50);
   int('concurrency', o.concurrency, 1, 64);

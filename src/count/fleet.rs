@@ -9,7 +9,7 @@
 //!
 //! The deployed shape, not the laptop's: a site's `site_rps` is spread over
 //! `site_rps / isolate_rps` isolates, each with Poisson arrivals and its own
-//! shard chosen at random, as `edge/flush.rs` does. The alert object's cron
+//! shard chosen at random, as the visitor worker's `pending.rs` does. The alert object's cron
 //! tick reads every shard each minute and refreshes its series (the real
 //! [`AlertStore::replace_series`]); each shard's alarm runs maintenance every
 //! ten minutes; each isolate fetches its day's salt once.

@@ -1,8 +1,8 @@
 //! The isolate's write policy, as a pure state machine: which requests'
 //! counts go into which batch, when a batch is sent to the counter shard,
-//! and what happens when a send fails. The Worker shell (`edge/flush.rs`)
-//! and the fleet cost model (`benches/fleet.rs`) drive the same code; only
-//! the clock and the transport differ.
+//! and what happens when a send fails. The visitor worker (through
+//! `count::pending`) and the fleet cost model (`count::fleet`) drive the
+//! same code; only the clock and the transport differ.
 //!
 //! A *generation* is the open [`Tally`]: every request recorded until it is
 //! drained into a batch. The first request of a generation gets a
@@ -218,6 +218,16 @@ impl FlushQueue {
         if now_ms < due && self.tally.requests() < self.policy.max_requests {
             return Step::Sleep(due);
         }
+        Step::Send(self.drain(now_ms))
+    }
+
+    /// Closes the open generation into the outstanding batch, in flight
+    /// from `now_ms`. Out of line: it runs a window after the generation's
+    /// first request, and the Workers runtime compiles a WebAssembly
+    /// function when it is first called, so it stays out of the code a
+    /// fresh isolate's first request compiles.
+    #[inline(never)]
+    fn drain(&mut self, now_ms: u64) -> Flush {
         let id = format!("{}-{}", self.isolate, self.generation);
         let flush = self.tally.drain_flush(id, &self.names);
         // The next generation arms a driver of its own on its first request.
@@ -230,7 +240,7 @@ impl FlushQueue {
             in_flight: true,
             sent_at_ms: now_ms,
         });
-        Step::Send(flush)
+        flush
     }
 
     /// The shard acknowledged batch `id`.

@@ -6,7 +6,8 @@
 //! `referral` for source and campaign, `latency` for the latency class,
 //! `visitors` for the unique-visitor hash); `tally`
 //! folds hits into minute rows and batches; `flush_queue` decides when an
-//! isolate sends them; `fleet` models what that costs across many isolates
+//! isolate sends them; `pending` is what one request's `wait_until` does
+//! (get the day's salt, record, drive the batch); `fleet` models what that costs across many isolates
 //! (native only).
 
 pub mod agent;
@@ -17,6 +18,7 @@ pub mod classify;
 pub mod fleet;
 pub mod flush_queue;
 pub mod latency;
+pub mod pending;
 pub mod referral;
 pub mod tally;
 pub mod target;

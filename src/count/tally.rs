@@ -177,10 +177,17 @@ pub struct Tally {
 
 impl Tally {
     /// `cap` is K, the distinct values kept per metric and referral dimension.
+    /// The maps start with room for a quiet generation (a few requests of a
+    /// few metrics), so a fresh isolate's first request neither grows them
+    /// nor compiles the code that does (WebAssembly is compiled on first
+    /// call); draining keeps their room for the next generation.
     pub fn new(cap: usize) -> Self {
         Tally {
+            counts: HashMap::with_capacity(64),
+            sketches: HashMap::with_capacity(8),
+            distinct: HashMap::with_capacity(16),
             cap: cap.max(1),
-            ..Tally::default()
+            requests: 0,
         }
     }
 
@@ -219,7 +226,7 @@ impl Tally {
                 minute,
                 hit.metric,
                 Dim::Latency,
-                hit.latency_bucket.to_string(),
+                itoa::Buffer::new().format(hit.latency_bucket).to_string(),
             );
             for (d, v) in &hit.dimensions {
                 self.add(minute, hit.metric, Dim::Referral(*d), v.clone());
@@ -291,11 +298,12 @@ impl Tally {
 
 /// "2xx" for class 2; "other" for a status outside 100..=599.
 pub fn status_value(class: u8) -> String {
-    if (1..=5).contains(&class) {
-        format!("{class}xx")
-    } else {
-        OTHER.to_string()
-    }
+    const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+    let value = usize::from(class)
+        .checked_sub(1)
+        .and_then(|i| CLASSES.get(i))
+        .unwrap_or(&OTHER);
+    value.to_string()
 }
 
 /// Keeps the `k` largest values per (t, metric, dim) of the capped
@@ -521,7 +529,9 @@ mod tests {
 
     #[test]
     fn status_values() {
+        assert_eq!(status_value(1), "1xx");
         assert_eq!(status_value(2), "2xx");
+        assert_eq!(status_value(5), "5xx");
         assert_eq!(status_value(0), OTHER);
         assert_eq!(status_value(9), OTHER);
     }

@@ -21,8 +21,8 @@
 use crate::config::sitetime::SiteTime;
 use crate::time::DAY;
 use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
 use sha2::Sha256;
-use std::collections::BTreeMap;
 
 /// Bytes of a salt.
 pub const SALT_LEN: usize = 32;
@@ -99,6 +99,86 @@ pub fn visitor_hash(salt: &Salt, site: &str, ip: &str, user_agent: &str) -> u64 
     u64::from_be_bytes(first)
 }
 
+/// What the salt object answers for `GET /salt?day=N`: the format between
+/// the control worker's `DailySalt` and the visitor worker's isolates.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SaltAnswer {
+    pub day: i64,
+    /// Hex; the salt is a secret between the object and the isolates.
+    pub salt: String,
+}
+
+/// Why an isolate did not get a day's salt from the salt object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SaltAnswerError {
+    /// No answer at all (the call threw or timed out), and why.
+    NoAnswer(String),
+    /// The object answered a status other than `200`, with this body.
+    Status { status: u16, body: String },
+    /// The body is not a [`SaltAnswer`].
+    Unreadable(String),
+    /// The answer is for another day than the one asked for.
+    WrongDay { asked: i64, got: i64 },
+    /// The salt is not [`SALT_LEN`] bytes of hex.
+    Malformed,
+}
+
+impl std::fmt::Display for SaltAnswerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SaltAnswerError::NoAnswer(why) => write!(f, "no answer from the salt object: {why}"),
+            SaltAnswerError::Status { status, body } => {
+                write!(f, "salt object answered {status}: {body}")
+            }
+            SaltAnswerError::Unreadable(e) => write!(f, "unreadable salt answer: {e}"),
+            SaltAnswerError::WrongDay { asked, got } => {
+                write!(f, "asked for day {asked}, got {got}")
+            }
+            SaltAnswerError::Malformed => write!(f, "the salt object sent a malformed salt"),
+        }
+    }
+}
+
+impl std::error::Error for SaltAnswerError {}
+
+impl SaltAnswer {
+    /// Decodes an answer with serde (natively; the visitor worker decodes
+    /// with the runtime's `JSON.parse`, which its first request need not
+    /// compile).
+    pub fn from_json(body: &str) -> Result<Self, String> {
+        serde_json::from_str(body).map_err(|e| e.to_string())
+    }
+}
+
+/// The salt of `day` from the salt object's answer: its HTTP `status` and
+/// `body`, where status `0` means there was no answer and `body` says why.
+/// `decode` reads a `200`'s body as a [`SaltAnswer`].
+pub fn read_salt_answer(
+    day: i64,
+    status: u16,
+    body: &str,
+    decode: impl FnOnce(&str) -> Result<SaltAnswer, String>,
+) -> Result<Salt, SaltAnswerError> {
+    match status {
+        0 => return Err(SaltAnswerError::NoAnswer(body.to_string())),
+        200 => {}
+        _ => {
+            return Err(SaltAnswerError::Status {
+                status,
+                body: body.to_string(),
+            })
+        }
+    }
+    let answer = decode(body).map_err(SaltAnswerError::Unreadable)?;
+    if answer.day != day {
+        return Err(SaltAnswerError::WrongDay {
+            asked: day,
+            got: answer.day,
+        });
+    }
+    Salt::from_hex(&answer.salt).ok_or(SaltAnswerError::Malformed)
+}
+
 /// Why the salt object refuses to hand out a day's salt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SaltError {
@@ -153,7 +233,8 @@ pub enum SaltStep {
 /// [`RETRY_AFTER_MS`]).
 #[derive(Debug, Default)]
 pub struct SaltCache {
-    days: BTreeMap<i64, CacheEntry>,
+    /// At most [`CACHED_DAYS`] days, in no particular order.
+    days: Vec<(i64, CacheEntry)>,
 }
 
 #[derive(Debug, Clone)]
@@ -178,51 +259,66 @@ pub const FETCH_TIMEOUT_MS: f64 = 10_000.0;
 const CACHED_DAYS: usize = 3;
 
 impl SaltCache {
-    /// The step for `day` at `now_ms`; marks the day as being fetched when
-    /// the answer is [`SaltStep::Fetch`].
     /// The salt of `day` if this isolate already has it (no waiting).
     pub fn ready(&self, day: i64) -> Option<Salt> {
-        match self.days.get(&day) {
+        match self.entry(day) {
             Some(CacheEntry::Ready(salt)) => Some(salt.clone()),
             _ => None,
         }
     }
 
+    /// The step for `day` at `now_ms`; marks the day as being fetched when
+    /// the answer is [`SaltStep::Fetch`].
     pub fn step(&mut self, day: i64, now_ms: f64) -> SaltStep {
-        match self.days.get(&day) {
+        match self.entry(day) {
             Some(CacheEntry::Ready(salt)) => SaltStep::Ready(salt.clone()),
             Some(CacheEntry::Fetching { since_ms }) if now_ms < since_ms + FETCH_TIMEOUT_MS => {
                 SaltStep::Wait
             }
             Some(CacheEntry::Failed { retry_at_ms }) if now_ms < *retry_at_ms => SaltStep::GiveUp,
             _ => {
-                self.days
-                    .insert(day, CacheEntry::Fetching { since_ms: now_ms });
-                self.trim();
+                self.set(day, CacheEntry::Fetching { since_ms: now_ms });
                 SaltStep::Fetch
             }
         }
     }
 
     pub fn fetched(&mut self, day: i64, salt: Salt) {
-        self.days.insert(day, CacheEntry::Ready(salt));
-        self.trim();
+        self.set(day, CacheEntry::Ready(salt));
     }
 
     pub fn failed(&mut self, day: i64, now_ms: f64) {
-        self.days.insert(
+        self.set(
             day,
             CacheEntry::Failed {
                 retry_at_ms: now_ms + RETRY_AFTER_MS,
             },
         );
-        self.trim();
     }
 
-    /// Keeps the latest days only.
-    fn trim(&mut self) {
+    fn entry(&self, day: i64) -> Option<&CacheEntry> {
+        self.days.iter().find(|(d, _)| *d == day).map(|(_, e)| e)
+    }
+
+    /// Sets `day`'s entry, keeping the latest [`CACHED_DAYS`] days only.
+    fn set(&mut self, day: i64, entry: CacheEntry) {
+        match self.days.iter_mut().find(|(d, _)| *d == day) {
+            Some(slot) => slot.1 = entry,
+            None => self.days.push((day, entry)),
+        }
         while self.days.len() > CACHED_DAYS {
-            self.days.pop_first();
+            let oldest = self
+                .days
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, (d, _))| *d)
+                .map(|(i, _)| i);
+            match oldest {
+                Some(i) => {
+                    self.days.swap_remove(i);
+                }
+                None => break,
+            }
         }
     }
 }
@@ -334,5 +430,62 @@ mod tests {
         assert_eq!(c.days.len(), 3);
         assert_eq!(c.step(13, 5.0), SaltStep::Ready(salt(10)));
         assert_eq!(c.step(10, 5.0), SaltStep::Fetch);
+    }
+
+    #[test]
+    fn a_salt_answer_is_read_for_the_day_asked_only() {
+        let hex = salt(7).to_hex();
+        let body = format!(r#"{{"day":20000,"salt":"{hex}"}}"#);
+        assert_eq!(
+            read_salt_answer(20000, 200, &body, SaltAnswer::from_json),
+            Ok(salt(7))
+        );
+        assert_eq!(
+            read_salt_answer(20001, 200, &body, SaltAnswer::from_json),
+            Err(SaltAnswerError::WrongDay {
+                asked: 20001,
+                got: 20000
+            })
+        );
+    }
+
+    #[test]
+    fn a_salt_answer_that_is_not_a_salt_is_refused_with_its_reason() {
+        assert_eq!(
+            read_salt_answer(1, 0, "no answer within 5000 ms", SaltAnswer::from_json),
+            Err(SaltAnswerError::NoAnswer("no answer within 5000 ms".into()))
+        );
+        assert_eq!(
+            read_salt_answer(1, 409, "no salt for day 1", SaltAnswer::from_json),
+            Err(SaltAnswerError::Status {
+                status: 409,
+                body: "no salt for day 1".into()
+            })
+        );
+        assert!(matches!(
+            read_salt_answer(1, 200, "<html>", SaltAnswer::from_json),
+            Err(SaltAnswerError::Unreadable(_))
+        ));
+        assert_eq!(
+            read_salt_answer(1, 200, r#"{"day":1,"salt":"abcd"}"#, SaltAnswer::from_json),
+            Err(SaltAnswerError::Malformed)
+        );
+        let shown = read_salt_answer(1, 409, "gone", SaltAnswer::from_json)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(shown, "salt object answered 409: gone");
+    }
+
+    #[test]
+    fn the_salt_objects_answer_round_trips_through_its_wire_format() {
+        let answer = SaltAnswer {
+            day: 5,
+            salt: salt(3).to_hex(),
+        };
+        let body = serde_json::to_string(&answer).unwrap();
+        assert_eq!(
+            read_salt_answer(5, 200, &body, SaltAnswer::from_json),
+            Ok(salt(3))
+        );
     }
 }

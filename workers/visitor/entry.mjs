@@ -1,14 +1,18 @@
 // The visitor worker's module entry: a plain `{ fetch, scheduled }` object.
 // A visitor's request goes through the Rust `Visit` (`src/proxy.rs`) with
 // plain promise callbacks: `startVisit` decides, `forward` starts the origin
-// request, `answer` / `unreachable` say what the visitor gets and record
-// the counts. A request `startVisit` declines (the reserved prefix) is
-// handed as it is to the control worker through the `BPM_CONTROL` service
-// binding. Copied next to worker-build's output (`build/visitor/index.js`)
+// request, `count` records the counts, `answer` / `unreachable` say what
+// the visitor gets. The counting work a request leaves for its `waitUntil`
+// (the Rust `CountWork`, `src/pending.rs`: fetch the day's salt, send a
+// batch, with retries) is run by `runCount`: Rust says what to do next, this
+// file does it (a timer, one Durable Object call) and reports back. A
+// request `startVisit` declines (the reserved prefix) is handed as it is to
+// the control worker through the `BPM_CONTROL` service binding. Copied next to worker-build's output (`build/visitor/index.js`)
 // by scripts/build-worker.sh; `workers/visitor/wrangler.toml`'s `main`.
-// When the module is evaluated (the isolate's start-up) it calls `warmUp`,
-// which reads the compiled config, so that the first visitor's request
-// does not pay for it.
+// When the module is evaluated (the isolate's start-up) it calls `warmUp`
+// with the worker's `env` (importable at the top level), which reads the
+// compiled config and the vars, so that the first visitor's request does
+// not pay for them.
 //
 // Why it exists: worker-build 0.8's own default export is a
 // `WorkerEntrypoint` class behind two layers of `Proxy` (one constructed per
@@ -17,7 +21,9 @@
 // pair of closures per awaited promise). scripts/bench-cpu.mjs measured
 // these at about 30–100 µs of CPU per request on workerd each: more than
 // everything else bpm-edge does. A module object and promise callbacks cost
-// nothing per request.
+// nothing per request, and running the counting work's promises here keeps
+// the executor out of a fresh isolate's first request, which compiles
+// every WebAssembly function it calls.
 //
 // Invariants:
 // - Every decision stays in Rust; this file only sequences the calls.
@@ -30,6 +36,7 @@
 //   `__worker_init_state.criticalError`, and the next request constructs
 //   worker-build's entry class once, whose construct hook resets the wasm
 //   instance before any Rust code runs again.
+import { env as startupEnv } from 'cloudflare:workers';
 import Entrypoint from './index.js';
 
 const { startVisit, warmUp } = Entrypoint.prototype;
@@ -58,13 +65,73 @@ function markIfCrashed(e) {
 }
 
 // At module evaluation, the isolate's start-up (not a request): read the
-// config before the first visitor arrives. A failure here only leaves that
-// work to the first request.
+// config and the vars before the first visitor arrives. A failure here only
+// leaves that work to the first request.
 try {
-  warmUp();
+  if (startupEnv !== undefined) warmUp(startupEnv);
 } catch (e) {
   noteTrap(e);
   console.error('bpm-edge: warming up the visitor worker failed', e);
+}
+
+// The counting work of `visit` for the origin's `response`, if any. A
+// failure to count never fails the visitor's request.
+function countOf(visit, response) {
+  try {
+    return visit.count(response);
+  } catch (e) {
+    noteTrap(e);
+    console.error('bpm-edge: counting a request failed', e);
+    return undefined;
+  }
+}
+
+// `CountWork.next`'s answers besides a sleep of that many ms (src/pending.rs).
+const DONE = -1;
+const CALL = -2;
+
+// Runs a request's counting work to its end, inside the request's waitUntil.
+async function runCount(work, env) {
+  try {
+    for (;;) {
+      const next = work.next(Date.now());
+      if (next === DONE) return;
+      if (next === CALL) {
+        const [status, body] = await callObject(env, work);
+        work.answered(Date.now(), status, body);
+      } else {
+        await new Promise((resolve) => setTimeout(resolve, next));
+      }
+    }
+  } catch (e) {
+    noteTrap(e);
+    console.error('bpm-edge: counting work failed', e);
+  } finally {
+    work.free();
+  }
+}
+
+// The one Durable Object call `work` describes: [status, body], or
+// [0, why] when it threw or did not answer within `work.timeoutMs`.
+async function callObject(env, work) {
+  let timer;
+  try {
+    const namespace = env[work.binding];
+    if (namespace === undefined) return [0, `the binding ${work.binding} does not exist`];
+    const stub = namespace.get(namespace.idFromName(work.object));
+    const body = work.body;
+    const init = body === undefined ? undefined : { method: 'POST', body };
+    const answer = stub.fetch(work.url, init).then(async (r) => [r.status, await r.text()]);
+    const ms = work.timeoutMs;
+    const late = new Promise((resolve) => {
+      timer = setTimeout(() => resolve([0, `no answer within ${ms} ms`]), ms);
+    });
+    return await Promise.race([answer, late]);
+  } catch (e) {
+    return [0, String(e?.message ?? e)];
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 export default {
@@ -74,7 +141,12 @@ export default {
       const visit = startVisit(request, env, ctx);
       if (visit === undefined) return env.BPM_CONTROL.fetch(request);
       return visit.forward().then(
-        (response) => visit.answer(response),
+        (response) => {
+          const work = countOf(visit, response);
+          const reply = visit.answer(response);
+          if (work !== undefined) ctx.waitUntil(runCount(work, env));
+          return reply;
+        },
         () => visit.unreachable(),
       );
     } catch (e) {

@@ -1,6 +1,8 @@
 //! `DailySalt`, the Durable Object that keeps a site's daily visitor salts
 //! (one object per site, named after it). The isolate's side, fetching a
-//! day's salt at most once per isolate and day, is `bpm_edge_shell::salt`.
+//! day's salt at most once per isolate and day, is the visitor worker's
+//! `pending` (with `count::visitors::SaltCache`); the answer's format is
+//! `count::visitors::SaltAnswer`.
 //!
 //! The object hands the [`SaltStore`] its own clock's site-local day and a
 //! fresh random salt (WebCrypto through `getrandom`) for days it has none
@@ -8,10 +10,9 @@
 //! comes back; IP addresses and user agents never leave the isolate.
 
 use crate::durable_sql::DurableSql;
-use bpm_edge::count::visitors::{salt_day, Salt, SALT_LEN};
+use bpm_edge::count::visitors::{salt_day, Salt, SaltAnswer, SALT_LEN};
 use bpm_edge::windows::salt_store::{SaltStore, SaltStoreError};
 use bpm_edge_shell::now_secs;
-use bpm_edge_shell::salt::SaltAnswer;
 use worker::{
     durable_object, js_sys, DurableObject, Env, Method, Request, Response, Result, State,
 };

@@ -1,14 +1,13 @@
 //! Runtime glue both bpm-edge workers share: the isolate's classifier built
-//! once from the compiled config, the clock, vars, and the clients of the
-//! counter shards and the daily salt object (whose classes live in the
-//! control worker; the visitor reaches them by `script_name` bindings).
+//! once from the compiled config, the clock, vars, and the client of the
+//! counter shards (whose class lives in the control worker; the visitor
+//! reaches it by a `script_name` binding).
 //!
 //! Invariant: nothing here decides anything a test could not check
 //! natively: it reads the runtime and hands values to the core.
 
 #![cfg(target_arch = "wasm32")]
 
-pub mod salt;
 pub mod shards;
 
 use bpm_edge::count::classify::Classifier;
@@ -60,11 +59,13 @@ pub fn now_secs() -> i64 {
     (worker::js_sys::Date::now() / 1000.0).floor() as i64
 }
 
-/// A string var or secret, `None` when unset or empty.
+/// A string var or secret, `None` when unset or empty. Both are plain
+/// string properties of the module worker's `env`; a JSON var (an object)
+/// or a binding is not a string.
 pub fn env_string(env: &Env, name: &str) -> Option<String> {
-    env.var(name)
-        .map(|v| v.to_string())
-        .or_else(|_| env.secret(name).map(|v| v.to_string()))
-        .ok()
+    let env: &worker::wasm_bindgen::JsValue = env.as_ref();
+    worker::js_sys::Reflect::get(env, &name.into())
+        .ok()?
+        .as_string()
         .filter(|s| !s.trim().is_empty())
 }

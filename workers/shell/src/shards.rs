@@ -49,18 +49,33 @@ impl Fault {
 }
 
 pub fn shard_name(site: &str, shard: u32) -> String {
-    format!("{site}:{shard}")
+    let mut name = String::from(site);
+    name.push(':');
+    name.push_str(itoa::Buffer::new().format(shard));
+    name
+}
+
+/// The binding a shard is reached through: [`BINDING`], unless the
+/// `counter-binding` fault asks for one that does not exist.
+pub fn binding(env: &Env) -> &'static str {
+    if Fault::from_env(env) == Some(Fault::CounterBinding) {
+        BROKEN_BINDING
+    } else {
+        BINDING
+    }
+}
+
+/// The URL of a request for `path` to a shard (the host is not read).
+pub fn url(path: &str) -> String {
+    let mut url = String::from("https://counter-shard");
+    url.push_str(path);
+    url
 }
 
 /// Sends one request to a shard; `body` is JSON for POST, `None` for GET.
 pub async fn call(env: &Env, name: &str, path: &str, body: Option<String>) -> Result<Response> {
-    let binding = if Fault::from_env(env) == Some(Fault::CounterBinding) {
-        BROKEN_BINDING
-    } else {
-        BINDING
-    };
     let stub = env
-        .durable_object(binding)?
+        .durable_object(binding(env))?
         .id_from_name(name)?
         .get_stub()?;
     let mut init = RequestInit::new();
@@ -73,7 +88,7 @@ pub async fn call(env: &Env, name: &str, path: &str, body: Option<String>) -> Re
             init.with_method(Method::Get);
         }
     }
-    let req = Request::new_with_init(&format!("https://counter-shard{path}"), &init)?;
+    let req = Request::new_with_init(&url(path), &init)?;
     stub.fetch_with_request(req).await
 }
 

@@ -1,7 +1,7 @@
 //! bpm-edge's visitor worker: the only code on the site's route. It
 //! forwards every visitor request to the origin untouched (`proxy`),
 //! classifies it with the compiled config, and batches the counts to the
-//! counter shards (`flush`), whose Durable Object class lives in the
+//! counter shards (`pending`), whose Durable Object class lives in the
 //! control worker. Requests under the reserved prefix go, unread, to the
 //! control worker through the `BPM_CONTROL` service binding (`entry.mjs`).
 //!
@@ -12,15 +12,17 @@
 
 #![cfg(target_arch = "wasm32")]
 
-mod flush;
+mod pending;
 mod proxy;
 
 use worker::wasm_bindgen::prelude::*;
 
 /// Run by `entry.mjs` when the module is evaluated (the isolate's start-up,
-/// outside any request): reads the compiled config and builds the
-/// isolate's classifier, so that a visitor's first request does not.
+/// outside any request) with the worker's `env`: reads the compiled config
+/// (building the isolate's classifier) and the vars, so that a visitor's
+/// first request does not.
 #[wasm_bindgen(js_name = warmUp)]
-pub fn warm_up() {
+pub fn warm_up(env: worker::Env) {
     let _ = bpm_edge_shell::classifier();
+    proxy::read_settings(&env);
 }

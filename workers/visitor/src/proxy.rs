@@ -2,7 +2,8 @@
 //! (method, headers, streamed body, manual redirects) and returns the
 //! origin's response as it came: the runtime's own response object, never
 //! rebuilt, so its status, headers and body stream reach the visitor as they
-//! are; then schedules counting.
+//! are. Once the origin has answered, `count` classifies the request and
+//! records its hits (`pending` holds what that leaves to do).
 //!
 //! bpm-edge's own session cookie (scoped to the prefix, but a browser may
 //! still send it) is taken out of what is forwarded.
@@ -17,14 +18,16 @@
 //! (see `visitors`).
 //!
 //! The request's URL is read once and split, not parsed; `ORIGIN_URL` and
-//! `BPM_COUNTING` are read once per isolate (vars only change with a new
-//! deployment, which starts new isolates).
+//! `BPM_COUNTING` are read once per isolate, at its start-up (vars only
+//! change with a new deployment, which starts new isolates).
 
-use crate::flush;
+use crate::pending::{self, CountWork};
 use bpm_edge::auth::{without_session_cookie, SESSION_COOKIE};
 use bpm_edge::count::agent::CfSignals;
 use bpm_edge::count::classify::{Classifier, RequestFacts, ResponseFacts};
+use bpm_edge::count::pending::{CountedRequest, Visitor};
 use bpm_edge::count::target::{is_own_path, origin_base, split_url};
+use bpm_edge::count::visitors::salt_day;
 use std::cell::OnceCell;
 use std::rc::Rc;
 use worker::js_sys::{self, Promise};
@@ -66,13 +69,21 @@ thread_local! {
     static SETTINGS: OnceCell<Settings> = const { OnceCell::new() };
 }
 
+/// Reads the vars once, from the isolate's `env` at start-up (`warmUp`),
+/// or else from the first request's.
+pub fn read_settings(env: &Env) {
+    SETTINGS.with(|cell| {
+        cell.get_or_init(|| Settings::read(env));
+    });
+}
+
 /// One visitor request on its way to the origin. The entry
 /// (`entry.mjs`) drives it with plain promise callbacks, so no Rust future
 /// (and none of wasm-bindgen's executor, which the CPU benchmark's profile
 /// put at about a third of the request's CPU) runs per request:
-/// `startVisit` → [`Visit::forward`] → [`Visit::answer`] or
-/// [`Visit::unreachable`]. Each call is synchronous; `answer` and
-/// `unreachable` consume the visit.
+/// `startVisit` → [`Visit::forward`] → [`Visit::count`] then
+/// [`Visit::answer`], or [`Visit::unreachable`]. Each call is synchronous;
+/// `answer` and `unreachable` consume the visit.
 #[wasm_bindgen]
 pub struct Visit {
     req: web_sys::Request,
@@ -121,22 +132,25 @@ impl Visit {
         }
     }
 
+    /// Classifies the request with the origin's `response` (its real
+    /// status, also when the visitor gets a `502` for it) and records its
+    /// hits: the work the request's `wait_until` must run, if any. Counts
+    /// once; `undefined` when counting is off or nothing is counted.
+    pub fn count(&mut self, response: &web_sys::Response) -> Option<CountWork> {
+        let classifier = self.classifier.take()?;
+        self.record(&classifier, response)
+    }
+
     /// What the visitor gets for the origin's `response`: the response
-    /// itself, or a `502` when its status cannot be passed on. Schedules
-    /// counting (on the origin's real status) either way.
+    /// itself, or a `502` when its status cannot be passed on.
     pub fn answer(self, response: web_sys::Response) -> Result<web_sys::Response> {
         let status = response.status();
-        let reply = if status == 101 || (200..=599).contains(&status) {
-            // A second handle to the same object (not `Response.clone()`,
-            // which would tee the body).
-            Clone::clone(&response)
-        } else {
-            bad_gateway(&format!(
-                "bpm-edge: the origin answered status {status}, which cannot be passed on"
-            ))?
-        };
-        self.count(&response);
-        Ok(reply)
+        if status == 101 || (200..=599).contains(&status) {
+            return Ok(response);
+        }
+        bad_gateway(&format!(
+            "bpm-edge: the origin answered status {status}, which cannot be passed on"
+        ))
     }
 
     /// The `502` for an origin that could not be reached; nothing is counted.
@@ -174,7 +188,7 @@ impl Visit {
             let s = cell.get_or_init(|| Settings::read(&self.env));
             s.origin
                 .as_ref()
-                .map(|base| (base.as_ref().map(|b| format!("{b}{target}")), s.counting))
+                .map(|base| (base.as_ref().map(|b| [b, target].concat()), s.counting))
                 .map_err(|msg| *msg)
         })?;
         if origin_url.is_none() {
@@ -200,15 +214,12 @@ impl Visit {
             .map_err(|_| "bpm-edge: the request could not be forwarded")
     }
 
-    /// Classifies the request with the origin's `response` and records its
-    /// hits; a driver or salt fetch it gets runs in its `wait_until`.
-    fn count(self, response: &web_sys::Response) {
-        let Some(classifier) = self.classifier else {
-            return;
-        };
-        let Some((host, target)) = split_url(&self.url) else {
-            return;
-        };
+    /// Out of line, so that a request that counts nothing (counting off)
+    /// does not compile it: a WebAssembly function is compiled when first
+    /// called.
+    #[inline(never)]
+    fn record(&self, classifier: &Classifier, response: &web_sys::Response) -> Option<CountWork> {
+        let (host, target) = split_url(&self.url)?;
         let now = js_sys::Date::now();
         let headers = self.req.headers();
         let header = |name: &str| headers.get(name).ok().flatten();
@@ -233,7 +244,7 @@ impl Visit {
         let mut hits = Vec::new();
         classifier.classify(&request_facts, &response_facts, &mut hits);
         if hits.is_empty() {
-            return;
+            return None;
         }
         // Cloudflare's bot signals are read only for a request that hits a
         // metric, and can only change its hits when they say "automated".
@@ -246,13 +257,17 @@ impl Visit {
         // `CF-Connecting-IP`: hashed for unique visitors, never stored.
         let visitor = header("cf-connecting-ip")
             .filter(|ip| !ip.trim().is_empty())
-            .map(|ip| flush::Visitor {
+            .map(|ip| Visitor {
                 ip,
                 user_agent: user_agent.unwrap_or_default(),
             });
-        if let Some(work) = flush::record(&self.env, &classifier, at_secs, hits, visitor) {
-            self.ctx.wait_until(work);
-        }
+        let request = CountedRequest {
+            at_secs,
+            salt_day: salt_day(&classifier.config().time, at_secs),
+            hits,
+            visitor,
+        };
+        pending::record(&self.env, classifier, request)
     }
 }
 
