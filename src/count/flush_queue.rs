@@ -275,7 +275,6 @@ impl FlushQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::count::tally::Row;
 
     const POLICY: FlushPolicy = FlushPolicy {
         window_ms: 20_000,
@@ -298,15 +297,6 @@ mod tests {
         FlushQueue::new(POLICY, "iso".into(), vec!["a".into()])
     }
 
-    fn counted(flush: &Flush) -> u64 {
-        flush
-            .rows
-            .iter()
-            .filter(|r| r.dim() == "count")
-            .map(Row::n)
-            .sum()
-    }
-
     fn sent(step: Step) -> Flush {
         match step {
             Step::Send(f) => f,
@@ -325,7 +315,7 @@ mod tests {
         // Sleeps until the window closes, then sends all ten at once.
         assert_eq!(q.step(&d, 1_000), Step::Sleep(21_000));
         let f = sent(q.step(&d, 21_000));
-        assert_eq!((f.id.as_str(), f.requests, counted(&f)), ("iso-0", 10, 10));
+        assert_eq!((f.id.as_str(), f.requests, f.counted()), ("iso-0", 10, 10));
         q.acknowledged(&f.id);
         assert_eq!(q.step(&d, 21_010), Step::Done);
         assert_eq!(q.at_risk(), 0);
@@ -365,7 +355,7 @@ mod tests {
         let again = sent(q.step(&d, 25_250));
         assert_eq!(again, f);
         assert_eq!(
-            counted(&again),
+            again.counted(),
             2,
             "the new request is not in the resent batch"
         );
@@ -403,7 +393,7 @@ mod tests {
         assert_eq!(q.step(&d2, 90_001), Step::Sleep(110_000));
         let next = sent(q.step(&d2, 110_000));
         assert_ne!(next.id, f.id);
-        assert_eq!(counted(&next), 1);
+        assert_eq!(next.counted(), 1);
         q.acknowledged(&next.id);
         assert_eq!(q.step(&d2, 110_001), Step::Done);
         assert_eq!(q.at_risk(), 0);
@@ -486,7 +476,7 @@ mod tests {
                     if sends % 3 == 0 && q.attempts() == 1 {
                         q.failed(&f.id, now);
                     } else {
-                        delivered += counted(&f);
+                        delivered += f.counted();
                         q.acknowledged(&f.id);
                     }
                 }
@@ -496,7 +486,7 @@ mod tests {
             now += 1_000;
             for d in &drivers {
                 if let Step::Send(f) = q.step(d, now) {
-                    delivered += counted(&f);
+                    delivered += f.counted();
                     q.acknowledged(&f.id);
                 }
             }

@@ -252,7 +252,6 @@ mod tests {
     use super::*;
     use crate::count::agent::AgentKind;
     use crate::count::flush_queue::{FlushPolicy, DRIVER_LIFE_MS};
-    use crate::count::tally::Row;
     use crate::count::visitors::SALT_LEN;
 
     const WINDOW_MS: u64 = 10_000;
@@ -290,6 +289,21 @@ mod tests {
         Salt::new([9; SALT_LEN])
     }
 
+    /// A fresh isolate's cache (holding `cached`, if given) and queue, and
+    /// the pending count `request` leaves in them.
+    fn started(
+        request: CountedRequest,
+        cached: Option<Salt>,
+    ) -> (SaltCache, FlushQueue, PendingCount) {
+        let (mut salts, mut q) = (SaltCache::default(), queue());
+        if let Some(salt) = cached {
+            salts.fetched(DAY, salt);
+        }
+        let pending = PendingCount::start(request, "shop", &salts, &mut q, 0)
+            .expect("the generation's first request has work left");
+        (salts, q, pending)
+    }
+
     /// Runs `pending` to the end: sleeps pass, every send is acknowledged,
     /// every salt fetch answers `salt`. The batches sent, in order.
     fn run(
@@ -318,15 +332,6 @@ mod tests {
         !flush.sketches.is_empty()
     }
 
-    fn counted(flush: &Flush) -> u64 {
-        flush
-            .rows
-            .iter()
-            .filter(|r| r.dim() == "count")
-            .map(Row::n)
-            .sum()
-    }
-
     #[test]
     fn a_request_without_a_visitor_is_recorded_at_once_and_drives_its_batch() {
         let (mut salts, mut q) = (SaltCache::default(), queue());
@@ -340,7 +345,7 @@ mod tests {
         let (sent, last) = run(&mut pending, WINDOW_MS, &mut salts, &mut q, None);
         assert_eq!(last, Action::Done);
         assert_eq!(sent.len(), 1);
-        assert_eq!(counted(&sent[0]), 1);
+        assert_eq!(sent[0].counted(), 1);
         assert_eq!(q.at_risk(), 0);
     }
 
@@ -354,19 +359,14 @@ mod tests {
 
     #[test]
     fn a_cached_salt_hashes_the_visitor_without_waiting() {
-        let (mut salts, mut q) = (SaltCache::default(), queue());
-        salts.fetched(DAY, salt());
-        let mut pending =
-            PendingCount::start(request(true, true), "shop", &salts, &mut q, 0).unwrap();
+        let (mut salts, mut q, mut pending) = started(request(true, true), Some(salt()));
         let (sent, _) = run(&mut pending, 0, &mut salts, &mut q, None);
         assert!(has_visitor_sketch(&sent[0]));
     }
 
     #[test]
     fn a_missing_salt_is_fetched_first_then_the_hits_are_recorded_with_the_visitor() {
-        let (mut salts, mut q) = (SaltCache::default(), queue());
-        let mut pending =
-            PendingCount::start(request(true, true), "shop", &salts, &mut q, 0).unwrap();
+        let (mut salts, mut q, mut pending) = started(request(true, true), None);
         assert_eq!(q.at_risk(), 0, "nothing recorded before the salt");
         assert_eq!(pending.next(0, &mut salts, &mut q), Action::FetchSalt(DAY));
         pending.salt_answered(3, Some(salt()), &mut salts);
@@ -383,20 +383,16 @@ mod tests {
 
     #[test]
     fn a_failed_salt_fetch_still_records_the_hits_without_a_visitor() {
-        let (mut salts, mut q) = (SaltCache::default(), queue());
-        let mut pending =
-            PendingCount::start(request(true, true), "shop", &salts, &mut q, 0).unwrap();
+        let (mut salts, mut q, mut pending) = started(request(true, true), None);
         let (sent, last) = run(&mut pending, 0, &mut salts, &mut q, None);
         assert_eq!(last, Action::Done);
-        assert_eq!(counted(&sent[0]), 1);
+        assert_eq!(sent[0].counted(), 1);
         assert!(!has_visitor_sketch(&sent[0]));
     }
 
     #[test]
     fn a_request_waits_for_another_requests_fetch_then_uses_its_salt() {
-        let (mut salts, mut q) = (SaltCache::default(), queue());
-        let mut first =
-            PendingCount::start(request(true, true), "shop", &salts, &mut q, 0).unwrap();
+        let (mut salts, mut q, mut first) = started(request(true, true), None);
         let mut second =
             PendingCount::start(request(true, true), "shop", &salts, &mut q, 0).unwrap();
         assert_eq!(first.next(0, &mut salts, &mut q), Action::FetchSalt(DAY));
@@ -410,14 +406,12 @@ mod tests {
         assert_eq!(first.next(20, &mut salts, &mut q), Action::Sleep(WINDOW_MS));
         assert_eq!(second.next(50, &mut salts, &mut q), Action::Done);
         let (sent, _) = run(&mut first, 20 + WINDOW_MS, &mut salts, &mut q, None);
-        assert_eq!(counted(&sent[0]), 2);
+        assert_eq!(sent[0].counted(), 2);
     }
 
     #[test]
     fn a_request_stops_waiting_for_a_slow_fetch_and_counts_without_a_visitor() {
-        let (mut salts, mut q) = (SaltCache::default(), queue());
-        let mut first =
-            PendingCount::start(request(true, true), "shop", &salts, &mut q, 0).unwrap();
+        let (mut salts, mut q, mut first) = started(request(true, true), None);
         let mut second =
             PendingCount::start(request(true, true), "shop", &salts, &mut q, 0).unwrap();
         assert_eq!(first.next(0, &mut salts, &mut q), Action::FetchSalt(DAY));
@@ -442,49 +436,44 @@ mod tests {
         assert_eq!(q.at_risk(), 1);
     }
 
-    #[test]
-    fn a_failed_send_is_retried_under_the_same_id() {
-        let (mut salts, mut q) = (SaltCache::default(), queue());
-        let mut pending =
-            PendingCount::start(request(true, false), "shop", &salts, &mut q, 0).unwrap();
+    /// A generation's batch, sent when its window has passed, then either
+    /// reported failed or not reported at all before asking again: the
+    /// first send, the backoff and the resend.
+    fn resent(report_failure: bool) -> (Flush, u64, Flush) {
+        let (mut salts, mut q, mut pending) = started(request(true, false), None);
         let Action::Send(first) = pending.next(WINDOW_MS, &mut salts, &mut q) else {
             panic!("the window has passed: send");
         };
-        pending.sent(WINDOW_MS, false, &mut q);
+        if report_failure {
+            pending.sent(WINDOW_MS, false, &mut q);
+        }
         let Action::Sleep(backoff) = pending.next(WINDOW_MS, &mut salts, &mut q) else {
             panic!("a failed send backs off");
         };
         let Action::Send(again) = pending.next(WINDOW_MS + backoff, &mut salts, &mut q) else {
             panic!("then retries");
         };
+        (first, backoff, again)
+    }
+
+    #[test]
+    fn a_failed_send_is_retried_under_the_same_id() {
+        let (first, _, again) = resent(true);
         assert_eq!(again.id, first.id);
     }
 
     #[test]
     fn an_unreported_send_counts_as_failed_not_in_flight() {
-        let (mut salts, mut q) = (SaltCache::default(), queue());
-        let mut pending =
-            PendingCount::start(request(true, false), "shop", &salts, &mut q, 0).unwrap();
-        let Action::Send(first) = pending.next(WINDOW_MS, &mut salts, &mut q) else {
-            panic!("send");
-        };
         // The shell asks again without reporting: the batch is retried after
         // a backoff instead of waiting out a stale in-flight mark.
-        let Action::Sleep(backoff) = pending.next(WINDOW_MS, &mut salts, &mut q) else {
-            panic!("backs off");
-        };
+        let (first, backoff, again) = resent(false);
         assert!(backoff < 1_000, "backoff {backoff} ms");
-        let Action::Send(again) = pending.next(WINDOW_MS + backoff, &mut salts, &mut q) else {
-            panic!("retries");
-        };
         assert_eq!(again.id, first.id);
     }
 
     #[test]
     fn a_driver_past_its_life_leaves_the_batch_for_the_next_request() {
-        let (mut salts, mut q) = (SaltCache::default(), queue());
-        let mut pending =
-            PendingCount::start(request(true, false), "shop", &salts, &mut q, 0).unwrap();
+        let (mut salts, mut q, mut pending) = started(request(true, false), None);
         assert_eq!(
             pending.next(DRIVER_LIFE_MS, &mut salts, &mut q),
             Action::OutOfTime
@@ -498,9 +487,7 @@ mod tests {
 
     #[test]
     fn late_or_repeated_reports_change_nothing() {
-        let (mut salts, mut q) = (SaltCache::default(), queue());
-        let mut pending =
-            PendingCount::start(request(true, false), "shop", &salts, &mut q, 0).unwrap();
+        let (mut salts, mut q, mut pending) = started(request(true, false), None);
         pending.salt_answered(0, Some(salt()), &mut salts);
         assert_eq!(salts.ready(DAY), None, "no fetch was outstanding");
         pending.sent(0, true, &mut q);

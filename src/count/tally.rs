@@ -150,6 +150,17 @@ pub struct Flush {
     pub sketches: Vec<SketchRow>,
 }
 
+impl Flush {
+    /// The counted hits the batch carries (its `count` rows).
+    pub fn counted(&self) -> u64 {
+        self.rows
+            .iter()
+            .filter(|r| r.dim() == "count")
+            .map(Row::n)
+            .sum()
+    }
+}
+
 impl From<Batch> for Flush {
     fn from(batch: Batch) -> Self {
         let Batch { id, requests, rows } = batch;
