@@ -1,8 +1,9 @@
 //! The `bpm-edge` command-line tool: native helpers around the same core the
 //! worker runs. `check-config` validates a configuration the way the worker
 //! build does and prints one `file:line:col: field: message` line per error;
-//! `backtest` runs the drop detector causally through a recorded series and
-//! prints one JSON object per alert state change.
+//! `backtest` runs the configured rules over an access log (or the bare
+//! drop detector over a recorded series) causally and prints one JSON
+//! object per alert state change.
 
 #[cfg(not(target_arch = "wasm32"))]
 fn main() {
@@ -22,6 +23,9 @@ mod cli {
 
     const USAGE: &str = "usage:
   bpm-edge check-config [FILE]                       validate a config (default: bpm.toml)
+  bpm-edge backtest --log access.log[.gz] [--config bpm.toml] [--rule NAME] [--from T] [--to T]
+                   [--format combined|common] [--host HOST]
+                                                     run the configured rules over an access log
   bpm-edge backtest --series FILE.csv [--step 15m] [--severity critical|warning]
                                                      replay a NAB-format series through the detector
   bpm-edge replay --log access.log[.gz] [--config bpm.toml] [--format combined|common] [--host HOST]
@@ -82,6 +86,9 @@ mod cli {
     }
 
     fn backtest_cmd(args: &[String]) -> i32 {
+        if args.iter().any(|a| a == "--log") {
+            return rules_backtest_cmd(args);
+        }
         let mut series = None;
         let mut step = None;
         let mut params = DetectorParams::critical();
@@ -155,6 +162,139 @@ mod cli {
         0
     }
 
+    /// `backtest --log`: the configured rules over a replayed access log.
+    fn rules_backtest_cmd(args: &[String]) -> i32 {
+        use bpm_edge::history::replay::LogFormat;
+        use bpm_edge::history::rule_backtest;
+        use bpm_edge::time::{format_time, parse_rfc3339};
+
+        let mut log = None;
+        let mut config = "bpm.toml".to_string();
+        let mut format = LogFormat::Combined;
+        let mut host = None;
+        let mut rule = None;
+        let (mut from, mut to) = (None, None);
+        let mut it = args.iter();
+        while let Some(arg) = it.next() {
+            let mut value = || it.next().cloned();
+            match arg.as_str() {
+                "--log" => log = value(),
+                "--config" => match value() {
+                    Some(c) => config = c,
+                    None => return usage_error("--config takes a file"),
+                },
+                "--host" => host = value(),
+                "--rule" => rule = value(),
+                "--format" => match value().as_deref() {
+                    Some("combined") => format = LogFormat::Combined,
+                    Some("common") => format = LogFormat::Common,
+                    _ => return usage_error("--format is combined or common"),
+                },
+                "--from" | "--to" => {
+                    let Some(t) = value().as_deref().and_then(parse_rfc3339) else {
+                        return usage_error(&format!("{arg} takes an RFC 3339 time"));
+                    };
+                    if arg == "--from" {
+                        from = Some(t);
+                    } else {
+                        to = Some(t);
+                    }
+                }
+                other => return usage_error(&format!("unknown argument {other:?}")),
+            }
+        }
+        let Some(log) = log else {
+            return usage_error("--log FILE is required");
+        };
+        let cfg = match read_config(&config) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("{e}");
+                return 1;
+            }
+        };
+        if let Some(name) = &rule {
+            if !cfg.alerts.iter().any(|r| &r.name == name) {
+                eprintln!("{config}: no [[alert]] named {name:?}");
+                return 1;
+            }
+        }
+        let replay = match replay_log(&log, &cfg, format, host) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("{e}");
+                return 1;
+            }
+        };
+        let result = rule_backtest::run(&cfg, &replay.counts, rule.as_deref(), (from, to), &[]);
+        let mut out = std::io::stdout().lock();
+        for h in &result.history {
+            let line = serde_json::to_string(h).unwrap_or_default();
+            if writeln!(out, "{line}").is_err() {
+                return 0;
+            }
+        }
+        eprintln!(
+            "{log}: {} lines ({} malformed), judged {} .. {}",
+            replay.lines,
+            replay.malformed,
+            format_time(result.from),
+            format_time(result.to)
+        );
+        if !result.not_judged.is_empty() {
+            eprintln!("not judged: {}", result.not_judged.join(", "));
+        }
+        eprintln!("| rule | metric | fired | resolved | lasted | lowest ratio |");
+        eprintln!("|---|---|---|---|---|---|");
+        for e in result.episodes() {
+            eprintln!(
+                "| {} | {} | {} | {} | {} | {} |",
+                e.rule,
+                e.metric,
+                format_time(e.fired),
+                e.resolved
+                    .map_or_else(|| "still firing".into(), format_time),
+                e.resolved.map_or_else(
+                    || "-".into(),
+                    |r| bpm_edge::time::duration_label(r - e.fired)
+                ),
+                e.lowest_ratio
+                    .map_or_else(|| "-".into(), |r| format!("{r:.2}"))
+            );
+        }
+        0
+    }
+
+    fn read_config(path: &str) -> Result<bpm_edge::config::Config, String> {
+        std::fs::read_to_string(path)
+            .map_err(|e| format!("{path}: cannot read: {e}"))
+            .and_then(|t| parse_toml(&t, path).map_err(|e| e.to_string()))
+    }
+
+    /// Classifies every line of `log` (gzip or plain) with `cfg`.
+    fn replay_log(
+        log: &str,
+        cfg: &bpm_edge::config::Config,
+        format: bpm_edge::history::replay::LogFormat,
+        host: Option<String>,
+    ) -> Result<bpm_edge::history::replay::Replay, String> {
+        use bpm_edge::count::classify::Classifier;
+        use std::io::BufRead;
+        let host = host
+            .or_else(|| cfg.site.hosts.first().cloned())
+            .unwrap_or_else(|| "localhost".into());
+        let classifier = Classifier::new(cfg.clone());
+        let reader = open_maybe_gzip(log).map_err(|e| format!("{log}: cannot read: {e}"))?;
+        let mut replay = bpm_edge::history::replay::Replay::default();
+        let mut hits = Vec::new();
+        for (i, line) in reader.split(b'\n').enumerate() {
+            let line = line.map_err(|e| format!("{log}: read error after line {i}: {e}"))?;
+            let text = String::from_utf8_lossy(&line);
+            replay.add_line(&classifier, format, &host, i as u64 + 1, &text, &mut hits);
+        }
+        Ok(replay)
+    }
+
     fn usage_error(msg: &str) -> i32 {
         eprintln!("{msg}\n{USAGE}");
         2
@@ -162,8 +302,7 @@ mod cli {
 
     fn replay_cmd(args: &[String]) -> i32 {
         use bpm_edge::count::classify::Classifier;
-        use bpm_edge::history::replay::{unreplayable_metrics, LogFormat, Replay};
-        use std::io::BufRead;
+        use bpm_edge::history::replay::{unreplayable_metrics, LogFormat};
 
         let mut log = None;
         let mut config = "bpm.toml".to_string();
@@ -190,40 +329,21 @@ mod cli {
         let Some(log) = log else {
             return usage_error("--log FILE is required");
         };
-        let cfg = match std::fs::read_to_string(&config)
-            .map_err(|e| format!("{config}: cannot read: {e}"))
-            .and_then(|t| parse_toml(&t, &config).map_err(|e| e.to_string()))
-        {
+        let cfg = match read_config(&config) {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("{e}");
                 return 1;
             }
         };
-        let host = host
-            .or_else(|| cfg.site.hosts.first().cloned())
-            .unwrap_or_else(|| "localhost".into());
-        let classifier = Classifier::new(cfg);
-        let reader: Box<dyn BufRead> = match open_maybe_gzip(&log) {
+        let replay = match replay_log(&log, &cfg, format, host) {
             Ok(r) => r,
             Err(e) => {
-                eprintln!("{log}: cannot read: {e}");
+                eprintln!("{e}");
                 return 1;
             }
         };
-        let mut replay = Replay::default();
-        let mut hits = Vec::new();
-        for (i, line) in reader.split(b'\n').enumerate() {
-            let line = match line {
-                Ok(l) => l,
-                Err(e) => {
-                    eprintln!("{log}: read error after line {i}: {e}");
-                    return 1;
-                }
-            };
-            let text = String::from_utf8_lossy(&line);
-            replay.add_line(&classifier, format, &host, i as u64 + 1, &text, &mut hits);
-        }
+        let classifier = Classifier::new(cfg);
         if std::io::stdout()
             .lock()
             .write_all(replay.to_csv().as_bytes())

@@ -90,7 +90,7 @@ pub fn instant_series(
     t: i64,
 ) -> SeriesSet {
     let bucket = bucket_start(t);
-    let mut series = series_set(cache, metrics, bucket - SERIES_RETENTION_SECS, bucket);
+    let mut series = bucket_series(cache, metrics, bucket);
     add_minutes(&mut series, minutes, t);
     if t == bucket {
         if let Some(w) = watches.filter(|w| w.refreshed_to >= t) {
@@ -106,6 +106,13 @@ pub fn instant_series(
         }
     }
     series
+}
+
+/// The 5-minute series every instant of the bucket that ends at `bucket`
+/// judges (as far back as they are kept), without the minutes
+/// ([`add_minutes`] adds those of an instant) or the `by` rules' values.
+pub fn bucket_series(cache: &BucketCache, metrics: &[String], bucket: i64) -> SeriesSet {
+    series_set(cache, metrics, bucket - SERIES_RETENTION_SECS, bucket)
 }
 
 /// The `by` rules and their splits, in config order.
