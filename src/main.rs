@@ -24,11 +24,11 @@ mod cli {
     const USAGE: &str = "usage:
   bpm-edge check-config [FILE]                       validate a config (default: bpm.toml)
   bpm-edge backtest --log access.log[.gz] [--config bpm.toml] [--rule NAME] [--from T] [--to T]
-                   [--format combined|common] [--host HOST]
+                   [--format combined|common|logpush] [--host HOST]
                                                      run the configured rules over an access log
   bpm-edge backtest --series FILE.csv [--step 15m] [--severity critical|warning]
                                                      replay a NAB-format series through the detector
-  bpm-edge replay --log access.log[.gz] [--config bpm.toml] [--format combined|common] [--host HOST]
+  bpm-edge replay --log access.log[.gz] [--config bpm.toml] [--format combined|common|logpush] [--host HOST]
                                                      per-minute metric counts (CSV) from an access log";
 
     pub fn run(args: Vec<String>) -> i32 {
@@ -188,7 +188,8 @@ mod cli {
                 "--format" => match value().as_deref() {
                     Some("combined") => format = LogFormat::Combined,
                     Some("common") => format = LogFormat::Common,
-                    _ => return usage_error("--format is combined or common"),
+                    Some("logpush") => format = LogFormat::Logpush,
+                    _ => return usage_error("--format is combined, common or logpush"),
                 },
                 "--from" | "--to" => {
                     let Some(t) = value().as_deref().and_then(parse_rfc3339) else {
@@ -321,7 +322,8 @@ mod cli {
                 "--format" => match value().as_deref() {
                     Some("combined") => format = LogFormat::Combined,
                     Some("common") => format = LogFormat::Common,
-                    _ => return usage_error("--format is combined or common"),
+                    Some("logpush") => format = LogFormat::Logpush,
+                    _ => return usage_error("--format is combined, common or logpush"),
                 },
                 other => return usage_error(&format!("unknown argument {other:?}")),
             }
@@ -384,10 +386,12 @@ mod cli {
         }
         let blind = unreplayable_metrics(&classifier);
         if !blind.is_empty() {
-            eprintln!(
-                "note: access logs have no Location header, so these metrics cannot be replayed: {}",
-                blind.join(", ")
-            );
+            let why = if format == LogFormat::Logpush {
+                "these metrics need the Location response header (a Logpush job's ResponseHeaders field)"
+            } else {
+                "access logs have no Location header, so these metrics cannot be replayed"
+            };
+            eprintln!("note: {why}: {}", blind.join(", "));
         }
         0
     }

@@ -1,4 +1,5 @@
-//! Offline and imported history: `accesslog` reads web server logs,
+//! Offline and imported history: `accesslog` reads web server logs and
+//! `logpush` Cloudflare's Logpush records,
 //! `replay` counts them as the worker would, `backfill` imports counts,
 //! `backtest` replays the detector over a series exactly as the worker
 //! judges it, `rule_backtest` runs the configured rules' ticks over
@@ -8,6 +9,7 @@
 pub mod accesslog;
 pub mod backfill;
 pub mod backtest;
+pub mod logpush;
 pub mod replay;
 pub mod rule_backtest;
 #[cfg(not(target_arch = "wasm32"))]

@@ -5,12 +5,14 @@
 //!
 //! Access logs carry neither the `Location` header nor the latency: a rule
 //! with a `location` condition cannot match a logged request, and the replay
-//! says which metrics are affected. Malformed lines are counted, never fatal.
+//! says which metrics are affected (a Logpush job that logs the `Location`
+//! response header lifts that). Malformed lines are counted, never fatal.
 
 use crate::config::MetricKind;
 use crate::count::agent::AgentKind;
 use crate::count::classify::{Classifier, Hit};
 use crate::history::accesslog::LogLine;
+use crate::history::logpush::LogpushRecord;
 use crate::time::Resolution;
 use chrono::DateTime;
 use std::collections::BTreeMap;
@@ -36,6 +38,10 @@ pub enum LogFormat {
     Combined,
     /// Without them: every request is taken for a browser's.
     Common,
+    /// Cloudflare Logpush `http_requests` records, one JSON object a line
+    /// (see `logpush`): with the host, bot signals, latency and, when the
+    /// job logs it, the `Location` header.
+    Logpush,
 }
 
 /// Stands in for the user agent the common format does not log.
@@ -56,8 +62,25 @@ impl Replay {
         hits: &mut Vec<Hit>,
     ) {
         self.lines += 1;
-        let parsed = LogLine::parse(line).and_then(|l| Some((log_time(l.time)?, l)));
-        let Some((at, log)) = parsed else {
+        hits.clear();
+        let at = match format {
+            LogFormat::Logpush => LogpushRecord::parse(line).and_then(|r| {
+                let at = r.at_secs()?;
+                classifier.classify(&r.request_facts(host), &r.response_facts(), hits);
+                Some(at)
+            }),
+            LogFormat::Combined | LogFormat::Common => LogLine::parse(line).and_then(|l| {
+                let at = log_time(l.time)?;
+                let mut facts = l.request_facts(host);
+                if format == LogFormat::Common {
+                    facts.referer = None;
+                    facts.user_agent = Some(COMMON_FORMAT_AGENT);
+                }
+                classifier.classify(&facts, &l.response_facts(), hits);
+                Some(at)
+            }),
+        };
+        let Some(at) = at else {
             if !line.trim().is_empty() {
                 self.malformed += 1;
                 if self.malformed_examples.len() < EXAMPLES {
@@ -66,13 +89,6 @@ impl Replay {
             }
             return;
         };
-        hits.clear();
-        let mut facts = log.request_facts(host);
-        if format == LogFormat::Common {
-            facts.referer = None;
-            facts.user_agent = Some(COMMON_FORMAT_AGENT);
-        }
-        classifier.classify(&facts, &log.response_facts(), hits);
         let minute = Resolution::Minute.floor(at);
         for hit in hits.iter() {
             let Some(m) = classifier.config().metrics.get(hit.metric) else {
