@@ -164,33 +164,22 @@ mod cli {
 
     /// `backtest --log`: the configured rules over a replayed access log.
     fn rules_backtest_cmd(args: &[String]) -> i32 {
-        use bpm_edge::history::replay::LogFormat;
         use bpm_edge::history::rule_backtest;
         use bpm_edge::time::{format_time, parse_rfc3339};
 
-        let mut log = None;
-        let mut config = "bpm.toml".to_string();
-        let mut format = LogFormat::Combined;
-        let mut host = None;
+        let mut input = LogInput::default();
         let mut rule = None;
         let (mut from, mut to) = (None, None);
         let mut it = args.iter();
         while let Some(arg) = it.next() {
             let mut value = || it.next().cloned();
+            match input.take(arg, &mut value) {
+                Taken::Yes => continue,
+                Taken::Bad(msg) => return usage_error(&msg),
+                Taken::No => {}
+            }
             match arg.as_str() {
-                "--log" => log = value(),
-                "--config" => match value() {
-                    Some(c) => config = c,
-                    None => return usage_error("--config takes a file"),
-                },
-                "--host" => host = value(),
                 "--rule" => rule = value(),
-                "--format" => match value().as_deref() {
-                    Some("combined") => format = LogFormat::Combined,
-                    Some("common") => format = LogFormat::Common,
-                    Some("logpush") => format = LogFormat::Logpush,
-                    _ => return usage_error("--format is combined, common or logpush"),
-                },
                 "--from" | "--to" => {
                     let Some(t) = value().as_deref().and_then(parse_rfc3339) else {
                         return usage_error(&format!("{arg} takes an RFC 3339 time"));
@@ -204,15 +193,15 @@ mod cli {
                 other => return usage_error(&format!("unknown argument {other:?}")),
             }
         }
-        let Some(log) = log else {
-            return usage_error("--log FILE is required");
-        };
-        let cfg = match read_config(&config) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("{e}");
-                return 1;
-            }
+        let Replayed {
+            log,
+            config,
+            cfg,
+            replay,
+            ..
+        } = match input.replay() {
+            Ok(r) => r,
+            Err(code) => return code,
         };
         if let Some(name) = &rule {
             if !cfg.alerts.iter().any(|r| &r.name == name) {
@@ -220,13 +209,6 @@ mod cli {
                 return 1;
             }
         }
-        let replay = match replay_log(&log, &cfg, format, host) {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("{e}");
-                return 1;
-            }
-        };
         let result = rule_backtest::run(&cfg, &replay.counts, rule.as_deref(), (from, to), &[]);
         let mut out = std::io::stdout().lock();
         for h in &result.history {
@@ -264,6 +246,85 @@ mod cli {
             );
         }
         0
+    }
+
+    /// The arguments `replay` and `backtest --log` share.
+    struct LogInput {
+        log: Option<String>,
+        config: String,
+        format: bpm_edge::history::replay::LogFormat,
+        host: Option<String>,
+    }
+
+    impl Default for LogInput {
+        fn default() -> Self {
+            LogInput {
+                log: None,
+                config: "bpm.toml".into(),
+                format: bpm_edge::history::replay::LogFormat::Combined,
+                host: None,
+            }
+        }
+    }
+
+    /// Whether an argument was one of [`LogInput`]'s.
+    enum Taken {
+        Yes,
+        No,
+        Bad(String),
+    }
+
+    /// A log classified with a config.
+    struct Replayed {
+        log: String,
+        /// The config's path.
+        config: String,
+        cfg: bpm_edge::config::Config,
+        format: bpm_edge::history::replay::LogFormat,
+        replay: bpm_edge::history::replay::Replay,
+    }
+
+    impl LogInput {
+        /// Reads the config and replays the log; the exit code on failure
+        /// (the reason is printed).
+        fn replay(self) -> Result<Replayed, i32> {
+            let Some(log) = self.log else {
+                return Err(usage_error("--log FILE is required"));
+            };
+            let fail = |e: String| {
+                eprintln!("{e}");
+                1
+            };
+            let cfg = read_config(&self.config).map_err(fail)?;
+            let replay = replay_log(&log, &cfg, self.format, self.host).map_err(fail)?;
+            Ok(Replayed {
+                log,
+                config: self.config,
+                cfg,
+                format: self.format,
+                replay,
+            })
+        }
+
+        fn take(&mut self, arg: &str, value: &mut dyn FnMut() -> Option<String>) -> Taken {
+            use bpm_edge::history::replay::LogFormat;
+            match arg {
+                "--log" => self.log = value(),
+                "--config" => match value() {
+                    Some(c) => self.config = c,
+                    None => return Taken::Bad("--config takes a file".into()),
+                },
+                "--host" => self.host = value(),
+                "--format" => match value().as_deref() {
+                    Some("combined") => self.format = LogFormat::Combined,
+                    Some("common") => self.format = LogFormat::Common,
+                    Some("logpush") => self.format = LogFormat::Logpush,
+                    _ => return Taken::Bad("--format is combined, common or logpush".into()),
+                },
+                _ => return Taken::No,
+            }
+            Taken::Yes
+        }
     }
 
     fn read_config(path: &str) -> Result<bpm_edge::config::Config, String> {
@@ -305,45 +366,25 @@ mod cli {
         use bpm_edge::count::classify::Classifier;
         use bpm_edge::history::replay::{unreplayable_metrics, LogFormat};
 
-        let mut log = None;
-        let mut config = "bpm.toml".to_string();
-        let mut format = LogFormat::Combined;
-        let mut host = None;
+        let mut input = LogInput::default();
         let mut it = args.iter();
         while let Some(arg) = it.next() {
             let mut value = || it.next().cloned();
-            match arg.as_str() {
-                "--log" => log = value(),
-                "--config" => match value() {
-                    Some(c) => config = c,
-                    None => return usage_error("--config takes a file"),
-                },
-                "--host" => host = value(),
-                "--format" => match value().as_deref() {
-                    Some("combined") => format = LogFormat::Combined,
-                    Some("common") => format = LogFormat::Common,
-                    Some("logpush") => format = LogFormat::Logpush,
-                    _ => return usage_error("--format is combined, common or logpush"),
-                },
-                other => return usage_error(&format!("unknown argument {other:?}")),
+            match input.take(arg, &mut value) {
+                Taken::Yes => {}
+                Taken::Bad(msg) => return usage_error(&msg),
+                Taken::No => return usage_error(&format!("unknown argument {arg:?}")),
             }
         }
-        let Some(log) = log else {
-            return usage_error("--log FILE is required");
-        };
-        let cfg = match read_config(&config) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("{e}");
-                return 1;
-            }
-        };
-        let replay = match replay_log(&log, &cfg, format, host) {
+        let Replayed {
+            log,
+            cfg,
+            format,
+            replay,
+            ..
+        } = match input.replay() {
             Ok(r) => r,
-            Err(e) => {
-                eprintln!("{e}");
-                return 1;
-            }
+            Err(code) => return code,
         };
         let classifier = Classifier::new(cfg);
         if std::io::stdout()

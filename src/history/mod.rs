@@ -3,7 +3,8 @@
 //! `replay` counts them as the worker would, `backfill` imports counts,
 //! `backtest` replays the detector over a series exactly as the worker
 //! judges it, `rule_backtest` runs the configured rules' ticks over
-//! replayed counts, and `synthetic` makes seeded series for tests and benchmarks
+//! replayed counts, `simulate` one rule, edited, over the alert object's
+//! stored series, and `synthetic` makes seeded series for tests and benchmarks
 //! (native only).
 
 pub mod accesslog;
@@ -12,5 +13,6 @@ pub mod backtest;
 pub mod logpush;
 pub mod replay;
 pub mod rule_backtest;
+pub mod simulate;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod synthetic;

@@ -53,54 +53,108 @@ pub struct Episode {
 impl RuleBacktest {
     /// Every rule's firing episodes, in time order.
     pub fn episodes(&self) -> Vec<Episode> {
-        let mut open: BTreeMap<String, Episode> = BTreeMap::new();
-        let mut pending_low: BTreeMap<String, f64> = BTreeMap::new();
-        let mut done = Vec::new();
-        for h in self.history.iter().filter(|h| h.to.is_some()) {
-            let ratio = h.window.as_ref().and_then(|w| w.ratio);
-            let key = h.rule.clone();
-            let lower = |a: Option<f64>, b: Option<f64>| match (a, b) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            match h.to {
-                Some(State::Pending) => {
-                    if let Some(r) = ratio {
-                        let slot = pending_low.entry(key).or_insert(r);
-                        *slot = slot.min(r);
-                    }
+        episodes(&self.history)
+    }
+}
+
+/// The firing episodes in `history` (state changes in time order), in
+/// time order.
+pub fn episodes(history: &[HistoryEntry]) -> Vec<Episode> {
+    let mut open: BTreeMap<String, Episode> = BTreeMap::new();
+    let mut pending_low: BTreeMap<String, f64> = BTreeMap::new();
+    let mut done = Vec::new();
+    for h in history.iter().filter(|h| h.to.is_some()) {
+        let ratio = h.window.as_ref().and_then(|w| w.ratio);
+        let key = h.rule.clone();
+        let lower = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        match h.to {
+            Some(State::Pending) => {
+                if let Some(r) = ratio {
+                    let slot = pending_low.entry(key).or_insert(r);
+                    *slot = slot.min(r);
                 }
-                Some(State::Firing) => {
-                    let low = lower(pending_low.remove(&key), ratio);
-                    match open.get_mut(&key) {
-                        Some(ep) => ep.lowest_ratio = lower(ep.lowest_ratio, low),
-                        None => {
-                            open.insert(
-                                key,
-                                Episode {
-                                    rule: h.rule.clone(),
-                                    metric: h.metric.clone(),
-                                    fired: h.at,
-                                    resolved: None,
-                                    lowest_ratio: low,
-                                },
-                            );
-                        }
-                    }
-                }
-                _ => {
-                    pending_low.remove(&key);
-                    if let Some(mut ep) = open.remove(&key) {
-                        ep.resolved = Some(h.at);
-                        done.push(ep);
+            }
+            Some(State::Firing) => {
+                let low = lower(pending_low.remove(&key), ratio);
+                match open.get_mut(&key) {
+                    Some(ep) => ep.lowest_ratio = lower(ep.lowest_ratio, low),
+                    None => {
+                        open.insert(
+                            key,
+                            Episode {
+                                rule: h.rule.clone(),
+                                metric: h.metric.clone(),
+                                fired: h.at,
+                                resolved: None,
+                                lowest_ratio: low,
+                            },
+                        );
                     }
                 }
             }
+            _ => {
+                pending_low.remove(&key);
+                if let Some(mut ep) = open.remove(&key) {
+                    ep.resolved = Some(h.at);
+                    done.push(ep);
+                }
+            }
         }
-        done.extend(open.into_values());
-        done.sort_by(|a, b| (a.fired, &a.rule).cmp(&(b.fired, &b.rule)));
-        done
     }
+    done.extend(open.into_values());
+    done.sort_by(|a, b| (a.fired, &a.rule).cmp(&(b.fired, &b.rule)));
+    done
+}
+
+/// When the simulated ticks run: every `every` seconds (a minute, as the
+/// cron; or a 5-minute bucket when there are no minute counts, as over the
+/// alert object's stored series) from `from`, until `to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticks {
+    pub from: i64,
+    pub to: i64,
+    pub every: i64,
+}
+
+/// Runs the ticks of `config`'s rules over the 5-minute buckets `cache`
+/// and the minutes `minutes` of `metrics`, with `silences` in force: the
+/// history lines of every state change and notification decision.
+pub fn judge(
+    config: &Config,
+    metrics: &[String],
+    cache: &BucketCache,
+    minutes: &MinuteCounts,
+    ticks: Ticks,
+    silences: &[Silence],
+) -> Vec<HistoryEntry> {
+    let mut book = AlertBook::new(config, Vec::new(), ticks.from);
+    let mut history = Vec::new();
+    let mut last_at = None;
+    let mut series = SeriesSet::default();
+    let mut built = None;
+    let every = ticks.every.max(MINUTE);
+    let mut tick = ticks.from.div_euclid(every) * every;
+    while tick < ticks.to {
+        // The tick that finds the period ending at `tick + every` complete.
+        let now = tick + every + COMPLETE_AFTER_SECS;
+        for t in evaluation_instants(last_at, now) {
+            let bucket = t.div_euclid(BUCKET_SECS) * BUCKET_SECS;
+            if built != Some(bucket) {
+                series = bucket_series(cache, metrics, bucket);
+                built = Some(bucket);
+            }
+            add_minutes(&mut series, minutes, t);
+            history.extend(book.evaluate(config, &series, t, &config.time));
+            last_at = Some(t);
+        }
+        let (_notices, notes) = book.notify(config, silences, now);
+        history.extend(notes);
+        tick += every;
+    }
+    history
 }
 
 /// Runs the rules of `config` (only `rule`, if given) over `counts`
@@ -137,29 +191,12 @@ pub fn run(
     let last = counts.keys().map(|(t, _)| *t).max().unwrap_or(0);
     let from = range.0.unwrap_or(first).div_euclid(MINUTE) * MINUTE;
     let to = range.1.unwrap_or(last + MINUTE);
-    let mut book = AlertBook::new(&config, Vec::new(), from);
-    let mut history = Vec::new();
-    let mut last_at = None;
-    let mut series = SeriesSet::default();
-    let mut built = None;
-    let mut minute = from;
-    while minute < to {
-        // The tick that finds `minute` complete.
-        let now = minute + MINUTE + COMPLETE_AFTER_SECS;
-        for t in evaluation_instants(last_at, now) {
-            let bucket = t.div_euclid(BUCKET_SECS) * BUCKET_SECS;
-            if built != Some(bucket) {
-                series = bucket_series(&cache, &metrics, bucket);
-                built = Some(bucket);
-            }
-            add_minutes(&mut series, &minutes, t);
-            history.extend(book.evaluate(&config, &series, t, &config.time));
-            last_at = Some(t);
-        }
-        let (_notices, notes) = book.notify(&config, silences, now);
-        history.extend(notes);
-        minute += MINUTE;
-    }
+    let ticks = Ticks {
+        from,
+        to,
+        every: MINUTE,
+    };
+    let history = judge(&config, &metrics, &cache, &minutes, ticks, silences);
     RuleBacktest {
         history,
         not_judged,

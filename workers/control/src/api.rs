@@ -50,6 +50,8 @@ pub const SECURITY_HEADERS: &[(&str, &str)] = &[
 /// Most bytes of a login body, and of a silence.
 const MAX_LOGIN_BYTES: usize = 4 * 1024;
 const MAX_SILENCE_BYTES: usize = 16 * 1024;
+/// The largest simulation request body: a rule name and a few fields.
+const MAX_SIMULATE_BYTES: usize = 4 * 1024;
 
 pub async fn handle(
     req: Request,
@@ -186,10 +188,16 @@ async fn route(
             alerts_object(Method::Post, &path, None).await
         }
         (Method::Post, "backfill") => backfill(req, env, config).await,
+        (Method::Post, "simulate") => {
+            let Some(body) = read_text(&mut req, MAX_SIMULATE_BYTES).await? else {
+                return json_error(413, "a simulation request is at most 4 KiB of JSON");
+            };
+            alerts_object(Method::Post, "/simulate", Some(body)).await
+        }
         (
             _,
             "metrics" | "series" | "uniques" | "stats" | "alerts" | "alerts/history" | "silences"
-            | "backfill" | "overview" | "referrals",
+            | "backfill" | "overview" | "referrals" | "simulate",
         ) => json_error(405, "method not allowed here"),
         _ => json_error(404, "no such API endpoint"),
     }

@@ -38,6 +38,7 @@ use bpm_edge::alert::ticks::{
 use bpm_edge::config::rules::{AlertRule, Split};
 use bpm_edge::config::Config;
 use bpm_edge::count::tally::Row;
+use bpm_edge::history::simulate::{simulate, SimulateRequest};
 use bpm_edge::report::alerts::{
     self as alerts_report, EnableAnswer, HistoryPage, HistoryQuery, SilenceList, SilenceView,
     StoredAlerts, TickAnswer,
@@ -186,6 +187,26 @@ impl DurableObject for SiteAlerts {
             (Method::Post, p) if enabled_receiver(p).is_some() => {
                 let name = enabled_receiver(p).unwrap_or_default();
                 self.enable_receiver(store, config, name, now).await
+            }
+            (Method::Post, "/simulate") => {
+                // serde_json itself, so unknown fields are refused.
+                let text = req.text().await?;
+                let body: SimulateRequest = match serde_json::from_str(&text) {
+                    Ok(b) => b,
+                    Err(e) => return json_status(400, &json!({ "error": format!("body: {e}") })),
+                };
+                match body.edited_rule(config) {
+                    Ok(rule) => store
+                        .load_series(now - SERIES_RETENTION_SECS)
+                        .map_err(internal)
+                        .and_then(|series| {
+                            let days = body.judged_days();
+                            serde_json::to_value(simulate(config, rule, &series, days, now))
+                                .map_err(internal)
+                        }),
+                    Err(e) if e.status() == 404 => Err(Failure::NotFound(e.to_string())),
+                    Err(e) => Err(Failure::BadRequest(e.to_string())),
+                }
             }
             (Method::Post, "/backfill") => {
                 let b: Backfill = req.json().await?;
