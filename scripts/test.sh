@@ -4,7 +4,8 @@
 # native unit and CLI tests, builds the worker once, and runs the end-to-end
 # tests against `wrangler dev` (real workerd, local Durable Objects) with a
 # real origin on 127.0.0.1, then the dashboard's browser tests in Debian's
-# headless Chromium (installed by scripts/ensure-chromium.sh when missing).
+# headless Chromium (installed, with curl, by scripts/ensure-debian-packages.sh
+# when missing).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -20,8 +21,9 @@ echo "== native tests"
 cargo test --quiet
 echo "== build the two workers"
 bash scripts/build-worker.sh
-# Chromium first: one e2e file (receivers) also drives the dashboard.
-bash scripts/ensure-chromium.sh
+# Chromium first: one e2e file (receivers) also drives the dashboard; curl
+# for the annotations test.
+bash scripts/ensure-debian-packages.sh
 echo "== end-to-end tests (wrangler dev)"
 export BPM_SKIP_BUILD=1
 node --test --test-concurrency=1 tests/e2e/*.test.mjs

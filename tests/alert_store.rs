@@ -944,3 +944,43 @@ fn pruning_runs_at_most_once_an_hour() {
     assert!(s.prune_when_due(now + PRUNE_EVERY_SECS).unwrap());
     assert!(s.load_series(0).unwrap().is_empty());
 }
+
+#[test]
+fn annotations_are_posted_once_by_id_listed_by_time_deleted_and_pruned() {
+    use bpm_edge::alert::alert_store::Posted;
+    use bpm_edge::alert::annotation::{Annotation, AnnotationKind, ANNOTATION_RETENTION_SECS};
+    let s = store();
+    let note = |id: &str, at: i64, text: &str| Annotation {
+        id: id.into(),
+        kind: AnnotationKind::Deploy,
+        at,
+        text: text.into(),
+        link: None,
+        version: Some("2f9c1e0".into()),
+    };
+    let a = note("deploy-1", 1_000, "release");
+    assert_eq!(s.add_annotation(&a).unwrap(), Posted::Created);
+    // A retried CI step posts the same annotation again: nothing changes.
+    assert_eq!(s.add_annotation(&a).unwrap(), Posted::Exists);
+    assert_eq!(
+        s.add_annotation(&note("deploy-1", 1_000, "other text"))
+            .unwrap(),
+        Posted::Conflict
+    );
+    s.add_annotation(&note("deploy-0", 500, "earlier")).unwrap();
+    s.add_annotation(&note("deploy-2", 9_000, "later")).unwrap();
+    let ids = |from, to| -> Vec<String> {
+        s.annotations(from, to)
+            .unwrap()
+            .into_iter()
+            .map(|a| a.id)
+            .collect()
+    };
+    assert_eq!(ids(0, 10_000), ["deploy-0", "deploy-1", "deploy-2"]);
+    assert_eq!(ids(600, 9_000), ["deploy-1"]);
+    assert_eq!(s.annotations(0, 10_000).unwrap()[1], a);
+    assert!(s.delete_annotation("deploy-1").unwrap());
+    assert!(!s.delete_annotation("deploy-1").unwrap());
+    s.prune(600 + ANNOTATION_RETENTION_SECS).unwrap();
+    assert_eq!(ids(0, i64::MAX), ["deploy-2"]);
+}

@@ -1,6 +1,6 @@
 //! The alert object's storage over any SQLite connection: the detector's
-//! 5-minute series, rule records, history, silences, imported backfill
-//! batches and the webhook outbox.
+//! 5-minute series, rule records, history, silences, annotations, imported
+//! backfill batches and the webhook outbox.
 //!
 //! Like the counter store, it is plain SQL behind the [`Sql`] trait, so the
 //! Durable Object runs it on its own storage and the native tests run it on
@@ -11,6 +11,7 @@
 //! [`SILENCE_RETENTION_SECS`] (the history keeps their record).
 
 use crate::alert::alert_book::{HistoryEntry, RuleRecord, SeriesSet};
+use crate::alert::annotation::{Annotation, ANNOTATION_RETENTION_SECS};
 use crate::alert::detector::CountSeries;
 use crate::alert::outbox::{self, Delivery, DeliveryState, Enabled};
 use crate::alert::silence::Silence;
@@ -40,7 +41,19 @@ const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, receiver TEXT NOT NULL, message_id TEXT NOT NULL, body TEXT NOT NULL, delivery TEXT NOT NULL, state TEXT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS outbox_state ON outbox (state, seq)",
     "CREATE TABLE IF NOT EXISTS disabled_receivers (receiver TEXT PRIMARY KEY, at INTEGER NOT NULL, reason TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS annotations (id TEXT PRIMARY KEY, at INTEGER NOT NULL, json TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS annotations_at ON annotations (at)",
 ];
+
+/// What posting an annotation did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Posted {
+    Created,
+    /// The same annotation was posted before: nothing changed.
+    Exists,
+    /// Another annotation has that id: nothing changed.
+    Conflict,
+}
 
 /// A queued message: its delivery state and the body to send.
 #[derive(Debug, Clone, PartialEq)]
@@ -352,6 +365,56 @@ impl<S: Sql> AlertStore<S> {
         }))
     }
 
+    /// Stores `a` unless its id is taken (see [`Posted`]).
+    pub fn add_annotation(&self, a: &Annotation) -> Result<Posted, StoreError> {
+        let json = serde_json::to_string(a).unwrap_or_default();
+        let rows = self.sql.rows(
+            "writing an annotation",
+            "INSERT INTO annotations (id, at, json) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING RETURNING id",
+            vec![a.id.as_str().into(), a.at.into(), json.as_str().into()],
+        )?;
+        if !rows.is_empty() {
+            return Ok(Posted::Created);
+        }
+        let stored = self.sql.rows(
+            "reading an annotation",
+            "SELECT json FROM annotations WHERE id = ?",
+            vec![a.id.as_str().into()],
+        )?;
+        let same = stored
+            .first()
+            .and_then(|r| serde_json::from_str::<Annotation>(text(r.first())?).ok())
+            .is_some_and(|b| &b == a);
+        Ok(if same {
+            Posted::Exists
+        } else {
+            Posted::Conflict
+        })
+    }
+
+    /// The annotations dated in `[from, to)`, oldest first.
+    pub fn annotations(&self, from: i64, to: i64) -> Result<Vec<Annotation>, StoreError> {
+        let rows = self.sql.rows(
+            "reading annotations",
+            "SELECT json FROM annotations WHERE at >= ? AND at < ? ORDER BY at, id",
+            vec![from.into(), to.into()],
+        )?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| serde_json::from_str(text(r.first())?).ok())
+            .collect())
+    }
+
+    /// Returns whether an annotation with that id existed.
+    pub fn delete_annotation(&self, id: &str) -> Result<bool, StoreError> {
+        let rows = self.sql.rows(
+            "deleting an annotation",
+            "DELETE FROM annotations WHERE id = ? RETURNING id",
+            vec![id.into()],
+        )?;
+        Ok(!rows.is_empty())
+    }
+
     /// Deletes the silences that [`Silence::expired`] at `now`; returns how
     /// many. Their record is the history line written when each was created.
     pub fn prune_silences(&self, now: i64) -> Result<usize, StoreError> {
@@ -594,6 +657,11 @@ impl<S: Sql> AlertStore<S> {
             "pruning backfill ids",
             "DELETE FROM backfills WHERE at < ?",
             vec![(now - SERIES_RETENTION_SECS).into()],
+        )?;
+        self.sql.rows(
+            "pruning annotations",
+            "DELETE FROM annotations WHERE at < ?",
+            vec![(now - ANNOTATION_RETENTION_SECS).into()],
         )?;
         self.sql.rows(
             "pruning imported minutes",

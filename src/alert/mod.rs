@@ -10,13 +10,15 @@
 //! `signing` signs it, `outbox` delivers it, and `alert_store` keeps all
 //! of it in the alert object's storage.
 //!
-//! Beside the pipeline, `endpoint` says how a receiver is reached (its URL,
+//! Beside the pipeline, `annotation` holds what a site says happened to it
+//! (deploys, incidents, campaigns, notes), `endpoint` says how a receiver is reached (its URL,
 //! signing or routing secret, an attempt's headers), `tick_series` which
 //! series the alert object keeps between ticks and judges at each instant,
 //! and `health_reads` what it reads to describe a firing event's health.
 
 pub mod alert_book;
 pub mod alert_store;
+pub mod annotation;
 pub mod detector;
 pub mod dispatch;
 pub mod endpoint;

@@ -147,7 +147,7 @@ test('regression: one 410 disabled a receiver for good', async () => {
   firstOps = gone;
 });
 
-test('the dashboard shows the disabled receiver and re-enables it', { skip: !fs.existsSync(CHROMIUM) && `no ${CHROMIUM} (bash scripts/ensure-chromium.sh)` }, async () => {
+test('the dashboard shows the disabled receiver and re-enables it', { skip: !fs.existsSync(CHROMIUM) && `no ${CHROMIUM} (bash scripts/ensure-debian-packages.sh)` }, async () => {
   const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'bpm-chromium-'));
   const context = await chromium.launchPersistentContext(userDataDir, {
     executablePath: CHROMIUM,

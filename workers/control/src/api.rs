@@ -9,6 +9,7 @@
 //! ([`SECURITY_HEADERS`]), and no request body is read past its limit.
 
 use crate::{access_keys, site_alerts};
+use bpm_edge::alert::annotation::plausible_annotation_id;
 use bpm_edge::alert::endpoint::{could_be_receiver, enable_route};
 use bpm_edge::alert::silence::plausible_silence_id;
 use bpm_edge::auth::access::{
@@ -50,6 +51,8 @@ pub const SECURITY_HEADERS: &[(&str, &str)] = &[
 /// Most bytes of a login body, and of a silence.
 const MAX_LOGIN_BYTES: usize = 4 * 1024;
 const MAX_SILENCE_BYTES: usize = 16 * 1024;
+/// The largest annotation body: every field is bounded well below this.
+const MAX_ANNOTATION_BYTES: usize = 4 * 1024;
 /// The largest simulation request body: a rule name and a few fields.
 const MAX_SIMULATE_BYTES: usize = 4 * 1024;
 
@@ -188,6 +191,22 @@ async fn route(
             alerts_object(Method::Post, &path, None).await
         }
         (Method::Post, "backfill") => backfill(req, env, config).await,
+        (Method::Get, "annotations") => {
+            alerts_object(Method::Get, &format!("/annotations{query}"), None).await
+        }
+        (Method::Post, "annotations") => {
+            let Some(body) = read_text(&mut req, MAX_ANNOTATION_BYTES).await? else {
+                return json_error(413, "an annotation is at most 4 KiB of JSON");
+            };
+            alerts_object(Method::Post, "/annotations", Some(body)).await
+        }
+        (Method::Delete, r) if r.starts_with("annotations/") => {
+            let id = r.trim_start_matches("annotations/");
+            if !plausible_annotation_id(id) {
+                return json_error(404, "no such annotation");
+            }
+            alerts_object(Method::Delete, &format!("/annotations/{id}"), None).await
+        }
         (Method::Post, "simulate") => {
             let Some(body) = read_text(&mut req, MAX_SIMULATE_BYTES).await? else {
                 return json_error(413, "a simulation request is at most 4 KiB of JSON");
@@ -197,7 +216,7 @@ async fn route(
         (
             _,
             "metrics" | "series" | "uniques" | "stats" | "alerts" | "alerts/history" | "silences"
-            | "backfill" | "overview" | "referrals" | "simulate",
+            | "backfill" | "overview" | "referrals" | "simulate" | "annotations",
         ) => json_error(405, "method not allowed here"),
         _ => json_error(404, "no such API endpoint"),
     }

@@ -17,7 +17,10 @@ use crate::durable_sql::DurableSql;
 use bpm_edge::alert::alert_book::{
     counted_metrics, silence_history, AlertBook, HistoryEntry, RuleRecord,
 };
-use bpm_edge::alert::alert_store::{series_set, AlertStore, OutboxItem, SERIES_RETENTION_SECS};
+use bpm_edge::alert::alert_store::{
+    series_set, AlertStore, OutboxItem, Posted, SERIES_RETENTION_SECS,
+};
+use bpm_edge::alert::annotation::{AnnotationQuery, AnnotationRequest};
 use bpm_edge::alert::dispatch::{dispatch, Dispatch, Notice};
 use bpm_edge::alert::endpoint::{
     enable_route, endpoint, format_of, gone_reason, is_receiver, Endpoint, EndpointError,
@@ -187,6 +190,57 @@ impl DurableObject for SiteAlerts {
             (Method::Post, p) if enabled_receiver(p).is_some() => {
                 let name = enabled_receiver(p).unwrap_or_default();
                 self.enable_receiver(store, config, name, now).await
+            }
+            (Method::Post, "/annotations") => {
+                let text = req.text().await?;
+                let posted = serde_json::from_str::<AnnotationRequest>(&text)
+                    .map_err(|e| Failure::BadRequest(format!("body: {e}")))
+                    .and_then(|r| {
+                        r.into_annotation(now)
+                            .map_err(|e| Failure::BadRequest(e.to_string()))
+                    })
+                    .and_then(|a| {
+                        let posted = store.add_annotation(&a).map_err(internal)?;
+                        Ok((a, posted))
+                    });
+                match posted {
+                    Ok((a, Posted::Created)) => return json_status(201, &a.view()),
+                    Ok((a, Posted::Exists)) => {
+                        Ok(serde_json::to_value(a.view()).unwrap_or_default())
+                    }
+                    Ok((a, Posted::Conflict)) => {
+                        return json_status(
+                            409,
+                            &json!({ "error": format!("another annotation has the id {:?}", a.id) }),
+                        )
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            (Method::Get, "/annotations") => {
+                let url = req.url()?;
+                match AnnotationQuery::parse(url.query().unwrap_or(""), now) {
+                    Ok(q) => store
+                        .annotations(q.from, q.to)
+                        .map_err(internal)
+                        .map(|list| {
+                            let views: Vec<_> = list
+                                .iter()
+                                .filter(|a| q.wants(a))
+                                .map(|a| a.view())
+                                .collect();
+                            json!({ "annotations": views })
+                        }),
+                    Err(e) => Err(Failure::BadRequest(e.to_string())),
+                }
+            }
+            (Method::Delete, p) if p.starts_with("/annotations/") => {
+                let id = p.trim_start_matches("/annotations/");
+                match store.delete_annotation(id) {
+                    Ok(true) => Ok(json!({ "deleted": id })),
+                    Ok(false) => Err(Failure::NotFound(format!("no annotation {id:?}"))),
+                    Err(e) => Err(internal(e)),
+                }
             }
             (Method::Post, "/simulate") => {
                 // serde_json itself, so unknown fields are refused.
