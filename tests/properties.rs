@@ -2222,6 +2222,7 @@ mod payload {
                     other_bpms,
                     health,
                     explanation: None,
+                    after_deploy: None,
                 },
             )
         };

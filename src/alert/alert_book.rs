@@ -816,6 +816,7 @@ fn build_event(
         other_bpms,
         health: None,
         explanation: None,
+        after_deploy: None,
     }
 }
 

@@ -9,6 +9,7 @@
 //! order firing and resolved. An alert of a `by` rule is about one value of
 //! a dimension (`scope`), and its fingerprint is per value.
 
+use crate::alert::annotation::{deploy_before, Annotation};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -134,6 +135,51 @@ pub struct AlertEvent {
     /// stands out or for a resolution.
     #[serde(default)]
     pub explanation: Option<crate::alert::explain::Explanation>,
+    /// The deploy the drop followed, when it began within an hour after one
+    /// (see [`AfterDeploy::find`]); `None` otherwise and for a resolution.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_deploy: Option<AfterDeploy>,
+}
+
+/// The deploy annotation a firing drop began after.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AfterDeploy {
+    /// The annotation's id.
+    pub id: String,
+    /// `deploy 2f9c1e0`: its version, else its text.
+    pub label: String,
+    /// When it was deployed (Unix s).
+    pub at: i64,
+    /// Whole minutes from the deploy to the drop's beginning.
+    pub minutes: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+}
+
+impl AfterDeploy {
+    /// The deploy a firing `event`'s drop followed: the drop began when the
+    /// headline window of its first firing evaluation began
+    /// (`started_at − window`), and the latest deploy at most
+    /// [`crate::alert::annotation::DEPLOY_WINDOW_SECS`] before that is named.
+    pub fn find(annotations: &[Annotation], event: &AlertEvent) -> Option<Self> {
+        if event.status != EventStatus::Firing {
+            return None;
+        }
+        let began = event.started_at - event.window;
+        let deploy = deploy_before(annotations, began)?;
+        Some(AfterDeploy {
+            id: deploy.id.clone(),
+            label: deploy.label(),
+            at: deploy.at,
+            minutes: (began - deploy.at) / 60,
+            link: deploy.link.clone(),
+        })
+    }
+
+    /// `began 4 min after deploy 2f9c1e0`
+    pub fn text(&self) -> String {
+        format!("began {} min after {}", self.minutes, self.label)
+    }
 }
 
 impl AlertEvent {

@@ -4,6 +4,8 @@
 // the official `standardwebhooks` library. Covers firing (with retries after
 // 500s under one webhook-id), resolved, the PagerDuty and Alertmanager
 // formats, a silence (state changes, nothing sent) and backfill idempotency.
+// A deploy annotated five minutes before logins stop is named in every
+// format of the firing alert.
 //
 // Time: evaluations run at the cron event's scheduled time, which the test
 // sets (`time=` on /cdn-cgi/handler/scheduled) around T0, the current
@@ -112,6 +114,14 @@ test('logins stop: a firing webhook arrives, signed, retried under one webhook-i
   assert.equal(res.status, 500);
   await res.arrayBuffer();
 
+  // A deploy five minutes before logins stopped, posted as CI would.
+  const deploy = await fetch(`${worker.url}/_bpm/api/annotations`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${TEST_TOKEN}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ id: 'deploy-2f9c1e0', kind: 'deploy', text: 'Release 42', version: '2f9c1e0', time: new Date((T0 - 20 * MIN) * 1000).toISOString() }),
+  });
+  assert.equal(deploy.status, 201, await deploy.text());
+
   receiver.failNext('/ops', 2);
   await tick(T0 + 60); // judges the buckets ending at T0: pending
   assert.equal((await ruleState('logins_drop')).state, 'pending');
@@ -146,6 +156,10 @@ test('logins stop: a firing webhook arrives, signed, retried under one webhook-i
   const traffic = e.other_bpms.find((o) => o.metric === 'traffic');
   assert.ok(traffic && traffic.ratio >= 0.9, JSON.stringify(e.other_bpms));
   assert.ok(e.health && Array.isArray(e.health.status));
+  // The drop began (its 15-minute window's start) 10 minutes after the deploy.
+  assert.equal(e.after_deploy?.label, 'deploy 2f9c1e0', JSON.stringify(e.after_deploy));
+  assert.equal(e.after_deploy.id, 'deploy-2f9c1e0');
+  assert.equal(e.after_deploy.minutes, (Date.parse(e.started_at) / 1000 - e.window_seconds - (T0 - 20 * MIN)) / 60);
   // Only logins fired: nothing for the rules whose metrics kept going.
   assert.deepEqual([...new Set(receiver.delivered('/ops').map((g) => g.payload.rule))], ['logins_drop']);
 
@@ -155,6 +169,7 @@ test('logins stop: a firing webhook arrives, signed, retried under one webhook-i
   assert.equal(pd.payload.event_action, 'trigger');
   assert.equal(pd.payload.dedup_key, e.fingerprint);
   assert.equal(pd.payload.payload.severity, 'critical');
+  assert.match(pd.payload.payload.summary, /began \d+ min after deploy 2f9c1e0/);
   const am = await waitFor(() => receiver.delivered('/am')[0], { timeoutMs: 30_000, what: 'the Alertmanager message' });
   assert.ok(am.verified);
   assert.equal(am.payload.version, '4');
@@ -164,6 +179,7 @@ test('logins stop: a firing webhook arrives, signed, retried under one webhook-i
   // Alertmanager's own fingerprint of the labels; bpm-edge's is an annotation.
   assert.equal(am.payload.alerts[0].fingerprint, amFingerprint(am.payload.alerts[0].labels));
   assert.equal(am.payload.alerts[0].annotations.bpm_fingerprint, e.fingerprint);
+  assert.match(am.payload.alerts[0].annotations.after_deploy, /^began \d+ min after deploy 2f9c1e0$/);
 });
 
 test('logins return: resolved follows firing, in order, once', async () => {

@@ -132,6 +132,15 @@ impl<'a> AmAlert<'a> {
             "explanation",
             explanation(e).map(|x| x.text.clone()).unwrap_or_default(),
         );
+        put(
+            &mut annotations,
+            "after_deploy",
+            e.after_deploy
+                .as_ref()
+                .filter(|_| e.status == EventStatus::Firing)
+                .map(|d| d.text())
+                .unwrap_or_default(),
+        );
         // bpm-edge's own key (the json event's `fingerprint`, PagerDuty's
         // `dedup_key`), which Alertmanager's label hash is not.
         put(&mut annotations, "bpm_fingerprint", e.fingerprint.clone());

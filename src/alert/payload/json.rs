@@ -6,7 +6,7 @@
 //! identify the shape.
 
 use super::{explanation, rounded_health, rounded_others, EPOCH};
-use crate::alert::event::{AlertEvent, EventStatus, HealthChange, OtherBpm, Severity};
+use crate::alert::event::{AfterDeploy, AlertEvent, EventStatus, HealthChange, OtherBpm, Severity};
 use crate::alert::explain::Explanation;
 use crate::decimal::round_to_unsigned_zero;
 use crate::time::{duration_label, format_time_or};
@@ -46,6 +46,9 @@ pub(super) struct JsonEvent<'a> {
     other_bpms: Vec<OtherBpm>,
     health: Option<HealthChange>,
     explanation: Option<&'a Explanation>,
+    /// The deploy a firing drop began after (within an hour), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    after_deploy: Option<&'a AfterDeploy>,
 }
 
 impl<'a> JsonEvent<'a> {
@@ -84,6 +87,7 @@ impl<'a> JsonEvent<'a> {
             other_bpms: rounded_others(&e.other_bpms),
             health: e.health.as_ref().map(rounded_health),
             explanation: explanation(e),
+            after_deploy: e.after_deploy.as_ref(),
         }
     }
 }

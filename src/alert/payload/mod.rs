@@ -123,13 +123,18 @@ pub fn summary(e: &AlertEvent) -> String {
     match e.status {
         EventStatus::Firing => {
             let verb = if e.repeat { "is still" } else { "dropped" };
-            format!(
+            let mut s = format!(
                 "{name} {verb} {}% below its baseline ({} vs {} expected in the last {})",
                 whole(e.drop_pct),
                 short_num(e.observed),
                 short_num(e.expected),
                 duration_label(e.window)
-            )
+            );
+            if let Some(d) = &e.after_deploy {
+                s.push_str("; ");
+                s.push_str(&d.text());
+            }
+            s
         }
         EventStatus::Resolved => {
             let mut s = format!("{name} recovered after {}", elapsed_label(e.duration_s));
@@ -361,6 +366,7 @@ mod tests {
                     change_pct: -92.0,
                 }],
             }),
+            after_deploy: None,
         }
     }
 
@@ -393,6 +399,76 @@ mod tests {
         let mut k: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
         k.sort_unstable();
         k
+    }
+
+    #[test]
+    fn a_drop_that_began_after_a_deploy_names_it_in_every_format() {
+        use crate::alert::annotation::{Annotation, AnnotationKind};
+        use crate::alert::event::AfterDeploy;
+        let mut firing = event("evt_1", EventStatus::Firing);
+        // The drop began when its 15-minute window did: 4 minutes after.
+        let deploy = Annotation {
+            id: "deploy-2f9c1e0".into(),
+            kind: AnnotationKind::Deploy,
+            at: firing.started_at - firing.window - 4 * 60,
+            text: "Release 42".into(),
+            link: Some("https://ci.example/runs/7".into()),
+            version: Some("2f9c1e0".into()),
+        };
+        let note = Annotation {
+            id: "n".into(),
+            kind: AnnotationKind::Note,
+            at: firing.started_at - firing.window - 60,
+            ..deploy.clone()
+        };
+        firing.after_deploy = AfterDeploy::find(&[deploy.clone(), note], &firing);
+        let text = "began 4 min after deploy 2f9c1e0";
+        assert_eq!(
+            firing
+                .after_deploy
+                .as_ref()
+                .map(AfterDeploy::text)
+                .as_deref(),
+            Some(text)
+        );
+        let (_, slack) = one(WebhookFormat::Slack, std::slice::from_ref(&firing));
+        assert!(
+            slack
+                .to_string()
+                .contains(&format!("After a deploy: {text}")),
+            "{slack}"
+        );
+        let (_, json) = one(WebhookFormat::Json, std::slice::from_ref(&firing));
+        assert_eq!(json["after_deploy"]["label"], "deploy 2f9c1e0");
+        assert_eq!(json["after_deploy"]["minutes"], 4);
+        let (_, pd) = one(WebhookFormat::Pagerduty, std::slice::from_ref(&firing));
+        assert!(
+            pd["payload"]["summary"].as_str().unwrap().contains(text),
+            "{pd}"
+        );
+        assert_eq!(
+            pd["payload"]["custom_details"]["after_deploy"]["id"],
+            "deploy-2f9c1e0"
+        );
+        let (_, am) = one(WebhookFormat::Alertmanager, std::slice::from_ref(&firing));
+        assert_eq!(am["alerts"][0]["annotations"]["after_deploy"], text);
+        assert!(am["alerts"][0]["annotations"]["summary"]
+            .as_str()
+            .unwrap()
+            .ends_with(text));
+        // A resolution, or a deploy more than an hour before, names nothing.
+        let resolved = event("evt_2", EventStatus::Resolved);
+        assert_eq!(
+            AfterDeploy::find(std::slice::from_ref(&deploy), &resolved),
+            None
+        );
+        let long_before = Annotation {
+            at: firing.started_at - firing.window - 61 * 60,
+            ..deploy
+        };
+        assert_eq!(AfterDeploy::find(&[long_before], &firing), None);
+        let (_, plain) = one(WebhookFormat::Json, &[event("evt_3", EventStatus::Firing)]);
+        assert!(plain.get("after_deploy").is_none());
     }
 
     #[test]

@@ -8,7 +8,7 @@
 use super::{
     explanation, rounded_health, rounded_others, summary, truncate_chars, Destination, EPOCH,
 };
-use crate::alert::event::{AlertEvent, HealthChange, OtherBpm};
+use crate::alert::event::{AfterDeploy, AlertEvent, HealthChange, OtherBpm};
 use crate::alert::explain::Explanation;
 use crate::decimal::round_to_unsigned_zero;
 use crate::time::{duration_label, format_time_or};
@@ -57,6 +57,9 @@ struct PdDetails<'a> {
     other_bpms: Vec<OtherBpm>,
     health: Option<HealthChange>,
     explanation: Option<&'a Explanation>,
+    /// The deploy the drop began after (within an hour), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    after_deploy: Option<&'a AfterDeploy>,
 }
 
 #[derive(Serialize)]
@@ -119,6 +122,7 @@ impl<'a> PdTrigger<'a> {
                     other_bpms: rounded_others(&e.other_bpms),
                     health: e.health.as_ref().map(rounded_health),
                     explanation: explanation(e),
+                    after_deploy: e.after_deploy.as_ref(),
                 },
             },
             links,

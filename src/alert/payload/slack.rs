@@ -254,6 +254,17 @@ fn slack_section(e: &AlertEvent) -> String {
             ));
         }
     }
+    if let Some(d) = e
+        .after_deploy
+        .as_ref()
+        .filter(|_| e.status == EventStatus::Firing)
+    {
+        let mut line = format!("After a deploy: {}", slack_escape(&d.text()));
+        if let Some(link) = d.link.as_deref().and_then(|l| slack_link(l, "deploy")) {
+            line.push_str(&format!(" ({link})"));
+        }
+        lines.push(line);
+    }
     if let Some(x) = explanation(e) {
         lines.push(format!("Where: {}", slack_escape(&x.text)));
     }

@@ -20,11 +20,12 @@ use bpm_edge::alert::alert_book::{
 use bpm_edge::alert::alert_store::{
     series_set, AlertStore, OutboxItem, Posted, SERIES_RETENTION_SECS,
 };
-use bpm_edge::alert::annotation::{AnnotationQuery, AnnotationRequest};
+use bpm_edge::alert::annotation::{AnnotationQuery, AnnotationRequest, DEPLOY_WINDOW_SECS};
 use bpm_edge::alert::dispatch::{dispatch, Dispatch, Notice};
 use bpm_edge::alert::endpoint::{
     enable_route, endpoint, format_of, gone_reason, is_receiver, Endpoint, EndpointError,
 };
+use bpm_edge::alert::event::AfterDeploy;
 use bpm_edge::alert::event::AlertEvent;
 use bpm_edge::alert::health::health_change;
 use bpm_edge::alert::health_reads::HealthReads;
@@ -304,6 +305,33 @@ impl DurableObject for SiteAlerts {
     }
 }
 
+/// Names, in each firing event, the deploy its drop began after (within an
+/// hour; see `AfterDeploy::find`). Annotations that cannot be read name
+/// nothing: the alert goes out all the same.
+fn name_deploys(store: &AlertStore<DurableSql>, notices: &mut [Notice]) {
+    let firing = || {
+        notices
+            .iter()
+            .filter(|n| n.event.status == bpm_edge::alert::event::EventStatus::Firing)
+    };
+    let (Some(earliest), Some(latest)) = (
+        firing().map(|n| n.event.started_at - n.event.window).min(),
+        firing().map(|n| n.event.at).max(),
+    ) else {
+        return;
+    };
+    let annotations = match store.annotations(earliest - DEPLOY_WINDOW_SECS, latest + 1) {
+        Ok(a) => a,
+        Err(e) => {
+            worker::console_error!("bpm-edge: reading annotations for an alert: {e}");
+            return;
+        }
+    };
+    for n in notices.iter_mut() {
+        n.event.after_deploy = AfterDeploy::find(&annotations, &n.event);
+    }
+}
+
 /// Why a request to the alert object failed: the status it answers, and
 /// its message as the `error`.
 #[derive(Debug)]
@@ -378,6 +406,7 @@ impl SiteAlerts {
                 }
             }
         }
+        name_deploys(store, &mut notices);
         // The outbox runs on real time even when a tick is driven at another
         // instant (`wrangler dev --test-scheduled` with `time=`).
         let queued = self
