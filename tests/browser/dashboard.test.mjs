@@ -8,7 +8,8 @@
 // with known Referer headers and utm_* parameters sent through the worker.
 // The assertions read what is on screen: the banner, every BPM card, the
 // mute form, the referral tables, the range picker, the CSV download, the
-// metric detail, the login form and the dashboard behind Cloudflare Access
+// metric detail (with a deploy annotation posted by curl marked on its
+// charts), the login form and the dashboard behind Cloudflare Access
 // (an assertion from the stand-in team in ../e2e/access-team.mjs). Every
 // request the page makes must stay on 127.0.0.1 and the console must stay
 // free of errors.
@@ -17,6 +18,7 @@
 // also copies them to docs/screenshots/ (the README's pictures).
 
 import { test, before, after } from 'node:test';
+import { spawnSync } from 'node:child_process';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -422,9 +424,18 @@ test('the referral tables show the seeded sources, campaigns and landing pages w
   }
   const uniques = await page.locator('#ref-uniques').textContent();
   assert.equal(uniques, api.uniques ? Number(api.uniques.count).toLocaleString('en-GB') : '—');
+  // A campaign annotation of the period is listed under it after a refresh.
+  const campaign = await fetch(`${worker.url}/_bpm/api/annotations`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${TEST_TOKEN}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ id: 'winter-sale-start', kind: 'campaign', text: 'Winter sale', time: new Date((T0 - 3 * 60 * MIN) * 1000).toISOString() }),
+  });
+  assert.equal(campaign.status, 201, await campaign.text());
   await withRefresh(async () => {
     await page.locator('#ref-controls').getByLabel('Range').selectOption('24h');
   });
+  assert.match(await page.locator('#ref-campaigns .campaign[data-id="winter-sale-start"]').textContent(), /^Winter sale \(/);
+  assert.equal(await page.locator('#ref-chart .annotation-mark[data-kind="campaign"]').count(), 1);
   await screenshot('referrals');
 });
 
@@ -493,6 +504,12 @@ test('the CSV export downloads the same numbers the API returns', async () => {
 });
 
 test('the metric detail shows the count with its baseline, latency, status mix and alert history', async () => {
+  // A deploy three hours before T0, posted with curl as a CI pipeline
+  // would (the README's command), is marked on the metric's charts.
+  const deploy = { id: 'deploy-2f9c1e0', kind: 'deploy', text: 'Release 42', version: '2f9c1e0', time: new Date((T0 - 3 * 60 * MIN) * 1000).toISOString() };
+  const posted = spawnSync('curl', ['-fsS', '-H', `Authorization: Bearer ${TEST_TOKEN}`, '-H', 'content-type: application/json', '--data', JSON.stringify(deploy), `${worker.url}/_bpm/api/annotations`], { encoding: 'utf8', timeout: 30_000 });
+  assert.equal(posted.status, 0, posted.stderr);
+  assert.equal(JSON.parse(posted.stdout).id, deploy.id);
   await page.getByRole('link', { name: 'Mission Control' }).click();
   await page.locator('article.bpm[data-metric="logins"] h3 a').click();
   await page.waitForURL(/#\/metric\/logins$/);
@@ -504,6 +521,18 @@ test('the metric detail shows the count with its baseline, latency, status mix a
   assert.equal(await page.locator('#metric-count canvas').count(), 1);
   assert.equal(await page.locator('#metric-latency canvas').count(), 1);
   assert.equal(await page.locator('#metric-status canvas').count(), 1);
+  const mark = page.locator('#metric-count .annotation-mark[data-kind="deploy"]');
+  await mark.waitFor({ timeout: 30_000 });
+  assert.match(await mark.getAttribute('title'), /^Deploy 2f9c1e0: Release 42 \(\d{4}-\d\d-\d\dT/);
+  // Simulating logins_drop, edited, on the stored history: what it would
+  // have fired is marked on the count chart, and its TOML is shown to copy.
+  await page.locator('#metric-simulate summary').click();
+  await page.locator('#simulate-form').getByLabel('z', { exact: true }).fill('4');
+  await page.locator('#simulate-form').getByRole('button', { name: 'Simulate' }).click();
+  await page.locator('#simulate-toml').waitFor({ timeout: 60_000 });
+  assert.match(await page.locator('#simulate-result').textContent(), /^logins_drop would have fired (once|\d+ times) in /);
+  assert.match(await page.locator('#simulate-toml').textContent(), /^\[\[alert\]\]\nname = "logins_drop"\n[\s\S]*\nz = 4\n/);
+  assert.ok(await page.locator('#metric-count .annotation-mark[data-kind="simulated"]').count() >= 1);
   // Who sent the hits: every kind, and which ones logins count.
   const kinds = await page.locator('#metric-bots').textContent();
   assert.match(kinds, /browsers [\d,]+ \([^)]*, counted\)/);

@@ -53,3 +53,16 @@ export function withQuery(name, params) {
   const s = q.toString();
   return s ? `${name}?${s}` : name;
 }
+
+/**
+ * The annotations dated in [from, to) (RFC 3339), oldest first. Marks are
+ * extras on a chart: if they cannot be read the chart shows without them
+ * (a 401 still reaches the login hook through `call`).
+ */
+export async function annotationsIn(from, to) {
+  try {
+    return (await call(withQuery('annotations', { from, to })))?.annotations ?? [];
+  } catch {
+    return [];
+  }
+}

@@ -63,6 +63,7 @@ const views = {
     statusHost: $('metric-status'),
     statusEmpty: $('metric-status-empty'),
     historyBox: $('metric-history'),
+    simulate: { form: $('simulate-form'), result: $('simulate-result'), toml: $('simulate-toml'), copy: $('simulate-copy') },
     onOverview,
     refresh,
   }),

@@ -1,7 +1,9 @@
 // charts.js — the dashboard's time charts on uPlot (vendored from npm into
 // www/vendor/ by scripts/build-worker.sh): one wrapper that creates a chart
 // once and afterwards only swaps its data, so an auto-refresh never blanks or
-// flickers it; times on the axes are in the site's zone.
+// flickers it; times on the axes are in the site's zone. Annotations
+// (deploys, incidents, campaigns, notes) are marked as vertical lines over
+// the plot, each an element with its kind and a title to hover.
 
 import { timeZone } from './format.js';
 
@@ -35,16 +37,50 @@ function sparkRange(u, min, max) {
   return [Math.max(0, min - pad), max + pad];
 }
 
+const ANNOTATION_LABEL = { deploy: 'Deploy', incident: 'Incident', campaign: 'Campaign', note: 'Note' };
+
+/** What hovering an annotation's mark says. */
+export function annotationTitle(a) {
+  const what = [ANNOTATION_LABEL[a.kind] ?? a.kind, a.version].filter(Boolean).join(' ');
+  return `${what}: ${a.text} (${new Date(a.at * 1000).toISOString().replace('.000Z', 'Z')})`;
+}
+
+/**
+ * Places one mark per annotation in the chart's time range over the plot.
+ * A point stands for its whole step, so a mark within the step after the
+ * last point is placed on that point (its title keeps the exact time).
+ */
+function placeMarks(u, marks) {
+  for (const old of u.over.querySelectorAll('.annotation-mark')) old.remove();
+  const { min, max } = u.scales.x;
+  if (min === null || max === null) return;
+  const xs = u.data[0] ?? [];
+  const step = xs.length >= 2 ? xs[xs.length - 1] - xs[xs.length - 2] : 0;
+  for (const a of marks) {
+    if (!(a.at >= min && a.at <= max + step)) continue;
+    const mark = document.createElement('div');
+    mark.className = `annotation-mark annotation-${a.kind}`;
+    mark.dataset.kind = a.kind;
+    mark.dataset.id = a.id;
+    mark.title = annotationTitle(a);
+    mark.style.left = `${u.valToPos(Math.min(a.at, max), 'x')}px`;
+    u.over.append(mark);
+  }
+}
+
 /**
  * A chart in `host`. `series`: [{label, color, dash, band}] — entries with
  * band: 'high' / 'low' are drawn only as the filled band between them.
  * compact: a sparkline (no axes, legend or cursor).
- * Returns { update(data, series?) } with data = [xs (Unix s), ...ys].
+ * Returns { update(data, series?, marks?) } with data = [xs (Unix s), ...ys]
+ * and marks the annotations to mark ([{id, kind, at, text, version}]; kept
+ * until an update passes others).
  */
 export function timeChart(host, { height = 220, series, compact = false }) {
   let plot = null;
   let current = series;
   let lastWidth = 0;
+  let marks = [];
 
   const width = () => Math.max(compact ? 120 : 280, Math.floor(host.clientWidth || host.parentElement?.clientWidth || 300));
 
@@ -76,6 +112,7 @@ export function timeChart(host, { height = 220, series, compact = false }) {
         })),
       ],
       bands: hi > 0 && lo > 0 ? [{ series: [hi, lo], fill: COLORS.band }] : [],
+      hooks: { draw: [(u) => placeMarks(u, marks)] },
     };
   }
 
@@ -89,7 +126,8 @@ export function timeChart(host, { height = 220, series, compact = false }) {
   new ResizeObserver(resize).observe(host);
 
   return {
-    update(data, nextSeries) {
+    update(data, nextSeries, nextMarks) {
+      if (nextMarks) marks = nextMarks;
       const changed = nextSeries && JSON.stringify(nextSeries) !== JSON.stringify(current);
       if (changed) current = nextSeries;
       if (plot && changed) {

@@ -1,15 +1,18 @@
 // metric.js — one BPM in detail: count over time against its baseline band,
 // p50/p95/p99 latency, who sent its hits (browser / client / bot, and which
-// kinds the metric counts), the status-class mix, and the alert
-// history of its rules with every transition and the window that caused it.
+// kinds the metric counts), the status-class mix, the alert
+// history of its rules with every transition and the window that caused it,
+// and a panel that simulates one of its rules, edited, on the stored
+// history (POST /api/simulate): what it would have fired is marked on the
+// count chart, and the rule's TOML can be copied.
 
-import { call, withQuery } from './api.js';
+import { annotationsIn, call, withQuery } from './api.js';
 import * as f from './format.js';
 import { timeChart, COLORS, colorFor } from './charts.js';
 import { baselineData, BASELINE_SERIES, headline, shownState, stateLabel } from './mission.js';
 import { alertList, historyNotice, muteForm, windowText } from './alerts.js';
 
-export function createMetric({ title, about, form, stateBox, countHost, countedBox, bots, latencyHost, latencyEmpty, statusHost, statusEmpty, historyBox, onOverview, refresh: refreshAll }) {
+export function createMetric({ title, about, form, stateBox, countHost, countedBox, bots, latencyHost, latencyEmpty, statusHost, statusEmpty, historyBox, simulate, onOverview, refresh: refreshAll }) {
   const countChart = timeChart(countHost, { height: 240, series: BASELINE_SERIES });
   const latencyChart = timeChart(latencyHost, {
     height: 200,
@@ -22,6 +25,64 @@ export function createMetric({ title, about, form, stateBox, countHost, countedB
   const statusChart = timeChart(statusHost, { height: 200, series: [] });
   let name = null;
   let alertsKey = '';
+  let annotationMarks = [];
+  let simulatedMarks = [];
+  let lastCount = null;
+  const redrawCount = () => lastCount && countChart.update(lastCount, undefined, [...annotationMarks, ...simulatedMarks]);
+  simulate.form.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    runSimulation();
+  });
+  simulate.copy.addEventListener('click', () => {
+    navigator.clipboard?.writeText(simulate.toml.textContent).catch(() => {});
+  });
+
+  /** The simulation request of the form: the rule and the fields filled in. */
+  function simulationBody() {
+    const v = (k) => simulate.form.elements[k].value.trim();
+    const body = { rule: v('rule') };
+    for (const k of ['delta', 'z']) if (v(k)) body[k] = Number(v(k));
+    for (const k of ['for', 'days']) if (v(k)) body[k] = Math.round(Number(v(k)));
+    if (v('windows')) body.windows = v('windows').split(/[\s,]+/).filter(Boolean);
+    return body;
+  }
+
+  async function runSimulation() {
+    const button = simulate.form.querySelector('button[type="submit"]');
+    button.disabled = true;
+    simulate.result.textContent = 'Simulating…';
+    try {
+      const sim = await call('simulate', { method: 'POST', body: simulationBody() });
+      simulatedMarks = sim.episodes.map((e, i) => ({
+        id: `simulated-${i}`,
+        kind: 'simulated',
+        at: e.fired,
+        text: e.resolved ? `would have fired for ${f.duration(e.resolved - e.fired)}` : 'would have fired, still firing',
+      }));
+      redrawCount();
+      const episodes = sim.episodes.map((e) => `${f.dateTime(e.fired * 1000)} (${e.resolved ? f.duration(e.resolved - e.fired) : 'still firing'}, lowest ${e.lowest_ratio === null ? '—' : f.share(e.lowest_ratio)})`);
+      simulate.result.textContent = sim.episodes.length
+        ? `${sim.rule} would have fired ${sim.episodes.length === 1 ? 'once' : `${sim.episodes.length} times`} in ${f.dateTime(sim.from * 1000)} – ${f.dateTime(sim.to * 1000)}: ${episodes.join(' · ')}`
+        : `${sim.rule} would not have fired in ${f.dateTime(sim.from * 1000)} – ${f.dateTime(sim.to * 1000)}.`;
+      simulate.toml.textContent = sim.toml;
+      simulate.toml.hidden = false;
+      simulate.copy.hidden = false;
+    } catch (e) {
+      simulate.result.textContent = `Not simulated: ${e.message}`;
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  /** The rules the panel offers: this metric's rules on its total. */
+  function fillRules(m) {
+    const rules = [...new Set((m.alerts ?? []).filter((a) => !a.by).map((a) => a.rule))];
+    const select = simulate.form.elements.rule;
+    if (JSON.stringify(rules) === select.dataset.rules) return;
+    select.dataset.rules = JSON.stringify(rules);
+    select.replaceChildren(...rules.map((r) => f.el('option', { value: r, text: r })));
+    simulate.form.querySelector('button[type="submit"]').disabled = !rules.length;
+  }
   const muteSlot = f.el('div', { class: 'mute-slot' });
   const alertsBox = f.el('div', { class: 'alerts' });
   const numbers = f.el('p', { class: 'numbers' });
@@ -33,6 +94,10 @@ export function createMetric({ title, about, form, stateBox, countHost, countedB
     if (metric !== name) {
       name = metric;
       alertsKey = '';
+      simulatedMarks = [];
+      lastCount = null;
+      simulate.toml.hidden = true;
+      simulate.copy.hidden = true;
       title.textContent = metric;
       about.textContent = '';
       historyBox.replaceChildren(f.el('p', { class: 'muted', text: 'Loading…' }));
@@ -82,18 +147,18 @@ export function createMetric({ title, about, form, stateBox, countHost, countedB
       body));
   }
 
-  async function renderCounted(m, ov) {
+  async function renderCounted(m, ov, marks) {
     countedBox.hidden = m.kind === 'ratio';
     if (m.kind === 'ratio') return;
     const range = { metric: m.name, from: ov.from, to: ov.to, step: 'hour' };
     const [plain, status] = await Promise.all([call(withQuery('series', range)), call(withQuery('series', { ...range, by: 'status' }))]);
     const xs = plain.points.map((p) => f.secs(p.t));
-    latencyChart.update([xs, plain.points.map((p) => p.p50_ms ?? null), plain.points.map((p) => p.p95_ms ?? null), plain.points.map((p) => p.p99_ms ?? null)]);
+    latencyChart.update([xs, plain.points.map((p) => p.p50_ms ?? null), plain.points.map((p) => p.p95_ms ?? null), plain.points.map((p) => p.p99_ms ?? null)], undefined, marks);
     latencyEmpty.hidden = plain.points.some((p) => p.p50_ms !== null && p.p50_ms !== undefined);
     bots.replaceChildren(...kindBreakdown(plain));
     const sx = status.series[0]?.points.map((p) => f.secs(p.t)) ?? xs;
     const statusSeries = status.series.map((s, i) => ({ label: `${s.value} (${f.num(s.total)})`, color: colorFor(s.value, i) }));
-    statusChart.update([sx, ...status.series.map((s) => s.points.map((p) => p.count ?? null))], statusSeries);
+    statusChart.update([sx, ...status.series.map((s) => s.points.map((p) => p.count ?? null))], statusSeries, marks);
     statusEmpty.hidden = status.series.some((s) => s.total > 0);
   }
 
@@ -120,8 +185,11 @@ export function createMetric({ title, about, form, stateBox, countHost, countedB
         onUnmuted: refreshAll,
       }));
     }
-    countChart.update(baselineData(m.points ?? []));
-    await Promise.all([renderCounted(m, ov), renderHistory(m)]);
+    fillRules(m);
+    annotationMarks = await annotationsIn(ov.from, ov.to);
+    lastCount = baselineData(m.points ?? []);
+    redrawCount();
+    await Promise.all([renderCounted(m, ov, annotationMarks), renderHistory(m)]);
   }
 
   return { show, refresh };

@@ -5,7 +5,7 @@
 // receiver that is disabled, with its Re-enable button. Cards are built once
 // and updated in place.
 
-import { call } from './api.js';
+import { annotationsIn, call } from './api.js';
 import * as f from './format.js';
 import { timeChart, COLORS } from './charts.js';
 import { muteForm, alertList, receiverNotices } from './alerts.js';
@@ -129,7 +129,7 @@ export function createMission({ root, banner, onOverview, refresh: refreshAll })
     return { card, refs, chart, alertsKey: '' };
   }
 
-  function updateCard(entry, m) {
+  function updateCard(entry, m, marks) {
     const { refs } = entry;
     const state = shownState(m);
     entry.card.dataset.state = state;
@@ -143,7 +143,7 @@ export function createMission({ root, banner, onOverview, refresh: refreshAll })
     refs.vs.textContent = h.vs;
     refs.change.textContent = h.change;
     refs.change.className = `bpm-change${h.ratio !== null && h.ratio < 0.85 ? ' down' : ''}`;
-    entry.chart.update(baselineData(m.points ?? []));
+    entry.chart.update(baselineData(m.points ?? []), undefined, marks);
     const key = JSON.stringify(m.alerts ?? []);
     if (key !== entry.alertsKey) {
       entry.alertsKey = key;
@@ -187,7 +187,8 @@ export function createMission({ root, banner, onOverview, refresh: refreshAll })
     banner.textContent = b.text;
     banner.hidden = false;
     layout(data);
-    for (const m of data.metrics) updateCard(cards.get(m.name), m);
+    const marks = await annotationsIn(data.from, data.to);
+    for (const m of data.metrics) updateCard(cards.get(m.name), m, marks);
     await refreshReceivers();
   }
 

@@ -2,8 +2,10 @@
 // the comparison period, totals and unique visitors, and the tables of
 // sources, UTM fields and landing pages with share and change; the range
 // picker, the comparison choice and the CSV link of exactly what is shown.
+// Annotations of the period are marked on the chart, and its campaign
+// annotations listed under the period.
 
-import { call, withQuery } from './api.js';
+import { annotationsIn, call, withQuery } from './api.js';
 import * as f from './format.js';
 import { timeChart, COLORS } from './charts.js';
 
@@ -33,6 +35,9 @@ const iso = (d) => d.toISOString().replace(/\.\d{3}Z$/, 'Z');
 export function createReferrals({ form, period, total, totalChange, uniques, uniquesSub, chartHost, tablesHost, csvLink, ensureSite, refresh: refreshAll }) {
   const chart = timeChart(chartHost, { height: 240, series: [] });
   const tables = new Map();
+  const campaigns = f.el('p', { id: 'ref-campaigns', class: 'muted' });
+  campaigns.hidden = true;
+  period.after(campaigns);
   const customBox = form.querySelector('.custom-range');
 
   function query() {
@@ -129,7 +134,14 @@ export function createReferrals({ form, period, total, totalChange, uniques, uni
       series.push({ label: 'comparison', color: COLORS.previous, dash: [5, 4] });
       data2.push(points.map((p) => p.previous ?? null));
     }
-    chart.update(data2, series);
+    const marks = await annotationsIn(q.from, q.to);
+    chart.update(data2, series, marks);
+    const started = marks.filter((a) => a.kind === 'campaign');
+    campaigns.hidden = !started.length;
+    campaigns.replaceChildren(...(started.length ? ['Campaigns in this period: ', ...started.flatMap((a, i) => [
+      ...(i ? [' · '] : []),
+      f.el('span', { class: 'campaign', 'data-id': a.id, text: `${a.text} (${f.dateTime(a.time)})` }),
+    ])] : []));
     for (const [key, title, column] of TABLES) table(key, title, column).body.replaceChildren(...rows(data.tables?.[key]));
   }
 
