@@ -46,18 +46,17 @@ export function annotationTitle(a) {
 }
 
 /**
- * Places one mark per annotation in the chart's time range over the plot.
- * A point stands for its whole step, so a mark within the step after the
- * last point is placed on that point (its title keeps the exact time).
+ * Places one mark per annotation over the plot. The marks are those of the
+ * view's period, whose last step may not be plotted yet (a point stands
+ * for its whole step, and the step under way is left off): a mark after
+ * the last point is placed on it (its title keeps the exact time).
  */
 function placeMarks(u, marks) {
   for (const old of u.over.querySelectorAll('.annotation-mark')) old.remove();
   const { min, max } = u.scales.x;
   if (min === null || max === null) return;
-  const xs = u.data[0] ?? [];
-  const step = xs.length >= 2 ? xs[xs.length - 1] - xs[xs.length - 2] : 0;
   for (const a of marks) {
-    if (!(a.at >= min && a.at <= max + step)) continue;
+    if (!(a.at >= min)) continue;
     const mark = document.createElement('div');
     mark.className = `annotation-mark annotation-${a.kind}`;
     mark.dataset.kind = a.kind;
