@@ -27,7 +27,6 @@ use crate::alert::lifecycle::{step, AlertState, LifecycleParams, State};
 use crate::alert::mute::{mute_on, Mute};
 use crate::config::rules::AlertRule;
 use crate::config::{Config, MetricKind};
-use crate::time::HOUR;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -36,7 +35,7 @@ use std::collections::BTreeMap;
 pub use crate::alert::silence::Silence;
 
 /// Window whose ratio is shown for the other BPMs and judges recovery.
-const RECOVERY_WINDOW: i64 = HOUR;
+const RECOVERY_WINDOW: i64 = crate::config::rules::RESOLVE_WINDOW_SECS;
 
 /// The history line that keeps a silence once it leaves the silence list:
 /// written when it is created (`notice` "silence created") and when it is

@@ -12,6 +12,7 @@
 use crate::config::metric::ReferralDimension;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::ops::RangeInclusive;
 
 /// How urgent a rule is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -156,6 +157,28 @@ pub struct Split {
 /// judge smaller drops.
 pub const DEFAULT_DELTA: f64 = 0.35;
 
+/// The bounds `bpm.toml` sets on a rule's detector and lifecycle fields
+/// (`POST /api/simulate` takes edits within the same).
+pub const DELTA_BOUNDS: RangeInclusive<f64> = 0.01..=1.0;
+pub const Z_BOUNDS: RangeInclusive<f64> = 1.0..=20.0;
+pub const MIN_EXPECTED_BOUNDS: RangeInclusive<f64> = 1.0..=1e9;
+pub const RESOLVE_RATIO_BOUNDS: RangeInclusive<f64> = 0.1..=1.0;
+pub const WEEKS_BOUNDS: RangeInclusive<u32> = 2..=8;
+/// `for` and `resolve_for`: evaluations in a row.
+pub const EVALUATIONS_BOUNDS: RangeInclusive<u32> = 1..=60;
+/// The longest window a rule may have.
+pub const MAX_WINDOW_SECS: i64 = 7 * 86_400;
+/// Recovery is judged on the last hour, so a rule's windows include it.
+pub const RESOLVE_WINDOW_SECS: i64 = 3600;
+
+/// A window's length in seconds, if `text` is one a rule may have: a
+/// positive duration of whole 5-minute buckets, at most
+/// [`MAX_WINDOW_SECS`].
+pub fn window_secs(text: &str) -> Option<i64> {
+    parse_duration(text)
+        .filter(|s| *s > 0 && s % crate::time::BUCKET_SECS == 0 && *s <= MAX_WINDOW_SECS)
+}
+
 /// Values a `by` rule watches unless it says `top`.
 pub const DEFAULT_TOP: u32 = 5;
 /// Most values a `by` rule may watch.
@@ -192,7 +215,6 @@ pub(crate) mod parse {
     use crate::config::checker::Checker;
     use crate::config::metric::{Metric, MetricKind};
     use crate::config::names::{valid_label_name, valid_rule_name, valid_var_name};
-    use crate::time::BUCKET_SECS;
     use toml::{Spanned, Value};
 
     pub const DEFAULT_WINDOWS: [&str; 7] = ["15m", "30m", "1h", "2h", "4h", "8h", "24h"];
@@ -561,9 +583,9 @@ pub(crate) mod parse {
                 };
                 let mut out_w = Vec::new();
                 for w in &list {
-                    match parse_duration(w) {
-                        Some(s) if s % BUCKET_SECS == 0 && s <= 7 * 86_400 => out_w.push(s),
-                        _ => {
+                    match window_secs(w) {
+                        Some(s) => out_w.push(s),
+                        None => {
                             if let Some(sp) = &r.windows {
                                 c.error(sp.span(), f("windows"), format!("{w:?} must be a duration of whole 5-minute buckets, at most 7d"));
                             }
@@ -579,20 +601,37 @@ pub(crate) mod parse {
                 out_w.dedup();
                 out_w
             };
-            let delta = c.number_in(&r.delta, &f("delta"), 0.01, 1.0, DEFAULT_DELTA);
-            let z_alpha = c.number_in(&r.z, &f("z"), 1.0, 20.0, severity.default_z());
-            let min_expected = c.number_in(&r.min_expected, &f("min_expected"), 1.0, 1e9, 10.0);
-            let weeks = c.int_in(&r.weeks, &f("weeks"), 2..=8, 4);
-            let for_evaluations = c.int_in(&r.for_evaluations, &f("for"), 1..=60, 2);
-            let resolve_ratio = c.number_in(&r.resolve_ratio, &f("resolve_ratio"), 0.1, 1.0, 0.85);
-            let resolve_evaluations = c.int_in(&r.resolve_for, &f("resolve_for"), 1..=60, 2);
+            let number = |c: &mut Checker, v, name: &str, b: RangeInclusive<f64>, d| {
+                c.number_in(v, &f(name), *b.start(), *b.end(), d)
+            };
+            let int = |c: &mut Checker, v, name: &str, b: RangeInclusive<u32>, d| {
+                c.int_in(v, &f(name), i64::from(*b.start())..=i64::from(*b.end()), d)
+            };
+            let delta = number(c, &r.delta, "delta", DELTA_BOUNDS, DEFAULT_DELTA);
+            let z_alpha = number(c, &r.z, "z", Z_BOUNDS, severity.default_z());
+            let min_expected = number(
+                c,
+                &r.min_expected,
+                "min_expected",
+                MIN_EXPECTED_BOUNDS,
+                10.0,
+            );
+            let weeks = int(c, &r.weeks, "weeks", WEEKS_BOUNDS, 4);
+            let for_evaluations = int(c, &r.for_evaluations, "for", EVALUATIONS_BOUNDS, 2);
+            let resolve_ratio = number(
+                c,
+                &r.resolve_ratio,
+                "resolve_ratio",
+                RESOLVE_RATIO_BOUNDS,
+                0.85,
+            );
+            let resolve_evaluations = int(c, &r.resolve_for, "resolve_for", EVALUATIONS_BOUNDS, 2);
             let hold_off = c.duration(&r.hold_off, &f("hold_off"), 0, 3600);
             let repeat_interval = match &r.repeat_interval {
                 Some(v) if v.get_ref().trim() == "0" => 0,
                 other => c.duration(other, &f("repeat_interval"), 3600, 0),
             };
-            let resolve_window = 3600;
-            if !windows.contains(&resolve_window) && r.windows.is_some() {
+            if !windows.contains(&RESOLVE_WINDOW_SECS) && r.windows.is_some() {
                 if let Some(sp) = &r.windows {
                     c.error(
                         sp.span(),
@@ -711,6 +750,16 @@ mod tests {
         assert_eq!(parse_duration("2x"), None);
         assert_eq!(parse_duration("h"), None);
         assert_eq!(parse_duration("99999999999999999d"), None);
+    }
+
+    #[test]
+    fn a_window_is_a_positive_whole_number_of_buckets_up_to_a_week() {
+        assert_eq!(window_secs("15m"), Some(900));
+        assert_eq!(window_secs("7d"), Some(7 * 86_400));
+        // "0" is a duration (hold_off = "0"), never a window.
+        assert_eq!(window_secs("0"), None);
+        assert_eq!(window_secs("7m"), None);
+        assert_eq!(window_secs("8d"), None);
     }
 
     #[test]

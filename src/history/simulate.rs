@@ -13,16 +13,16 @@
 
 use crate::alert::alert_book::HistoryEntry;
 use crate::alert::tick_series::{BucketCache, MinuteCounts};
-use crate::config::rules::AlertRule;
+use crate::config::rules::{
+    window_secs, AlertRule, DELTA_BOUNDS, EVALUATIONS_BOUNDS, MIN_EXPECTED_BOUNDS,
+    RESOLVE_RATIO_BOUNDS, RESOLVE_WINDOW_SECS, WEEKS_BOUNDS, Z_BOUNDS,
+};
 use crate::config::{Config, MetricKind};
-use crate::history::backtest::parse_duration;
 use crate::history::rule_backtest::{self, episodes, Episode, Ticks};
 use crate::time::{duration_label, BUCKET_SECS};
 use serde::{Deserialize, Serialize};
 use std::fmt;
-
-/// The longest window a rule may have (as `bpm.toml` allows).
-const MAX_WINDOW_SECS: i64 = 7 * 86_400;
+use std::ops::RangeInclusive;
 
 /// What `POST /api/simulate` takes: a configured rule's name and the
 /// fields to change (absent: as configured), under their `bpm.toml` names.
@@ -65,6 +65,8 @@ pub enum SimulateError {
     },
     BadWindow(String),
     NoWindows,
+    /// Recovery is judged on the last hour: the windows must include it.
+    NoResolveWindow,
 }
 
 impl SimulateError {
@@ -93,18 +95,23 @@ impl fmt::Display for SimulateError {
                 "window {w:?} must be a duration of whole 5-minute buckets, at most 7d"
             ),
             SimulateError::NoWindows => write!(f, "`windows` must name at least one window"),
+            SimulateError::NoResolveWindow => write!(
+                f,
+                "`windows` must include \"1h\": recovery is judged on the last hour"
+            ),
         }
     }
 }
 
 impl std::error::Error for SimulateError {}
 
+/// `v` if it is absent or within `bounds`, which `field` must respect.
 fn in_range<T: Into<f64> + Copy>(
     v: Option<T>,
     field: &'static str,
-    min: f64,
-    max: f64,
+    bounds: RangeInclusive<T>,
 ) -> Result<Option<T>, SimulateError> {
+    let (min, max) = ((*bounds.start()).into(), (*bounds.end()).into());
     match v {
         Some(x) if !(min..=max).contains(&x.into()) => {
             Err(SimulateError::OutOfRange { field, min, max })
@@ -114,8 +121,6 @@ fn in_range<T: Into<f64> + Copy>(
 }
 
 impl SimulateRequest {
-    /// The configured rule with the requested changes, checked with the
-    /// ranges `bpm.toml` allows.
     /// How many days to judge.
     pub fn judged_days(&self) -> u32 {
         self.days
@@ -123,6 +128,9 @@ impl SimulateRequest {
             .clamp(1, MAX_JUDGED_DAYS)
     }
 
+    /// The configured rule with the requested changes, checked with the
+    /// bounds `bpm.toml` sets ([`crate::config::rules`]), so that its TOML
+    /// passes `check-config`.
     pub fn edited_rule(&self, config: &Config) -> Result<AlertRule, SimulateError> {
         let mut rule = config
             .alerts
@@ -133,44 +141,40 @@ impl SimulateRequest {
         if rule.by.is_some() {
             return Err(SimulateError::ByRule(rule.name));
         }
-        if let Some(d) = in_range(self.delta, "delta", 0.01, 1.0)? {
+        if let Some(d) = in_range(self.delta, "delta", DELTA_BOUNDS)? {
             rule.delta = d;
         }
-        if let Some(z) = in_range(self.z, "z", 1.0, 20.0)? {
+        if let Some(z) = in_range(self.z, "z", Z_BOUNDS)? {
             rule.z_alpha = z;
         }
-        if let Some(m) = in_range(self.min_expected, "min_expected", 1.0, 1e9)? {
+        if let Some(m) = in_range(self.min_expected, "min_expected", MIN_EXPECTED_BOUNDS)? {
             rule.min_expected = m;
         }
-        if let Some(w) = in_range(self.weeks, "weeks", 2.0, 8.0)? {
+        if let Some(w) = in_range(self.weeks, "weeks", WEEKS_BOUNDS)? {
             rule.weeks = w;
         }
-        if let Some(n) = in_range(self.for_evaluations, "for", 1.0, 60.0)? {
+        if let Some(n) = in_range(self.for_evaluations, "for", EVALUATIONS_BOUNDS)? {
             rule.for_evaluations = n;
         }
-        if let Some(r) = in_range(self.resolve_ratio, "resolve_ratio", 0.1, 1.0)? {
+        if let Some(r) = in_range(self.resolve_ratio, "resolve_ratio", RESOLVE_RATIO_BOUNDS)? {
             rule.resolve_ratio = r;
         }
-        if let Some(n) = in_range(self.resolve_for, "resolve_for", 1.0, 60.0)? {
+        if let Some(n) = in_range(self.resolve_for, "resolve_for", EVALUATIONS_BOUNDS)? {
             rule.resolve_evaluations = n;
         }
-        in_range(self.days, "days", 1.0, f64::from(MAX_JUDGED_DAYS))?;
+        in_range(self.days, "days", 1..=MAX_JUDGED_DAYS)?;
         if let Some(list) = &self.windows {
             let mut windows = Vec::with_capacity(list.len());
             for w in list {
-                match parse_duration(w) {
-                    Some(secs)
-                        if secs > 0 && secs % BUCKET_SECS == 0 && secs <= MAX_WINDOW_SECS =>
-                    {
-                        windows.push(secs)
-                    }
-                    _ => return Err(SimulateError::BadWindow(w.clone())),
-                }
+                windows.push(window_secs(w).ok_or_else(|| SimulateError::BadWindow(w.clone()))?);
             }
             windows.sort_unstable();
             windows.dedup();
             if windows.is_empty() {
                 return Err(SimulateError::NoWindows);
+            }
+            if !windows.contains(&RESOLVE_WINDOW_SECS) {
+                return Err(SimulateError::NoResolveWindow);
             }
             rule.windows = windows;
         }
@@ -389,6 +393,21 @@ mod tests {
                 ..request("logins_drop")
             }),
             SimulateError::NoWindows
+        );
+        // What check-config refuses is refused here, so the TOML checks.
+        assert_eq!(
+            refused(SimulateRequest {
+                windows: Some(vec!["15m".into(), "4h".into()]),
+                ..request("logins_drop")
+            }),
+            SimulateError::NoResolveWindow
+        );
+        assert_eq!(
+            refused(SimulateRequest {
+                windows: Some(vec!["0".into(), "1h".into()]),
+                ..request("logins_drop")
+            }),
+            SimulateError::BadWindow("0".into())
         );
         assert!(matches!(
             refused(SimulateRequest {
