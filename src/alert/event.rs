@@ -157,15 +157,14 @@ pub struct AfterDeploy {
 }
 
 impl AfterDeploy {
-    /// The deploy a firing `event`'s drop followed: the drop began when the
-    /// headline window of its first firing evaluation began
-    /// (`started_at − window`), and the latest deploy at most
-    /// [`crate::alert::annotation::DEPLOY_WINDOW_SECS`] before that is named.
+    /// The deploy a firing `event`'s drop followed: the latest deploy at
+    /// most [`crate::alert::annotation::DEPLOY_WINDOW_SECS`] before the drop
+    /// began ([`AlertEvent::drop_began`]).
     pub fn find(annotations: &[Annotation], event: &AlertEvent) -> Option<Self> {
         if event.status != EventStatus::Firing {
             return None;
         }
-        let began = event.started_at - event.window;
+        let began = event.drop_began();
         let deploy = deploy_before(annotations, began)?;
         Some(AfterDeploy {
             id: deploy.id.clone(),
@@ -183,6 +182,12 @@ impl AfterDeploy {
 }
 
 impl AlertEvent {
+    /// When the drop began, as far as the detector can tell: the start of
+    /// the headline window of the episode's first firing evaluation.
+    pub fn drop_began(&self) -> i64 {
+        self.started_at - self.window
+    }
+
     /// What the alert is about, as people read it: the metric's name, and
     /// for a `by` rule's alert its value, e.g. `marketing_views (source
     /// google)`.

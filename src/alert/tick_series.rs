@@ -30,7 +30,8 @@ pub type BucketCache = BTreeMap<(String, i64), i64>;
 /// The last complete minutes per metric: `t → n`.
 pub type MinuteCounts = BTreeMap<String, BTreeMap<i64, i64>>;
 
-fn bucket_start(t: i64) -> i64 {
+/// The start of the 5-minute bucket holding `t`.
+pub fn bucket_start(t: i64) -> i64 {
     t.div_euclid(BUCKET_SECS) * BUCKET_SECS
 }
 

@@ -193,6 +193,15 @@ impl Metric {
             MetricKind::Ratio(_) => "ratio",
         }
     }
+
+    /// The counted metrics whose stored counts this one is made of: itself,
+    /// or a ratio's numerator and denominator.
+    pub fn counted_inputs(&self) -> Vec<String> {
+        match &self.kind {
+            MetricKind::Counted { .. } => vec![self.name.clone()],
+            MetricKind::Ratio(r) => vec![r.numerator.clone(), r.denominator.clone()],
+        }
+    }
 }
 
 /// Limits on what a config may declare.

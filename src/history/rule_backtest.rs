@@ -17,10 +17,10 @@ use crate::alert::alert_book::SeriesSet;
 use crate::alert::alert_book::{counted_metrics, AlertBook, HistoryEntry};
 use crate::alert::lifecycle::State;
 use crate::alert::silence::Silence;
-use crate::alert::tick_series::{bucket_series, BucketCache, MinuteCounts};
+use crate::alert::tick_series::{bucket_series, bucket_start, BucketCache, MinuteCounts};
 use crate::alert::ticks::{add_minutes, evaluation_instants, COMPLETE_AFTER_SECS};
 use crate::config::Config;
-use crate::time::{BUCKET_SECS, MINUTE};
+use crate::time::MINUTE;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -141,7 +141,7 @@ pub fn judge(
         // The tick that finds the period ending at `tick + every` complete.
         let now = tick + every + COMPLETE_AFTER_SECS;
         for t in evaluation_instants(last_at, now) {
-            let bucket = t.div_euclid(BUCKET_SECS) * BUCKET_SECS;
+            let bucket = bucket_start(t);
             if built != Some(bucket) {
                 series = bucket_series(cache, metrics, bucket);
                 built = Some(bucket);
@@ -159,8 +159,8 @@ pub fn judge(
 
 /// Runs the rules of `config` (only `rule`, if given) over `counts`
 /// (`(minute start, metric) → n`), ticking every minute from the first
-/// counted minute to one bucket past the last (or over `[from, to)` of
-/// those, if given), with `silences` in force.
+/// counted minute until the tick that finds the last one complete (or over
+/// `[from, to)`, if given), with `silences` in force.
 pub fn run(
     config: &Config,
     counts: &BTreeMap<(i64, String), u64>,
@@ -182,13 +182,14 @@ pub fn run(
     let mut minutes = MinuteCounts::new();
     for ((t, metric), n) in counts {
         let n = i64::try_from(*n).unwrap_or(i64::MAX);
-        let bucket = t.div_euclid(BUCKET_SECS) * BUCKET_SECS;
-        let slot = cache.entry((metric.clone(), bucket)).or_insert(0);
+        let slot = cache.entry((metric.clone(), bucket_start(*t))).or_insert(0);
         *slot = slot.saturating_add(n);
         minutes.entry(metric.clone()).or_default().insert(*t, n);
     }
-    let first = counts.keys().map(|(t, _)| *t).min().unwrap_or(0);
-    let last = counts.keys().map(|(t, _)| *t).max().unwrap_or(0);
+    // Keyed by time first: the first and last keys hold the first and
+    // last counted minutes.
+    let first = counts.keys().next().map_or(0, |(t, _)| *t);
+    let last = counts.keys().next_back().map_or(0, |(t, _)| *t);
     let from = range.0.unwrap_or(first).div_euclid(MINUTE) * MINUTE;
     let to = range.1.unwrap_or(last + MINUTE);
     let ticks = Ticks {

@@ -12,12 +12,12 @@
 //! not simulated (their per-value series are not stored).
 
 use crate::alert::alert_book::HistoryEntry;
-use crate::alert::tick_series::{BucketCache, MinuteCounts};
+use crate::alert::tick_series::{bucket_start, BucketCache, MinuteCounts};
 use crate::config::rules::{
     window_secs, AlertRule, DELTA_BOUNDS, EVALUATIONS_BOUNDS, MIN_EXPECTED_BOUNDS,
     RESOLVE_RATIO_BOUNDS, RESOLVE_WINDOW_SECS, WEEKS_BOUNDS, Z_BOUNDS,
 };
-use crate::config::{Config, MetricKind};
+use crate::config::{Config, Metric};
 use crate::history::rule_backtest::{self, episodes, Episode, Ticks};
 use crate::time::{duration_label, BUCKET_SECS};
 use serde::{Deserialize, Serialize};
@@ -198,14 +198,6 @@ pub struct Simulation {
     pub toml: String,
 }
 
-/// The metrics `rule` reads: its own, or a ratio's two.
-fn metrics_of(config: &Config, rule: &AlertRule) -> Vec<String> {
-    match config.metric(&rule.metric).map(|m| &m.kind) {
-        Some(MetricKind::Ratio(r)) => vec![r.numerator.clone(), r.denominator.clone()],
-        _ => vec![rule.metric.clone()],
-    }
-}
-
 /// Judges `rule` over the last `days` of the stored 5-minute `series` up
 /// to `now`, alone (no other rule inhibits it, no silence mutes it).
 pub fn simulate(
@@ -215,8 +207,10 @@ pub fn simulate(
     days: u32,
     now: i64,
 ) -> Simulation {
-    let metrics = metrics_of(config, &rule);
-    let to = now.div_euclid(BUCKET_SECS) * BUCKET_SECS;
+    let metrics = config
+        .metric(&rule.metric)
+        .map_or_else(|| vec![rule.metric.clone()], Metric::counted_inputs);
+    let to = bucket_start(now);
     let first = series
         .keys()
         .filter(|(m, _)| metrics.contains(m))

@@ -100,10 +100,7 @@ impl SeriesQuery {
     pub fn shard_query(&self, config: &Config) -> ShardQuery {
         let (metrics, dims): (Vec<String>, Vec<Dim>) = match config.metric(&self.metric) {
             Some(m) => match (&m.kind, self.by) {
-                (MetricKind::Ratio(r), _) => (
-                    vec![r.numerator.clone(), r.denominator.clone()],
-                    vec![Dim::Count],
-                ),
+                (MetricKind::Ratio(_), _) => (m.counted_inputs(), vec![Dim::Count]),
                 (MetricKind::Counted { .. }, Some(by)) => (vec![m.name.clone()], vec![by]),
                 (MetricKind::Counted { .. }, None) => (
                     vec![m.name.clone()],

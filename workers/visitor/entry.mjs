@@ -116,8 +116,9 @@ async function runCount(work, env) {
 async function callObject(env, work) {
   let timer;
   try {
-    const namespace = env[work.binding];
-    if (namespace === undefined) return [0, `the binding ${work.binding} does not exist`];
+    const binding = work.binding;
+    const namespace = env[binding];
+    if (namespace === undefined) return [0, `the binding ${binding} does not exist`];
     const stub = namespace.get(namespace.idFromName(work.object));
     const body = work.body;
     const init = body === undefined ? undefined : { method: 'POST', body };

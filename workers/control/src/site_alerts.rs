@@ -206,9 +206,7 @@ impl DurableObject for SiteAlerts {
                     });
                 match posted {
                     Ok((a, Posted::Created)) => return json_status(201, &a.view()),
-                    Ok((a, Posted::Exists)) => {
-                        Ok(serde_json::to_value(a.view()).unwrap_or_default())
-                    }
+                    Ok((a, Posted::Exists)) => serde_json::to_value(a.view()).map_err(internal),
                     Ok((a, Posted::Conflict)) => {
                         return json_status(
                             409,
@@ -315,7 +313,7 @@ fn name_deploys(store: &AlertStore<DurableSql>, notices: &mut [Notice]) {
             .filter(|n| n.event.status == bpm_edge::alert::event::EventStatus::Firing)
     };
     let (Some(earliest), Some(latest)) = (
-        firing().map(|n| n.event.started_at - n.event.window).min(),
+        firing().map(|n| n.event.drop_began()).min(),
         firing().map(|n| n.event.at).max(),
     ) else {
         return;

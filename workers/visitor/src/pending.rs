@@ -138,13 +138,9 @@ impl CountWork {
         let now = now_ms.max(0.0) as u64;
         self.call = None;
         loop {
-            let step = ISOLATE.with(|cell| {
-                let mut slot = cell.try_borrow_mut().ok()?;
-                let isolate = slot.as_mut()?;
-                let action = self
-                    .pending
-                    .next(now, &mut isolate.salts, &mut isolate.queue);
-                Some((action, isolate.shard.clone()))
+            let step = self.with_isolate(|pending, isolate| {
+                let action = pending.next(now, &mut isolate.salts, &mut isolate.queue);
+                (action, isolate.shard.clone())
             });
             let Some((action, shard)) = step else {
                 return DONE;
@@ -168,10 +164,12 @@ impl CountWork {
                         self.call = Some(call);
                         return CALL;
                     }
-                    Err(id) => self.with_isolate(|pending, isolate| {
+                    Err(id) => {
                         report_unsent(&id);
-                        pending.sent(now, false, &mut isolate.queue);
-                    }),
+                        self.with_isolate(|pending, isolate| {
+                            pending.sent(now, false, &mut isolate.queue);
+                        });
+                    }
                 },
                 Action::OutOfTime => {
                     report_out_of_time(&shard);
@@ -292,19 +290,17 @@ impl CountWork {
         });
     }
 
-    /// Runs `f` on this work and the isolate's state (nothing when that is
-    /// borrowed already, which the single-threaded isolate never does).
-    fn with_isolate(&mut self, f: impl FnOnce(&mut PendingCount, &mut Isolate)) {
+    /// Runs `f` on this work and the isolate's state; `None` when there is
+    /// none yet or it is borrowed already (which the single-threaded
+    /// isolate never does).
+    fn with_isolate<R>(
+        &mut self,
+        f: impl FnOnce(&mut PendingCount, &mut Isolate) -> R,
+    ) -> Option<R> {
         ISOLATE.with(|cell| {
-            if let Some(isolate) = cell
-                .try_borrow_mut()
-                .ok()
-                .as_deref_mut()
-                .and_then(Option::as_mut)
-            {
-                f(&mut self.pending, isolate);
-            }
-        });
+            let mut slot = cell.try_borrow_mut().ok()?;
+            Some(f(&mut self.pending, slot.as_mut()?))
+        })
     }
 }
 
