@@ -79,6 +79,12 @@ impl Resolution {
 /// days earlier, so "the same time last week" survives DST changes.
 pub trait WallClock {
     fn days_before(&self, t: i64, days: i64) -> i64;
+
+    /// A span `[from, to)` holding `t` over which the UTC offset does not
+    /// change (at least `[t, t + 1)`: nothing known).
+    fn steady_span(&self, t: i64) -> (i64, i64) {
+        (t, t.saturating_add(1))
+    }
 }
 
 /// UTC (and any naive time series): days are always 86,400 s.
@@ -88,6 +94,51 @@ pub struct Utc;
 impl WallClock for Utc {
     fn days_before(&self, t: i64, days: i64) -> i64 {
         t - days * DAY
+    }
+
+    fn steady_span(&self, _t: i64) -> (i64, i64) {
+        (i64::MIN, i64::MAX)
+    }
+}
+
+/// A [`WallClock`] that remembers the last steady span it was told of:
+/// while `t` and the answer (with a day to spare) lie in it, the answer is
+/// `t − days` without asking the zone. One lives for one evaluation, which
+/// asks the same few weeks thousands of times.
+pub struct SpanCachedClock<'a> {
+    zone: &'a dyn WallClock,
+    span: std::cell::Cell<(i64, i64)>,
+}
+
+impl<'a> SpanCachedClock<'a> {
+    pub fn new(zone: &'a dyn WallClock) -> Self {
+        SpanCachedClock {
+            zone,
+            span: std::cell::Cell::new((0, 0)),
+        }
+    }
+}
+
+impl WallClock for SpanCachedClock<'_> {
+    fn days_before(&self, t: i64, days: i64) -> i64 {
+        let naive = t.saturating_sub(days.saturating_mul(DAY));
+        // Invariant: the offset is the same over `[naive − 1 day, t]`, so
+        // the instant with `t`'s local time `days` earlier is `naive`.
+        let steady =
+            |(from, to): (i64, i64)| days >= 0 && naive.saturating_sub(DAY) >= from && t < to;
+        if steady(self.span.get()) {
+            return naive;
+        }
+        let span = self.zone.steady_span(t);
+        self.span.set(span);
+        if steady(span) {
+            return naive;
+        }
+        self.zone.days_before(t, days)
+    }
+
+    fn steady_span(&self, t: i64) -> (i64, i64) {
+        self.zone.steady_span(t)
     }
 }
 

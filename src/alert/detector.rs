@@ -23,7 +23,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::decimal::round_to;
-use crate::time::{WallClock, DAY, MINUTE};
+use crate::time::{SpanCachedClock, WallClock, DAY, MINUTE};
 
 /// Window lengths judged by default: nothing shorter than 15 minutes, since
 /// short windows fire on weekly bursts that shift by one bucket.
@@ -453,6 +453,7 @@ impl DropDetector {
 
     /// Judges the windows ending at `at` of a counted metric.
     pub fn evaluate(&mut self, series: &CountSeries, at: i64, clock: &dyn WallClock) -> Evaluation {
+        let clock = &SpanCachedClock::new(clock);
         let observed = |a, b| series.sum(a, b);
         let weeks = self.params.weeks;
         let baseline = |end, w| seasonal_baseline(&observed, end, w, weeks, clock);
@@ -470,6 +471,7 @@ impl DropDetector {
         at: i64,
         clock: &dyn WallClock,
     ) -> Evaluation {
+        let clock = &SpanCachedClock::new(clock);
         let observed = |a, b| num.sum(a, b);
         let weeks = self.params.weeks;
         let baseline = |end, w| ratio_baseline(num, den, min_denominator, end, w, weeks, clock);
@@ -592,6 +594,7 @@ impl DropDetector {
         if p.fast_windows.is_empty() {
             return Vec::new();
         }
+        let clock = &SpanCachedClock::new(clock);
         let step = buckets.step();
         let reference = step * ((FAST_REFERENCE + step - 1) / step).max(1);
         let end = at + (step - (at - buckets.start()).rem_euclid(step)) % step;

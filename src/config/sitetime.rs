@@ -65,12 +65,27 @@ impl SiteTime {
     pub fn days_before(&self, t: i64, days: i64) -> i64 {
         self.instant(self.local(t) - days * 86_400)
     }
+
+    /// The span `[from, to)` between the offset changes around `t`.
+    pub fn steady_span(&self, t: i64) -> (i64, i64) {
+        let i = self.changes.partition_point(|(at, _)| *at <= t);
+        let from = self
+            .changes
+            .get(i.saturating_sub(1))
+            .map_or(i64::MIN, |(at, _)| *at);
+        let to = self.changes.get(i).map_or(i64::MAX, |(at, _)| *at);
+        (from, to)
+    }
 }
 
 /// Local days: 23 to 25 hours long across a daylight-saving change.
 impl crate::time::WallClock for SiteTime {
     fn days_before(&self, t: i64, days: i64) -> i64 {
         SiteTime::days_before(self, t, days)
+    }
+
+    fn steady_span(&self, t: i64) -> (i64, i64) {
+        SiteTime::steady_span(self, t)
     }
 }
 
@@ -166,6 +181,23 @@ mod tests {
         let u = b.instant(twice);
         assert_eq!(b.local(u), twice);
         assert!(u < autumn);
+    }
+
+    #[test]
+    fn the_span_cache_answers_as_the_zone_around_offset_changes() {
+        let b = lookup("Europe/Berlin").unwrap();
+        use crate::time::WallClock;
+        let cached = crate::time::SpanCachedClock::new(&b);
+        for &(change, _) in b.changes.iter().skip(100).take(6) {
+            // From two days before the change to 30 days after it, so the
+            // change falls between `t` and the answer for every `d`.
+            for step in -96..1440 {
+                let t = change + step * 1800;
+                for d in [1, 7, 28] {
+                    assert_eq!(cached.days_before(t, d), b.days_before(t, d), "t={t} d={d}");
+                }
+            }
+        }
     }
 
     #[test]
