@@ -3,7 +3,9 @@
 //! build does and prints one `file:line:col: field: message` line per error;
 //! `backtest` runs the configured rules over an access log (or the bare
 //! drop detector over a recorded series) causally and prints one JSON
-//! object per alert state change.
+//! object per alert state change; `replay` prints a log's per-minute
+//! counts; `discover` ranks the request signatures that tell an incident
+//! apart and prints them as configuration.
 
 #[cfg(not(target_arch = "wasm32"))]
 fn main() {
@@ -29,13 +31,18 @@ mod cli {
   bpm-edge backtest --series FILE.csv [--step 15m] [--severity critical|warning]
                                                      replay a NAB-format series through the detector
   bpm-edge replay --log access.log[.gz] [--config bpm.toml] [--format combined|common|logpush] [--host HOST]
-                                                     per-minute metric counts (CSV) from an access log";
+                                                     per-minute metric counts (CSV) from an access log
+  bpm-edge discover --log access.log[.gz] --incident FROM..TO [--config bpm.toml] [--top 3] [--json]
+                   [--format combined|common|logpush] [--host HOST]
+                                                     the request signatures that tell an incident apart,
+                                                     as ready [[metric]] and [[alert]] TOML";
 
     pub fn run(args: Vec<String>) -> i32 {
         match args.first().map(String::as_str) {
             Some("check-config") => check_config(args.get(1).map_or("bpm.toml", String::as_str)),
             Some("backtest") => backtest_cmd(args.get(1..).unwrap_or(&[])),
             Some("replay") => replay_cmd(args.get(1..).unwrap_or(&[])),
+            Some("discover") => discover_cmd(args.get(1..).unwrap_or(&[])),
             Some("-h" | "--help" | "help") => {
                 println!("{USAGE}");
                 0
@@ -248,10 +255,186 @@ mod cli {
         0
     }
 
+    /// `discover`: the signatures that tell an incident apart.
+    fn discover_cmd(args: &[String]) -> i32 {
+        use bpm_edge::history::discover::{discover, DiscoverOptions, Incident};
+        use bpm_edge::history::replay::read_request;
+        use bpm_edge::time::{duration_label, format_time, parse_rfc3339};
+
+        let mut input = LogInput::default();
+        let mut incident = None;
+        let mut top = 3usize;
+        let mut json = false;
+        let mut it = args.iter();
+        while let Some(arg) = it.next() {
+            let mut value = || it.next().cloned();
+            match input.take(arg, &mut value) {
+                Taken::Yes => continue,
+                Taken::Bad(msg) => return usage_error(&msg),
+                Taken::No => {}
+            }
+            match arg.as_str() {
+                "--incident" => {
+                    let range = value().unwrap_or_default();
+                    let parsed = range.split_once("..").and_then(|(a, b)| {
+                        Some(Incident {
+                            from: parse_rfc3339(a.trim())?,
+                            to: parse_rfc3339(b.trim())?,
+                        })
+                    });
+                    match parsed {
+                        Some(i) => incident = Some(i),
+                        None => {
+                            return usage_error(
+                                "--incident takes FROM..TO, two RFC 3339 times (2026-11-23T14:00:00Z..2026-11-23T16:00:00Z)",
+                            )
+                        }
+                    }
+                }
+                "--top" => match value().and_then(|v| v.parse().ok()) {
+                    Some(n) => top = n,
+                    None => return usage_error("--top takes a number"),
+                },
+                "--json" => json = true,
+                other => return usage_error(&format!("unknown argument {other:?}")),
+            }
+        }
+        let Some(incident) = incident else {
+            return usage_error("--incident FROM..TO is required");
+        };
+        let Some(log) = input.log.clone() else {
+            return usage_error("--log FILE is required");
+        };
+        // No config: the defaults (UTC, no rules to compare with).
+        let (config_text, config_file) = match std::fs::read_to_string(&input.config) {
+            Ok(t) => (t, input.config.clone()),
+            Err(_) if !input.config_given => {
+                ("[site]\nname = \"site\"\n".to_string(), "-".to_string())
+            }
+            Err(e) => {
+                eprintln!("{}: cannot read: {e}", input.config);
+                return 1;
+            }
+        };
+        let host = input.host.clone().unwrap_or_else(|| "localhost".into());
+        let format = input.format;
+        let mut read = |visit: &mut bpm_edge::history::discover::Visit<'_>| -> Result<(), String> {
+            use std::io::BufRead;
+            let reader = open_maybe_gzip(&log).map_err(|e| format!("{log}: cannot read: {e}"))?;
+            for (i, line) in reader.split(b'\n').enumerate() {
+                let line = line.map_err(|e| format!("{log}: read error after line {i}: {e}"))?;
+                let text = String::from_utf8_lossy(&line);
+                read_request(format, &host, &text, &mut *visit);
+            }
+            Ok(())
+        };
+        let found = match discover(
+            &config_text,
+            &config_file,
+            std::path::Path::new(&log)
+                .file_name()
+                .map_or(log.as_str(), |n| n.to_str().unwrap_or(&log)),
+            &mut read,
+            incident,
+            &DiscoverOptions::default(),
+        ) {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("{log}: {e}");
+                return 1;
+            }
+        };
+        let mut out = std::io::stdout().lock();
+        if json {
+            let text = serde_json::to_string_pretty(&found).unwrap_or_default();
+            // A reader that went away (`| head`) is not an error of ours.
+            let _ = writeln!(out, "{text}");
+            return 0;
+        }
+        let minutes_in = |t: i64| duration_label((t - incident.from).max(0));
+        let mut text = String::new();
+        let seen = found.seen;
+        text.push_str(&format!(
+            "{log}: {} requests ({} from bots; {} for assets, housekeeping paths or answered 5xx, left out)\n",
+            seen.requests, seen.bots, seen.left_out
+        ));
+        text.push_str(&format!(
+            "incident {} .. {}, compared with the same time on {} earlier days ({})\n",
+            format_time(incident.from),
+            format_time(incident.to),
+            found.compared.len(),
+            found
+                .compared
+                .iter()
+                .map(|t| format_time(*t).get(..10).unwrap_or("").to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        text.push_str(&format!(
+            "{} signatures had the volume to judge, {} fell; the best {} backtested over {} .. {}\n",
+            found.considered,
+            found.fell,
+            found.candidates.len(),
+            format_time(found.judged.0),
+            format_time(found.judged.1)
+        ));
+        text.push_str(&match (&found.configured, found.configured_rules) {
+            (_, 0) => "your rules: none configured to compare with\n".to_string(),
+            (Some(e), _) => format!(
+                "your rules: {} fired first, {} into the incident\n",
+                e.rule,
+                minutes_in(e.fired)
+            ),
+            (None, n) => format!("your rules: none of {n} fired during the incident\n"),
+        });
+        if found.candidates.is_empty() {
+            text.push_str("no signature fell enough to tell the incident apart\n");
+        } else {
+            text.push_str("\n| # | signature | during | usual | drop | fired | false alerts | metric |\n|---|---|---:|---:|---:|---|---:|---|\n");
+        }
+        for (i, c) in found.candidates.iter().enumerate() {
+            text.push_str(&format!(
+                "| {} | {} | {} | {:.0} | {:.0} % | {} | {} | {} |\n",
+                i + 1,
+                c.signature,
+                c.during,
+                c.usual,
+                c.drop * 100.0,
+                c.fired
+                    .map_or_else(|| "no".into(), |t| format!("after {}", minutes_in(t))),
+                c.false_alerts.len(),
+                c.metric
+            ));
+        }
+        for (i, c) in found.candidates.iter().take(top).enumerate() {
+            let fired = match (c.fired, &found.configured) {
+                (None, _) => "did not fire during the incident".to_string(),
+                (Some(t), Some(e)) if t < e.fired => format!(
+                    "fired {} into the incident, {} before {}",
+                    minutes_in(t),
+                    duration_label(e.fired - t),
+                    e.rule
+                ),
+                (Some(t), _) => format!("fired {} into the incident", minutes_in(t)),
+            };
+            text.push_str(&format!(
+                "\n# {}. {}: {fired}; {} false alert(s) elsewhere in the log\n{}",
+                i + 1,
+                c.signature,
+                c.false_alerts.len(),
+                c.toml
+            ));
+        }
+        let _ = out.write_all(text.as_bytes());
+        0
+    }
+
     /// The arguments `replay` and `backtest --log` share.
     struct LogInput {
         log: Option<String>,
         config: String,
+        /// `--config` was given (else `config` is the default path).
+        config_given: bool,
         format: bpm_edge::history::replay::LogFormat,
         host: Option<String>,
     }
@@ -261,6 +444,7 @@ mod cli {
             LogInput {
                 log: None,
                 config: "bpm.toml".into(),
+                config_given: false,
                 format: bpm_edge::history::replay::LogFormat::Combined,
                 host: None,
             }
@@ -311,7 +495,10 @@ mod cli {
             match arg {
                 "--log" => self.log = value(),
                 "--config" => match value() {
-                    Some(c) => self.config = c,
+                    Some(c) => {
+                        self.config = c;
+                        self.config_given = true;
+                    }
                     None => return Taken::Bad("--config takes a file".into()),
                 },
                 "--host" => self.host = value(),

@@ -10,73 +10,11 @@ use bpm_edge::config::parse_toml;
 use bpm_edge::count::classify::Classifier;
 use bpm_edge::history::replay::{LogFormat, Replay};
 use bpm_edge::history::rule_backtest::{self, Episode};
-use chrono::NaiveDateTime;
-use std::io::Read;
 use std::process::Command;
 
-const DAYS: i64 = 4;
-/// The outage: 14:00–16:00 UTC on the last day.
-const OUTAGE_FROM_HOUR: i64 = 14;
-const OUTAGE_HOURS: i64 = 2;
-/// The first day of the built log, 2015-06-01T00:00:00Z.
-const BASE: i64 = 1_433_116_800;
+mod spliced_log;
 
-fn one_day() -> Vec<String> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/apache-one-day.log.gz"
-    );
-    let file = std::fs::File::open(path).unwrap();
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(file)
-        .read_to_string(&mut text)
-        .unwrap();
-    text.lines().map(str::to_string).collect()
-}
-
-/// Whether a combined-format line is a successful response for `/` or
-/// `/blog/**` (what the shipped `marketing_views` counts, among others).
-fn marketing_success(line: &str) -> bool {
-    let mut quoted = line.split('"');
-    let request = quoted.nth(1).unwrap_or("");
-    let status = quoted
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .next()
-        .unwrap_or("");
-    let path = request.split(' ').nth(1).unwrap_or("");
-    let path = path.split('?').next().unwrap_or("");
-    (path == "/" || path.starts_with("/blog/")) && status.starts_with('2')
-}
-
-/// The day repeated `DAYS` times from [`BASE`], with the outage spliced
-/// into the last day when `outage`.
-fn built_log(outage: bool) -> Vec<String> {
-    let day = one_day();
-    let fmt = "%d/%b/%Y:%H:%M:%S";
-    let outage_from = BASE + (DAYS - 1) * 86_400 + OUTAGE_FROM_HOUR * 3600;
-    let outage_to = outage_from + OUTAGE_HOURS * 3600;
-    let mut out = Vec::new();
-    for d in 0..DAYS {
-        for line in &day {
-            let (Some(open), Some(close)) = (line.find('['), line.find(" +0000]")) else {
-                continue;
-            };
-            let Ok(t) = NaiveDateTime::parse_from_str(&line[open + 1..close], fmt) else {
-                continue;
-            };
-            let secs = t.and_utc().timestamp() % 86_400;
-            let at = BASE + d * 86_400 + secs;
-            if outage && (outage_from..outage_to).contains(&at) && marketing_success(line) {
-                continue;
-            }
-            let moved = chrono::DateTime::from_timestamp(at, 0).unwrap().format(fmt);
-            out.push(format!("{}{moved}{}", &line[..=open], &line[close..]));
-        }
-    }
-    out
-}
+use spliced_log::{built_log, marketing_pages, outage_range};
 
 fn episodes(lines: &[String]) -> Vec<Episode> {
     let config = parse_toml(include_str!("../bpm.toml"), "bpm.toml").unwrap();
@@ -99,12 +37,11 @@ fn episodes(lines: &[String]) -> Vec<Episode> {
 
 #[test]
 fn a_spliced_outage_of_the_marketing_pages_fires_their_rule_and_no_other() {
-    let got = episodes(&built_log(true));
+    let got = episodes(&built_log(Some(marketing_pages)));
     assert_eq!(got.len(), 1, "{got:?}");
     let e = &got[0];
     assert_eq!(e.rule, "marketing_views_drop");
-    let outage_from = BASE + (DAYS - 1) * 86_400 + OUTAGE_FROM_HOUR * 3600;
-    let outage_to = outage_from + OUTAGE_HOURS * 3600;
+    let (outage_from, outage_to) = outage_range();
     assert!(
         (outage_from..outage_from + 1800).contains(&e.fired),
         "fired at {} (outage from {outage_from})",
@@ -117,7 +54,7 @@ fn a_spliced_outage_of_the_marketing_pages_fires_their_rule_and_no_other() {
 
 #[test]
 fn the_same_log_without_the_outage_fires_nothing() {
-    let got = episodes(&built_log(false));
+    let got = episodes(&built_log(None));
     assert!(got.is_empty(), "{got:?}");
 }
 
@@ -126,7 +63,7 @@ fn the_backtest_command_prints_the_transitions_and_the_summary() {
     let dir = std::env::temp_dir().join(format!("bpm-edge-backtest-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let log = dir.join("spliced.log");
-    std::fs::write(&log, built_log(true).join("\n")).unwrap();
+    std::fs::write(&log, built_log(Some(marketing_pages)).join("\n")).unwrap();
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/bpm.toml");
     let out = Command::new(env!("CARGO_BIN_EXE_bpm-edge"))
         .args([

@@ -10,6 +10,8 @@
 pub mod accesslog;
 pub mod backfill;
 pub mod backtest;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod discover;
 pub mod logpush;
 pub mod replay;
 pub mod rule_backtest;

@@ -10,7 +10,7 @@
 
 use crate::config::MetricKind;
 use crate::count::agent::AgentKind;
-use crate::count::classify::{Classifier, Hit};
+use crate::count::classify::{Classifier, Hit, RequestFacts, ResponseFacts};
 use crate::history::accesslog::LogLine;
 use crate::history::logpush::LogpushRecord;
 use crate::time::Resolution;
@@ -62,33 +62,28 @@ impl Replay {
         hits: &mut Vec<Hit>,
     ) {
         self.lines += 1;
-        hits.clear();
-        let at = match format {
-            LogFormat::Logpush => LogpushRecord::parse(line).and_then(|r| {
-                let at = r.at_secs()?;
-                classifier.classify(&r.request_facts(host), &r.response_facts(), hits);
-                Some(at)
-            }),
-            LogFormat::Combined | LogFormat::Common => LogLine::parse(line).and_then(|l| {
-                let at = log_time(l.time)?;
-                let mut facts = l.request_facts(host);
-                if format == LogFormat::Common {
-                    facts.referer = None;
-                    facts.user_agent = Some(COMMON_FORMAT_AGENT);
-                }
-                classifier.classify(&facts, &l.response_facts(), hits);
-                Some(at)
-            }),
-        };
-        let Some(at) = at else {
-            if !line.trim().is_empty() {
-                self.malformed += 1;
-                if self.malformed_examples.len() < EXAMPLES {
-                    self.malformed_examples.push(line_no);
-                }
+        let read = read_request(format, host, line, |at, request, response| {
+            self.add(classifier, at, request, response, hits);
+        });
+        if !read && !line.trim().is_empty() {
+            self.malformed += 1;
+            if self.malformed_examples.len() < EXAMPLES {
+                self.malformed_examples.push(line_no);
             }
-            return;
-        };
+        }
+    }
+
+    /// Classifies one request answered at `at` (Unix seconds).
+    pub fn add(
+        &mut self,
+        classifier: &Classifier,
+        at: i64,
+        request: &RequestFacts,
+        response: &ResponseFacts,
+        hits: &mut Vec<Hit>,
+    ) {
+        hits.clear();
+        classifier.classify(request, response, hits);
         let minute = Resolution::Minute.floor(at);
         for hit in hits.iter() {
             let Some(m) = classifier.config().metrics.get(hit.metric) else {
@@ -112,6 +107,38 @@ impl Replay {
             out.push_str(&format!("{},{metric},{n}\n", crate::time::format_time(*t)));
         }
         out
+    }
+}
+
+/// Reads one log line of `format` and hands its time (Unix seconds) and
+/// facts to `f`; false (and `f` not called) when the line is malformed.
+/// `host` stands in for a host the line does not log.
+pub fn read_request(
+    format: LogFormat,
+    host: &str,
+    line: &str,
+    f: impl FnOnce(i64, &RequestFacts, &ResponseFacts),
+) -> bool {
+    match format {
+        LogFormat::Logpush => LogpushRecord::parse(line)
+            .and_then(|r| {
+                let at = r.at_secs()?;
+                f(at, &r.request_facts(host), &r.response_facts());
+                Some(())
+            })
+            .is_some(),
+        LogFormat::Combined | LogFormat::Common => LogLine::parse(line)
+            .and_then(|l| {
+                let at = log_time(l.time)?;
+                let mut facts = l.request_facts(host);
+                if format == LogFormat::Common {
+                    facts.referer = None;
+                    facts.user_agent = Some(COMMON_FORMAT_AGENT);
+                }
+                f(at, &facts, &l.response_facts());
+                Some(())
+            })
+            .is_some(),
     }
 }
 
