@@ -26,7 +26,7 @@ mod cli {
     const USAGE: &str = "usage:
   bpm-edge check-config [FILE]                       validate a config (default: bpm.toml)
   bpm-edge backtest --log access.log[.gz] [--config bpm.toml] [--rule NAME] [--from T] [--to T]
-                   [--format combined|common|logpush] [--host HOST]
+                   [--silence RULE=FROM..TO]... [--format combined|common|logpush] [--host HOST]
                                                      run the configured rules over an access log
   bpm-edge backtest --series FILE.csv [--step 15m] [--severity critical|warning]
                                                      replay a NAB-format series through the detector
@@ -171,12 +171,14 @@ mod cli {
 
     /// `backtest --log`: the configured rules over a replayed access log.
     fn rules_backtest_cmd(args: &[String]) -> i32 {
+        use bpm_edge::alert::silence::Silence;
         use bpm_edge::history::rule_backtest;
         use bpm_edge::time::{format_time, parse_rfc3339};
 
         let mut input = LogInput::default();
         let mut rule = None;
         let (mut from, mut to) = (None, None);
+        let mut silences = Vec::new();
         let mut it = args.iter();
         while let Some(arg) = it.next() {
             let mut value = || it.next().cloned();
@@ -187,6 +189,30 @@ mod cli {
             }
             match arg.as_str() {
                 "--rule" => rule = value(),
+                "--silence" => {
+                    // RULE=FROM..TO: in force from FROM (its creation) until TO.
+                    let text = value().unwrap_or_default();
+                    let parsed = text.split_once('=').and_then(|(rule, range)| {
+                        let (a, b) = range.split_once("..")?;
+                        let (a, b) = (parse_rfc3339(a.trim())?, parse_rfc3339(b.trim())?);
+                        (a < b && !rule.is_empty()).then(|| Silence {
+                            id: format!("backtest-{}", silences.len() + 1),
+                            rule: rule.to_string(),
+                            until: b,
+                            reason: "given on the command line".into(),
+                            author: "bpm-edge backtest".into(),
+                            created_at: a,
+                        })
+                    });
+                    match parsed {
+                        Some(s) => silences.push(s),
+                        None => {
+                            return usage_error(
+                                "--silence takes RULE=FROM..TO (RULE or *, two RFC 3339 times)",
+                            )
+                        }
+                    }
+                }
                 "--from" | "--to" => {
                     let Some(t) = value().as_deref().and_then(parse_rfc3339) else {
                         return usage_error(&format!("{arg} takes an RFC 3339 time"));
@@ -210,13 +236,16 @@ mod cli {
             Ok(r) => r,
             Err(code) => return code,
         };
-        if let Some(name) = &rule {
+        let named = rule
+            .iter()
+            .chain(silences.iter().map(|s| &s.rule).filter(|r| *r != "*"));
+        for name in named {
             if !cfg.alerts.iter().any(|r| &r.name == name) {
                 eprintln!("{config}: no [[alert]] named {name:?}");
                 return 1;
             }
         }
-        let result = rule_backtest::run(&cfg, &replay.counts, rule.as_deref(), (from, to), &[]);
+        let result = rule_backtest::run(&cfg, &replay, rule.as_deref(), (from, to), &silences);
         let mut out = std::io::stdout().lock();
         for h in &result.history {
             let line = serde_json::to_string(h).unwrap_or_default();
@@ -239,7 +268,9 @@ mod cli {
         for e in result.episodes() {
             eprintln!(
                 "| {} | {} | {} | {} | {} | {} |",
-                e.rule,
+                e.value
+                    .as_ref()
+                    .map_or_else(|| e.rule.clone(), |v| format!("{}[{v}]", e.rule)),
                 e.metric,
                 format_time(e.fired),
                 e.resolved

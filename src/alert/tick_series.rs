@@ -93,20 +93,30 @@ pub fn instant_series(
     let bucket = bucket_start(t);
     let mut series = bucket_series(cache, metrics, bucket);
     add_minutes(&mut series, minutes, t);
-    if t == bucket {
-        if let Some(w) = watches.filter(|w| w.refreshed_to >= t) {
-            let start = series
-                .series
-                .values()
-                .map(|s| s.start())
-                .min()
-                .unwrap_or(bucket);
-            for (rule, values) in &w.series {
-                series.by.insert(rule.clone(), values.series(start, bucket));
-            }
+    add_values(&mut series, watches, t);
+    series
+}
+
+/// Sets the `by` rules' value series `set` judges at instant `t`: at a
+/// bucket end, those of `watches` if they were read up to `t`, from where
+/// the metrics' series start; none at any other instant.
+pub fn add_values(set: &mut SeriesSet, watches: Option<&Watches>, t: i64) {
+    set.by.clear();
+    let bucket = bucket_start(t);
+    if t != bucket {
+        return;
+    }
+    if let Some(w) = watches.filter(|w| w.refreshed_to >= t) {
+        let start = set
+            .series
+            .values()
+            .map(|s| s.start())
+            .min()
+            .unwrap_or(bucket);
+        for (rule, values) in &w.series {
+            set.by.insert(rule.clone(), values.series(start, bucket));
         }
     }
-    series
 }
 
 /// The 5-minute series every instant of the bucket that ends at `bucket`

@@ -8,9 +8,10 @@
 //! says which metrics are affected (a Logpush job that logs the `Location`
 //! response header lifts that). Malformed lines are counted, never fatal.
 
-use crate::config::MetricKind;
+use crate::config::{MetricKind, ReferralDimension};
 use crate::count::agent::AgentKind;
 use crate::count::classify::{Classifier, Hit, RequestFacts, ResponseFacts};
+use crate::count::tally::Row;
 use crate::history::accesslog::LogLine;
 use crate::history::logpush::LogpushRecord;
 use crate::time::Resolution;
@@ -29,6 +30,9 @@ pub struct Replay {
     pub not_counted: u64,
     /// Per (metric name, agent kind): hits (counted, not counted).
     pub kinds: BTreeMap<(String, AgentKind), (u64, u64)>,
+    /// Per (minute start, metric, dimension, value): the counted hits of
+    /// metrics a `by` rule splits, which it judges per value.
+    pub values: BTreeMap<(i64, String, String, String), u64>,
 }
 
 /// Which access-log format is read.
@@ -97,7 +101,48 @@ impl Replay {
             }
             by_kind.0 += 1;
             *self.counts.entry((minute, m.name.clone())).or_insert(0) += 1;
+            let split = |d: &ReferralDimension| {
+                classifier
+                    .config()
+                    .alerts
+                    .iter()
+                    .any(|r| r.metric == m.name && r.by.is_some_and(|s| s.dimension == *d))
+            };
+            for (dim, value) in hit.dimensions.iter().filter(|(d, _)| split(d)) {
+                let key = (
+                    minute,
+                    m.name.clone(),
+                    dim.as_str().to_string(),
+                    value.clone(),
+                );
+                *self.values.entry(key).or_insert(0) += 1;
+            }
         }
+    }
+
+    /// `metric`'s rows of `dim` in `[from, to)`, summed to `step`, as the
+    /// counter shards answer them (without their per-hour cap on values).
+    pub fn rows(
+        &self,
+        metric: &str,
+        dim: &str,
+        step: Resolution,
+        (from, to): (i64, i64),
+    ) -> Vec<Row> {
+        let none = || (String::new(), String::new(), String::new());
+        let (a, b) = (none(), none());
+        let mut sums: BTreeMap<(i64, &str), u64> = BTreeMap::new();
+        for ((t, m, d, v), n) in self
+            .values
+            .range((from, a.0, a.1, a.2)..(to, b.0, b.1, b.2))
+        {
+            if m == metric && d == dim {
+                *sums.entry((step.floor(*t), v.as_str())).or_insert(0) += n;
+            }
+        }
+        sums.into_iter()
+            .map(|((t, v), n)| Row(t, metric.to_string(), dim.to_string(), v.to_string(), n))
+            .collect()
     }
 
     /// `timestamp,metric,count` lines, sorted by time then metric.

@@ -8,19 +8,29 @@
 //! 5-minute buckets before it, [`bucket_series`], built once per bucket,
 //! and its last minutes, [`add_minutes`], as `instant_series` does),
 //! [`AlertBook::evaluate`] and [`AlertBook::notify`] with the given
-//! silences. Only the past is visible at each instant, as live.
+//! silences, in force from their creation. The `by` rules' value series are
+//! built and re-read as the object's tick does ([`refresh_values`]), from
+//! the replay's per-value rows ([`SplitRows`]). Only the past is visible
+//! at each instant, as live.
 //!
-//! Not judged: `by` rules, whose per-value series a replay does not keep
-//! yet (they are listed in [`RuleBacktest::not_judged`]).
+//! Unlike live, a replay keeps every value of a dimension (the counter
+//! shards fold those beyond `max_dimension_values` an hour into `other`,
+//! which a `by` rule never watches).
 
 use crate::alert::alert_book::SeriesSet;
 use crate::alert::alert_book::{counted_metrics, AlertBook, HistoryEntry};
 use crate::alert::lifecycle::State;
 use crate::alert::silence::Silence;
-use crate::alert::tick_series::{bucket_series, bucket_start, BucketCache, MinuteCounts};
+use crate::alert::tick_series::{
+    add_values, bucket_series, bucket_start, split_rules, value_refresh, BucketCache, BuildReads,
+    MinuteCounts, ValueRefresh, Watches,
+};
 use crate::alert::ticks::{add_minutes, evaluation_instants, COMPLETE_AFTER_SECS};
+use crate::config::rules::{AlertRule, Split};
 use crate::config::Config;
-use crate::time::MINUTE;
+use crate::count::tally::Row;
+use crate::history::replay::Replay;
+use crate::time::{Resolution, MINUTE};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -29,7 +39,7 @@ use std::collections::BTreeMap;
 pub struct RuleBacktest {
     /// State changes and notification decisions, in time order.
     pub history: Vec<HistoryEntry>,
-    /// Rules left out: `by` rules, and rules other than the one asked for.
+    /// Rules left out: those other than the one asked for.
     pub not_judged: Vec<String>,
     /// The minutes judged, `[from, to)`.
     pub from: i64,
@@ -40,6 +50,9 @@ pub struct RuleBacktest {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Episode {
     pub rule: String,
+    /// A `by` rule's value (`google`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
     pub metric: String,
     /// When it started firing.
     pub fired: i64,
@@ -60,12 +73,13 @@ impl RuleBacktest {
 /// The firing episodes in `history` (state changes in time order), in
 /// time order.
 pub fn episodes(history: &[HistoryEntry]) -> Vec<Episode> {
-    let mut open: BTreeMap<String, Episode> = BTreeMap::new();
-    let mut pending_low: BTreeMap<String, f64> = BTreeMap::new();
+    // Keyed by rule instance: (rule, value).
+    let mut open: BTreeMap<(String, Option<String>), Episode> = BTreeMap::new();
+    let mut pending_low: BTreeMap<(String, Option<String>), f64> = BTreeMap::new();
     let mut done = Vec::new();
     for h in history.iter().filter(|h| h.to.is_some()) {
         let ratio = h.window.as_ref().and_then(|w| w.ratio);
-        let key = h.rule.clone();
+        let key = (h.rule.clone(), h.value.clone());
         let lower = |a: Option<f64>, b: Option<f64>| match (a, b) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -86,6 +100,7 @@ pub fn episodes(history: &[HistoryEntry]) -> Vec<Episode> {
                             key,
                             Episode {
                                 rule: h.rule.clone(),
+                                value: h.value.clone(),
                                 metric: h.metric.clone(),
                                 fired: h.at,
                                 resolved: None,
@@ -105,7 +120,7 @@ pub fn episodes(history: &[HistoryEntry]) -> Vec<Episode> {
         }
     }
     done.extend(open.into_values());
-    done.sort_by(|a, b| (a.fired, &a.rule).cmp(&(b.fired, &b.rule)));
+    done.sort_by(|a, b| (a.fired, &a.rule, &a.value).cmp(&(b.fired, &b.rule, &b.value)));
     done
 }
 
@@ -119,14 +134,82 @@ pub struct Ticks {
     pub every: i64,
 }
 
+/// Where a backtest reads the `by` rules' per-value rows: `metric`'s rows
+/// of dimension `dim` in `[from, to)` summed to `step` (a replayed log, as
+/// the counter shards answer the alert object).
+pub trait SplitRows {
+    fn rows(&self, metric: &str, dim: &str, step: Resolution, range: (i64, i64)) -> Vec<Row>;
+}
+
+impl SplitRows for Replay {
+    fn rows(&self, metric: &str, dim: &str, step: Resolution, range: (i64, i64)) -> Vec<Row> {
+        Replay::rows(self, metric, dim, step, range)
+    }
+}
+
+/// Builds or re-reads the `by` rules' value series at the last complete
+/// minute `minute`, as the alert object's tick does ([`value_refresh`],
+/// [`BuildReads`]): from `rows`, keeping the values `book` has open.
+fn refresh_values(
+    watches: &mut Option<Watches>,
+    rules: &[(&AlertRule, Split)],
+    rows: &dyn SplitRows,
+    book: &AlertBook,
+    minute: i64,
+    minute_retention_days: u32,
+) {
+    let read = |rule: &AlertRule, split: Split, step, range| {
+        rows.rows(&rule.metric, split.dimension.as_str(), step, range)
+    };
+    match value_refresh(watches.as_ref(), minute, minute_retention_days) {
+        ValueRefresh::Reread { from } => {
+            let fresh = rules
+                .iter()
+                .map(|&(r, s)| {
+                    (
+                        r.name.clone(),
+                        read(r, s, Resolution::Minute, (from, minute)),
+                    )
+                })
+                .collect();
+            if let Some(w) = watches.as_mut() {
+                w.reread(fresh, from, minute);
+            }
+        }
+        ValueRefresh::Build { day } => {
+            let series = rules
+                .iter()
+                .map(|&(r, s)| {
+                    let reads = BuildReads::new(r, minute);
+                    let hours = read(r, s, Resolution::Hour, reads.hours);
+                    let minutes = read(r, s, Resolution::Minute, reads.minutes);
+                    let open = book.open_values(&r.name);
+                    (
+                        r.name.clone(),
+                        reads.value_series(s, &hours, &minutes, &open),
+                    )
+                })
+                .collect();
+            *watches = Some(Watches {
+                built_day: day,
+                refreshed_to: minute,
+                series,
+            });
+        }
+    }
+}
+
 /// Runs the ticks of `config`'s rules over the 5-minute buckets `cache`
-/// and the minutes `minutes` of `metrics`, with `silences` in force: the
-/// history lines of every state change and notification decision.
+/// and the minutes `minutes` of `metrics`, and the `by` rules over
+/// `splits` (without it they judge nothing), with `silences` in force
+/// from their creation: the history lines of every state change and
+/// notification decision.
 pub fn judge(
     config: &Config,
     metrics: &[String],
     cache: &BucketCache,
     minutes: &MinuteCounts,
+    splits: Option<&dyn SplitRows>,
     ticks: Ticks,
     silences: &[Silence],
 ) -> Vec<HistoryEntry> {
@@ -135,6 +218,8 @@ pub fn judge(
     let mut last_at = None;
     let mut series = SeriesSet::default();
     let mut built = None;
+    let split = split_rules(config);
+    let mut watches = None;
     let every = ticks.every.max(MINUTE);
     let mut tick = ticks.from.div_euclid(every) * every;
     while tick < ticks.to {
@@ -147,31 +232,42 @@ pub fn judge(
                 built = Some(bucket);
             }
             add_minutes(&mut series, minutes, t);
+            if let Some(rows) = splits.filter(|_| !split.is_empty()) {
+                let retention = config.storage.minute_retention_days;
+                refresh_values(&mut watches, &split, rows, &book, t, retention);
+            }
+            add_values(&mut series, watches.as_ref(), t);
             history.extend(book.evaluate(config, &series, t, &config.time));
             last_at = Some(t);
         }
-        let (_notices, notes) = book.notify(config, silences, now);
+        let in_force: Vec<Silence> = silences
+            .iter()
+            .filter(|s| s.created_at <= now)
+            .cloned()
+            .collect();
+        let (_notices, notes) = book.notify(config, &in_force, now);
         history.extend(notes);
         tick += every;
     }
     history
 }
 
-/// Runs the rules of `config` (only `rule`, if given) over `counts`
-/// (`(minute start, metric) → n`), ticking every minute from the first
-/// counted minute until the tick that finds the last one complete (or over
-/// `[from, to)`, if given), with `silences` in force.
+/// Runs the rules of `config` (only `rule`, if given) over the replayed
+/// log `replay`, ticking every minute from the first counted minute until
+/// the tick that finds the last one complete (or over `[from, to)`, if
+/// given), with `silences` in force from their creation.
 pub fn run(
     config: &Config,
-    counts: &BTreeMap<(i64, String), u64>,
+    replay: &Replay,
     rule: Option<&str>,
     range: (Option<i64>, Option<i64>),
     silences: &[Silence],
 ) -> RuleBacktest {
+    let counts = &replay.counts;
     let mut config = config.clone();
     let mut not_judged = Vec::new();
     config.alerts.retain(|r| {
-        let keep = r.by.is_none() && rule.is_none_or(|name| r.name == name);
+        let keep = rule.is_none_or(|name| r.name == name);
         if !keep {
             not_judged.push(r.name.clone());
         }
@@ -197,7 +293,15 @@ pub fn run(
         to,
         every: MINUTE,
     };
-    let history = judge(&config, &metrics, &cache, &minutes, ticks, silences);
+    let history = judge(
+        &config,
+        &metrics,
+        &cache,
+        &minutes,
+        Some(replay),
+        ticks,
+        silences,
+    );
     RuleBacktest {
         history,
         not_judged,

@@ -227,7 +227,15 @@ pub fn simulate(
         to,
         every: BUCKET_SECS,
     };
-    let history = rule_backtest::judge(&config, &metrics, series, &MinuteCounts::new(), ticks, &[]);
+    let history = rule_backtest::judge(
+        &config,
+        &metrics,
+        series,
+        &MinuteCounts::new(),
+        None,
+        ticks,
+        &[],
+    );
     let episodes = episodes(&history);
     let transitions = history.into_iter().filter(|h| h.to.is_some()).collect();
     Simulation {

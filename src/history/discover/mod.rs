@@ -414,7 +414,7 @@ pub struct Discovery {
     pub candidates: Vec<Candidate>,
     /// The configured rule that fired first in the incident's range.
     pub configured: Option<Episode>,
-    /// Configured rules (not `by` rules) judged.
+    /// Configured rules judged.
     pub configured_rules: usize,
     /// The range the rules were judged over.
     pub judged: (i64, i64),
@@ -615,12 +615,11 @@ pub fn discover(
 
     let mut own = config.clone();
     own.metrics = merged.metrics.clone();
-    own.alerts.retain(|r| r.by.is_none());
     let configured_rules = own.alerts.len();
     let configured = if own.alerts.is_empty() {
         None
     } else {
-        rule_backtest::run(&own, &replay.counts, None, range, &[])
+        rule_backtest::run(&own, &replay, None, range, &[])
             .episodes()
             .into_iter()
             .find(caught)
@@ -630,7 +629,7 @@ pub fn discover(
     candidates_config
         .alerts
         .retain(|r| names.iter().any(|(m, _)| r.metric == *m));
-    let run = rule_backtest::run(&candidates_config, &replay.counts, None, range, &[]);
+    let run = rule_backtest::run(&candidates_config, &replay, None, range, &[]);
     let episodes = run.episodes();
     let judged = (run.from, run.to);
 
