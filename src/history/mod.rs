@@ -4,8 +4,9 @@
 //! `backtest` replays the detector over a series exactly as the worker
 //! judges it, `rule_backtest` runs the configured rules' ticks over
 //! replayed counts, `simulate` one rule, edited, over the alert object's
-//! stored series, and `synthetic` makes seeded series for tests and benchmarks
-//! (native only).
+//! stored series, `discover` finds the request signatures that tell an
+//! incident apart (native only), and `synthetic` makes seeded series for
+//! tests and benchmarks (native only).
 
 pub mod accesslog;
 pub mod backfill;
