@@ -193,8 +193,7 @@ mod cli {
                     // RULE=FROM..TO: in force from FROM (its creation) until TO.
                     let text = value().unwrap_or_default();
                     let parsed = text.split_once('=').and_then(|(rule, range)| {
-                        let (a, b) = range.split_once("..")?;
-                        let (a, b) = (parse_rfc3339(a.trim())?, parse_rfc3339(b.trim())?);
+                        let (a, b) = time_range(range)?;
                         (a < b && !rule.is_empty()).then(|| Silence {
                             id: format!("backtest-{}", silences.len() + 1),
                             rule: rule.to_string(),
@@ -290,7 +289,7 @@ mod cli {
     fn discover_cmd(args: &[String]) -> i32 {
         use bpm_edge::history::discover::{discover, DiscoverOptions, Incident};
         use bpm_edge::history::replay::read_request;
-        use bpm_edge::time::{duration_label, format_time, parse_rfc3339};
+        use bpm_edge::time::{duration_label, format_time};
 
         let mut input = LogInput::default();
         let mut incident = None;
@@ -306,13 +305,8 @@ mod cli {
             }
             match arg.as_str() {
                 "--incident" => {
-                    let range = value().unwrap_or_default();
-                    let parsed = range.split_once("..").and_then(|(a, b)| {
-                        Some(Incident {
-                            from: parse_rfc3339(a.trim())?,
-                            to: parse_rfc3339(b.trim())?,
-                        })
-                    });
+                    let parsed = time_range(&value().unwrap_or_default())
+                        .map(|(from, to)| Incident { from, to });
                     match parsed {
                         Some(i) => incident = Some(i),
                         None => {
@@ -573,6 +567,13 @@ mod cli {
             replay.add_line(&classifier, format, &host, i as u64 + 1, &text, &mut hits);
         }
         Ok(replay)
+    }
+
+    /// `FROM..TO`, two RFC 3339 times.
+    fn time_range(text: &str) -> Option<(i64, i64)> {
+        use bpm_edge::time::parse_rfc3339;
+        let (a, b) = text.split_once("..")?;
+        Some((parse_rfc3339(a.trim())?, parse_rfc3339(b.trim())?))
     }
 
     fn usage_error(msg: &str) -> i32 {

@@ -44,16 +44,13 @@ fn the_removed_signature_ranks_first_and_its_toml_passes_check_config() {
     let log = log.to_str().unwrap();
     let incident = incident_arg();
 
-    let out = bpm_edge(&[
-        "discover",
-        "--config",
-        SHIPPED,
-        "--log",
-        log,
-        "--incident",
-        &incident,
-        "--json",
-    ]);
+    let discover = |extra: &[&str]| {
+        let mut args = vec!["discover", "--config", SHIPPED, "--log", log];
+        args.extend(["--incident", &incident]);
+        args.extend(extra);
+        bpm_edge(&args)
+    };
+    let out = discover(&["--json"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let found: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -88,15 +85,7 @@ fn the_removed_signature_ranks_first_and_its_toml_passes_check_config() {
     );
 
     // The text report: the ranking table and the ready TOML.
-    let out = bpm_edge(&[
-        "discover",
-        "--config",
-        SHIPPED,
-        "--log",
-        log,
-        "--incident",
-        &incident,
-    ]);
+    let out = discover(&[]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("| 1 | GET /blog/** 2xx | 0 |"), "{text}");
     assert!(

@@ -78,18 +78,23 @@ fn the_backtest_command_prints_the_transitions_and_the_summary() {
     let log = dir.join("spliced.log");
     std::fs::write(&log, built_log(Some(marketing_pages)).join("\n")).unwrap();
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/bpm.toml");
-    let out = Command::new(env!("CARGO_BIN_EXE_bpm-edge"))
-        .args([
-            "backtest",
-            "--config",
-            config,
-            "--rule",
-            "marketing_views_drop",
-            "--log",
-        ])
-        .arg(&log)
-        .output()
-        .unwrap();
+    // The marketing rule alone, with `extra` arguments.
+    let backtest = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_bpm-edge"))
+            .args([
+                "backtest",
+                "--config",
+                config,
+                "--rule",
+                "marketing_views_drop",
+            ])
+            .args(extra)
+            .arg("--log")
+            .arg(&log)
+            .output()
+            .unwrap()
+    };
+    let out = backtest(&[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
@@ -116,18 +121,7 @@ fn the_backtest_command_prints_the_transitions_and_the_summary() {
         format_time(from),
         format_time(to + 3600)
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_bpm-edge"))
-        .args([
-            "backtest",
-            "--config",
-            config,
-            "--rule",
-            "marketing_views_drop",
-        ])
-        .args(["--silence", &silence, "--log"])
-        .arg(&log)
-        .output()
-        .unwrap();
+    let out = backtest(&["--silence", &silence]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0));
     let notices: Vec<serde_json::Value> = stdout

@@ -250,7 +250,7 @@ pub fn simulate(
 }
 
 /// A TOML basic string.
-fn toml_string(s: &str) -> String {
+pub(crate) fn toml_string(s: &str) -> String {
     // JSON string escapes are valid TOML basic-string escapes.
     serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }

@@ -30,7 +30,7 @@ use crate::count::agent::{classify, AgentKind};
 use crate::count::classify::{Classifier, RequestFacts, ResponseFacts};
 use crate::history::replay::Replay;
 use crate::history::rule_backtest::{self, Episode};
-use crate::history::simulate::rule_toml;
+use crate::history::simulate::{rule_toml, toml_string};
 use crate::time::{format_time, Resolution, MINUTE};
 use serde::Serialize;
 #[cfg(test)]
@@ -464,11 +464,6 @@ fn metric_name(s: &Screened, taken: &dyn Fn(&str) -> bool) -> String {
         .map(|i| format!("{name}_{i}"))
         .find(|n| !taken(n))
         .unwrap_or(name)
-}
-
-/// A TOML basic string.
-fn toml_string(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }
 
 /// The candidate's `[[metric]]` block.
