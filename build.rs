@@ -32,8 +32,8 @@ mod count {
 #[path = "src/time.rs"]
 mod time;
 
-// Brings its `rules`, `pattern` and `sitetime` submodules.
-#[allow(dead_code)]
+// Brings its `rules`, `pattern`, `sites` and `sitetime` submodules.
+#[allow(dead_code, unused_imports)]
 #[path = "src/config/mod.rs"]
 mod config;
 

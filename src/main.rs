@@ -19,7 +19,7 @@ fn main() {}
 mod cli {
     use bpm_edge::alert::detector::DetectorParams;
     use bpm_edge::alert::lifecycle::LifecycleParams;
-    use bpm_edge::config::{parse_toml, MetricKind};
+    use bpm_edge::config::{parse_deployment, parse_toml, MetricKind};
     use bpm_edge::history::backtest::{self, native_step, parse_csv, parse_duration, to_grid};
     use std::io::Write;
 
@@ -66,23 +66,30 @@ mod cli {
                 return 1;
             }
         };
-        match parse_toml(&text, path) {
-            Ok(cfg) => {
-                let ratios = cfg
-                    .metrics
-                    .iter()
-                    .filter(|m| matches!(m.kind, MetricKind::Ratio(_)))
-                    .count();
-                println!(
-                    "{path}: ok: {} metrics ({} counted, {ratios} ratios), {} alert rules, {} receivers, site {:?}, prefix {}, time zone {}",
-                    cfg.metrics.len(),
-                    cfg.metrics.len() - ratios,
-                    cfg.alerts.len(),
-                    cfg.receivers.len(),
-                    cfg.site.name,
-                    cfg.site.prefix,
-                    cfg.time.zone
-                );
+        match parse_deployment(&text, path) {
+            Ok(d) => {
+                for cfg in &d.sites {
+                    let ratios = cfg
+                        .metrics
+                        .iter()
+                        .filter(|m| matches!(m.kind, MetricKind::Ratio(_)))
+                        .count();
+                    let hosts = if d.by_host {
+                        format!(", hosts {}", cfg.site.hosts.join(" "))
+                    } else {
+                        String::new()
+                    };
+                    println!(
+                        "{path}: ok: {} metrics ({} counted, {ratios} ratios), {} alert rules, {} receivers, site {:?}, prefix {}, time zone {}{hosts}",
+                        cfg.metrics.len(),
+                        cfg.metrics.len() - ratios,
+                        cfg.alerts.len(),
+                        cfg.receivers.len(),
+                        cfg.site.name,
+                        cfg.site.prefix,
+                        cfg.time.zone
+                    );
+                }
                 0
             }
             Err(errors) => {

@@ -217,10 +217,10 @@ pub(crate) mod parse {
     use std::ops::Range;
     use toml::{Spanned, Value};
 
-    #[derive(Deserialize)]
+    #[derive(Clone, Deserialize)]
     #[serde(deny_unknown_fields)]
     pub struct RawMetric {
-        name: Option<Spanned<String>>,
+        pub(crate) name: Option<Spanned<String>>,
         stage: Option<Spanned<String>>,
         description: Option<Spanned<String>>,
         owner: Option<Spanned<String>>,
@@ -235,7 +235,7 @@ pub(crate) mod parse {
         min_denominator: Option<Spanned<i64>>,
     }
 
-    #[derive(Deserialize)]
+    #[derive(Clone, Deserialize)]
     #[serde(deny_unknown_fields)]
     struct RawMatch {
         method: Option<Spanned<Value>>,

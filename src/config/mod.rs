@@ -23,6 +23,7 @@ pub mod metric;
 mod names;
 pub mod pattern;
 pub mod rules;
+pub mod sites;
 pub mod sitetime;
 #[cfg(test)]
 mod test_fixtures;
@@ -124,7 +125,7 @@ impl Config {
 }
 
 #[cfg(not(target_arch = "wasm32"))]
-pub use parse::parse_toml;
+pub use parse::{parse_deployment, parse_toml};
 
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) mod parse {
@@ -133,12 +134,16 @@ pub(crate) mod parse {
     use crate::config::metric::parse as metric;
     use crate::config::names::{valid_host, valid_site_name};
     use crate::config::rules::parse as rules;
+    use crate::config::sites::Deployment;
     use toml::Spanned;
 
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct RawConfig {
         site: Option<Spanned<RawSite>>,
+        /// Several sites; the tables below are then shared by all of them.
+        #[serde(default)]
+        sites: Vec<Spanned<RawSiteEntry>>,
         storage: Option<Spanned<RawStorage>>,
         #[serde(default, rename = "metric")]
         metrics: Vec<Spanned<metric::RawMetric>>,
@@ -149,7 +154,29 @@ pub(crate) mod parse {
         alerts: Vec<Spanned<rules::RawRule>>,
     }
 
-    #[derive(Deserialize)]
+    /// One `[[sites]]` entry: a `[site]`'s keys, which shared metrics and
+    /// rules it takes (default: every metric, and every rule on a metric
+    /// it has), and its own `[[sites.metric]]`, `[[sites.alert]]` and
+    /// `[[sites.receiver]]` tables.
+    #[derive(Clone, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct RawSiteEntry {
+        name: Option<Spanned<String>>,
+        hosts: Option<Spanned<Vec<String>>>,
+        prefix: Option<Spanned<String>>,
+        timezone: Option<Spanned<String>>,
+        url: Option<Spanned<String>>,
+        metrics: Option<Spanned<Vec<String>>>,
+        alerts: Option<Spanned<Vec<String>>>,
+        #[serde(default, rename = "metric")]
+        own_metrics: Vec<Spanned<metric::RawMetric>>,
+        #[serde(default, rename = "receiver")]
+        own_receivers: Vec<Spanned<rules::RawReceiver>>,
+        #[serde(default, rename = "alert")]
+        own_alerts: Vec<Spanned<rules::RawRule>>,
+    }
+
+    #[derive(Clone, Deserialize)]
     #[serde(deny_unknown_fields)]
     struct RawSite {
         name: Option<Spanned<String>>,
@@ -159,7 +186,7 @@ pub(crate) mod parse {
         url: Option<Spanned<String>>,
     }
 
-    #[derive(Deserialize)]
+    #[derive(Clone, Deserialize)]
     #[serde(deny_unknown_fields)]
     struct RawStorage {
         shards: Option<Spanned<i64>>,
@@ -171,8 +198,30 @@ pub(crate) mod parse {
         flush_max_events: Option<Spanned<i64>>,
     }
 
-    /// Parses and validates `text`; `file` names it in error messages.
+    /// Parses and validates a one-site `text`; `file` names it in error
+    /// messages. A `[[sites]]` file is refused here (see
+    /// [`parse_deployment`]).
     pub fn parse_toml(text: &str, file: &str) -> Result<Config, ConfigErrors> {
+        let d = parse_deployment(text, file)?;
+        let several = d.by_host;
+        match d.sites.into_iter().next() {
+            Some(c) if !several => Ok(c),
+            _ => Err(ConfigErrors {
+                file: file.to_string(),
+                errors: vec![ConfigError {
+                    line: 1,
+                    column: 1,
+                    field: "sites".into(),
+                    message: "this file declares several sites ([[sites]]); this takes one [site]"
+                        .into(),
+                }],
+            }),
+        }
+    }
+
+    /// Parses and validates `text`, a `[site]` file or a `[[sites]]` one;
+    /// `file` names it in error messages.
+    pub fn parse_deployment(text: &str, file: &str) -> Result<Deployment, ConfigErrors> {
         let raw: RawConfig = match toml::from_str(text) {
             Ok(raw) => raw,
             Err(e) => {
@@ -192,35 +241,220 @@ pub(crate) mod parse {
             text,
             errors: Vec::new(),
         };
-        let site = check_site(&mut c, raw.site.as_ref());
-        let time = check_timezone(&mut c, raw.site.as_ref());
-        let storage = check_storage(&mut c, raw.storage.as_ref());
-        let metrics = metric::check_metrics(&mut c, &raw.metrics);
-        let alerting = rules::check_alerting(&mut c, raw.alerting.as_ref());
-        let receivers = rules::check_receivers(&mut c, &raw.receivers);
-        let alerts = rules::check_rules(
-            &mut c,
-            &raw.alerts,
-            &metrics,
-            &receivers,
-            raw.receivers.len(),
-        );
+        let deployment = if raw.sites.is_empty() {
+            let one = check_config(
+                &mut c,
+                raw.site.as_ref(),
+                &raw,
+                &raw.metrics,
+                &raw.receivers,
+                &raw.alerts,
+            );
+            Deployment {
+                sites: vec![one],
+                by_host: false,
+            }
+        } else {
+            if let Some(site) = &raw.site {
+                c.error(
+                    site.span(),
+                    "site",
+                    "a file declares one [site] or several [[sites]], not both",
+                );
+            }
+            let sites = raw
+                .sites
+                .iter()
+                .map(|entry| check_site_entry(&mut c, &raw, entry))
+                .collect();
+            check_hosts_apart(&mut c, &raw.sites);
+            Deployment {
+                sites,
+                by_host: true,
+            }
+        };
         if c.errors.is_empty() {
-            Ok(Config {
-                site,
-                time,
-                storage,
-                metrics,
-                alerting,
-                receivers,
-                alerts,
-            })
+            Ok(deployment)
         } else {
             c.errors.sort_by_key(|e| (e.line, e.column));
+            // A shared table is checked once per site: one line per error.
+            c.errors.dedup();
             Err(ConfigErrors {
                 file: file.to_string(),
                 errors: c.errors,
             })
+        }
+    }
+
+    /// One site's [`Config`] from its `[site]` and its tables.
+    fn check_config(
+        c: &mut Checker,
+        site: Option<&Spanned<RawSite>>,
+        raw: &RawConfig,
+        metrics: &[Spanned<metric::RawMetric>],
+        receivers: &[Spanned<rules::RawReceiver>],
+        alerts: &[Spanned<rules::RawRule>],
+    ) -> Config {
+        let site_model = check_site(c, site);
+        let time = check_timezone(c, site);
+        let storage = check_storage(c, raw.storage.as_ref());
+        let metrics_model = metric::check_metrics(c, metrics);
+        let alerting = rules::check_alerting(c, raw.alerting.as_ref());
+        let receivers_model = rules::check_receivers(c, receivers);
+        let alerts =
+            rules::check_rules(c, alerts, &metrics_model, &receivers_model, receivers.len());
+        Config {
+            site: site_model,
+            time,
+            storage,
+            metrics: metrics_model,
+            alerting,
+            receivers: receivers_model,
+            alerts,
+        }
+    }
+
+    fn table_name<T>(
+        t: &Spanned<T>,
+        name: impl Fn(&T) -> Option<&Spanned<String>>,
+    ) -> Option<&str> {
+        name(t.get_ref()).map(|n| n.get_ref().as_str())
+    }
+
+    /// The names a site's `metrics` or `alerts` list takes from `shared`
+    /// (all of them when the list is absent; unknown names are errors).
+    fn selected<T: Clone>(
+        c: &mut Checker,
+        list: Option<&Spanned<Vec<String>>>,
+        field: &str,
+        shared: &[Spanned<T>],
+        name: impl Fn(&T) -> Option<&Spanned<String>>,
+        default: impl Fn(&T) -> bool,
+    ) -> Vec<Spanned<T>> {
+        let Some(list) = list else {
+            return shared
+                .iter()
+                .filter(|t| default(t.get_ref()))
+                .cloned()
+                .collect();
+        };
+        for wanted in list.get_ref() {
+            if !shared
+                .iter()
+                .any(|t| table_name(t, &name) == Some(wanted.as_str()))
+            {
+                c.error(
+                    list.span(),
+                    field,
+                    format!("{wanted:?} is not a shared definition of this file"),
+                );
+            }
+        }
+        shared
+            .iter()
+            .filter(|t| table_name(t, &name).is_some_and(|n| list.get_ref().iter().any(|w| w == n)))
+            .cloned()
+            .collect()
+    }
+
+    /// One `[[sites]]` entry's [`Config`]: the shared tables it takes and
+    /// its own, checked as one `[site]` file with them would be.
+    fn check_site_entry(c: &mut Checker, raw: &RawConfig, entry: &Spanned<RawSiteEntry>) -> Config {
+        let e = entry.get_ref();
+        let mut metrics = selected(
+            c,
+            e.metrics.as_ref(),
+            "sites.metrics",
+            &raw.metrics,
+            |m| m.name.as_ref(),
+            |_| true,
+        );
+        metrics.extend(e.own_metrics.iter().cloned());
+        let names: Vec<String> = metrics
+            .iter()
+            .filter_map(|m| m.get_ref().name.as_ref().map(|n| n.get_ref().clone()))
+            .collect();
+        let mut alerts = selected(
+            c,
+            e.alerts.as_ref(),
+            "sites.alerts",
+            &raw.alerts,
+            |r| r.name.as_ref(),
+            |r| {
+                r.metric
+                    .as_ref()
+                    .is_some_and(|m| names.contains(m.get_ref()))
+            },
+        );
+        // A rule listed for a site whose metric the site does not take.
+        alerts.retain(|r| {
+            let (rule, metric) = (r.get_ref().name.as_ref(), r.get_ref().metric.as_ref());
+            let Some(metric) = metric.filter(|m| !names.contains(m.get_ref())) else {
+                return true;
+            };
+            if let Some(list) = &e.alerts {
+                c.error(
+                    list.span(),
+                    "sites.alerts",
+                    format!(
+                        "{:?} watches {:?}, which this site does not take (its `metrics`)",
+                        rule.map_or("", |n| n.get_ref().as_str()),
+                        metric.get_ref()
+                    ),
+                );
+            }
+            false
+        });
+        alerts.extend(e.own_alerts.iter().cloned());
+        let mut receivers = raw.receivers.clone();
+        receivers.extend(e.own_receivers.iter().cloned());
+        if e.hosts.as_ref().is_none_or(|h| h.get_ref().is_empty()) {
+            c.error(
+                entry.span(),
+                "sites.hosts",
+                "each of several sites names its hosts: a request is counted in the site of its Host",
+            );
+        }
+        let site = Spanned::new(
+            entry.span(),
+            RawSite {
+                name: e.name.clone(),
+                hosts: e.hosts.clone(),
+                prefix: e.prefix.clone(),
+                timezone: e.timezone.clone(),
+                url: e.url.clone(),
+            },
+        );
+        check_config(c, Some(&site), raw, &metrics, &receivers, &alerts)
+    }
+
+    /// Site names and host patterns are each one site's.
+    fn check_hosts_apart(c: &mut Checker, sites: &[Spanned<RawSiteEntry>]) {
+        let mut names: Vec<&str> = Vec::new();
+        let mut hosts: Vec<(String, &str)> = Vec::new();
+        for entry in sites {
+            let e = entry.get_ref();
+            let name = e.name.as_ref().map_or("", |n| n.get_ref().as_str());
+            if let Some(n) = &e.name {
+                if names.contains(&name) {
+                    c.error(n.span(), "sites.name", format!("{name:?} names two sites"));
+                }
+                names.push(name);
+            }
+            let Some(list) = &e.hosts else { continue };
+            for h in list.get_ref() {
+                let key = h.trim().to_ascii_lowercase();
+                if let Some((_, other)) = hosts.iter().find(|(k, o)| *k == key && *o != name) {
+                    c.error(
+                        list.span(),
+                        "sites.hosts",
+                        format!(
+                            "{h:?} is also a host of site {other:?}: a host belongs to one site"
+                        ),
+                    );
+                }
+                hosts.push((key, name));
+            }
         }
     }
 
@@ -248,13 +482,15 @@ pub(crate) mod parse {
         if let Some(hosts) = &raw.hosts {
             for h in hosts.get_ref() {
                 let lower = h.trim().to_ascii_lowercase();
-                if valid_host(&lower) {
+                if valid_host(lower.strip_prefix("*.").unwrap_or(&lower)) {
                     site.hosts.push(lower);
                 } else {
                     c.error(
                         hosts.span(),
                         "site.hosts",
-                        format!("{h:?} is not a host name (no scheme, port or path)"),
+                        format!(
+                            "{h:?} is not a host name or a *. suffix (no scheme, port or path)"
+                        ),
                     );
                 }
             }

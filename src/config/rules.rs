@@ -221,14 +221,14 @@ pub(crate) mod parse {
     const MAX_RULES: usize = 200;
     const MAX_RECEIVERS: usize = 50;
 
-    #[derive(Deserialize)]
+    #[derive(Clone, Deserialize)]
     #[serde(deny_unknown_fields)]
     pub struct RawAlerting {
         group_wait: Option<Spanned<String>>,
         history_limit: Option<Spanned<i64>>,
     }
 
-    #[derive(Deserialize)]
+    #[derive(Clone, Deserialize)]
     #[serde(deny_unknown_fields)]
     pub struct RawReceiver {
         name: Option<Spanned<String>>,
@@ -238,11 +238,11 @@ pub(crate) mod parse {
         secret: Option<Spanned<String>>,
     }
 
-    #[derive(Deserialize)]
+    #[derive(Clone, Deserialize)]
     #[serde(deny_unknown_fields)]
     pub struct RawRule {
-        name: Option<Spanned<String>>,
-        metric: Option<Spanned<String>>,
+        pub(crate) name: Option<Spanned<String>>,
+        pub(crate) metric: Option<Spanned<String>>,
         severity: Option<Spanned<String>>,
         receivers: Option<Spanned<Vec<String>>>,
         runbook: Option<Spanned<String>>,

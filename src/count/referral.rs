@@ -126,10 +126,14 @@ pub fn url_host(url: &ParsedUrl) -> Option<String> {
 }
 
 /// Whether a (lower-case) host is this site: the Host the visitor asked for
-/// (any port) or one of the configured `site.hosts`.
+/// (any port) or one the configured `site.hosts` name (a `*.` suffix names
+/// the hosts below it).
 pub fn is_own_host(host: &str, request_host: &str, own_hosts: &[String]) -> bool {
     let requested = request_host.split(':').next().unwrap_or("");
-    host.eq_ignore_ascii_case(requested) || own_hosts.iter().any(|h| h == host)
+    host.eq_ignore_ascii_case(requested)
+        || own_hosts
+            .iter()
+            .any(|h| crate::config::sites::host_matches(h, host))
 }
 
 /// Names a (lower-case) referrer host.
@@ -325,6 +329,11 @@ mod tests {
         assert_eq!(source(Some(b"https://\xff\xfe.com/"), &[], "x"), UNKNOWN);
         let huge = format!("https://a.com/{}", "x".repeat(10_000));
         assert_eq!(src(&huge), UNKNOWN);
+        // A `*.` site host names the hosts below it, not itself.
+        let wild = ["*.shop.example".to_string()];
+        let of = |r: &str| source(Some(r.as_bytes()), &wild, "x");
+        assert_eq!(of("https://de.shop.example/cart"), INTERNAL);
+        assert_eq!(of("https://shop.example/"), "shop.example");
     }
 
     #[test]
