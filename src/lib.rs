@@ -13,6 +13,7 @@ pub mod auth;
 pub mod config;
 pub mod count;
 pub mod decimal;
+pub mod digest;
 pub mod history;
 pub mod report;
 pub mod sql;

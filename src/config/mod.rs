@@ -9,14 +9,18 @@
 //!
 //! One file per part of `bpm.toml`, each with its model and, natively, its
 //! checks: this one the [`Config`] itself, `[site]` and `[storage]`, and
-//! [`parse_toml`], which walks the tables in order; `metric` the
+//! [`parse_deployment`], which walks the tables in order; `metric` the
 //! `[[metric]]` tables; `rules` `[alerting]`, `[[receiver]]` and
-//! `[[alert]]`; `names` what every name may be; `checker` and `error` how
-//! an invalid value is reported. Dependencies go one way: this file uses
-//! the others, `rules` uses `metric`, and none of them uses this file.
+//! `[[alert]]`; `digest` `[digest]`; `names` what every name may be;
+//! `checker` and `error` how an invalid value is reported. `sites` holds
+//! what a `[[sites]]` file compiles to (a [`Config`] per site) and which
+//! site a request's host names. Dependencies go one way: this file uses
+//! the others, `rules` uses `metric`, and none of them but `sites` uses
+//! this file.
 
 #[cfg(not(target_arch = "wasm32"))]
 mod checker;
+pub mod digest;
 mod error;
 pub mod metric;
 #[cfg(not(target_arch = "wasm32"))]
@@ -35,6 +39,7 @@ pub use error::{ConfigError, ConfigErrors};
 /// this module's own `parse` shadows it.)
 pub use metric::*;
 
+use crate::config::digest::DigestSettings;
 use crate::config::rules::{AlertRule, AlertSettings, Receiver};
 use crate::config::sitetime::SiteTime;
 use serde::{Deserialize, Serialize};
@@ -90,6 +95,9 @@ pub struct Config {
     pub alerting: AlertSettings,
     pub receivers: Vec<Receiver>,
     pub alerts: Vec<AlertRule>,
+    /// When the BPM digest goes out (`[digest]`).
+    #[serde(default)]
+    pub digest: DigestSettings,
 }
 
 impl Config {
@@ -148,6 +156,7 @@ pub(crate) mod parse {
         #[serde(default, rename = "metric")]
         metrics: Vec<Spanned<metric::RawMetric>>,
         alerting: Option<Spanned<rules::RawAlerting>>,
+        digest: Option<Spanned<digest::parse::RawDigest>>,
         #[serde(default, rename = "receiver")]
         receivers: Vec<Spanned<rules::RawReceiver>>,
         #[serde(default, rename = "alert")]
@@ -212,7 +221,7 @@ pub(crate) mod parse {
                     line: 1,
                     column: 1,
                     field: "sites".into(),
-                    message: "this file declares several sites ([[sites]]); this takes one [site]"
+                    message: "this file declares several sites ([[sites]]); the workers and this command take one [site] for now"
                         .into(),
                 }],
             }),
@@ -303,6 +312,7 @@ pub(crate) mod parse {
         let receivers_model = rules::check_receivers(c, receivers);
         let alerts =
             rules::check_rules(c, alerts, &metrics_model, &receivers_model, receivers.len());
+        let digest = digest::parse::check_digest(c, raw.digest.as_ref(), &receivers_model);
         Config {
             site: site_model,
             time,
@@ -311,6 +321,7 @@ pub(crate) mod parse {
             alerting,
             receivers: receivers_model,
             alerts,
+            digest,
         }
     }
 
