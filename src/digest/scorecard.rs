@@ -1,0 +1,306 @@
+//! The digest's numbers for one period, from what the alert object keeps:
+//! each BPM's value this period, the period before, and its baseline (the
+//! median of the same period 1–[`BASELINE_WEEKS`] weeks earlier), grouped
+//! by RARR stage in the config's order; the alert episodes that overlap
+//! the period; and the annotations in it.
+//!
+//! A period reaching before the first stored bucket is unknown (`None`),
+//! not zero: a new deployment's first digest compares nothing rather than
+//! reporting a fall from 0. The stored series are kept 43 days, enough for
+//! a weekly period, the one before, and four weeks of baseline behind it.
+
+use crate::alert::alert_book::HistoryEntry;
+use crate::alert::annotation::Annotation;
+use crate::alert::detector::median;
+use crate::alert::tick_series::BucketCache;
+use crate::config::sitetime::SiteTime;
+use crate::config::{Config, MetricKind, Stage};
+use crate::digest::schedule::DigestPeriod;
+use crate::history::rule_backtest::{episodes, Episode};
+use serde::Serialize;
+
+/// Weeks the baseline looks back.
+pub const BASELINE_WEEKS: i64 = 4;
+
+/// One BPM over the period.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MetricLine {
+    pub metric: String,
+    pub stage: &'static str,
+    /// Its count, or a ratio's value; `None` before the stored history.
+    pub value: Option<f64>,
+    pub previous: Option<f64>,
+    /// The median of the same period 1–4 weeks earlier (at least 2 known).
+    pub baseline: Option<f64>,
+    /// `value / previous − 1`.
+    pub vs_previous: Option<f64>,
+    /// `value / baseline − 1`.
+    pub vs_baseline: Option<f64>,
+}
+
+/// A site's scorecard for one period.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Scorecard {
+    pub site: String,
+    pub period: DigestPeriod,
+    pub previous: DigestPeriod,
+    /// Every BPM, stage by stage (RARR, then other), config order within.
+    pub metrics: Vec<MetricLine>,
+    /// Alert episodes that overlap the period, in time order.
+    pub alerts: Vec<Episode>,
+    /// Annotations dated in the period, oldest first.
+    pub annotations: Vec<Annotation>,
+}
+
+/// `a / b − 1`, when both are known and `b` is not 0.
+fn change(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) if b != 0.0 => Some(a / b - 1.0),
+        _ => None,
+    }
+}
+
+/// The sum of `metric`'s buckets in `[from, to)`, `None` if the stored
+/// history starts after `from`.
+fn total(
+    buckets: &BucketCache,
+    first: Option<i64>,
+    metric: &str,
+    (from, to): (i64, i64),
+) -> Option<f64> {
+    if first.is_none_or(|f| f > from) {
+        return None;
+    }
+    let m = metric.to_string();
+    Some(
+        buckets
+            .range((m.clone(), from)..(m, to))
+            .map(|(_, n)| *n as f64)
+            .sum(),
+    )
+}
+
+/// A metric's value over `range`: its count, or a ratio's value.
+fn value(
+    config: &Config,
+    buckets: &BucketCache,
+    first: Option<i64>,
+    metric: &str,
+    range: (i64, i64),
+) -> Option<f64> {
+    match config.metric(metric).map(|m| &m.kind) {
+        Some(MetricKind::Ratio(r)) => {
+            let num = total(buckets, first, &r.numerator, range)?;
+            let den = total(buckets, first, &r.denominator, range)?;
+            (den > 0.0 && den >= r.min_denominator as f64).then(|| num / den * r.scale)
+        }
+        _ => total(buckets, first, metric, range),
+    }
+}
+
+/// The scorecard of `period` from the stored 5-minute `buckets`, the
+/// alert `history` (state changes in time order) and `annotations`.
+pub fn build(
+    config: &Config,
+    zone: &SiteTime,
+    period: DigestPeriod,
+    buckets: &BucketCache,
+    history: &[HistoryEntry],
+    annotations: &[Annotation],
+) -> Scorecard {
+    let previous = period.previous(zone);
+    let first = buckets.keys().map(|(_, t)| *t).min();
+    let mut metrics = Vec::new();
+    for stage in Stage::ALL {
+        for m in config.metrics.iter().filter(|m| m.stage == stage) {
+            let at = |r: (i64, i64)| value(config, buckets, first, &m.name, r);
+            let now = at((period.from, period.to));
+            let before = at((previous.from, previous.to));
+            let weeks: Vec<f64> = (1..=BASELINE_WEEKS)
+                .filter_map(|k| {
+                    at((
+                        zone.days_before(period.from, 7 * k),
+                        zone.days_before(period.to, 7 * k),
+                    ))
+                })
+                .collect();
+            let baseline = if weeks.len() >= 2 {
+                median(&weeks)
+            } else {
+                None
+            };
+            metrics.push(MetricLine {
+                metric: m.name.clone(),
+                stage: stage.as_str(),
+                value: now,
+                previous: before,
+                baseline,
+                vs_previous: change(now, before),
+                vs_baseline: change(now, baseline),
+            });
+        }
+    }
+    let alerts = episodes(history)
+        .into_iter()
+        .filter(|e| e.fired < period.to && e.resolved.is_none_or(|r| r > period.from))
+        .collect();
+    let mut in_period: Vec<Annotation> = annotations
+        .iter()
+        .filter(|a| (period.from..period.to).contains(&a.at))
+        .cloned()
+        .collect();
+    in_period.sort_by_key(|a| a.at);
+    Scorecard {
+        site: config.site.name.clone(),
+        period,
+        previous,
+        metrics,
+        alerts,
+        annotations: in_period,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::annotation::AnnotationKind;
+    use crate::alert::lifecycle::State;
+    use crate::config::digest::DigestSettings;
+    use crate::config::parse_toml;
+    use crate::config::sitetime::lookup;
+    use crate::digest::schedule::latest;
+    use crate::time::{parse_rfc3339, BUCKET_SECS};
+
+    fn config() -> Config {
+        parse_toml(include_str!("../../bpm.toml"), "bpm.toml").unwrap()
+    }
+
+    fn t(s: &str) -> i64 {
+        parse_rfc3339(s).unwrap()
+    }
+
+    /// Every 5-minute bucket of `[from, to)`: `n(t)` for each metric.
+    fn fill(
+        cache: &mut BucketCache,
+        metrics: &[&str],
+        (from, to): (i64, i64),
+        n: impl Fn(i64) -> i64,
+    ) {
+        let mut at = from;
+        while at < to {
+            for m in metrics {
+                cache.insert((m.to_string(), at), n(at));
+            }
+            at += BUCKET_SECS;
+        }
+    }
+
+    fn entry(at: i64, rule: &str, to: State) -> HistoryEntry {
+        HistoryEntry {
+            at,
+            rule: rule.into(),
+            value: None,
+            metric: "logins".into(),
+            from: None,
+            to: Some(to),
+            notice: None,
+            incident: None,
+            window: None,
+            silence: None,
+        }
+    }
+
+    #[test]
+    fn a_week_against_the_week_before_and_its_four_week_baseline_across_dst() {
+        let berlin = lookup("Europe/Berlin").unwrap();
+        // The digest of Monday 2026-03-30: the week of the spring change.
+        let period = latest(
+            &DigestSettings::default(),
+            &berlin,
+            t("2026-03-30T12:00:00Z"),
+        );
+        let mut cache = BucketCache::new();
+        let history_from = period.from - 6 * 7 * 86_400;
+        // Two logins a bucket until the period, one during it; views flat.
+        fill(
+            &mut cache,
+            &["logins", "login_views"],
+            (history_from, period.to),
+            |at| {
+                if at >= period.from {
+                    1
+                } else {
+                    2
+                }
+            },
+        );
+        fill(
+            &mut cache,
+            &["dashboard_views"],
+            (history_from, period.to),
+            |_| 1,
+        );
+        let history = vec![
+            entry(period.from + 3600, "logins_drop", State::Pending),
+            entry(period.from + 7200, "logins_drop", State::Firing),
+            entry(period.from + 10_800, "logins_drop", State::Resolved),
+            entry(period.from - 86_400, "site_down", State::Firing),
+            entry(period.from - 80_000, "site_down", State::Resolved),
+        ];
+        let deploy = Annotation {
+            id: "d1".into(),
+            kind: AnnotationKind::Deploy,
+            at: period.from + 60,
+            text: "release".into(),
+            link: None,
+            version: Some("2f9c1e0".into()),
+        };
+        let card = build(
+            &config(),
+            &berlin,
+            period,
+            &cache,
+            &history,
+            std::slice::from_ref(&deploy),
+        );
+        let line = |m: &str| card.metrics.iter().find(|l| l.metric == m).unwrap().clone();
+        // 167 hours of 12 buckets: one a bucket this week, two the week before (168 h).
+        let logins = line("logins");
+        assert_eq!(logins.value, Some(167.0 * 12.0));
+        assert_eq!(logins.previous, Some(168.0 * 24.0));
+        assert_eq!(logins.baseline, Some(168.0 * 24.0));
+        let drop = logins.vs_previous.unwrap();
+        assert!((drop - (167.0 / 336.0 - 1.0)).abs() < 1e-12, "{drop}");
+        // The ratio metric: dashboard views per login view, in percent.
+        let success = line("login_success");
+        assert_eq!(success.value, Some(100.0));
+        assert_eq!(success.previous, Some(50.0));
+        // A metric never counted: zero, against a zero past.
+        let subs = line("subscriptions");
+        assert_eq!((subs.value, subs.vs_previous), (Some(0.0), None));
+        // Stages in RARR order: retention first.
+        assert_eq!(card.metrics[0].stage, "retention");
+        assert_eq!(card.alerts.len(), 1, "{:?}", card.alerts);
+        assert_eq!(card.alerts[0].rule, "logins_drop");
+        assert_eq!(card.annotations, vec![deploy]);
+    }
+
+    #[test]
+    fn a_period_before_the_stored_history_is_unknown_not_zero() {
+        let utc = SiteTime::utc();
+        let period = latest(&DigestSettings::default(), &utc, t("2026-11-30T10:00:00Z"));
+        let mut cache = BucketCache::new();
+        // Counting began in the middle of the period.
+        fill(
+            &mut cache,
+            &["logins"],
+            (period.from + 3 * 86_400, period.to),
+            |_| 5,
+        );
+        let card = build(&config(), &utc, period, &cache, &[], &[]);
+        let logins = card.metrics.iter().find(|l| l.metric == "logins").unwrap();
+        assert_eq!(logins.value, None);
+        assert_eq!((logins.previous, logins.baseline), (None, None));
+        assert_eq!(logins.vs_baseline, None);
+    }
+}
