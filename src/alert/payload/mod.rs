@@ -16,7 +16,7 @@
 mod alertmanager;
 mod json;
 mod pagerduty;
-mod slack;
+pub(crate) mod slack;
 
 use crate::alert::event::{AlertEvent, EventStatus, HealthChange, OtherBpm};
 use crate::alert::explain::Explanation;
@@ -212,7 +212,7 @@ fn group_id(events: &[AlertEvent]) -> String {
 
 /// A count for prose: at most one decimal, no trailing ".0"; "n/a" if not
 /// finite.
-fn short_num(x: f64) -> String {
+pub(crate) fn short_num(x: f64) -> String {
     if x.is_finite() {
         round_to_unsigned_zero(x, 1).to_string()
     } else {
@@ -239,7 +239,7 @@ fn num_string(x: f64, digits: i32) -> String {
 }
 
 /// At most `max` characters; a cut string ends with "…" within the limit.
-fn truncate_chars(s: &str, max: usize) -> String {
+pub(crate) fn truncate_chars(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
         return s.to_string();
     }

@@ -10,10 +10,12 @@ use crate::alert::event::{AlertEvent, EventStatus, HealthChange};
 use crate::time::duration_label;
 use serde::Serialize;
 
-const SLACK_HEADER_MAX: usize = 150;
-const SLACK_TEXT_MAX: usize = 3000;
+pub(crate) const SLACK_HEADER_MAX: usize = 150;
+pub(crate) const SLACK_TEXT_MAX: usize = 3000;
+/// Blocks in one message.
+pub(crate) const SLACK_BLOCKS_MAX: usize = 50;
 /// Sections per message: 50 blocks minus header, "more" note and context.
-const SLACK_SECTIONS_MAX: usize = 47;
+const SLACK_SECTIONS_MAX: usize = SLACK_BLOCKS_MAX - 3;
 
 /// Unix seconds → "2026-11-24 10:15 UTC" for people.
 fn human_time(t: i64) -> String {
@@ -48,21 +50,21 @@ fn truncate_mrkdwn(s: &str, max: usize) -> String {
 }
 
 #[derive(Serialize)]
-pub(super) struct SlackMessage {
-    text: String,
-    blocks: Vec<SlackBlock>,
+pub(crate) struct SlackMessage {
+    pub(crate) text: String,
+    pub(crate) blocks: Vec<SlackBlock>,
 }
 
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-enum SlackBlock {
+pub(crate) enum SlackBlock {
     Header { text: SlackText },
     Section { text: SlackText },
     Context { elements: Vec<SlackText> },
 }
 
 #[derive(Serialize)]
-struct SlackText {
+pub(crate) struct SlackText {
     #[serde(rename = "type")]
     kind: &'static str,
     text: String,
@@ -71,7 +73,7 @@ struct SlackText {
 }
 
 impl SlackText {
-    fn plain(text: &str, max: usize) -> Self {
+    pub(crate) fn plain(text: &str, max: usize) -> Self {
         SlackText {
             kind: "plain_text",
             text: truncate_chars(text, max),
@@ -80,7 +82,7 @@ impl SlackText {
     }
 
     /// `text` must be escaped mrkdwn; it is cut as [`truncate_mrkdwn`] does.
-    fn mrkdwn(text: &str) -> Self {
+    pub(crate) fn mrkdwn(text: &str) -> Self {
         SlackText {
             kind: "mrkdwn",
             text: truncate_mrkdwn(text, SLACK_TEXT_MAX),
@@ -90,7 +92,7 @@ impl SlackText {
 }
 
 /// Escapes the three characters Slack's mrkdwn treats as control.
-fn slack_escape(s: &str) -> String {
+pub(crate) fn slack_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
