@@ -11,7 +11,7 @@ use crate::alert::payload::slack::{
     SLACK_TEXT_MAX,
 };
 use crate::config::sitetime::SiteTime;
-use crate::digest::scorecard::{MetricLine, Scorecard};
+use crate::digest::scorecard::{MetricLine, Mover, Referrals, Scorecard};
 use crate::history::rule_backtest::Episode;
 use crate::time::{duration_label, format_time};
 use serde::Serialize;
@@ -82,6 +82,50 @@ fn episode_plain(e: &Episode, zone: &SiteTime) -> String {
     )
 }
 
+/// `google 50 (+150%)`: a source's or campaign's count and its change.
+fn mover_text(m: &Mover) -> String {
+    let change = (m.before > 0).then(|| m.now as f64 / m.before as f64 - 1.0);
+    let change = if m.before == 0 {
+        "new".to_string()
+    } else {
+        pct(change)
+    };
+    format!("{} {} ({change})", m.value, m.now)
+}
+
+/// The referral lines, each value passed through `escape`: the top
+/// sources, the top campaigns, what moved most.
+fn referral_lines(r: &Referrals, escape: fn(&str) -> String) -> Vec<String> {
+    let list = |l: &[Mover]| {
+        l.iter()
+            .map(|m| escape(&mover_text(m)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut out = Vec::new();
+    if !r.sources.is_empty() {
+        out.push(format!("• Top sources: {}", list(&r.sources)));
+    }
+    if !r.campaigns.is_empty() {
+        out.push(format!("• Top campaigns: {}", list(&r.campaigns)));
+    }
+    if !r.moved.is_empty() {
+        let moved = r
+            .moved
+            .iter()
+            .map(|m| {
+                escape(&format!(
+                    "{} {}: {} → {}",
+                    m.dimension, m.value, m.before, m.now
+                ))
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        out.push(format!("• Moved most: {moved}"));
+    }
+    out
+}
+
 /// Stage titles as the dashboard shows them.
 fn stage_title(stage: &str) -> &str {
     match stage {
@@ -130,6 +174,10 @@ fn slack_message(card: &Scorecard, zone: &SiteTime) -> SlackMessage {
         format!("*Alerts* ({})", alerts.len())
     };
     groups.push((title_alerts, alerts));
+    let referral_lines = referral_lines(&card.referrals, slack_escape);
+    if !referral_lines.is_empty() {
+        groups.push(("*Referrals*".into(), referral_lines));
+    }
     if !card.annotations.is_empty() {
         let notes = card
             .annotations
@@ -218,6 +266,7 @@ pub struct DigestJson {
     pub previous: PeriodJson,
     pub metrics: Vec<MetricLine>,
     pub alerts: Vec<Episode>,
+    pub referrals: Referrals,
     pub annotations: Vec<crate::alert::annotation::Annotation>,
     /// A plain-text summary line.
     pub text: String,
@@ -239,6 +288,7 @@ pub fn json(card: &Scorecard, zone: &SiteTime, id: &str) -> DigestJson {
         previous: period(&card.previous),
         metrics: card.metrics.clone(),
         alerts: card.alerts.clone(),
+        referrals: card.referrals.clone(),
         annotations: card.annotations.clone(),
         text: title(card, zone),
         html: html(card, zone),
@@ -298,6 +348,14 @@ pub fn html(card: &Scorecard, zone: &SiteTime) -> String {
         }
         out.push_str("</ul>\n");
     }
+    let referrals = referral_lines(&card.referrals, html_escape);
+    if !referrals.is_empty() {
+        out.push_str("<h3>Referrals</h3>\n<ul>\n");
+        for line in referrals {
+            out.push_str(&format!("<li>{}</li>\n", line.trim_start_matches("• ")));
+        }
+        out.push_str("</ul>\n");
+    }
     if !card.annotations.is_empty() {
         out.push_str("<h3>Annotations</h3>\n<ul>\n");
         for a in &card.annotations {
@@ -319,6 +377,15 @@ mod tests {
     use super::*;
     use crate::alert::annotation::{Annotation, AnnotationKind};
     use crate::digest::schedule::DigestPeriod;
+
+    fn mover(dim: &str, value: &str, now: u64, before: u64) -> Mover {
+        Mover {
+            dimension: dim.into(),
+            value: value.into(),
+            now,
+            before,
+        }
+    }
 
     fn card(metrics: usize) -> Scorecard {
         let stages = ["retention", "activation", "revenue", "referral", "other"];
@@ -354,6 +421,11 @@ mod tests {
                 resolved: Some(period.from + 3 * 3600),
                 lowest_ratio: Some(0.1),
             }],
+            referrals: Referrals {
+                sources: vec![mover("source", "google", 50, 20)],
+                campaigns: vec![mover("utm_campaign", "winter-sale", 30, 0)],
+                moved: vec![mover("source", "hackernews", 0, 40)],
+            },
             annotations: vec![Annotation {
                 id: "d".into(),
                 kind: AnnotationKind::Deploy,
@@ -401,6 +473,15 @@ mod tests {
             "logins_drop on logins: fired Mon 24 Nov 01:00, lasted 2h, lowest 10% of expected"
         ));
         assert!(all.contains("&lt;script&gt;"), "annotations are escaped");
+        assert!(all.contains("• Top sources: google 50 (+150%)"), "{all}");
+        assert!(
+            all.contains("• Top campaigns: winter-sale 30 (new)"),
+            "{all}"
+        );
+        assert!(
+            all.contains("• Moved most: source hackernews: 40 → 0"),
+            "{all}"
+        );
         // Twice the most a config may declare: still 50 blocks, and a note
         // says how many lines did not fit.
         let big = slack(&card(2 * crate::config::MAX_METRICS), &SiteTime::utc());
@@ -432,6 +513,11 @@ mod tests {
         );
         assert!(!html.contains("<script>"));
         assert!(html.contains("<td align=\"right\">−38%</td>"), "{html}");
+        assert!(
+            html.contains("<li>Top sources: google 50 (+150%)</li>"),
+            "{html}"
+        );
+        assert_eq!(v["referrals"]["moved"][0]["before"], 40);
         assert_eq!(pct(Some(0.004)), "±0%");
         assert_eq!(pct(Some(0.25)), "+25%");
         assert_eq!(pct(None), "n/a");

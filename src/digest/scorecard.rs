@@ -2,7 +2,8 @@
 //! each BPM's value this period, the period before, and its baseline (the
 //! median of the same period 1–[`BASELINE_WEEKS`] weeks earlier), grouped
 //! by RARR stage in the config's order; the alert episodes that overlap
-//! the period; and the annotations in it.
+//! the period; the largest referral sources and campaigns and those that
+//! moved most; and the annotations in it.
 //!
 //! A period reaching before the first stored bucket is unknown (`None`),
 //! not zero: a new deployment's first digest compares nothing rather than
@@ -13,11 +14,14 @@ use crate::alert::alert_book::HistoryEntry;
 use crate::alert::annotation::Annotation;
 use crate::alert::detector::median;
 use crate::alert::tick_series::BucketCache;
+use crate::alert::value_series::OVERFLOW;
 use crate::config::sitetime::SiteTime;
 use crate::config::{Config, MetricKind, Stage};
+use crate::count::tally::Row;
 use crate::digest::schedule::DigestPeriod;
 use crate::history::rule_backtest::{episodes, Episode};
 use serde::Serialize;
+use std::collections::BTreeMap;
 
 /// Weeks the baseline looks back.
 pub const BASELINE_WEEKS: i64 = 4;
@@ -38,6 +42,97 @@ pub struct MetricLine {
     pub vs_baseline: Option<f64>,
 }
 
+/// One referral value (a source or a campaign) this period and the one
+/// before.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Mover {
+    /// `source` or `utm_campaign`.
+    pub dimension: String,
+    pub value: String,
+    pub now: u64,
+    pub before: u64,
+}
+
+/// Sources and campaigns shown: the largest this many, and this many that
+/// moved most.
+pub const TOP_REFERRALS: usize = 5;
+pub const TOP_MOVERS: usize = 3;
+
+/// The referral dimensions the digest reports.
+pub const REFERRAL_DIMENSIONS: [&str; 2] = ["source", "utm_campaign"];
+
+/// The referral rows of the referral-stage metrics, this period and the
+/// one before (any step: they are summed per value).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReferralRows {
+    pub now: Vec<Row>,
+    pub before: Vec<Row>,
+}
+
+/// The referral part of a scorecard.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Referrals {
+    /// The largest sources this period.
+    pub sources: Vec<Mover>,
+    /// The largest campaigns this period.
+    pub campaigns: Vec<Mover>,
+    /// The sources and campaigns whose count changed most, either way.
+    pub moved: Vec<Mover>,
+}
+
+impl Referrals {
+    fn of(rows: &ReferralRows) -> Referrals {
+        let mut all: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
+        let mut add = |rows: &[Row], now: bool| {
+            for r in rows
+                .iter()
+                .filter(|r| REFERRAL_DIMENSIONS.contains(&r.dim()))
+            {
+                let key = (r.dim().to_string(), r.value().to_string());
+                let slot = all.entry(key).or_insert((0, 0));
+                let n = if now { &mut slot.0 } else { &mut slot.1 };
+                *n = n.saturating_add(r.n());
+            }
+        };
+        add(&rows.now, true);
+        add(&rows.before, false);
+        let movers: Vec<Mover> = all
+            .into_iter()
+            .filter(|((_, v), _)| !v.is_empty() && v != OVERFLOW)
+            .map(|((dimension, value), (now, before))| Mover {
+                dimension,
+                value,
+                now,
+                before,
+            })
+            .collect();
+        let top = |dim: &str| {
+            let mut list: Vec<Mover> = movers
+                .iter()
+                .filter(|m| m.dimension == dim && m.now > 0)
+                .cloned()
+                .collect();
+            list.sort_by(|a, b| b.now.cmp(&a.now).then(a.value.cmp(&b.value)));
+            list.truncate(TOP_REFERRALS);
+            list
+        };
+        let mut moved = movers.clone();
+        moved.retain(|m| m.now != m.before);
+        moved.sort_by(|a, b| {
+            b.now
+                .abs_diff(b.before)
+                .cmp(&a.now.abs_diff(a.before))
+                .then(a.value.cmp(&b.value))
+        });
+        moved.truncate(TOP_MOVERS);
+        Referrals {
+            sources: top("source"),
+            campaigns: top("utm_campaign"),
+            moved,
+        }
+    }
+}
+
 /// A site's scorecard for one period.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Scorecard {
@@ -48,6 +143,7 @@ pub struct Scorecard {
     pub metrics: Vec<MetricLine>,
     /// Alert episodes that overlap the period, in time order.
     pub alerts: Vec<Episode>,
+    pub referrals: Referrals,
     /// Annotations dated in the period, oldest first.
     pub annotations: Vec<Annotation>,
 }
@@ -99,13 +195,15 @@ fn value(
 }
 
 /// The scorecard of `period` from the stored 5-minute `buckets`, the
-/// alert `history` (state changes in time order) and `annotations`.
+/// alert `history` (state changes in time order), the referral rows and
+/// `annotations`.
 pub fn build(
     config: &Config,
     zone: &SiteTime,
     period: DigestPeriod,
     buckets: &BucketCache,
     history: &[HistoryEntry],
+    referrals: &ReferralRows,
     annotations: &[Annotation],
 ) -> Scorecard {
     let previous = period.previous(zone);
@@ -156,6 +254,7 @@ pub fn build(
         previous,
         metrics,
         alerts,
+        referrals: Referrals::of(referrals),
         annotations: in_period,
     }
 }
@@ -255,12 +354,32 @@ mod tests {
             link: None,
             version: Some("2f9c1e0".into()),
         };
+        let row = |dim: &str, value: &str, n| {
+            Row(
+                period.from,
+                "marketing_views".into(),
+                dim.into(),
+                value.into(),
+                n,
+            )
+        };
+        let referrals = ReferralRows {
+            now: vec![
+                row("source", "google", 50),
+                row("source", "newsletter", 5),
+                row("utm_campaign", "winter-sale", 30),
+                row("source", "other", 999),
+                row("landing", "/", 80),
+            ],
+            before: vec![row("source", "google", 20), row("source", "hackernews", 40)],
+        };
         let card = build(
             &config(),
             &berlin,
             period,
             &cache,
             &history,
+            &referrals,
             std::slice::from_ref(&deploy),
         );
         let line = |m: &str| card.metrics.iter().find(|l| l.metric == m).unwrap().clone();
@@ -283,6 +402,18 @@ mod tests {
         assert_eq!(card.alerts.len(), 1, "{:?}", card.alerts);
         assert_eq!(card.alerts[0].rule, "logins_drop");
         assert_eq!(card.annotations, vec![deploy]);
+        // Referrals: `other` (the overflow) and other dimensions left out.
+        let values = |l: &[Mover]| l.iter().map(|m| m.value.clone()).collect::<Vec<_>>();
+        assert_eq!(values(&card.referrals.sources), ["google", "newsletter"]);
+        assert_eq!(values(&card.referrals.campaigns), ["winter-sale"]);
+        assert_eq!(
+            values(&card.referrals.moved),
+            ["hackernews", "google", "winter-sale"]
+        );
+        assert_eq!(
+            (card.referrals.moved[0].now, card.referrals.moved[0].before),
+            (0, 40)
+        );
     }
 
     #[test]
@@ -297,7 +428,15 @@ mod tests {
             (period.from + 3 * 86_400, period.to),
             |_| 5,
         );
-        let card = build(&config(), &utc, period, &cache, &[], &[]);
+        let card = build(
+            &config(),
+            &utc,
+            period,
+            &cache,
+            &[],
+            &ReferralRows::default(),
+            &[],
+        );
         let logins = card.metrics.iter().find(|l| l.metric == "logins").unwrap();
         assert_eq!(logins.value, None);
         assert_eq!((logins.previous, logins.baseline), (None, None));
