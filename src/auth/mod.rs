@@ -12,9 +12,12 @@
 //! it holds no data, cannot be forged without the token, ends at `expires`,
 //! and every session ends when the token is rotated. A state-changing request
 //! authorised by the cookie alone must carry [`CSRF_HEADER`], which a
-//! cross-site form cannot send.
+//! cross-site form cannot send. `access` verifies Cloudflare Access
+//! assertions; `scope` says which sites and role a caller has (scoped
+//! tokens, Access roles) and what each endpoint needs.
 
 pub mod access;
+pub mod scope;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
