@@ -19,6 +19,8 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo clippy --workspace --target wasm32-unknown-unknown --lib --quiet -- -D warnings
 echo "== native tests"
 cargo test --quiet
+echo "== dashboard logic (Node)"
+node --test tests/dashboard/*.test.mjs
 echo "== build the two workers"
 bash scripts/build-worker.sh
 # Chromium first: one e2e file (receivers) also drives the dashboard; curl

@@ -151,6 +151,9 @@ pub struct RuleStatus {
     pub severity: &'static str,
     /// `learning`, `ok`, `pending`, `firing` or `resolved`.
     pub state: &'static str,
+    /// Whether a tick has judged the rule yet (a rule no tick has judged
+    /// is shown `learning`).
+    pub evaluated: bool,
     pub silenced: bool,
     pub since: Option<String>,
     pub fired_at: Option<String>,
@@ -385,6 +388,7 @@ pub fn build(
                         value: rec.and_then(|r| r.value.clone()),
                         severity: rule.severity.as_str(),
                         state: rec.map_or("learning", |r| r.alert.state.as_str()),
+                        evaluated: rec.is_some(),
                         silenced: !covering.is_empty(),
                         since: rec.map(|r| format_time(r.alert.since)),
                         fired_at: rec.and_then(|r| r.alert.fired_at).map(format_time),

@@ -553,6 +553,39 @@ test('the metric detail shows the count with its baseline, latency, status mix a
   assert.equal(await page.locator('#metric-count canvas').count(), 1);
 });
 
+test('on a phone (390 px) the header, Mission Control and the referral view fit the screen', async () => {
+  await page.setViewportSize({ width: 390, height: 844 });
+  try {
+    const views = [
+      ['#/', 'article.bpm[data-metric="logins"]', 'mission-control-phone'],
+      ['#/referrals', 'table[data-table="source"] tbody tr', 'referrals-phone'],
+    ];
+    for (const [hash, ready, shot] of views) {
+      await withRefresh(async () => {
+        await page.goto(`${worker.url}/_bpm/${hash}`);
+      });
+      await page.locator(ready).first().waitFor();
+      const fit = await page.evaluate(() => {
+        const box = (id) => document.getElementById(id).getBoundingClientRect();
+        return {
+          width: window.innerWidth,
+          page: document.documentElement.scrollWidth,
+          logout: box('logout'),
+          banner: box('banner'),
+          nav: [...document.querySelectorAll('.topbar nav a')].map((a) => a.getBoundingClientRect().right),
+        };
+      });
+      assert.ok(fit.page <= fit.width, `${hash}: the page is ${fit.page} px wide on a ${fit.width} px screen`);
+      assert.ok(fit.logout.width > 0 && fit.logout.left >= 0 && fit.logout.right <= fit.width, `${hash}: Log out at ${JSON.stringify(fit.logout)}`);
+      assert.ok(fit.nav.every((right) => right <= fit.width), `${hash}: nav links end at ${fit.nav}`);
+      assert.ok(fit.banner.right <= fit.width, `${hash}: banner ${JSON.stringify(fit.banner)}`);
+      await screenshot(shot);
+    }
+  } finally {
+    await page.setViewportSize({ width: 1400, height: 900 });
+  }
+});
+
 test('auto-refresh keeps the page and scroll position; a 401 and logging out show the login form', async () => {
   await page.goto(`${worker.url}/_bpm/#/referrals`);
   await page.locator('table[data-table="source"] tbody tr').first().waitFor();

@@ -2,13 +2,14 @@
 // stage with its window vs. baseline, a 24 h sparkline with the baseline
 // band, its alert state and the mute form; the top banner that answers
 // "can I go back to sleep?"; and, above the cards, a notice per webhook
-// receiver that is disabled, with its Re-enable button. Cards are built once
-// and updated in place.
+// receiver that is disabled, with its Re-enable button (the banner's words
+// are banner.js's). Cards are built once and updated in place.
 
 import { annotationsIn, call } from './api.js';
 import * as f from './format.js';
 import { timeChart, COLORS } from './charts.js';
 import { muteForm, alertList, receiverNotices } from './alerts.js';
+import { bannerText } from './banner.js';
 
 const STAGE_TITLES = {
   acquisition: 'Acquisition',
@@ -59,28 +60,6 @@ export const BASELINE_SERIES = [
   { label: 'baseline max', band: 'high' },
   { label: 'baseline min', band: 'low' },
 ];
-
-function bannerText(metrics) {
-  const firing = metrics.filter((m) => m.alerts?.some((a) => a.state === 'firing' && !a.silenced));
-  const pending = metrics.filter((m) => !firing.includes(m) && m.alerts?.some((a) => a.state === 'pending' && !a.silenced));
-  const muted = metrics.filter((m) => m.alerts?.some((a) => a.state === 'firing' && a.silenced));
-  const describe = (m, state) => {
-    const a = m.alerts.find((x) => x.state === state && !x.silenced);
-    const since = a?.since ? ` since ${f.since(a.since)}` : '';
-    // A `by` rule's alert is about one value, not the total: name it.
-    if (a?.by && a.value) return `${m.name} (${a.by} ${a.value})${since}`;
-    const drop = m.window?.ratio !== null && m.window?.ratio !== undefined ? ` ${f.ratioChange(m.window.ratio)}` : '';
-    return `${m.name}${drop}${since}`;
-  };
-  const mutedNote = muted.length ? ` (${muted.length} firing but muted: ${muted.map((m) => m.name).join(', ')})` : '';
-  if (firing.length) {
-    return { level: 'firing', text: `${firing.length} firing: ${firing.map((m) => describe(m, 'firing')).join(' · ')}` };
-  }
-  if (pending.length) {
-    return { level: 'pending', text: `Nothing firing · ${pending.length} pending: ${pending.map((m) => describe(m, 'pending')).join(' · ')}${mutedNote}` };
-  }
-  return { level: 'ok', text: `All ${metrics.length} BPMs normal${mutedNote}` };
-}
 
 export function createMission({ root, banner, onOverview, refresh: refreshAll }) {
   const cards = new Map();
