@@ -207,6 +207,9 @@ async fn route(
             }
             alerts_object(Method::Delete, &format!("/annotations/{id}"), None).await
         }
+        (Method::Get, "digest") => {
+            alerts_object(Method::Get, &format!("/digest{query}"), None).await
+        }
         (Method::Post, "simulate") => {
             let Some(body) = read_text(&mut req, MAX_SIMULATE_BYTES).await? else {
                 return json_error(413, "a simulation request is at most 4 KiB of JSON");

@@ -40,8 +40,12 @@ use bpm_edge::alert::ticks::{
     bucket_rows, evaluation_instants, last_complete_bucket, last_complete_minute, refresh_range,
 };
 use bpm_edge::config::rules::{AlertRule, Split};
-use bpm_edge::config::Config;
+use bpm_edge::config::{Config, MetricKind, Stage};
 use bpm_edge::count::tally::Row;
+use bpm_edge::digest::message;
+use bpm_edge::digest::preview::{DigestQuery, PreviewFormat, PreviewPeriod};
+use bpm_edge::digest::schedule::latest;
+use bpm_edge::digest::scorecard::{self, ReferralRows, REFERRAL_DIMENSIONS};
 use bpm_edge::history::simulate::{simulate, SimulateRequest};
 use bpm_edge::report::alerts::{
     self as alerts_report, EnableAnswer, HistoryPage, HistoryQuery, SilenceList, SilenceView,
@@ -239,6 +243,13 @@ impl DurableObject for SiteAlerts {
                     Ok(true) => Ok(json!({ "deleted": id })),
                     Ok(false) => Err(Failure::NotFound(format!("no annotation {id:?}"))),
                     Err(e) => Err(internal(e)),
+                }
+            }
+            (Method::Get, "/digest") => {
+                let url = req.url()?;
+                match DigestQuery::parse(url.query().unwrap_or("")) {
+                    Ok(q) => self.digest(store, config, q, now).await,
+                    Err(e) => Err(Failure::BadRequest(e.to_string())),
                 }
             }
             (Method::Post, "/simulate") => {
@@ -600,6 +611,67 @@ impl SiteAlerts {
             }
         }
         Ok(())
+    }
+
+    /// The digest of the latest period due (or the one before), as it
+    /// would go out: its numbers from the stored series, history and
+    /// annotations, its referral rows (hours) from the shards.
+    async fn digest(
+        &self,
+        store: &AlertStore<DurableSql>,
+        config: &Config,
+        q: DigestQuery,
+        now: i64,
+    ) -> Answer {
+        let zone = &config.time;
+        let mut period = latest(&config.digest, zone, now);
+        if q.period == PreviewPeriod::Previous {
+            period = period.previous(zone);
+        }
+        let before = period.previous(zone);
+        let buckets = store
+            .load_series(now - SERIES_RETENTION_SECS)
+            .map_err(internal)?;
+        // Newest first as stored: the scorecard takes them in time order.
+        let mut history = store.history(u32::MAX, None).map_err(internal)?;
+        history.reverse();
+        let annotations = store
+            .annotations(period.from, period.to)
+            .map_err(internal)?;
+        let dims: Vec<String> = REFERRAL_DIMENSIONS.iter().map(|d| d.to_string()).collect();
+        let mut referrals = ReferralRows::default();
+        let referral_metrics = config
+            .metrics
+            .iter()
+            .filter(|m| m.stage == Stage::Referral && matches!(m.kind, MetricKind::Counted { .. }));
+        for m in referral_metrics {
+            for (range, rows) in [
+                ((period.from, period.to), &mut referrals.now),
+                ((before.from, before.to), &mut referrals.before),
+            ] {
+                let read = self
+                    .read_rows(config, Resolution::Hour, &m.name, &dims, range)
+                    .await
+                    .map_err(Failure::ShardsUnavailable)?;
+                rows.extend(read);
+            }
+        }
+        let card = scorecard::build(
+            config,
+            zone,
+            period,
+            &buckets,
+            &history,
+            &referrals,
+            &annotations,
+        );
+        match q.format {
+            PreviewFormat::Json => {
+                serde_json::to_value(message::json(&card, zone, &period.id(&config.site.name)))
+                    .map_err(internal)
+            }
+            PreviewFormat::Slack => Ok(message::slack(&card, zone)),
+        }
     }
 
     /// `metric`'s rows of `dims` at `step` in `[from, to)`, from every shard.
