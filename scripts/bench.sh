@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # All benchmarks, each reported against a baseline measured in the same run:
-#  1. native classification cost (cargo bench --bench classify);
+#  1. native classification cost (cargo bench --bench classify), and the
+#     incident loop's commands against a replay of the same log
+#     (cargo bench --bench incident);
 #  2. wasm size, raw and gzip, of both workers' release builds (the visitor
 #     worker's is the request path's cold start: target 250 KB gzip);
 #  3. end to end on 127.0.0.1: origin direct vs bpm-edge with and without
@@ -25,6 +27,9 @@ mkdir -p bench-results
 
 echo "== 1. classification (native)"
 cargo bench --quiet --bench classify
+
+echo "== 1b. the incident loop: replay, backtest, discover, simulate (native)"
+cargo bench --quiet --bench incident
 
 echo "== 2. wasm size (release build)"
 bash scripts/build-worker.sh >/dev/null

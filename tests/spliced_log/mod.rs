@@ -1,8 +1,9 @@
 //! The log the incident-loop tests share: one real day of the public Apache
 //! log (`tests/fixtures/apache-one-day.log.gz`) repeated [`DAYS`] times
-//! from [`BASE`], with an outage spliced into the last day's
-//! 14:00–16:00 UTC: the successful responses for the paths a test names
-//! removed, as if that part of the site had stopped answering.
+//! from [`BASE`] (or as many days as a benchmark asks), with an outage
+//! spliced into the last day's 14:00–16:00 UTC: the successful responses
+//! for the paths a test names removed, as if that part of the site had
+//! stopped answering.
 
 #![allow(dead_code)] // each test crate uses its part
 
@@ -18,7 +19,12 @@ pub const BASE: i64 = 1_433_116_800;
 
 /// The outage's range `[from, to)`.
 pub fn outage_range() -> (i64, i64) {
-    let from = BASE + (DAYS - 1) * 86_400 + OUTAGE_FROM_HOUR * 3600;
+    outage_range_over(DAYS)
+}
+
+/// The outage's range in a log of `days` days.
+pub fn outage_range_over(days: i64) -> (i64, i64) {
+    let from = BASE + (days - 1) * 86_400 + OUTAGE_FROM_HOUR * 3600;
     (from, from + OUTAGE_HOURS * 3600)
 }
 
@@ -65,11 +71,16 @@ pub fn blog(path: &str) -> bool {
 /// The day repeated `DAYS` times from [`BASE`], with the successful
 /// responses for the paths `removed` names left out of the outage.
 pub fn built_log(removed: Option<fn(&str) -> bool>) -> Vec<String> {
+    built_log_over(DAYS, removed)
+}
+
+/// [`built_log`] over `days` days (the benchmarks' longer logs).
+pub fn built_log_over(days: i64, removed: Option<fn(&str) -> bool>) -> Vec<String> {
     let day = one_day();
     let fmt = "%d/%b/%Y:%H:%M:%S";
-    let (outage_from, outage_to) = outage_range();
+    let (outage_from, outage_to) = outage_range_over(days);
     let mut out = Vec::new();
-    for d in 0..DAYS {
+    for d in 0..days {
         for line in &day {
             let (Some(open), Some(close)) = (line.find('['), line.find(" +0000]")) else {
                 continue;
