@@ -110,15 +110,18 @@ fn same_secret(offered: &str, expected: &str) -> bool {
     bool::from(a.as_slice().ct_eq(b.as_slice()))
 }
 
+/// The token of an `Authorization: Bearer <token>` header value (the
+/// scheme in any case).
+pub fn bearer(header: Option<&str>) -> Option<&str> {
+    let (scheme, token) = header.map(str::trim)?.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
 /// Checks an `Authorization` header value against the configured token.
 pub fn check_bearer(header: Option<&str>, configured: Option<&str>) -> Result<(), AuthError> {
     let expected = configured_token(configured)?;
-    let header = header.map(str::trim).ok_or(AuthError::Missing)?;
-    let (scheme, token) = header.split_once(' ').ok_or(AuthError::Missing)?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(AuthError::Missing);
-    }
-    if same_secret(token.trim(), expected) {
+    let token = bearer(header).ok_or(AuthError::Missing)?;
+    if same_secret(token, expected) {
         Ok(())
     } else {
         Err(AuthError::Wrong)

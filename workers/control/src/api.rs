@@ -15,6 +15,8 @@ use bpm_edge::alert::silence::plausible_silence_id;
 use bpm_edge::auth::access::{
     assertion_from, AccessError, AccessIdentity, AccessPolicy, ASSERTION_HEADER,
 };
+use bpm_edge::auth::bearer;
+use bpm_edge::auth::scope::{action, AccessRoles, Decision, Grant, TokenTable};
 use bpm_edge::auth::{
     authorise, check_csrf, check_token, issue_session, screen_token, session_cookie, AuthError,
     Authorised, Credentials, CSRF_HEADER, SESSION_SECS,
@@ -139,12 +141,26 @@ async fn route(
         Err(e) => TokenSetting::Unusable(e),
     };
     if route == "session" {
-        return session(req, env, token, prefix).await;
-    }
-    if let Err(refusal) = caller(&req, env, token).await {
-        return refused(refusal);
+        return session(req, env, classifier.config(), token, prefix).await;
     }
     let config = classifier.config();
+    let grant = match caller(&req, env, config, token).await {
+        Ok(c) => match grant_of(c, env, config) {
+            Ok(g) => g,
+            Err(refusal) => return refused(refusal),
+        },
+        Err(refusal) => return refused(refusal),
+    };
+    match grant.decide(&config.site.name, action(req.method().as_ref(), route)) {
+        Decision::Allowed => {}
+        Decision::NotFound => return json_error(404, "not found"),
+        Decision::Forbidden => {
+            return json_error(
+                403,
+                &format!("{:?} may read, not change: a read-only token", grant.name),
+            )
+        }
+    }
     let query = req
         .url()?
         .query()
@@ -255,6 +271,8 @@ impl<'a> TokenSetting<'a> {
 enum Caller {
     /// The API token, as a bearer header or through a login session.
     Token(Authorised),
+    /// A token of `BPM_API_TOKENS`, with its scope.
+    Scoped(Grant),
     /// A user or service token that passed the Cloudflare Access application.
     Access(AccessIdentity),
 }
@@ -263,6 +281,52 @@ enum Caller {
 enum Refusal {
     Token(AuthError),
     Access(AccessError),
+    /// `BPM_API_TOKENS` or `BPM_ACCESS_ROLES` is set but invalid.
+    Scopes(String),
+    /// An Access identity `BPM_ACCESS_ROLES` names in no rule.
+    NoRole(String),
+}
+
+/// The site names the config has (the scopes' known sites).
+fn site_names(config: &Config) -> Vec<String> {
+    vec![config.site.name.clone()]
+}
+
+/// What `caller` may do: the admin token everything; a scoped token its
+/// grant; an Access identity what `BPM_ACCESS_ROLES` gives it, or
+/// everything when that var is unset (as before roles existed).
+fn grant_of(caller: Caller, env: &Env, config: &Config) -> std::result::Result<Grant, Refusal> {
+    match caller {
+        Caller::Token(_) => Ok(Grant::admin()),
+        Caller::Scoped(g) => Ok(g),
+        Caller::Access(identity) => {
+            let Some(json) = bpm_edge_shell::env_string(env, "BPM_ACCESS_ROLES") else {
+                return Ok(Grant::admin());
+            };
+            let roles = AccessRoles::parse(&json, &site_names(config))
+                .map_err(|e| Refusal::Scopes(format!("BPM_ACCESS_ROLES is invalid: {e}")))?;
+            roles
+                .grant(&identity.name)
+                .ok_or(Refusal::NoRole(identity.name))
+        }
+    }
+}
+
+/// The scoped token a bearer header offers, if `BPM_API_TOKENS` has it.
+fn scoped_token(
+    env: &Env,
+    config: &Config,
+    authorization: Option<&str>,
+) -> std::result::Result<Option<Grant>, Refusal> {
+    let Some(offered) = bearer(authorization) else {
+        return Ok(None);
+    };
+    let Some(json) = bpm_edge_shell::env_string(env, "BPM_API_TOKENS") else {
+        return Ok(None);
+    };
+    let table = TokenTable::parse(&json, &site_names(config))
+        .map_err(|e| Refusal::Scopes(format!("BPM_API_TOKENS is invalid: {e}")))?;
+    Ok(table.find(offered).cloned())
 }
 
 /// Authorises a request by bearer token, session cookie or, when the Access
@@ -272,6 +336,7 @@ enum Refusal {
 async fn caller(
     req: &Request,
     env: &Env,
+    config: &Config,
     setting: TokenSetting<'_>,
 ) -> std::result::Result<Caller, Refusal> {
     let token = setting.token();
@@ -293,6 +358,9 @@ async fn caller(
         Ok(a) => return Ok(Caller::Token(a)),
         Err(e) => setting.explain(e),
     };
+    if let Some(grant) = scoped_token(env, config, creds.authorization)? {
+        return Ok(Caller::Scoped(grant));
+    }
     let jwt = assertion_from(assertion.as_deref(), cookie.as_deref());
     let (None, Some(jwt)) = (creds.authorization, jwt) else {
         return Err(Refusal::Token(by_token));
@@ -314,6 +382,11 @@ async fn caller(
 
 fn refused(refusal: Refusal) -> Result<Response> {
     match refusal {
+        Refusal::Scopes(e) => json_error(503, &e),
+        Refusal::NoRole(who) => json_error(
+            403,
+            &format!("{who} has no role here: BPM_ACCESS_ROLES names them in no rule"),
+        ),
         Refusal::Token(e) => unauthorised(e),
         Refusal::Access(e @ (AccessError::KeysUnavailable(_) | AccessError::Misconfigured(_))) => {
             json_error(503, &e.to_string())
@@ -335,6 +408,7 @@ fn unauthorised(e: AuthError) -> Result<Response> {
 async fn session(
     mut req: Request,
     env: &Env,
+    config: &Config,
     setting: TokenSetting<'_>,
     prefix: &str,
 ) -> Result<Response> {
@@ -368,7 +442,7 @@ async fn session(
             resp.headers_mut().set("cache-control", "no-store")?;
             Ok(resp)
         }
-        Method::Get => match caller(&req, env, setting).await {
+        Method::Get => match caller(&req, env, config, setting).await {
             Ok(Caller::Token(Authorised::Session { expires })) => json_response(
                 200,
                 &json!({
@@ -379,6 +453,10 @@ async fn session(
             Ok(Caller::Token(Authorised::Bearer)) => {
                 json_response(200, &json!({ "authenticated": true, "via": "token" }))
             }
+            Ok(Caller::Scoped(g)) => json_response(
+                200,
+                &json!({ "authenticated": true, "via": "scoped token", "name": g.name }),
+            ),
             Ok(Caller::Access(identity)) => json_response(
                 200,
                 &json!({
