@@ -31,19 +31,14 @@ use std::time::Instant;
 const SHIPPED: &str = include_str!("../bpm.toml");
 
 fn replay(config: &Config, lines: &[String]) -> Replay {
-    let classifier = Classifier::new(config.clone());
     let mut r = Replay::default();
-    let mut hits = Vec::new();
-    for (i, line) in lines.iter().enumerate() {
-        r.add_line(
-            &classifier,
-            LogFormat::Combined,
-            "example.com",
-            i as u64 + 1,
-            line,
-            &mut hits,
-        );
-    }
+    let classifier = Classifier::new(config.clone());
+    r.add_lines(
+        &classifier,
+        LogFormat::Combined,
+        "example.com",
+        lines.iter().map(String::as_str),
+    );
     r
 }
 

@@ -46,17 +46,12 @@ fn replay(lines: &[String], format: LogFormat) -> Replay {
     let config = parse_toml(include_str!("../bpm.toml"), "bpm.toml").unwrap();
     let classifier = Classifier::new(config);
     let mut r = Replay::default();
-    let mut hits = Vec::new();
-    for (i, line) in lines.iter().enumerate() {
-        r.add_line(
-            &classifier,
-            format,
-            "example.com",
-            i as u64 + 1,
-            line,
-            &mut hits,
-        );
-    }
+    r.add_lines(
+        &classifier,
+        format,
+        "example.com",
+        lines.iter().map(String::as_str),
+    );
     r
 }
 

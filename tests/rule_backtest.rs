@@ -21,17 +21,12 @@ fn episodes(lines: &[String]) -> Vec<Episode> {
     let config = parse_toml(include_str!("../bpm.toml"), "bpm.toml").unwrap();
     let classifier = Classifier::new(config.clone());
     let mut replay = Replay::default();
-    let mut hits = Vec::new();
-    for (i, line) in lines.iter().enumerate() {
-        replay.add_line(
-            &classifier,
-            LogFormat::Combined,
-            "example.com",
-            i as u64 + 1,
-            line,
-            &mut hits,
-        );
-    }
+    replay.add_lines(
+        &classifier,
+        LogFormat::Combined,
+        "example.com",
+        lines.iter().map(String::as_str),
+    );
     assert_eq!(replay.malformed, 0);
     rule_backtest::run(&config, &replay, None, (None, None), &[]).episodes()
 }

@@ -77,6 +77,20 @@ impl Replay {
         }
     }
 
+    /// Classifies every line of `lines`, numbered from 1.
+    pub fn add_lines<'a>(
+        &mut self,
+        classifier: &Classifier,
+        format: LogFormat,
+        host: &str,
+        lines: impl IntoIterator<Item = &'a str>,
+    ) {
+        let mut hits = Vec::new();
+        for (i, line) in lines.into_iter().enumerate() {
+            self.add_line(classifier, format, host, i as u64 + 1, line, &mut hits);
+        }
+    }
+
     /// Classifies one request answered at `at` (Unix seconds).
     pub fn add(
         &mut self,
