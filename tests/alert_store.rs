@@ -984,3 +984,17 @@ fn annotations_are_posted_once_by_id_listed_by_time_deleted_and_pruned() {
     s.prune(600 + ANNOTATION_RETENTION_SECS).unwrap();
     assert_eq!(ids(0, i64::MAX), ["deploy-2"]);
 }
+
+#[test]
+fn a_digest_is_recorded_once_and_the_last_one_is_kept() {
+    let s = store();
+    assert_eq!(s.last_digest().unwrap(), None);
+    assert!(!s.digest_recorded("digest:demo:1").unwrap());
+    assert!(s.record_digest("digest:demo:1", 100, "{\"n\":1}").unwrap());
+    // The cron firing twice, or a restarted object: already recorded.
+    assert!(!s.record_digest("digest:demo:1", 160, "{\"n\":2}").unwrap());
+    assert!(s.digest_recorded("digest:demo:1").unwrap());
+    assert_eq!(s.last_digest().unwrap().as_deref(), Some("{\"n\":1}"));
+    assert!(s.record_digest("digest:demo:2", 700, "{\"n\":3}").unwrap());
+    assert_eq!(s.last_digest().unwrap().as_deref(), Some("{\"n\":3}"));
+}

@@ -1,11 +1,13 @@
 //! The alert object's storage over any SQLite connection: the detector's
 //! 5-minute series, rule records, history, silences, annotations, imported
-//! backfill batches and the webhook outbox.
+//! backfill batches, the webhook outbox and the digests sent.
 //!
 //! Like the counter store, it is plain SQL behind the [`Sql`] trait, so the
 //! Durable Object runs it on its own storage and the native tests run it on
 //! an in-memory SQLite. Invariants: a backfill batch id is applied at most
-//! once; an outbox row keeps its `message_id` and body for its whole life,
+//! once; a digest id is recorded at most once (its messages are queued
+//! only by the call that recorded it); an outbox row keeps its
+//! `message_id` and body for its whole life,
 //! so every retry is the same message; history is bounded by the configured
 //! limit, series by [`SERIES_RETENTION_SECS`], ended silences by
 //! [`SILENCE_RETENTION_SECS`] (the history keeps their record).
@@ -43,6 +45,7 @@ const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS disabled_receivers (receiver TEXT PRIMARY KEY, at INTEGER NOT NULL, reason TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS annotations (id TEXT PRIMARY KEY, at INTEGER NOT NULL, json TEXT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS annotations_at ON annotations (at)",
+    "CREATE TABLE IF NOT EXISTS digests (id TEXT PRIMARY KEY, at INTEGER NOT NULL, json TEXT NOT NULL)",
 ];
 
 /// What posting an annotation did.
@@ -390,6 +393,40 @@ impl<S: Sql> AlertStore<S> {
         } else {
             Posted::Conflict
         })
+    }
+
+    /// Records the digest `id` (its JSON, queued at `at`); false if it was
+    /// already recorded, when it must not be queued again.
+    pub fn record_digest(&self, id: &str, at: i64, json: &str) -> Result<bool, StoreError> {
+        let rows = self.sql.rows(
+            "recording a digest",
+            "INSERT INTO digests (id, at, json) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING RETURNING id",
+            vec![id.into(), at.into(), json.into()],
+        )?;
+        Ok(!rows.is_empty())
+    }
+
+    /// Whether the digest `id` was recorded.
+    pub fn digest_recorded(&self, id: &str) -> Result<bool, StoreError> {
+        let rows = self.sql.rows(
+            "reading a digest",
+            "SELECT id FROM digests WHERE id = ?",
+            vec![id.into()],
+        )?;
+        Ok(!rows.is_empty())
+    }
+
+    /// The last digest recorded: its JSON.
+    pub fn last_digest(&self) -> Result<Option<String>, StoreError> {
+        let rows = self.sql.rows(
+            "reading the last digest",
+            "SELECT json FROM digests ORDER BY at DESC, id DESC LIMIT 1",
+            vec![],
+        )?;
+        Ok(rows
+            .first()
+            .and_then(|r| text(r.first()))
+            .map(str::to_string))
     }
 
     /// The annotations dated in `[from, to)`, oldest first.

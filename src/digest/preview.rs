@@ -1,6 +1,7 @@
 //! `GET /_bpm/api/digest`: which digest to show and in which format.
 //! `period=latest` (default: the latest period whose send time has
-//! passed) or `previous` (the one before it); `format=json` (default: the
+//! passed), `previous` (the one before it) or `sent` (the last digest
+//! queued to the receivers, its JSON as sent); `format=json` (default: the
 //! generic JSON receivers get, with its HTML body) or `slack` (the Slack
 //! message's body).
 
@@ -11,6 +12,8 @@ use std::fmt;
 pub enum PreviewPeriod {
     Latest,
     Previous,
+    /// The last digest queued to the receivers, as it was sent (JSON).
+    Sent,
 }
 
 /// Which format.
@@ -36,7 +39,7 @@ pub struct DigestQueryError {
 impl fmt::Display for DigestQueryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let takes = match self.param {
-            "period" => "latest or previous",
+            "period" => "latest, previous or sent",
             _ => "json or slack",
         };
         write!(f, "`{}` is {takes}, not {:?}", self.param, self.value)
@@ -63,6 +66,7 @@ impl DigestQuery {
                     q.period = match v.as_ref() {
                         "latest" => PreviewPeriod::Latest,
                         "previous" => PreviewPeriod::Previous,
+                        "sent" => PreviewPeriod::Sent,
                         _ => return Err(bad("period")),
                     }
                 }
@@ -99,5 +103,9 @@ mod tests {
         let e = DigestQuery::parse("format=pdf").unwrap_err();
         assert_eq!(e.to_string(), "`format` is json or slack, not \"pdf\"");
         assert!(DigestQuery::parse("period=2026").is_err());
+        assert_eq!(
+            DigestQuery::parse("period=sent").unwrap().period,
+            PreviewPeriod::Sent
+        );
     }
 }

@@ -42,10 +42,10 @@ use bpm_edge::alert::ticks::{
 use bpm_edge::config::rules::{AlertRule, Split};
 use bpm_edge::config::{Config, MetricKind, Stage};
 use bpm_edge::count::tally::Row;
-use bpm_edge::digest::message;
 use bpm_edge::digest::preview::{DigestQuery, PreviewFormat, PreviewPeriod};
-use bpm_edge::digest::schedule::latest;
-use bpm_edge::digest::scorecard::{self, ReferralRows, REFERRAL_DIMENSIONS};
+use bpm_edge::digest::schedule::{due, latest, DigestPeriod};
+use bpm_edge::digest::scorecard::{self, ReferralRows, Scorecard, REFERRAL_DIMENSIONS};
+use bpm_edge::digest::{delivery, message};
 use bpm_edge::history::simulate::{simulate, SimulateRequest};
 use bpm_edge::report::alerts::{
     self as alerts_report, EnableAnswer, HistoryPage, HistoryQuery, SilenceList, SilenceView,
@@ -434,7 +434,16 @@ impl SiteAlerts {
             .set_meta("last_evaluation_ms", &format!("{eval_ms:.1}"))
             .map_err(internal)?;
         self.maybe_prune(store, now);
-        if queued > 0 {
+        // The digest must not hold up alerting: a failure is logged, and
+        // the next tick tries again.
+        let digests = match self.send_digest(store, config, now).await {
+            Ok(n) => n,
+            Err(e) => {
+                worker::console_error!("bpm-edge: digest: {e}");
+                0
+            }
+        };
+        if queued + digests > 0 {
             self.schedule_alarm(store).await;
         }
         serde_json::to_value(TickAnswer::new(
@@ -614,8 +623,7 @@ impl SiteAlerts {
     }
 
     /// The digest of the latest period due (or the one before), as it
-    /// would go out: its numbers from the stored series, history and
-    /// annotations, its referral rows (hours) from the shards.
+    /// would go out.
     async fn digest(
         &self,
         store: &AlertStore<DurableSql>,
@@ -625,9 +633,37 @@ impl SiteAlerts {
     ) -> Answer {
         let zone = &config.time;
         let mut period = latest(&config.digest, zone, now);
-        if q.period == PreviewPeriod::Previous {
-            period = period.previous(zone);
+        match q.period {
+            PreviewPeriod::Latest => {}
+            PreviewPeriod::Previous => period = period.previous(zone),
+            PreviewPeriod::Sent => {
+                let sent = store.last_digest().map_err(internal)?;
+                let Some(json) = sent else {
+                    return Err(Failure::NotFound("no digest has been sent yet".into()));
+                };
+                return serde_json::from_str(&json).map_err(internal);
+            }
         }
+        let card = self.scorecard(store, config, period, now).await?;
+        match q.format {
+            PreviewFormat::Json => {
+                serde_json::to_value(message::json(&card, zone, &period.id(&config.site.name)))
+                    .map_err(internal)
+            }
+            PreviewFormat::Slack => Ok(message::slack(&card, zone)),
+        }
+    }
+
+    /// The scorecard of `period`: its numbers from the stored series,
+    /// history and annotations, its referral rows (hours) from the shards.
+    async fn scorecard(
+        &self,
+        store: &AlertStore<DurableSql>,
+        config: &Config,
+        period: DigestPeriod,
+        now: i64,
+    ) -> Answer<Scorecard> {
+        let zone = &config.time;
         let before = period.previous(zone);
         let buckets = store
             .load_series(now - SERIES_RETENTION_SECS)
@@ -656,7 +692,7 @@ impl SiteAlerts {
                 rows.extend(read);
             }
         }
-        let card = scorecard::build(
+        Ok(scorecard::build(
             config,
             zone,
             period,
@@ -664,14 +700,60 @@ impl SiteAlerts {
             &history,
             &referrals,
             &annotations,
-        );
-        match q.format {
-            PreviewFormat::Json => {
-                serde_json::to_value(message::json(&card, zone, &period.id(&config.site.name)))
-                    .map_err(internal)
-            }
-            PreviewFormat::Slack => Ok(message::slack(&card, zone)),
+        ))
+    }
+
+    /// Queues the digest due at `now` (the tick's time) to its receivers,
+    /// once per period: the id is recorded in the same synchronous step as
+    /// the messages are queued, so a second tick, or a restarted object,
+    /// finds it recorded and queues nothing. Returns the messages queued.
+    async fn send_digest(
+        &self,
+        store: &AlertStore<DurableSql>,
+        config: &Config,
+        now: i64,
+    ) -> Answer<usize> {
+        let var = env_string(&self.env, "BPM_DIGEST_RECEIVERS");
+        let (to, left_out) = delivery::receivers(config, var.as_deref());
+        if to.is_empty() {
+            return Ok(0);
         }
+        let site = &config.site.name;
+        let Some(period) = due(&config.digest, &config.time, site, now, &[]) else {
+            return Ok(0);
+        };
+        let id = period.id(site);
+        if store.digest_recorded(&id).map_err(internal)? {
+            return Ok(0);
+        }
+        for (name, why) in left_out {
+            worker::console_log!("bpm-edge: digest receiver {name:?} {why}; left out");
+        }
+        let card = self.scorecard(store, config, period, now).await?;
+        let zone = &config.time;
+        let json = serde_json::to_string(&message::json(&card, zone, &id)).map_err(internal)?;
+        // Nothing awaited from here: the record and the messages are
+        // written together.
+        if !store
+            .record_digest(&id, now_secs(), &json)
+            .map_err(internal)?
+        {
+            return Ok(0);
+        }
+        let mut queued = 0;
+        for receiver in to {
+            if let Err(why) = self.endpoint(receiver) {
+                worker::console_error!("bpm-edge: digest to {:?} skipped: {why}", receiver.name);
+                continue;
+            }
+            if let Some(body) = delivery::body(&card, zone, &id, receiver) {
+                store
+                    .enqueue(&receiver.name, &id, &body, now_secs())
+                    .map_err(internal)?;
+                queued += 1;
+            }
+        }
+        Ok(queued)
     }
 
     /// `metric`'s rows of `dims` at `step` in `[from, to)`, from every shard.
