@@ -1,7 +1,7 @@
 //! `GET /_bpm/api/digest`: which digest to show and in which format.
 //! `period=latest` (default: the latest period whose send time has
 //! passed), `previous` (the one before it) or `sent` (the last digest
-//! queued to the receivers, its JSON as sent); `format=json` (default: the
+//! queued to the receivers, its JSON as sent; `null` before the first); `format=json` (default: the
 //! generic JSON receivers get, with its HTML body) or `slack` (the Slack
 //! message's body).
 

@@ -17,6 +17,7 @@ use crate::alert::tick_series::BucketCache;
 use crate::alert::value_series::OVERFLOW;
 use crate::config::sitetime::SiteTime;
 use crate::config::{Config, MetricKind, Stage};
+use crate::count::referral::NONE;
 use crate::count::tally::Row;
 use crate::digest::schedule::DigestPeriod;
 use crate::history::rule_backtest::{episodes, Episode};
@@ -98,7 +99,8 @@ impl Referrals {
         add(&rows.before, false);
         let movers: Vec<Mover> = all
             .into_iter()
-            .filter(|((_, v), _)| !v.is_empty() && v != OVERFLOW)
+            // Not values: the overflow, and "no campaign".
+            .filter(|((_, v), _)| !v.is_empty() && v != OVERFLOW && v != NONE)
             .map(|((dimension, value), (now, before))| Mover {
                 dimension,
                 value,
@@ -368,6 +370,7 @@ mod tests {
                 row("source", "google", 50),
                 row("source", "newsletter", 5),
                 row("utm_campaign", "winter-sale", 30),
+                row("utm_campaign", "(none)", 500),
                 row("source", "other", 999),
                 row("landing", "/", 80),
             ],
@@ -402,7 +405,8 @@ mod tests {
         assert_eq!(card.alerts.len(), 1, "{:?}", card.alerts);
         assert_eq!(card.alerts[0].rule, "logins_drop");
         assert_eq!(card.annotations, vec![deploy]);
-        // Referrals: `other` (the overflow) and other dimensions left out.
+        // Referrals: `other` (the overflow), "(none)" and other dimensions
+        // left out.
         let values = |l: &[Mover]| l.iter().map(|m| m.value.clone()).collect::<Vec<_>>();
         assert_eq!(values(&card.referrals.sources), ["google", "newsletter"]);
         assert_eq!(values(&card.referrals.campaigns), ["winter-sale"]);

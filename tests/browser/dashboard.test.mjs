@@ -553,6 +553,22 @@ test('the metric detail shows the count with its baseline, latency, status mix a
   assert.equal(await page.locator('#metric-count canvas').count(), 1);
 });
 
+test('the Digest view previews the latest week before any digest is sent', async () => {
+  await withRefresh(async () => {
+    await page.getByRole('link', { name: 'Digest' }).click();
+  });
+  await page.locator('#digest-title').waitFor();
+  assert.match(await page.locator('#digest-title').textContent(), /^BPM digest: demo, \w{3} \d\d \w{3} \d{4} – \w{3} \d\d \w{3} \d{4}$/);
+  assert.equal(await page.locator('#digest-status').getAttribute('data-sent'), 'false');
+  const preview = await apiJson('/_bpm/api/digest');
+  const logins = preview.metrics.find((m) => m.metric === 'logins');
+  const row = page.locator('table.digest-metrics tr[data-metric="logins"]');
+  const cells = await row.locator('td').allTextContents();
+  assert.equal(cells[0].replace(/[^\d]/g, ''), String(Math.round(logins.value)));
+  assert.equal(await page.locator('table.digest-metrics tr[data-metric]').count(), preview.metrics.length);
+  await screenshot('digest');
+});
+
 test('on a phone (390 px) the header, Mission Control and the referral view fit the screen', async () => {
   await page.setViewportSize({ width: 390, height: 844 });
   try {

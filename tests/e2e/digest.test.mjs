@@ -97,6 +97,10 @@ test('the Slack preview stays within Slack limits; bad queries and no token are 
   for (const b of blocks) assert.ok((b.text?.text ?? '').length <= 3000);
   assert.ok(JSON.stringify(blocks).includes('*logins*'));
 
+  // Nothing was sent (no receivers): `null`.
+  const sent = await api(`${worker.url}/_bpm/api/digest?period=sent`);
+  assert.equal(sent.status, 200);
+  assert.equal(sent.body, null);
   const bad = await api(`${worker.url}/_bpm/api/digest?format=pdf`);
   assert.equal(bad.status, 400);
   assert.match(bad.body.error, /`format` is json or slack/);

@@ -1,6 +1,6 @@
 // app.js — the dashboard's entry point: hash routing between Mission
-// Control (#/), Referrals (#/referrals) and a metric's detail
-// (#/metric/NAME); login and logout through /_bpm/api/session (an HttpOnly
+// Control (#/), Referrals (#/referrals), the Digest (#/digest) and a
+// metric's detail (#/metric/NAME); login and logout through /_bpm/api/session (an HttpOnly
 // cookie, or a Cloudflare Access identity the worker verified); and the
 // 30 s auto-refresh that updates the shown view in place.
 
@@ -9,6 +9,7 @@ import * as f from './format.js';
 import { createMission } from './mission.js';
 import { createReferrals } from './referrals.js';
 import { createMetric } from './metric.js';
+import { createDigest } from './digest.js';
 import { setDefaultAuthor } from './alerts.js';
 
 const REFRESH_MS = 30_000;
@@ -50,6 +51,7 @@ const views = {
     ensureSite,
     refresh,
   }),
+  digest: createDigest({ status: $('digest-status'), host: $('digest-body') }),
   metric: createMetric({
     title: $('metric-title'),
     about: $('metric-about'),
@@ -68,11 +70,12 @@ const views = {
     refresh,
   }),
 };
-const TITLES = { mission: 'Mission Control', referrals: 'Referrals', metric: 'Metric' };
+const TITLES = { mission: 'Mission Control', referrals: 'Referrals', digest: 'Digest', metric: 'Metric' };
 
 function route() {
   const hash = location.hash || '#/';
   if (hash.startsWith('#/referrals')) return { view: 'referrals' };
+  if (hash.startsWith('#/digest')) return { view: 'digest' };
   const m = /^#\/metric\/([^/?]+)/.exec(hash);
   if (m) return { view: 'metric', name: decodeURIComponent(m[1]) };
   return { view: 'mission' };

@@ -638,8 +638,10 @@ impl SiteAlerts {
             PreviewPeriod::Previous => period = period.previous(zone),
             PreviewPeriod::Sent => {
                 let sent = store.last_digest().map_err(internal)?;
+                // Before the first: `null`, not an error (the dashboard
+                // then shows the preview).
                 let Some(json) = sent else {
-                    return Err(Failure::NotFound("no digest has been sent yet".into()));
+                    return Ok(serde_json::Value::Null);
                 };
                 return serde_json::from_str(&json).map_err(internal);
             }
