@@ -8,7 +8,7 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startOrigin, startWorker, postBackfill, minuteCsv, api } from './harness.mjs';
+import { startOrigin, startWorker, postBackfill, minuteCsv, api, wallClock } from './harness.mjs';
 
 const MIN = 60;
 const NOW = Math.floor(Date.now() / 1000 / MIN) * MIN;
@@ -17,18 +17,8 @@ const FROM = NOW - 6 * 7 * 86400;
 let origin;
 let worker;
 
-/** Weekday, hour and minute of `t` (Unix seconds) in Berlin. */
-function berlin(t) {
-  const parts = new Intl.DateTimeFormat('en-GB', {
-    timeZone: 'Europe/Berlin',
-    weekday: 'short',
-    hour: '2-digit',
-    minute: '2-digit',
-    hourCycle: 'h23',
-  }).formatToParts(new Date(t * 1000));
-  const get = (type) => parts.find((p) => p.type === type)?.value;
-  return `${get('weekday')} ${get('hour')}:${get('minute')}`;
-}
+/** Weekday and time of `t` in Berlin (the shipped bpm.toml's zone). */
+const berlin = (t) => wallClock(t, 'Europe/Berlin');
 
 /** Hourly source splits of marketing_views over the last 10 days. */
 function splitsCsv() {

@@ -12,7 +12,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Webhook } from 'standardwebhooks';
-import { startOrigin, startWorker, postBackfill, minuteCsv, cronTick, waitFor, api } from './harness.mjs';
+import { startOrigin, startWorker, postBackfill, minuteCsv, cronTick, waitFor, api, wallClock } from './harness.mjs';
 import { startWebhookSink, receiverVars, OPS_SECRET } from './webhook-sink.mjs';
 
 const MIN = 60;
@@ -22,18 +22,8 @@ let origin;
 let worker;
 let sink;
 
-/** `Mon 09:05`: weekday, hour and minute of `t` in Berlin. */
-function berlin(t) {
-  const parts = new Intl.DateTimeFormat('en-GB', {
-    timeZone: 'Europe/Berlin',
-    weekday: 'short',
-    hour: '2-digit',
-    minute: '2-digit',
-    hourCycle: 'h23',
-  }).formatToParts(new Date(t * 1000));
-  const get = (type) => parts.find((p) => p.type === type)?.value;
-  return `${get('weekday')} ${get('hour')}:${get('minute')}`;
-}
+/** Weekday and time of `t` in Berlin (the shipped bpm.toml's zone). */
+const berlin = (t) => wallClock(t, 'Europe/Berlin');
 
 /** The latest Monday 09:05 Berlin at or before now. */
 function mondayMorning() {

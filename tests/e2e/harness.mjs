@@ -349,6 +349,19 @@ export function floorTo(date, step) {
   return new Date(Math.floor(new Date(date).getTime() / ms) * ms);
 }
 /** "2026-11-24T07:03:00Z" */
+/** `Mon 09:05`: weekday, hour and minute of `t` (Unix seconds) in `timeZone`. */
+export function wallClock(t, timeZone) {
+  const parts = new Intl.DateTimeFormat('en-GB', {
+    timeZone,
+    weekday: 'short',
+    hour: '2-digit',
+    minute: '2-digit',
+    hourCycle: 'h23',
+  }).formatToParts(new Date(t * 1000));
+  const get = (type) => parts.find((p) => p.type === type)?.value;
+  return `${get('weekday')} ${get('hour')}:${get('minute')}`;
+}
+
 export const iso = (date) => new Date(date).toISOString().replace(/\.\d{3}Z$/, 'Z');
 export const isoMinute = (date = new Date()) => iso(floorTo(date, 'minute'));
 export const isoHour = (date = new Date()) => iso(floorTo(date, 'hour'));
