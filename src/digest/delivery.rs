@@ -41,10 +41,11 @@ pub fn receivers<'a>(
     (out, left_out)
 }
 
-/// The body `receiver` gets for `card`, sent under the id `id`.
-pub fn body(card: &Scorecard, zone: &SiteTime, id: &str, receiver: &Receiver) -> Option<String> {
+/// The body `receiver` gets for `card`: `json` (the digest's generic JSON,
+/// rendered once for every receiver and the record) or its Slack message.
+pub fn body(card: &Scorecard, zone: &SiteTime, json: &str, receiver: &Receiver) -> Option<String> {
     match receiver.format {
-        WebhookFormat::Json => serde_json::to_string(&message::json(card, zone, id)).ok(),
+        WebhookFormat::Json => Some(json.to_string()),
         WebhookFormat::Slack => serde_json::to_string(&message::slack(card, zone)).ok(),
         _ => None,
     }

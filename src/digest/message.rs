@@ -57,7 +57,7 @@ fn title(card: &Scorecard, zone: &SiteTime) -> String {
     )
 }
 
-/// `1,234` is not used: counts read as in the alerts (`short_num`).
+/// A count as the alert messages write one (`short_num`), or `no data`.
 fn value_text(v: Option<f64>) -> String {
     v.map_or_else(|| "no data".into(), short_num)
 }

@@ -143,13 +143,10 @@ impl Replay {
         step: Resolution,
         (from, to): (i64, i64),
     ) -> Vec<Row> {
-        let none = || (String::new(), String::new(), String::new());
-        let (a, b) = (none(), none());
+        // The first key of minute `t`.
+        let at = |t| (t, String::new(), String::new(), String::new());
         let mut sums: BTreeMap<(i64, &str), u64> = BTreeMap::new();
-        for ((t, m, d, v), n) in self
-            .values
-            .range((from, a.0, a.1, a.2)..(to, b.0, b.1, b.2))
-        {
+        for ((t, m, d, v), n) in self.values.range(at(from)..at(to)) {
             if m == metric && d == dim {
                 *sums.entry((step.floor(*t), v.as_str())).or_insert(0) += n;
             }

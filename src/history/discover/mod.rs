@@ -24,6 +24,7 @@
 
 pub mod signature;
 
+use crate::alert::detector::median;
 use crate::config::rules::{AlertRule, Severity};
 use crate::config::{parse_toml, Config};
 use crate::count::agent::{classify, AgentKind};
@@ -693,19 +694,10 @@ pub fn discover(
     })
 }
 
+/// The median of counts (0 for none).
 fn median_u64(values: &[u64]) -> f64 {
-    let mut v: Vec<u64> = values.to_vec();
-    v.sort_unstable();
-    let mid = v.len() / 2;
-    match (
-        v.len() % 2,
-        v.get(mid),
-        mid.checked_sub(1).and_then(|i| v.get(i)),
-    ) {
-        (1, Some(m), _) => *m as f64,
-        (0, Some(hi), Some(lo)) => (*hi + *lo) as f64 / 2.0,
-        _ => 0.0,
-    }
+    let v: Vec<f64> = values.iter().map(|n| *n as f64).collect();
+    median(&v).unwrap_or(0.0)
 }
 
 #[cfg(test)]

@@ -632,10 +632,9 @@ impl SiteAlerts {
         now: i64,
     ) -> Answer {
         let zone = &config.time;
-        let mut period = latest(&config.digest, zone, now);
-        match q.period {
-            PreviewPeriod::Latest => {}
-            PreviewPeriod::Previous => period = period.previous(zone),
+        let period = match q.period {
+            PreviewPeriod::Latest => latest(&config.digest, zone, now),
+            PreviewPeriod::Previous => latest(&config.digest, zone, now).previous(zone),
             PreviewPeriod::Sent => {
                 let sent = store.last_digest().map_err(internal)?;
                 // Before the first: `null`, not an error (the dashboard
@@ -645,7 +644,7 @@ impl SiteAlerts {
                 };
                 return serde_json::from_str(&json).map_err(internal);
             }
-        }
+        };
         let card = self.scorecard(store, config, period, now).await?;
         match q.format {
             PreviewFormat::Json => {
@@ -748,7 +747,7 @@ impl SiteAlerts {
                 worker::console_error!("bpm-edge: digest to {:?} skipped: {why}", receiver.name);
                 continue;
             }
-            if let Some(body) = delivery::body(&card, zone, &id, receiver) {
+            if let Some(body) = delivery::body(&card, zone, &json, receiver) {
                 store
                     .enqueue(&receiver.name, &id, &body, now_secs())
                     .map_err(internal)?;
