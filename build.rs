@@ -1,5 +1,6 @@
 //! Validates the BPM configuration at build time and hands the worker its
-//! compiled form: `$OUT_DIR/bpm-config.json` and the env `BPM_CONFIG_HASH`
+//! compiled form (a `config::sites::Deployment`: one site or several):
+//! `$OUT_DIR/bpm-config.json` and the env `BPM_CONFIG_HASH`
 //! (`sha256:` of the file, so `sha256sum bpm.toml` shows what is deployed).
 //! An invalid config fails the build with one `file:line:col` line per error.
 //! The file is `bpm.toml` beside Cargo.toml, or `$BPM_CONFIG` when set.
@@ -57,13 +58,13 @@ fn main() {
         .unwrap_or(&path)
         .display()
         .to_string();
-    let cfg = match config::parse_toml(&text, &shown) {
+    let deployment = match config::parse_deployment(&text, &shown) {
         Ok(c) => c,
         Err(errors) => fail(&errors.to_string()),
     };
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").unwrap_or_default());
     let out = out_dir.join("bpm-config.json");
-    if let Err(e) = std::fs::write(&out, cfg.to_json()) {
+    if let Err(e) = std::fs::write(&out, deployment.to_json()) {
         fail(&format!("cannot write {}: {e}", out.display()));
     }
     write_agent_index(&out_dir);

@@ -5,11 +5,16 @@
 # without an argument both. wrangler runs this at every start (each
 # configuration's [build] names its worker); BPM_SKIP_BUILD=1 reuses an
 # existing build (the test suite builds once).
-# BPM_BUILD_PROFILE=dev skips wasm-opt for fast local iteration. Also copies
+# BPM_BUILD_PROFILE=dev skips wasm-opt for fast local iteration.
+# BPM_CONFIG=FILE compiles another configuration than bpm.toml, and
+# BPM_BUILD_DIR=DIR (under the repository) puts the workers in DIR/visitor
+# and DIR/control instead of build/ (the test suite's two-site build:
+# BPM_CONFIG=tests/e2e/sites.toml BPM_BUILD_DIR=build/sites). Also copies
 # the dashboard's vendored chart library into www/vendor/.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+out="${BPM_BUILD_DIR:-build}"
 case "${1:-both}" in
   visitor) workers=(visitor) ;;
   control) workers=(control) ;;
@@ -35,15 +40,15 @@ done
 # The visitor's module entry (see its header) goes next to worker-build's
 # output; the control worker uses worker-build's own.
 install_entry() {
-  mkdir -p build/visitor
-  cmp -s workers/visitor/entry.mjs build/visitor/entry.mjs ||
-    cp workers/visitor/entry.mjs build/visitor/entry.mjs
+  mkdir -p "$out/visitor"
+  cmp -s workers/visitor/entry.mjs "$out/visitor/entry.mjs" ||
+    cp workers/visitor/entry.mjs "$out/visitor/entry.mjs"
 }
 
 built() {
   local w
   for w in "${workers[@]}"; do
-    [ -f "build/$w/index.js" ] || return 1
+    [ -f "$out/$w/index.js" ] || return 1
   done
 }
 
@@ -66,6 +71,6 @@ if [ "${BPM_BUILD_PROFILE:-release}" = "dev" ]; then
   opt=(--no-opt)
 fi
 for w in "${workers[@]}"; do
-  (cd "workers/$w" && worker-build --release "${opt[@]}" --out-dir "$root/build/$w")
+  (cd "workers/$w" && worker-build --release "${opt[@]}" --out-dir "$root/$out/$w")
 done
 install_entry

@@ -23,6 +23,10 @@ echo "== dashboard logic (Node)"
 node --test tests/dashboard/*.test.mjs
 echo "== build the two workers"
 bash scripts/build-worker.sh
+# The same workers with two sites (tests/e2e/sites.toml), for the tests of
+# several sites: only the configuration differs, so this recompiles the
+# crate that embeds it, not the dependencies.
+BPM_CONFIG=tests/e2e/sites.toml BPM_BUILD_DIR=build/sites bash scripts/build-worker.sh
 # Chromium first: one e2e file (receivers) also drives the dashboard; curl
 # for the annotations test.
 bash scripts/ensure-debian-packages.sh

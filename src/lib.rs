@@ -20,8 +20,9 @@ pub mod sql;
 pub mod time;
 pub mod windows;
 
-/// The configuration compiled by `build.rs` from `bpm.toml` (JSON read by
-/// [`config::Config::from_json`]); both workers embed it.
+/// The configuration compiled by `build.rs` from `bpm.toml`: the sites it
+/// serves (JSON read by [`config::sites::Deployment::from_json`]); both
+/// workers embed it.
 pub const CONFIG_JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/bpm-config.json"));
 /// `sha256:` of the configuration file, so `sha256sum bpm.toml` shows what
 /// is deployed.

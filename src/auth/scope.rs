@@ -16,7 +16,10 @@
 //! ([`Decision::NotFound`]), so a token for site A learns nothing of site B,
 //! not even its name.
 
-use crate::auth::MIN_TOKEN_LEN;
+use crate::auth::{AuthError, MIN_TOKEN_LEN, SESSION_SECS};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -242,6 +245,54 @@ impl TokenTable {
         found
     }
 
+    /// A dashboard session for the scoped token `offered` (a login at
+    /// `now`, valid for [`SESSION_SECS`]): `s1.{name}.{expires}.{mac}`, the
+    /// name base64url, the MAC keyed by the token's digest. `None` when
+    /// the token is not the table's. Revoking the token (removing or
+    /// changing its entry) ends its sessions.
+    pub fn issue_session(&self, offered: &str, now: i64) -> Option<(String, i64, &Grant)> {
+        let grant = self.find(offered.trim())?;
+        let (digest, _) = self.entries.iter().find(|(_, g)| g.name == grant.name)?;
+        let expires = now + SESSION_SECS;
+        let name = URL_SAFE_NO_PAD.encode(grant.name.as_bytes());
+        let mac = scoped_session_mac(digest, &grant.name, expires)?;
+        let mac = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+        Some((format!("s1.{name}.{expires}.{mac}"), expires, grant))
+    }
+
+    /// The grant and expiry of a scoped session value at `now`.
+    pub fn check_session(&self, value: &str, now: i64) -> Result<(&Grant, i64), AuthError> {
+        let mut parts = value.trim().splitn(4, '.');
+        let (Some("s1"), Some(name), Some(expires), Some(mac)) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(AuthError::BadSession);
+        };
+        let name = URL_SAFE_NO_PAD
+            .decode(name)
+            .ok()
+            .and_then(|n| String::from_utf8(n).ok())
+            .ok_or(AuthError::BadSession)?;
+        let expires: i64 = expires.parse().map_err(|_| AuthError::BadSession)?;
+        let mac = URL_SAFE_NO_PAD
+            .decode(mac)
+            .map_err(|_| AuthError::BadSession)?;
+        let (digest, grant) = self
+            .entries
+            .iter()
+            .find(|(_, g)| g.name == name)
+            .ok_or(AuthError::BadSession)?;
+        // Constant-time, and a MAC of the wrong length (even empty) fails.
+        scoped_session_mac(digest, &name, expires)
+            .ok_or(AuthError::BadSession)?
+            .verify_slice(&mac)
+            .map_err(|_| AuthError::BadSession)?;
+        if now >= expires {
+            return Err(AuthError::SessionExpired);
+        }
+        Ok((grant, expires))
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }
@@ -249,6 +300,15 @@ impl TokenTable {
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
+}
+
+/// A scoped session's MAC over the token's name and the expiry, keyed by
+/// the token's digest. HMAC takes keys of any length, so `None` does not
+/// happen; callers fail closed on it.
+fn scoped_session_mac(digest: &[u8; 32], name: &str, expires: i64) -> Option<Hmac<Sha256>> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(digest).ok()?;
+    mac.update(format!("bpm-session.s1.{name}.{expires}").as_bytes());
+    Some(mac)
 }
 
 #[derive(Deserialize)]
@@ -356,6 +416,46 @@ mod tests {
         assert_eq!(t.find("ci-0123456789abcdefgh").unwrap().sites, Sites::All);
         assert!(t.find("mkt-0123456789abcdeX").is_none());
         assert!(t.find("").is_none());
+    }
+
+    #[test]
+    fn a_scoped_token_logs_in_to_a_session_of_its_own_grant() {
+        let t = TokenTable::parse(TOKENS, &known()).unwrap();
+        let (value, expires, grant) = t.issue_session("mkt-0123456789abcdef", 1000).unwrap();
+        assert_eq!(grant.name, "marketing");
+        assert_eq!(expires, 1000 + SESSION_SECS);
+        let (back, until) = t.check_session(&value, 1001).unwrap();
+        assert_eq!((back.name.as_str(), until), ("marketing", expires));
+        assert_eq!(
+            t.check_session(&value, expires),
+            Err(AuthError::SessionExpired)
+        );
+        assert!(t.issue_session("not-a-token-0123456789", 1000).is_none());
+        // Another name, a changed expiry or MAC is no session.
+        let parts: Vec<&str> = value.split('.').collect();
+        let ci = URL_SAFE_NO_PAD.encode("ci");
+        for forged in [
+            format!("s1.{ci}.{}.{}", parts[2], parts[3]),
+            format!("s1.{}.{}.{}", parts[1], expires + 3600, parts[3]),
+            format!("s1.{}.{}.", parts[1], parts[2]),
+            value.replacen("s1.", "v1.", 1),
+        ] {
+            assert_eq!(
+                t.check_session(&forged, 1001),
+                Err(AuthError::BadSession),
+                "{forged}"
+            );
+        }
+        // A changed token ends the sessions made with the old one.
+        let rotated = TokenTable::parse(
+            &TOKENS.replace("mkt-0123456789abcdef", "mkt-rotated-0123456789"),
+            &known(),
+        )
+        .unwrap();
+        assert_eq!(
+            rotated.check_session(&value, 1001),
+            Err(AuthError::BadSession)
+        );
     }
 
     #[test]

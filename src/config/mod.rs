@@ -221,7 +221,7 @@ pub(crate) mod parse {
                     line: 1,
                     column: 1,
                     field: "sites".into(),
-                    message: "this file declares several sites ([[sites]]); the workers and this command take one [site] for now"
+                    message: "this file declares several sites ([[sites]]); this command takes one [site] for now (the workers serve them all)"
                         .into(),
                 }],
             }),
@@ -439,12 +439,31 @@ pub(crate) mod parse {
         check_config(c, Some(&site), raw, &metrics, &receivers, &alerts)
     }
 
-    /// Site names and host patterns are each one site's.
+    /// A `[[sites]]` entry's prefix: its own, or the default.
+    fn prefix_of(e: &RawSiteEntry) -> &str {
+        e.prefix.as_ref().map_or("/_bpm", |p| p.get_ref().as_str())
+    }
+
+    /// Site names and host patterns are each one site's; the reserved
+    /// prefix is every site's (the dashboard and API answer under it on
+    /// each site's hosts).
     fn check_hosts_apart(c: &mut Checker, sites: &[Spanned<RawSiteEntry>]) {
         let mut names: Vec<&str> = Vec::new();
         let mut hosts: Vec<(String, &str)> = Vec::new();
+        let first_prefix = sites.first().map_or("/_bpm", |e| prefix_of(e.get_ref()));
         for entry in sites {
             let e = entry.get_ref();
+            if prefix_of(e) != first_prefix {
+                let span = e.prefix.as_ref().map_or(entry.span(), |p| p.span());
+                c.error(
+                    span,
+                    "sites.prefix",
+                    format!(
+                        "{:?} differs from {first_prefix:?}: all sites share one prefix",
+                        prefix_of(e)
+                    ),
+                );
+            }
             let name = e.name.as_ref().map_or("", |n| n.get_ref().as_str());
             if let Some(n) = &e.name {
                 if names.contains(&name) {

@@ -27,28 +27,98 @@ pub struct Deployment {
 impl Deployment {
     /// The site a request for `host` (its `Host` header) belongs to, if any.
     pub fn site_for(&self, host: &str) -> Option<&Config> {
-        if !self.by_host {
-            return self.sites.first();
-        }
-        let host = host_key(host);
-        self.sites
-            .iter()
-            .filter_map(|site| {
-                site.site
-                    .hosts
-                    .iter()
-                    .filter_map(|p| host_specificity(p, &host))
-                    .max()
-                    .map(|s| (s, site))
-            })
-            .max_by_key(|(s, _)| *s)
-            .map(|(_, site)| site)
+        self.sites.get(self.index_for(host)?)
+    }
+
+    /// The index in [`Deployment::sites`] of [`Deployment::site_for`]'s site.
+    pub fn index_for(&self, host: &str) -> Option<usize> {
+        index_for_host(&self.sites, self.by_host, host)
     }
 
     /// The site named `name`.
     pub fn site(&self, name: &str) -> Option<&Config> {
         self.sites.iter().find(|c| c.site.name == name)
     }
+
+    /// The reserved prefix, one for every site (the checker keeps them
+    /// equal): the dashboard and API answer under it on each site's hosts.
+    pub fn prefix(&self) -> &str {
+        self.sites
+            .first()
+            .map_or("/_bpm", |c| c.site.prefix.as_str())
+    }
+
+    /// Every site's name, in the file's order.
+    pub fn names(&self) -> Vec<String> {
+        self.sites.iter().map(|c| c.site.name.clone()).collect()
+    }
+
+    /// The site an API request speaks of: the one it `asked` for
+    /// (`?site=`), else the site of its `host`, else (a host of no site,
+    /// such as a preview URL) the first site the caller `sees`. A site the
+    /// caller does not see is [`NoSuchSite`], exactly as one that does not
+    /// exist: a scoped caller learns no other site's name.
+    pub fn choose(
+        &self,
+        asked: Option<&str>,
+        host: &str,
+        sees: impl Fn(&str) -> bool,
+    ) -> Result<&Config, NoSuchSite> {
+        let site = match asked {
+            Some(name) => self.site(name),
+            None => self
+                .site_for(host)
+                .or_else(|| self.sites.iter().find(|c| sees(&c.site.name))),
+        };
+        site.filter(|c| sees(&c.site.name)).ok_or(NoSuchSite)
+    }
+
+    /// Reads the compiled form produced at build time.
+    pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// A site that does not exist, or that the caller may not see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoSuchSite;
+
+impl std::fmt::Display for NoSuchSite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("no such site")
+    }
+}
+
+impl std::error::Error for NoSuchSite {}
+
+/// [`Deployment::index_for`] over the sites' configs, wherever they are
+/// held (the visitor keeps them in its classifiers, not in a
+/// [`Deployment`]).
+pub fn index_for_host<'a>(
+    sites: impl IntoIterator<Item = &'a Config>,
+    by_host: bool,
+    host: &str,
+) -> Option<usize> {
+    let mut sites = sites.into_iter().enumerate().peekable();
+    if !by_host {
+        return sites.peek().map(|_| 0);
+    }
+    let host = host_key(host);
+    sites
+        .filter_map(|(index, site)| {
+            site.site
+                .hosts
+                .iter()
+                .filter_map(|p| host_specificity(p, &host))
+                .max()
+                .map(|s| (s, index))
+        })
+        .max_by_key(|(s, _)| *s)
+        .map(|(_, index)| index)
 }
 
 /// A `Host` header as patterns are compared with it: lower-case, without
@@ -319,6 +389,57 @@ severity = "critical"
         .unwrap_err()
         .to_string();
         assert!(e.contains("several sites"), "{e}");
+    }
+
+    #[test]
+    fn an_api_request_speaks_of_the_site_it_asks_for_else_its_hosts() {
+        let d = two_sites();
+        let all = |_: &str| true;
+        let only_blog = |s: &str| s == "blog";
+        let chosen = |asked, host, sees: &dyn Fn(&str) -> bool| {
+            d.choose(asked, host, sees).map(|c| c.site.name.as_str())
+        };
+        assert_eq!(chosen(None, "shop.example.com", &all), Ok("shop"));
+        assert_eq!(chosen(Some("blog"), "shop.example.com", &all), Ok("blog"));
+        // A host of no site (a preview URL): the first site the caller sees.
+        assert_eq!(chosen(None, "bpm.workers.dev", &all), Ok("shop"));
+        assert_eq!(chosen(None, "bpm.workers.dev", &only_blog), Ok("blog"));
+        // Another site's host, or its name, is a site that does not exist.
+        assert_eq!(
+            chosen(None, "shop.example.com", &only_blog),
+            Err(NoSuchSite)
+        );
+        assert_eq!(
+            chosen(Some("shop"), "blog.example.com", &only_blog),
+            Err(NoSuchSite)
+        );
+        assert_eq!(
+            chosen(Some("nope"), "blog.example.com", &all),
+            Err(NoSuchSite)
+        );
+        assert_eq!(chosen(None, "x.test", &|_: &str| false), Err(NoSuchSite));
+    }
+
+    #[test]
+    fn the_compiled_form_reads_back_the_same() {
+        let d = parse(
+            "[[sites]]\nname = \"a\"\nhosts = [\"a.test\"]\n[[sites]]\nname = \"b\"\nhosts = [\"*.b.test\"]\n",
+        )
+        .unwrap();
+        assert_eq!(Deployment::from_json(&d.to_json()).unwrap(), d);
+        assert_eq!(d.names(), ["a", "b"]);
+        assert_eq!(d.prefix(), "/_bpm");
+    }
+
+    #[test]
+    fn sites_share_one_prefix() {
+        let e = errors(
+            "[[sites]]\nname = \"a\"\nhosts = [\"a.test\"]\n[[sites]]\nname = \"b\"\nhosts = [\"b.test\"]\nprefix = \"/_stats\"\n",
+        );
+        assert!(
+            e.contains(r#"sites.prefix: "/_stats" differs from "/_bpm""#),
+            "{e}"
+        );
     }
 
     #[test]

@@ -3,11 +3,13 @@
 //! time), `uniques` (unique visitors), `referral_report` (the referral
 //! tables), `overview` (Mission Control) and `alerts` (the alert object's
 //! rules, history, silences and receivers); `query` reads their query
-//! strings and says why one is refused.
+//! strings and says why one is refused; `sites` which site a request
+//! speaks of.
 
 pub mod alerts;
 pub mod overview;
 pub mod query;
 pub mod referral_report;
 pub mod series;
+pub mod sites;
 pub mod uniques;

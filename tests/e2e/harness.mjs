@@ -16,6 +16,7 @@
 
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -87,7 +88,7 @@ export function withoutBuild(toml) {
  * `--var` to the first configuration (the visitor worker's) only, and a
  * generated file outside the checkout reads no `.dev.vars`.
  */
-export function writeControlConfig(dir, outDir, vars) {
+export function writeControlConfig(dir, outDir, vars, buildDir = 'build') {
   let toml = fs.readFileSync(path.join(dir, 'wrangler.toml'), 'utf8');
   const varsAt = toml.search(/^\[vars\]$/m);
   if (varsAt < 0) throw new Error(`${dir}/wrangler.toml: no [vars] table`);
@@ -99,11 +100,28 @@ export function writeControlConfig(dir, outDir, vars) {
   };
   absolute('main');
   absolute('directory');
+  if (buildDir !== 'build') {
+    toml = toml.replace(/^main = .*$/m, `main = ${JSON.stringify(path.join(ROOT, buildDir, 'control', 'index.js'))}`);
+  }
   toml = withoutBuild(toml);
   toml += '[vars]\n';
   for (const [k, v] of Object.entries(vars)) toml += `${k} = ${JSON.stringify(String(v))}\n`;
   const file = path.join(outDir, 'wrangler.toml');
   fs.writeFileSync(file, toml);
+  return file;
+}
+
+/**
+ * The visitor worker's configuration for a build in `buildDir` (another
+ * configuration than bpm.toml, see scripts/build-worker.sh), written into
+ * `outDir`: its wrangler.toml with `main` in that build, without [build].
+ */
+function writeVisitorConfig(dir, outDir, buildDir) {
+  let toml = fs.readFileSync(path.join(dir, 'workers', 'visitor', 'wrangler.toml'), 'utf8');
+  if (!/^main = .*$/m.test(toml)) throw new Error('workers/visitor/wrangler.toml: no main');
+  toml = toml.replace(/^main = .*$/m, `main = ${JSON.stringify(path.join(ROOT, buildDir, 'visitor', 'entry.mjs'))}`);
+  const file = path.join(outDir, 'visitor.toml');
+  fs.writeFileSync(file, withoutBuild(toml));
   return file;
 }
 
@@ -121,6 +139,9 @@ export async function startWorker({
   inspectorPort,
   token = TEST_TOKEN,
   label = 'worker',
+  // Where the workers were built: `build` (bpm.toml), or another build
+  // directory of scripts/build-worker.sh (BPM_BUILD_DIR).
+  buildDir = 'build',
   // The directory holding wrangler.toml. BPM_E2E_WORKER_DIR lets the suite
   // run against another worker (e.g. a stand-in while the Rust one builds).
   cwd = process.env.BPM_E2E_WORKER_DIR ?? ROOT,
@@ -144,10 +165,14 @@ export async function startWorker({
       ([, v]) => v !== '',
     ),
   );
-  const controlConfig = writeControlConfig(cwd, artifactDir(`control-${label}`), allVars);
+  const controlConfig = writeControlConfig(cwd, artifactDir(`control-${label}`), allVars, buildDir);
+  const visitorConfig =
+    buildDir === 'build'
+      ? path.join(cwd, 'workers', 'visitor', 'wrangler.toml')
+      : writeVisitorConfig(cwd, path.dirname(controlConfig), buildDir);
   const args = [
     'dev',
-    '--config', path.join(cwd, 'workers', 'visitor', 'wrangler.toml'),
+    '--config', visitorConfig,
     '--config', controlConfig,
     '--ip', '127.0.0.1',
     '--port', String(port),
@@ -270,6 +295,40 @@ export async function startWorker({
     reloads,
     stop,
   };
+}
+
+/**
+ * A request to `url` (on 127.0.0.1) sent with `Host: host` (fetch cannot
+ * set Host): how a deployment with several sites is reached under
+ * `wrangler dev`. Resolves with { status, headers, text, body } (body: the
+ * parsed JSON, if it is).
+ */
+export function hostRequest(url, host, { method = 'GET', headers = {}, body } = {}) {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      url,
+      { method, headers: { 'user-agent': BROWSER_UA, ...headers, host }, timeout: 15_000 },
+      (res) => {
+        const chunks = [];
+        res.on('data', (c) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          let json;
+          try {
+            json = JSON.parse(text);
+          } catch {
+            json = undefined;
+          }
+          resolve({ status: res.statusCode, headers: res.headers, text, body: json });
+        });
+        res.on('error', reject);
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error(`${method} ${url} (Host: ${host}) timed out`)));
+    req.on('error', reject);
+    if (body !== undefined) req.write(body);
+    req.end();
+  });
 }
 
 /**

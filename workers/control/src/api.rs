@@ -18,18 +18,18 @@ use bpm_edge::auth::access::{
 use bpm_edge::auth::bearer;
 use bpm_edge::auth::scope::{action, AccessRoles, Decision, Grant, TokenTable};
 use bpm_edge::auth::{
-    authorise, check_csrf, check_token, issue_session, screen_token, session_cookie, AuthError,
-    Authorised, Credentials, CSRF_HEADER, SESSION_SECS,
+    authorise, check_csrf, check_token, cookie_value, issue_session, screen_token, session_cookie,
+    AuthError, Authorised, Credentials, CSRF_HEADER, SESSION_COOKIE, SESSION_SECS,
 };
 use bpm_edge::config::{Config, MetricKind};
-use bpm_edge::count::classify::Classifier;
 use bpm_edge::decimal::round_to;
 use bpm_edge::report::query::QueryError;
 use bpm_edge::report::referral_report::{self, ReportQuery};
 use bpm_edge::report::series::{build_response, SeriesQuery};
+use bpm_edge::report::sites::{site_list, split_site};
 use bpm_edge::report::uniques::UniquesQuery;
 use bpm_edge::{CONFIG_HASH, VERSION};
-use bpm_edge_shell::shards;
+use bpm_edge_shell::{shards, Served};
 use futures_util::StreamExt;
 use serde::Serialize;
 use serde_json::json;
@@ -61,10 +61,10 @@ const MAX_SIMULATE_BYTES: usize = 4 * 1024;
 pub async fn handle(
     req: Request,
     env: &Env,
-    classifier: Option<Rc<Classifier>>,
+    served: Option<Rc<Served>>,
     prefix: &str,
 ) -> Result<Response> {
-    let resp = route(req, env, classifier, prefix).await?;
+    let resp = route(req, env, served, prefix).await?;
     let headers = Headers::new();
     for (name, value) in resp.headers().entries() {
         headers.append(&name, &value)?;
@@ -112,7 +112,7 @@ async fn read_text(req: &mut Request, limit: usize) -> Result<Option<String>> {
 async fn route(
     mut req: Request,
     env: &Env,
-    classifier: Option<Rc<Classifier>>,
+    served: Option<Rc<Served>>,
     prefix: &str,
 ) -> Result<Response> {
     let path = req.path();
@@ -120,36 +120,52 @@ async fn route(
     let Some(route) = rest.strip_prefix("/api/") else {
         return static_file(&req, env, prefix, rest).await;
     };
-    let Some(classifier) = classifier else {
+    let Some(served) = served else {
         return json_error(503, "bpm-edge's compiled configuration could not be read");
     };
+    let deployment = served.deployment();
+    let url = req.url()?;
+    let host = url.host_str().unwrap_or("").to_string();
     if route == "health" && req.method() == Method::Get {
+        // Unauthenticated: the host's own site, never another's.
+        let metrics = deployment.site_for(&host).map_or(0, |c| c.metrics.len());
         return json_response(
             200,
             &json!({
                 "name": "bpm-edge",
                 "version": VERSION,
                 "config_hash": CONFIG_HASH,
-                "metrics": classifier.config().metrics.len(),
+                "metrics": metrics,
             }),
         );
     }
     let configured = bpm_edge_shell::env_string(env, "BPM_API_TOKEN");
-    let host = req.url()?.host_str().unwrap_or("").to_string();
     let token = match screen_token(configured.as_deref(), &host) {
         Ok(t) => TokenSetting::Usable(t),
         Err(e) => TokenSetting::Unusable(e),
     };
+    let names = deployment.names();
     if route == "session" {
-        return session(req, env, classifier.config(), token, prefix).await;
+        return session(req, env, &names, token, prefix).await;
     }
-    let config = classifier.config();
-    let grant = match caller(&req, env, config, token).await {
-        Ok(c) => match grant_of(c, env, config) {
+    let grant = match caller(&req, env, &names, token).await {
+        Ok(c) => match grant_of(c, env, &names) {
             Ok(g) => g,
             Err(refusal) => return refused(refusal),
         },
         Err(refusal) => return refused(refusal),
+    };
+    if route == "sites" {
+        if req.method() != Method::Get {
+            return json_error(405, "method not allowed here");
+        }
+        return json_response(200, &site_list(deployment, &grant, &host));
+    }
+    // The site asked for (`?site=`), else the host's; the rest of the
+    // query is the endpoint's own.
+    let (asked, rest_query) = split_site(url.query().unwrap_or(""));
+    let Ok(config) = deployment.choose(asked, &host, |s| grant.sites.covers(s)) else {
+        return json_error(404, "no such site");
     };
     match grant.decide(&config.site.name, action(req.method().as_ref(), route)) {
         Decision::Allowed => {}
@@ -161,21 +177,21 @@ async fn route(
             )
         }
     }
-    let query = req
-        .url()?
-        .query()
-        .map(|q| format!("?{q}"))
-        .unwrap_or_default();
+    let query = if rest_query.is_empty() {
+        String::new()
+    } else {
+        format!("?{rest_query}")
+    };
     // Asks the site's alert object and hands its answer back.
     let alerts_object = async |method: Method, path: &str, body: Option<String>| {
         relayed(site_alerts::call(env, config, method, path, body).await).await
     };
     match (req.method(), route) {
-        (Method::Get, "metrics") => metrics(&classifier),
-        (Method::Get, "series") => series(&req, env, &classifier).await,
-        (Method::Get, "uniques") => uniques(&req, env, config).await,
-        (Method::Get, "stats") => stats(env, &classifier).await,
-        (Method::Get, "referrals") => referrals(&req, env, config).await,
+        (Method::Get, "metrics") => metrics(config),
+        (Method::Get, "series") => series(&rest_query, env, config).await,
+        (Method::Get, "uniques") => uniques(&rest_query, env, config).await,
+        (Method::Get, "stats") => stats(env, config).await,
+        (Method::Get, "referrals") => referrals(&rest_query, env, config).await,
         (Method::Get, "alerts") => alerts_object(Method::Get, "/alerts", None).await,
         (Method::Get, "overview") => {
             alerts_object(Method::Get, &format!("/overview{query}"), None).await
@@ -235,7 +251,7 @@ async fn route(
         (
             _,
             "metrics" | "series" | "uniques" | "stats" | "alerts" | "alerts/history" | "silences"
-            | "backfill" | "overview" | "referrals" | "simulate" | "annotations",
+            | "backfill" | "overview" | "referrals" | "simulate" | "annotations" | "digest",
         ) => json_error(405, "method not allowed here"),
         _ => json_error(404, "no such API endpoint"),
     }
@@ -271,8 +287,9 @@ impl<'a> TokenSetting<'a> {
 enum Caller {
     /// The API token, as a bearer header or through a login session.
     Token(Authorised),
-    /// A token of `BPM_API_TOKENS`, with its scope.
-    Scoped(Grant),
+    /// A token of `BPM_API_TOKENS`, with its scope: as a bearer header, or
+    /// through a login session (which expires then).
+    Scoped(Grant, Option<i64>),
     /// A user or service token that passed the Cloudflare Access application.
     Access(AccessIdentity),
 }
@@ -287,23 +304,18 @@ enum Refusal {
     NoRole(String),
 }
 
-/// The site names the config has (the scopes' known sites).
-fn site_names(config: &Config) -> Vec<String> {
-    vec![config.site.name.clone()]
-}
-
 /// What `caller` may do: the admin token everything; a scoped token its
 /// grant; an Access identity what `BPM_ACCESS_ROLES` gives it, or
 /// everything when that var is unset (as before roles existed).
-fn grant_of(caller: Caller, env: &Env, config: &Config) -> std::result::Result<Grant, Refusal> {
+fn grant_of(caller: Caller, env: &Env, names: &[String]) -> std::result::Result<Grant, Refusal> {
     match caller {
         Caller::Token(_) => Ok(Grant::admin()),
-        Caller::Scoped(g) => Ok(g),
+        Caller::Scoped(g, _) => Ok(g),
         Caller::Access(identity) => {
             let Some(json) = bpm_edge_shell::env_string(env, "BPM_ACCESS_ROLES") else {
                 return Ok(Grant::admin());
             };
-            let roles = AccessRoles::parse(&json, &site_names(config))
+            let roles = AccessRoles::parse(&json, names)
                 .map_err(|e| Refusal::Scopes(format!("BPM_ACCESS_ROLES is invalid: {e}")))?;
             roles
                 .grant(&identity.name)
@@ -312,21 +324,45 @@ fn grant_of(caller: Caller, env: &Env, config: &Config) -> std::result::Result<G
     }
 }
 
-/// The scoped token a bearer header offers, if `BPM_API_TOKENS` has it.
-fn scoped_token(
-    env: &Env,
-    config: &Config,
-    authorization: Option<&str>,
-) -> std::result::Result<Option<Grant>, Refusal> {
-    let Some(offered) = bearer(authorization) else {
-        return Ok(None);
-    };
+/// The scoped tokens of `BPM_API_TOKENS`; `None` when it is unset.
+fn token_table(env: &Env, names: &[String]) -> std::result::Result<Option<TokenTable>, Refusal> {
     let Some(json) = bpm_edge_shell::env_string(env, "BPM_API_TOKENS") else {
         return Ok(None);
     };
-    let table = TokenTable::parse(&json, &site_names(config))
-        .map_err(|e| Refusal::Scopes(format!("BPM_API_TOKENS is invalid: {e}")))?;
-    Ok(table.find(offered).cloned())
+    TokenTable::parse(&json, names)
+        .map(Some)
+        .map_err(|e| Refusal::Scopes(format!("BPM_API_TOKENS is invalid: {e}")))
+}
+
+/// The scoped caller a bearer header or a scoped session cookie speaks
+/// for, if `BPM_API_TOKENS` has its token. A session, being ambient, also
+/// needs the anti-forgery header for a change.
+fn scoped_caller(
+    env: &Env,
+    names: &[String],
+    creds: Credentials<'_>,
+    now: i64,
+) -> std::result::Result<Option<Caller>, Refusal> {
+    let session = creds
+        .cookie
+        .and_then(|c| cookie_value(c, SESSION_COOKIE))
+        .filter(|v| v.starts_with("s1."));
+    let offered = bearer(creds.authorization);
+    if offered.is_none() && session.is_none() {
+        return Ok(None);
+    }
+    let Some(table) = token_table(env, names)? else {
+        return Ok(None);
+    };
+    if let Some(offered) = offered {
+        return Ok(table.find(offered).map(|g| Caller::Scoped(g.clone(), None)));
+    }
+    let Some(session) = session.filter(|_| creds.authorization.is_none()) else {
+        return Ok(None);
+    };
+    let (grant, expires) = table.check_session(session, now).map_err(Refusal::Token)?;
+    check_csrf(creds).map_err(Refusal::Token)?;
+    Ok(Some(Caller::Scoped(grant.clone(), Some(expires))))
 }
 
 /// Authorises a request by bearer token, session cookie or, when the Access
@@ -336,7 +372,7 @@ fn scoped_token(
 async fn caller(
     req: &Request,
     env: &Env,
-    config: &Config,
+    names: &[String],
     setting: TokenSetting<'_>,
 ) -> std::result::Result<Caller, Refusal> {
     let token = setting.token();
@@ -358,8 +394,8 @@ async fn caller(
         Ok(a) => return Ok(Caller::Token(a)),
         Err(e) => setting.explain(e),
     };
-    if let Some(grant) = scoped_token(env, config, creds.authorization)? {
-        return Ok(Caller::Scoped(grant));
+    if let Some(scoped) = scoped_caller(env, names, creds, now)? {
+        return Ok(scoped);
     }
     let jwt = assertion_from(assertion.as_deref(), cookie.as_deref());
     let (None, Some(jwt)) = (creds.authorization, jwt) else {
@@ -408,7 +444,7 @@ fn unauthorised(e: AuthError) -> Result<Response> {
 async fn session(
     mut req: Request,
     env: &Env,
-    config: &Config,
+    names: &[String],
     setting: TokenSetting<'_>,
     prefix: &str,
 ) -> Result<Response> {
@@ -429,12 +465,22 @@ async fn session(
             let Some(offered) = offered else {
                 return json_error(400, "expected JSON {\"token\": \"...\"}");
             };
-            if let Err(e) = check_token(&offered, token) {
-                return unauthorised(setting.explain(e));
-            }
-            let (value, _) = match issue_session(token, now) {
-                Ok(s) => s,
-                Err(e) => return unauthorised(setting.explain(e)),
+            // The admin token, else a scoped token of `BPM_API_TOKENS`.
+            let value = match check_token(&offered, token).and_then(|()| issue_session(token, now))
+            {
+                Ok((value, _)) => value,
+                Err(e) => {
+                    let scoped = match token_table(env, names) {
+                        Ok(table) => table.and_then(|t| {
+                            t.issue_session(&offered, now).map(|(value, _, _)| value)
+                        }),
+                        Err(refusal) => return refused(refusal),
+                    };
+                    match scoped {
+                        Some(value) => value,
+                        None => return unauthorised(setting.explain(e)),
+                    }
+                }
             };
             let mut resp = Response::empty()?.with_status(204);
             resp.headers_mut()
@@ -442,7 +488,7 @@ async fn session(
             resp.headers_mut().set("cache-control", "no-store")?;
             Ok(resp)
         }
-        Method::Get => match caller(&req, env, config, setting).await {
+        Method::Get => match caller(&req, env, names, setting).await {
             Ok(Caller::Token(Authorised::Session { expires })) => json_response(
                 200,
                 &json!({
@@ -453,9 +499,14 @@ async fn session(
             Ok(Caller::Token(Authorised::Bearer)) => {
                 json_response(200, &json!({ "authenticated": true, "via": "token" }))
             }
-            Ok(Caller::Scoped(g)) => json_response(
+            Ok(Caller::Scoped(g, expires)) => json_response(
                 200,
-                &json!({ "authenticated": true, "via": "scoped token", "name": g.name }),
+                &json!({
+                    "authenticated": true,
+                    "via": if expires.is_some() { "session" } else { "scoped token" },
+                    "name": g.name,
+                    "expires": expires.map(bpm_edge::time::format_time),
+                }),
             ),
             Ok(Caller::Access(identity)) => json_response(
                 200,
@@ -593,9 +644,8 @@ struct MetricInfo<'a> {
     count: Vec<&'static str>,
 }
 
-fn metrics(classifier: &Classifier) -> Result<Response> {
-    let list: Vec<MetricInfo> = classifier
-        .config()
+fn metrics(config: &Config) -> Result<Response> {
+    let list: Vec<MetricInfo> = config
         .metrics
         .iter()
         .map(|m| {
@@ -634,10 +684,8 @@ fn metrics(classifier: &Classifier) -> Result<Response> {
     json_response(200, &json!({ "metrics": list }))
 }
 
-async fn series(req: &Request, env: &Env, classifier: &Classifier) -> Result<Response> {
-    let url = req.url()?;
-    let config = classifier.config();
-    let query = match SeriesQuery::parse(url.query().unwrap_or(""), config) {
+async fn series(query: &str, env: &Env, config: &Config) -> Result<Response> {
+    let query = match SeriesQuery::parse(query, config) {
         Ok(q) => q,
         Err(e) => return refused_query(&e),
     };
@@ -651,9 +699,8 @@ async fn series(req: &Request, env: &Env, classifier: &Classifier) -> Result<Res
 
 /// `GET /api/referrals`: the referral report, as JSON or (`format=csv`) the
 /// same numbers as a CSV download.
-async fn referrals(req: &Request, env: &Env, config: &Config) -> Result<Response> {
-    let url = req.url()?;
-    let query = match ReportQuery::parse(url.query().unwrap_or(""), config, &config.time) {
+async fn referrals(query: &str, env: &Env, config: &Config) -> Result<Response> {
+    let query = match ReportQuery::parse(query, config, &config.time) {
         Ok(q) => q,
         Err(e) => return refused_query(&e),
     };
@@ -725,9 +772,8 @@ async fn referral_uniques(
 }
 
 /// `GET /api/uniques`: distinct visitors per hour and over the range.
-async fn uniques(req: &Request, env: &Env, config: &Config) -> Result<Response> {
-    let url = req.url()?;
-    let query = match UniquesQuery::parse(url.query().unwrap_or(""), config) {
+async fn uniques(query: &str, env: &Env, config: &Config) -> Result<Response> {
+    let query = match UniquesQuery::parse(query, config) {
         Ok(q) => q,
         Err(e) => return refused_query(&e),
     };
@@ -747,8 +793,7 @@ async fn uniques(req: &Request, env: &Env, config: &Config) -> Result<Response> 
     }
 }
 
-async fn stats(env: &Env, classifier: &Classifier) -> Result<Response> {
-    let config = classifier.config();
+async fn stats(env: &Env, config: &Config) -> Result<Response> {
     let shards: Vec<serde_json::Value> =
         shards::ask_all::<serde_json::Value>(env, config, "/stats", None)
             .await

@@ -36,7 +36,7 @@ pub struct CounterShard {
 
 impl DurableObject for CounterShard {
     fn new(state: State, env: Env) -> Self {
-        let limits = bpm_edge_shell::classifier().map_or(
+        let limits = bpm_edge_shell::site_of_object(&state).map_or(
             StoreLimits {
                 max_values: 50,
                 retention_days: (8, 400, 0),

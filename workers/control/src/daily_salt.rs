@@ -10,6 +10,7 @@
 //! comes back; IP addresses and user agents never leave the isolate.
 
 use crate::durable_sql::DurableSql;
+use bpm_edge::config::sitetime::SiteTime;
 use bpm_edge::count::visitors::{salt_day, Salt, SaltAnswer, SALT_LEN};
 use bpm_edge::windows::salt_store::{SaltStore, SaltStoreError};
 use bpm_edge_shell::now_secs;
@@ -20,6 +21,9 @@ use worker::{
 #[durable_object]
 pub struct DailySalt {
     store: std::result::Result<SaltStore<DurableSql>, String>,
+    /// The site's clock (its time zone names the day); UTC if the site
+    /// this object is named after is not in the config.
+    time: SiteTime,
 }
 
 impl DurableObject for DailySalt {
@@ -28,7 +32,10 @@ impl DurableObject for DailySalt {
         if let Err(e) = &store {
             worker::console_error!("bpm-edge: salt storage unusable: {e}");
         }
-        DailySalt { store }
+        let time = bpm_edge_shell::site_of_object(&state)
+            .map(|c| c.config().time.clone())
+            .unwrap_or_default();
+        DailySalt { store, time }
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
@@ -47,8 +54,7 @@ impl DurableObject for DailySalt {
         let Some(day) = day else {
             return Response::error("`day` is required", 400);
         };
-        let time = bpm_edge_shell::classifier().map(|c| c.config().time.clone());
-        let today = salt_day(&time.unwrap_or_default(), now_secs());
+        let today = salt_day(&self.time, now_secs());
         match store.salt_for(day, today, fresh_salt) {
             Ok(salt) => Response::from_json(&SaltAnswer {
                 day,

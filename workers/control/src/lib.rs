@@ -31,31 +31,39 @@ use worker::{
 /// own: the API answers `404` outside the prefix).
 #[event(fetch)]
 pub async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
-    let classifier = bpm_edge_shell::classifier();
-    let prefix = bpm_edge_shell::prefix(classifier.as_ref()).to_string();
-    api::handle(req, &env, classifier, &prefix).await
+    let served = bpm_edge_shell::served();
+    let prefix = bpm_edge_shell::prefix(served.as_ref()).to_string();
+    api::handle(req, &env, served, &prefix).await
 }
 
-/// The cron trigger: one tick of the site's alert object (evaluation when a
-/// bucket completed, notifications, outbox). The scheduled time is "now",
-/// so `wrangler dev`'s scheduled-event endpoint can drive evaluations at
-/// any time.
+/// The cron trigger: one tick of every site's alert object at once
+/// (evaluation when a bucket completed, notifications, digest, outbox).
+/// The scheduled time is "now", so `wrangler dev`'s scheduled-event
+/// endpoint can drive evaluations at any time. One site's failing tick is
+/// logged and holds back no other's.
 #[event(scheduled)]
 pub async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
-    let Some(classifier) = bpm_edge_shell::classifier() else {
+    let Some(served) = bpm_edge_shell::served() else {
         return;
     };
     let now = (event.schedule() / 1000.0).floor() as i64;
     let body = format!("{{\"now\":{now}}}");
-    match site_alerts::call(&env, classifier.config(), Method::Post, "/tick", Some(body)).await {
-        Ok(resp) if resp.status_code() == 200 => {}
-        Ok(mut resp) => {
-            let text = resp.text().await.unwrap_or_default();
-            worker::console_error!(
-                "bpm-edge: alert tick answered {}: {text}",
-                resp.status_code()
-            );
+    let ticks = served.deployment().sites.iter().map(|config| {
+        let (env, body) = (&env, body.clone());
+        async move {
+            let site = &config.site.name;
+            match site_alerts::call(env, config, Method::Post, "/tick", Some(body)).await {
+                Ok(resp) if resp.status_code() == 200 => {}
+                Ok(mut resp) => {
+                    let text = resp.text().await.unwrap_or_default();
+                    worker::console_error!(
+                        "bpm-edge: alert tick of {site} answered {}: {text}",
+                        resp.status_code()
+                    );
+                }
+                Err(e) => worker::console_error!("bpm-edge: alert tick of {site} failed: {e}"),
+            }
         }
-        Err(e) => worker::console_error!("bpm-edge: alert tick failed: {e}"),
-    }
+    });
+    futures_util::future::join_all(ticks).await;
 }

@@ -125,10 +125,15 @@ impl DurableObject for SiteAlerts {
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
-        let (store, config) = match (&self.store, bpm_edge_shell::classifier()) {
+        let (store, config) = match (&self.store, bpm_edge_shell::site_of_object(&self.state)) {
             (Ok(s), Some(c)) => (s, c),
             (Err(e), _) => return Response::error(format!("alert storage unusable: {e}"), 500),
-            (_, None) => return Response::error("compiled configuration unreadable", 500),
+            (_, None) => {
+                return Response::error(
+                    "no site of the compiled configuration has this object",
+                    500,
+                )
+            }
         };
         let config = config.config();
         let path = req.path();
@@ -303,7 +308,8 @@ impl DurableObject for SiteAlerts {
     }
 
     async fn alarm(&self) -> Result<Response> {
-        let (Ok(store), Some(c)) = (&self.store, bpm_edge_shell::classifier()) else {
+        let (Ok(store), Some(c)) = (&self.store, bpm_edge_shell::site_of_object(&self.state))
+        else {
             return Response::ok("");
         };
         if let Err(e) = self.deliver_due(store, c.config()).await {

@@ -1,7 +1,8 @@
-//! Runtime glue both bpm-edge workers share: the isolate's classifier built
-//! once from the compiled config, the clock, vars, and the client of the
-//! counter shards (whose class lives in the control worker; the visitor
-//! reaches it by a `script_name` binding).
+//! Runtime glue both bpm-edge workers share: the sites this build serves
+//! (the compiled [`Deployment`], each site's classifier built once per
+//! isolate when it first reads the config), the clock, vars, and the client of the counter shards (whose
+//! class lives in the control worker; the visitor reaches it by a
+//! `script_name` binding).
 //!
 //! Invariant: nothing here decides anything a test could not check
 //! natively: it reads the runtime and hands values to the core.
@@ -10,6 +11,7 @@
 
 pub mod shards;
 
+use bpm_edge::config::sites::{index_for_host, Deployment};
 use bpm_edge::count::classify::Classifier;
 use std::cell::OnceCell;
 use std::rc::Rc;
@@ -19,23 +21,95 @@ use worker::Env;
 const FALLBACK_PREFIX: &str = "/_bpm";
 
 thread_local! {
-    static CLASSIFIER: OnceCell<Option<Rc<Classifier>>> = const { OnceCell::new() };
+    static SERVED: OnceCell<Option<Rc<Served>>> = const { OnceCell::new() };
 }
 
-/// The classifier of this isolate, built once. `None` only if the compiled
-/// config is unreadable, which disables counting but never forwarding.
-pub fn classifier() -> Option<Rc<Classifier>> {
-    CLASSIFIER.with(|cell| cell.get_or_init(read_classifier).clone())
+/// The sites of this build, each with its classifier (built once per
+/// isolate, from the config it owns: the configs are moved, never copied,
+/// so the visitor carries no code to clone them).
+pub struct Served {
+    /// One per site, in the deployment's order.
+    classifiers: Vec<Rc<Classifier>>,
+    /// [`Deployment::by_host`].
+    by_host: bool,
+    /// The [`Deployment`] again, for the API (copied once, when first
+    /// asked for).
+    deployment: OnceCell<Deployment>,
+}
+
+impl Served {
+    fn new(deployment: Deployment) -> Self {
+        Served {
+            by_host: deployment.by_host,
+            classifiers: deployment
+                .sites
+                .into_iter()
+                .map(|c| Rc::new(Classifier::new(c)))
+                .collect(),
+            deployment: OnceCell::new(),
+        }
+    }
+
+    /// The sites as the config declares them (the API's site choice).
+    pub fn deployment(&self) -> &Deployment {
+        self.deployment.get_or_init(|| Deployment {
+            sites: self
+                .classifiers
+                .iter()
+                .map(|c| c.config().clone())
+                .collect(),
+            by_host: self.by_host,
+        })
+    }
+
+    /// The site a visitor request for `host` is counted in, and its index:
+    /// `None` for a host of no site (forwarded, not counted).
+    pub fn for_host(&self, host: &str) -> Option<(usize, Rc<Classifier>)> {
+        let configs = self.classifiers.iter().map(|c| c.config());
+        let index = index_for_host(configs, self.by_host, host)?;
+        Some((index, self.classifiers.get(index)?.clone()))
+    }
+
+    /// The site named `name`; with one site, that site whatever the name
+    /// (an object of a one-site deployment made before names were passed
+    /// on keeps working).
+    pub fn named(&self, name: Option<&str>) -> Option<Rc<Classifier>> {
+        if !self.by_host {
+            return self.classifiers.first().cloned();
+        }
+        let name = name?;
+        self.classifiers
+            .iter()
+            .find(|c| c.config().site.name == name)
+            .cloned()
+    }
+
+    /// The reserved prefix (every site's).
+    pub fn prefix(&self) -> &str {
+        self.classifiers
+            .first()
+            .map_or(FALLBACK_PREFIX, |c| c.config().site.prefix.as_str())
+    }
+}
+
+/// The sites of this isolate. `None` only if the compiled config is
+/// unreadable, which disables counting but never forwarding.
+pub fn served() -> Option<Rc<Served>> {
+    SERVED.with(|cell| cell.get_or_init(read_served).clone())
 }
 
 /// Reads the compiled config. Kept out of line: a fresh isolate compiles
 /// a WebAssembly function when it is first called, and the callers of
-/// [`classifier`] run on every request while this runs once.
+/// [`served`] run on every request while this runs once.
 #[inline(never)]
 #[cold]
-fn read_classifier() -> Option<Rc<Classifier>> {
-    match bpm_edge::config::Config::from_json(bpm_edge::CONFIG_JSON) {
-        Ok(cfg) => Some(Rc::new(Classifier::new(cfg))),
+fn read_served() -> Option<Rc<Served>> {
+    match Deployment::from_json(bpm_edge::CONFIG_JSON) {
+        Ok(d) if !d.sites.is_empty() => Some(Rc::new(Served::new(d))),
+        Ok(_) => {
+            worker::console_error!("bpm-edge: compiled config has no site, counting disabled");
+            None
+        }
         Err(e) => {
             worker::console_error!("bpm-edge: compiled config unreadable, counting disabled: {e}");
             None
@@ -43,9 +117,19 @@ fn read_classifier() -> Option<Rc<Classifier>> {
     }
 }
 
-/// The reserved prefix of the compiled config.
-pub fn prefix(classifier: Option<&Rc<Classifier>>) -> &str {
-    classifier.map_or(FALLBACK_PREFIX, |c| c.config().site.prefix.as_str())
+/// The reserved prefix of the compiled config (every site's).
+pub fn prefix(served: Option<&Rc<Served>>) -> &str {
+    served.map_or(FALLBACK_PREFIX, |s| s.prefix())
+}
+
+/// The classifier of the site a Durable Object serves: the site its name
+/// (`idFromName`) names, `{site}` or `{site}:{shard}`.
+pub fn site_of_object(state: &worker::State) -> Option<Rc<Classifier>> {
+    let name = state.id().name();
+    let site = name
+        .as_deref()
+        .map(|n| n.rsplit_once(':').map_or(n, |(site, _)| site));
+    served()?.named(site)
 }
 
 /// 64 random bits, for ids (`Math.random`, two 32-bit halves).

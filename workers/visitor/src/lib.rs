@@ -1,6 +1,7 @@
 //! bpm-edge's visitor worker: the only code on the site's route. It
 //! forwards every visitor request to the origin untouched (`proxy`),
-//! classifies it with the compiled config, and batches the counts to the
+//! classifies it with the compiled config of the site its `Host` names
+//! (a host of no site is forwarded, not counted), and batches the counts to the
 //! counter shards (`pending`), whose Durable Object class lives in the
 //! control worker. Requests under the reserved prefix go, unread, to the
 //! control worker through the `BPM_CONTROL` service binding (`entry.mjs`).
@@ -19,10 +20,10 @@ use worker::wasm_bindgen::prelude::*;
 
 /// Run by `entry.mjs` when the module is evaluated (the isolate's start-up,
 /// outside any request) with the worker's `env`: reads the compiled config
-/// (building the isolate's classifier) and the vars, so that a visitor's
+/// (building every site's classifier) and the vars, so that a visitor's
 /// first request does not.
 #[wasm_bindgen(js_name = warmUp)]
 pub fn warm_up(env: worker::Env) {
-    let _ = bpm_edge_shell::classifier();
+    let _ = bpm_edge_shell::served();
     proxy::read_settings(&env);
 }

@@ -1,6 +1,6 @@
 //! The isolate's side of `count::pending`: this isolate's [`FlushQueue`]
 //! (writing to one counter shard, chosen at random when the isolate
-//! starts) and [`SaltCache`], and [`CountWork`], the handle through which
+//! starts) and [`SaltCache`], one of each per site it counted for, and [`CountWork`], the handle through which
 //! `entry.mjs` runs one request's pending count inside its `wait_until`.
 //!
 //! The entry asks [`CountWork::next`], performs the answer (a timer, or the
@@ -48,7 +48,10 @@ struct Isolate {
 }
 
 thread_local! {
-    static ISOLATE: RefCell<Option<Isolate>> = const { RefCell::new(None) };
+    /// Per site of the deployment (by its index), once it counted here:
+    /// each site has its own queue, shard and salts, so one site's volume
+    /// or failing shard never holds back another's counts.
+    static ISOLATE: RefCell<Vec<Option<Isolate>>> = const { RefCell::new(Vec::new()) };
 }
 
 fn now_ms() -> u64 {
@@ -57,17 +60,29 @@ fn now_ms() -> u64 {
 
 /// Records one counted request. The work its `wait_until` must run, if
 /// any; most requests get `None` and cost nothing more.
-pub fn record(env: &Env, classifier: &Classifier, request: CountedRequest) -> Option<CountWork> {
-    let site = &classifier.config().site.name;
+/// `site` is the classifier's index in the deployment.
+pub fn record(
+    env: &Env,
+    site: usize,
+    classifier: &Classifier,
+    request: CountedRequest,
+) -> Option<CountWork> {
+    let name = &classifier.config().site.name;
     let pending = ISOLATE.with(|cell| {
-        let mut slot = cell.try_borrow_mut().ok()?;
-        let isolate = slot.get_or_insert_with(|| new_isolate(env, classifier));
-        PendingCount::start(request, site, &isolate.salts, &mut isolate.queue, now_ms())
+        let mut sites = cell.try_borrow_mut().ok()?;
+        if sites.len() <= site {
+            sites.resize_with(site + 1, || None);
+        }
+        let isolate = sites
+            .get_mut(site)?
+            .get_or_insert_with(|| new_isolate(env, classifier));
+        PendingCount::start(request, name, &isolate.salts, &mut isolate.queue, now_ms())
     })?;
     Some(CountWork {
         pending,
         env: env.clone(),
-        site: site.clone(),
+        index: site,
+        site: name.clone(),
         call: None,
     })
 }
@@ -126,6 +141,8 @@ enum Purpose {
 pub struct CountWork {
     pending: PendingCount,
     env: Env,
+    /// The site's index in the deployment, and its name.
+    index: usize,
     site: String,
     call: Option<Call>,
 }
@@ -298,8 +315,9 @@ impl CountWork {
         f: impl FnOnce(&mut PendingCount, &mut Isolate) -> R,
     ) -> Option<R> {
         ISOLATE.with(|cell| {
-            let mut slot = cell.try_borrow_mut().ok()?;
-            Some(f(&mut self.pending, slot.as_mut()?))
+            let mut sites = cell.try_borrow_mut().ok()?;
+            let isolate = sites.get_mut(self.index)?.as_mut()?;
+            Some(f(&mut self.pending, isolate))
         })
     }
 }

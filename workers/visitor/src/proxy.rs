@@ -91,7 +91,9 @@ pub struct Visit {
     url: String,
     env: Env,
     ctx: Context,
-    classifier: Option<Rc<Classifier>>,
+    /// The site the request is counted in (its index in the deployment)
+    /// and its classifier; `None`: not counted.
+    classifier: Option<(usize, Rc<Classifier>)>,
     /// When the request was forwarded (ms), for latency.
     started: f64,
 }
@@ -105,13 +107,14 @@ pub fn start_visit(
     env: Env,
     ctx: worker::worker_sys::Context,
 ) -> Option<Visit> {
-    let classifier = bpm_edge_shell::classifier();
+    let served = bpm_edge_shell::served();
     let url = req.url();
-    let prefix = bpm_edge_shell::prefix(classifier.as_ref());
-    if is_own_path(&url, prefix) {
+    if is_own_path(&url, bpm_edge_shell::prefix(served.as_ref())) {
         return None;
     }
-    Some(Visit::new(req, url, env, Context::new(ctx), classifier))
+    // A host of no configured site is forwarded and not counted.
+    let site = served.and_then(|s| s.for_host(split_url(&url)?.0));
+    Some(Visit::new(req, url, env, Context::new(ctx), site))
 }
 
 #[wasm_bindgen]
@@ -137,8 +140,8 @@ impl Visit {
     /// hits: the work the request's `wait_until` must run, if any. Counts
     /// once; `undefined` when counting is off or nothing is counted.
     pub fn count(&mut self, response: &web_sys::Response) -> Option<CountWork> {
-        let classifier = self.classifier.take()?;
-        self.record(&classifier, response)
+        let (site, classifier) = self.classifier.take()?;
+        self.record(site, &classifier, response)
     }
 
     /// What the visitor gets for the origin's `response`: the response
@@ -166,7 +169,7 @@ impl Visit {
         url: String,
         env: Env,
         ctx: Context,
-        classifier: Option<Rc<Classifier>>,
+        classifier: Option<(usize, Rc<Classifier>)>,
     ) -> Self {
         Visit {
             req,
@@ -218,7 +221,12 @@ impl Visit {
     /// does not compile it: a WebAssembly function is compiled when first
     /// called.
     #[inline(never)]
-    fn record(&self, classifier: &Classifier, response: &web_sys::Response) -> Option<CountWork> {
+    fn record(
+        &self,
+        site: usize,
+        classifier: &Classifier,
+        response: &web_sys::Response,
+    ) -> Option<CountWork> {
         let (host, target) = split_url(&self.url)?;
         let now = js_sys::Date::now();
         let headers = self.req.headers();
@@ -267,7 +275,7 @@ impl Visit {
             hits,
             visitor,
         };
-        pending::record(&self.env, classifier, request)
+        pending::record(&self.env, site, classifier, request)
     }
 }
 
