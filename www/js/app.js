@@ -1,16 +1,20 @@
 // app.js — the dashboard's entry point: hash routing between Mission
-// Control (#/), Referrals (#/referrals), the Digest (#/digest) and a
-// metric's detail (#/metric/NAME); login and logout through /_bpm/api/session (an HttpOnly
-// cookie, or a Cloudflare Access identity the worker verified); and the
-// 30 s auto-refresh that updates the shown view in place.
+// Control (#/), Referrals (#/referrals), the Digest (#/digest), a metric's
+// detail (#/metric/NAME) and All sites (#/sites); login and logout through
+// /_bpm/api/session (an HttpOnly cookie, or a Cloudflare Access identity the
+// worker verified); after a login, the site the page shows (its `?site=NAME`,
+// else the worker's choice from /_bpm/api/sites; sites.js) and the header's
+// site switcher and All sites link for a login that sees two or more; and
+// the 30 s auto-refresh that updates the shown view in place.
 
-import { call, onUnauthorized } from './api.js';
+import { call, currentSite, onUnauthorized, setSite } from './api.js';
 import * as f from './format.js';
 import { createMission } from './mission.js';
 import { createReferrals } from './referrals.js';
 import { createMetric } from './metric.js';
 import { createDigest } from './digest.js';
 import { setDefaultAuthor } from './alerts.js';
+import { createSites, pickSite, siteUrl } from './sites.js';
 
 const REFRESH_MS = 30_000;
 const $ = (id) => document.getElementById(id);
@@ -20,6 +24,9 @@ let loggedIn = false;
 // own logout path); null for a token login, which ends the cookie session.
 let accessLogout = null;
 let site = null;
+// The sites this login may see (GET /api/sites; empty for an older worker
+// without it) and the one the page shows.
+let sites = [];
 let active = null;
 let running = null;
 let again = false;
@@ -52,6 +59,7 @@ const views = {
     refresh,
   }),
   digest: createDigest({ status: $('digest-status'), host: $('digest-body') }),
+  sites: createSites({ host: $('sites-list'), summary: $('sites-summary'), getSites: () => ({ sites, current: currentSite() }) }),
   metric: createMetric({
     title: $('metric-title'),
     about: $('metric-about'),
@@ -70,12 +78,13 @@ const views = {
     refresh,
   }),
 };
-const TITLES = { mission: 'Mission Control', referrals: 'Referrals', digest: 'Digest', metric: 'Metric' };
+const TITLES = { mission: 'Mission Control', referrals: 'Referrals', digest: 'Digest', metric: 'Metric', sites: 'All sites' };
 
 function route() {
   const hash = location.hash || '#/';
   if (hash.startsWith('#/referrals')) return { view: 'referrals' };
   if (hash.startsWith('#/digest')) return { view: 'digest' };
+  if (hash.startsWith('#/sites')) return { view: 'sites' };
   const m = /^#\/metric\/([^/?]+)/.exec(hash);
   if (m) return { view: 'metric', name: decodeURIComponent(m[1]) };
   return { view: 'mission' };
@@ -150,6 +159,81 @@ function showLogin(message) {
   $('login-token').focus();
 }
 
+/**
+ * Reads the sites this login may see and picks the one to show (see
+ * sites.js pickSite). A page already showing another site (a new login
+ * with a token for other sites) loads again on the right one; a `?site=`
+ * this login cannot see is replaced in the address. An older worker
+ * without /api/sites (404) leaves one site, the host's, and no switcher.
+ * Resolves false when the page is being replaced.
+ */
+async function chooseSite() {
+  const wanted = new URLSearchParams(location.search).get('site');
+  let answer;
+  try {
+    answer = await call('sites');
+  } catch (e) {
+    if (e.status === 401) throw e;
+    sites = [];
+    // A worker that lists no sites (404) knows no `site=`; any other
+    // failure keeps the address's choice, which the worker then judges.
+    if (e.status !== 404 && wanted && !currentSite()) setSite(wanted);
+    showSites();
+    return true;
+  }
+  sites = Array.isArray(answer?.sites) ? answer.sites.filter((s) => typeof s?.name === 'string' && s.name) : [];
+  const name = pickSite(sites, answer?.current, wanted);
+  const before = currentSite();
+  if (before && name && before !== name) {
+    location.replace(siteUrl(location.href, name));
+    return false;
+  }
+  if (wanted && name && wanted !== name) history.replaceState(history.state, '', siteUrl(location.href, name));
+  setSite(name);
+  const chosen = sites.find((s) => s.name === name);
+  if (chosen && !site) {
+    $('site-name').textContent = chosen.name;
+    if (typeof chosen.timezone === 'string' && chosen.timezone) {
+      f.setTimeZone(chosen.timezone);
+      site = { name: chosen.name, timezone: chosen.timezone };
+    }
+  }
+  showSites();
+  return true;
+}
+
+/** The switcher and the All sites link: only for two sites or more. */
+function showSites() {
+  const many = sites.length >= 2;
+  const select = $('site-switch');
+  if (many) {
+    const key = JSON.stringify(sites.map((s) => s.name));
+    if (select.dataset.sites !== key) {
+      select.dataset.sites = key;
+      select.replaceChildren(...sites.map((s) => f.el('option', { value: s.name, text: s.name })));
+    }
+    select.value = currentSite() ?? '';
+  }
+  $('site-switch-box').hidden = !many;
+  document.querySelector('a[data-nav="sites"]').hidden = !many;
+}
+
+$('site-switch').addEventListener('change', (ev) => {
+  const name = ev.target.value;
+  if (name && name !== currentSite()) location.assign(siteUrl(location.href, name));
+});
+
+/** After the session is accepted: the site first, then the view. */
+async function enterDashboard() {
+  try {
+    if (!(await chooseSite())) return;
+  } catch (e) {
+    showLogin(e.status === 401 ? undefined : `Could not read the sites: ${e.message}`);
+    return;
+  }
+  showDashboard();
+}
+
 function showDashboard() {
   loggedIn = true;
   $('login').hidden = true;
@@ -171,7 +255,7 @@ $('login-form').addEventListener('submit', async (ev) => {
     await call('session', { method: 'POST', body: { token: input.value } });
     input.value = '';
     $('login-error').hidden = true;
-    showDashboard();
+    await enterDashboard();
   } catch (e) {
     showLogin(e.status === 401 ? 'That token was not accepted.' : `Could not log in: ${e.message}`);
     input.select();
@@ -208,6 +292,6 @@ call('session')
     accessLogout = who?.via === 'access' ? who.logout : null;
     if (who?.via === 'access') setDefaultAuthor(who.name);
     $('logout').title = who?.via === 'access' ? `Signed in as ${who.name} through Cloudflare Access` : '';
-    showDashboard();
+    return enterDashboard();
   })
   .catch(() => showLogin());

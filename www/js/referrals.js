@@ -5,7 +5,7 @@
 // Annotations of the period are marked on the chart, and its campaign
 // annotations listed under the period.
 
-import { annotationsIn, call, withQuery } from './api.js';
+import { annotationsIn, apiHref, call, withQuery } from './api.js';
 import * as f from './format.js';
 import { timeChart, COLORS } from './charts.js';
 
@@ -107,7 +107,7 @@ export function createReferrals({ form, period, total, totalChange, uniques, uni
       return;
     }
     const data = await call(withQuery('referrals', q));
-    csvLink.href = `api/${withQuery('referrals', { ...q, format: 'csv' })}`;
+    csvLink.href = apiHref(withQuery('referrals', { ...q, format: 'csv' }));
     const cmp = data.compare && data.compare.mode !== 'none'
       ? ` · compared with ${COMPARE_TEXT[data.compare.mode] ?? data.compare.mode}: ${f.dateTime(data.compare.from)} – ${f.dateTime(data.compare.to)}`
       : '';
