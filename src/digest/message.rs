@@ -62,6 +62,17 @@ fn value_text(v: Option<f64>) -> String {
     v.map_or_else(|| "no data".into(), short_num)
 }
 
+/// ` (N visitors)` after a counted BPM's value, when known.
+fn visitors_text(v: Option<u64>) -> String {
+    v.map_or_else(String::new, |v| {
+        format!(
+            " ({} visitor{})",
+            short_num(v as f64),
+            if v == 1 { "" } else { "s" }
+        )
+    })
+}
+
 fn episode_plain(e: &Episode, zone: &SiteTime) -> String {
     let name = match &e.value {
         Some(v) => format!("{} ({v})", e.rule),
@@ -155,9 +166,10 @@ fn slack_message(card: &Scorecard, zone: &SiteTime) -> SlackMessage {
         }
         if let Some((_, lines)) = groups.last_mut() {
             lines.push(format!(
-                "• *{}* {} · {} vs the period before · {} vs usual",
+                "• *{}* {}{} · {} vs the period before · {} vs usual",
                 slack_escape(&m.metric),
                 value_text(m.value),
+                visitors_text(m.visitors),
                 pct(m.vs_previous),
                 pct(m.vs_baseline)
             ));
@@ -328,9 +340,10 @@ pub fn html(card: &Scorecard, zone: &SiteTime) -> String {
             ));
         }
         out.push_str(&format!(
-            "<tr><td>{}</td><td align=\"right\">{}</td><td align=\"right\">{}</td><td align=\"right\">{}</td></tr>\n",
+            "<tr><td>{}</td><td align=\"right\">{}</td><td align=\"right\">{}</td><td align=\"right\">{}</td><td align=\"right\">{}</td></tr>\n",
             html_escape(&m.metric),
             html_escape(&value_text(m.value)),
+            m.visitors.map(|v| short_num(v as f64)).unwrap_or_default(),
             pct(m.vs_previous),
             pct(m.vs_baseline)
         ));
@@ -411,6 +424,8 @@ mod tests {
                     baseline: Some(1900.0),
                     vs_previous: Some(-0.383),
                     vs_baseline: Some(0.0),
+                    visitors: Some(900 + i as u64),
+                    visitors_previous: Some(1500),
                 })
                 .collect(),
             alerts: vec![Episode {
@@ -466,7 +481,7 @@ mod tests {
         assert_eq!(shown, 50, "every BPM is listed");
         let all = v.to_string();
         assert!(
-            all.contains("−38% vs the period before · ±0% vs usual"),
+            all.contains("1234 (900 visitors) · −38% vs the period before · ±0% vs usual"),
             "{all}"
         );
         assert!(all.contains(
@@ -513,6 +528,11 @@ mod tests {
         );
         assert!(!html.contains("<script>"));
         assert!(html.contains("<td align=\"right\">−38%</td>"), "{html}");
+        assert!(
+            html.contains("<td align=\"right\">900</td>"),
+            "the visitors column: {html}"
+        );
+        assert_eq!(v["metrics"][0]["visitors"], 900);
         assert!(
             html.contains("<li>Top sources: google 50 (+150%)</li>"),
             "{html}"

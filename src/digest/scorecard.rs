@@ -41,6 +41,11 @@ pub struct MetricLine {
     pub vs_previous: Option<f64>,
     /// `value / baseline − 1`.
     pub vs_baseline: Option<f64>,
+    /// Unique visitors of a counted BPM over the period and the one before
+    /// (estimates, within about 2 %; see `sketch::STANDARD_ERROR`): `None`
+    /// for a ratio, or when the visitor sketches cannot be read.
+    pub visitors: Option<u64>,
+    pub visitors_previous: Option<u64>,
 }
 
 /// One referral value (a source or a campaign) this period and the one
@@ -150,6 +155,32 @@ pub struct Scorecard {
     pub annotations: Vec<Annotation>,
 }
 
+impl Scorecard {
+    /// Sets the unique visitors of `metric` this period and the one before,
+    /// as the sketches counted them. No visitor in a period that counted
+    /// requests means no sketch (backfilled history, or requests without a
+    /// client address): unknown, not zero.
+    pub fn set_visitors(&mut self, metric: &str, now: Option<u64>, before: Option<u64>) {
+        let known = |visitors: Option<u64>, value: Option<f64>| {
+            visitors.filter(|&v| v > 0 || value == Some(0.0))
+        };
+        if let Some(line) = self.metrics.iter_mut().find(|m| m.metric == metric) {
+            line.visitors = known(now, line.value);
+            line.visitors_previous = known(before, line.previous);
+        }
+    }
+}
+
+/// The whole UTC hours visitor sketches are read over for `period` (they
+/// are kept per UTC hour): its bounds floored to the hour, which changes
+/// nothing for a zone whose offset is whole hours.
+pub fn visitor_hours(period: &DigestPeriod) -> (i64, i64) {
+    (
+        period.from.div_euclid(3600) * 3600,
+        period.to.div_euclid(3600) * 3600,
+    )
+}
+
 /// `a / b − 1`, when both are known and `b` is not 0.
 fn change(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     match (a, b) {
@@ -237,6 +268,8 @@ pub fn build(
                 baseline,
                 vs_previous: change(now, before),
                 vs_baseline: change(now, baseline),
+                visitors: None,
+                visitors_previous: None,
             });
         }
     }
@@ -418,6 +451,66 @@ mod tests {
             (card.referrals.moved[0].now, card.referrals.moved[0].before),
             (0, 40)
         );
+    }
+
+    #[test]
+    fn visitors_are_set_per_bpm_and_no_sketch_is_unknown_not_zero() {
+        let mut card = Scorecard {
+            site: "shop".into(),
+            period: DigestPeriod {
+                from: 0,
+                to: 7 * 86_400,
+                send_at: 7 * 86_400 + 9 * 3600,
+            },
+            previous: DigestPeriod {
+                from: -7 * 86_400,
+                to: 0,
+                send_at: 9 * 3600,
+            },
+            metrics: ["logins", "signups", "quiet"]
+                .iter()
+                .map(|name| MetricLine {
+                    metric: name.to_string(),
+                    stage: "retention",
+                    value: Some(if *name == "quiet" { 0.0 } else { 120.0 }),
+                    previous: Some(100.0),
+                    baseline: None,
+                    vs_previous: None,
+                    vs_baseline: None,
+                    visitors: None,
+                    visitors_previous: None,
+                })
+                .collect(),
+            alerts: Vec::new(),
+            referrals: Referrals::default(),
+            annotations: Vec::new(),
+        };
+        card.set_visitors("logins", Some(80), Some(0));
+        card.set_visitors("signups", None, Some(70));
+        card.set_visitors("quiet", Some(0), Some(3));
+        card.set_visitors("nope", Some(5), Some(5));
+        let seen: Vec<_> = card
+            .metrics
+            .iter()
+            .map(|m| (m.metric.as_str(), m.visitors, m.visitors_previous))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                // 100 logins the week before and no visitor: no sketches then.
+                ("logins", Some(80), None),
+                ("signups", None, Some(70)),
+                // Nothing counted and nobody: a true zero.
+                ("quiet", Some(0), Some(3)),
+            ]
+        );
+        // Sketches are per UTC hour: a :30 zone's midnight reads from the hour.
+        let half = DigestPeriod {
+            from: 1800,
+            to: 86_400 + 1800,
+            send_at: 0,
+        };
+        assert_eq!(visitor_hours(&half), (0, 86_400));
     }
 
     #[test]

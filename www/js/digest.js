@@ -1,7 +1,7 @@
 // digest.js — the Digest view (#/digest): the last digest sent to the
 // receivers (GET /api/digest?period=sent) or, before the first, a preview
-// of the latest period's; each BPM by stage against the period before and
-// its usual value, the period's alerts, referral sources and campaigns,
+// of the latest period's; each BPM by stage (with its unique visitors)
+// against the period before and its usual value, the period's alerts, referral sources and campaigns,
 // and annotations. Built from the JSON (text only, never its HTML body).
 
 import { call } from './api.js';
@@ -15,7 +15,7 @@ function metricsTable(metrics) {
   for (const m of metrics) {
     if (m.stage !== stage) {
       stage = m.stage;
-      body.append(f.el('tr', { class: 'stage-row' }, f.el('th', { colspan: 4, scope: 'rowgroup', text: STAGES[stage] ?? stage })));
+      body.append(f.el('tr', { class: 'stage-row' }, f.el('th', { colspan: 5, scope: 'rowgroup', text: STAGES[stage] ?? stage })));
     }
     body.append(
       f.el(
@@ -23,6 +23,9 @@ function metricsTable(metrics) {
         { 'data-metric': m.metric },
         f.el('th', { scope: 'row', text: m.metric }),
         f.el('td', { class: 'num', text: f.num(m.value) }),
+        // Unique visitors (an estimate); empty when unknown (a ratio, or
+        // history without visitor sketches).
+        f.el('td', { class: 'num', text: m.visitors === null || m.visitors === undefined ? '' : f.num(m.visitors) }),
         f.el('td', { class: 'num', text: f.change(m.vs_previous) }),
         f.el('td', { class: 'num', text: f.change(m.vs_baseline) }),
       ),
@@ -31,7 +34,7 @@ function metricsTable(metrics) {
   const head = f.el(
     'thead',
     {},
-    f.el('tr', {}, f.el('th', { text: 'BPM' }), f.el('th', { class: 'num', text: 'This period' }), f.el('th', { class: 'num', text: 'vs before' }), f.el('th', { class: 'num', text: 'vs usual' })),
+    f.el('tr', {}, f.el('th', { text: 'BPM' }), f.el('th', { class: 'num', text: 'This period' }), f.el('th', { class: 'num', text: 'Visitors' }), f.el('th', { class: 'num', text: 'vs before' }), f.el('th', { class: 'num', text: 'vs usual' })),
   );
   return f.el('table', { class: 'digest-metrics' }, head, body);
 }

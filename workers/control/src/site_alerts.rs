@@ -44,7 +44,9 @@ use bpm_edge::config::{Config, MetricKind, Stage};
 use bpm_edge::count::tally::Row;
 use bpm_edge::digest::preview::{DigestQuery, PreviewFormat, PreviewPeriod};
 use bpm_edge::digest::schedule::{due, latest, DigestPeriod};
-use bpm_edge::digest::scorecard::{self, ReferralRows, Scorecard, REFERRAL_DIMENSIONS};
+use bpm_edge::digest::scorecard::{
+    self, visitor_hours, ReferralRows, Scorecard, REFERRAL_DIMENSIONS,
+};
 use bpm_edge::digest::{delivery, message};
 use bpm_edge::history::simulate::{simulate, SimulateRequest};
 use bpm_edge::report::alerts::{
@@ -54,8 +56,9 @@ use bpm_edge::report::alerts::{
 use bpm_edge::report::overview::{self, OverviewQuery};
 use bpm_edge::report::series::ShardQuery;
 use bpm_edge::time::Resolution;
+use bpm_edge::windows::sketch::VisitorSketch;
 use bpm_edge_shell::{env_string, now_secs, random_u64, shards};
-use futures_util::future::{select, Either};
+use futures_util::future::{join, join_all, select, Either};
 use serde::Deserialize;
 use serde_json::json;
 use std::cell::RefCell;
@@ -699,7 +702,8 @@ impl SiteAlerts {
                 rows.extend(read);
             }
         }
-        Ok(scorecard::build(
+        let (now_hours, before_hours) = (visitor_hours(&period), visitor_hours(&before));
+        let mut card = scorecard::build(
             config,
             zone,
             period,
@@ -707,7 +711,25 @@ impl SiteAlerts {
             &history,
             &referrals,
             &annotations,
-        ))
+        );
+        // Unique visitors of each counted BPM, both periods at once; a BPM
+        // whose sketches cannot be read shows none, the rest stands.
+        let env = &self.env;
+        let visitors = config
+            .metrics
+            .iter()
+            .filter(|m| matches!(m.kind, MetricKind::Counted { .. }))
+            .map(|m| async move {
+                let read = |(from, to)| shards::read_uniques(env, config, &m.name, from, to);
+                let (now, before) = join(read(now_hours), read(before_hours)).await;
+                let count =
+                    |r: std::result::Result<VisitorSketch, String>| r.ok().map(|s| s.count());
+                (m.name.as_str(), count(now), count(before))
+            });
+        for (metric, now, before) in join_all(visitors).await {
+            card.set_visitors(metric, now, before);
+        }
+        Ok(card)
     }
 
     /// Queues the digest due at `now` (the tick's time) to its receivers,
