@@ -19,23 +19,24 @@ fn main() {}
 mod cli {
     use bpm_edge::alert::detector::DetectorParams;
     use bpm_edge::alert::lifecycle::LifecycleParams;
-    use bpm_edge::config::{parse_deployment, parse_toml, MetricKind};
+    use bpm_edge::config::{parse_deployment, MetricKind};
     use bpm_edge::history::backtest::{self, native_step, parse_csv, parse_duration, to_grid};
     use std::io::Write;
 
     const USAGE: &str = "usage:
   bpm-edge check-config [FILE]                       validate a config (default: bpm.toml)
-  bpm-edge backtest --log access.log[.gz] [--config bpm.toml] [--rule NAME] [--from T] [--to T]
+  bpm-edge backtest --log access.log[.gz] [--config bpm.toml] [--site NAME] [--rule NAME] [--from T] [--to T]
                    [--silence RULE=FROM..TO]... [--format combined|common|logpush] [--host HOST]
                                                      run the configured rules over an access log
   bpm-edge backtest --series FILE.csv [--step 15m] [--severity critical|warning]
                                                      replay a NAB-format series through the detector
-  bpm-edge replay --log access.log[.gz] [--config bpm.toml] [--format combined|common|logpush] [--host HOST]
-                                                     per-minute metric counts (CSV) from an access log
+  bpm-edge replay --log access.log[.gz] [--config bpm.toml] [--site NAME] [--format combined|common|logpush]
+                   [--host HOST]                     per-minute metric counts (CSV) from an access log
   bpm-edge discover --log access.log[.gz] --incident FROM..TO [--config bpm.toml] [--top 3] [--json]
                    [--format combined|common|logpush] [--host HOST]
                                                      the request signatures that tell an incident apart,
-                                                     as ready [[metric]] and [[alert]] TOML";
+                                                     as ready [[metric]] and [[alert]] TOML
+  --site NAME: the site of a file with several [[sites]] (discover takes a one-[site] file)";
 
     pub fn run(args: Vec<String>) -> i32 {
         match args.first().map(String::as_str) {
@@ -334,6 +335,9 @@ mod cli {
         let Some(incident) = incident else {
             return usage_error("--incident FROM..TO is required");
         };
+        if input.site.is_some() {
+            return usage_error("discover takes a one-[site] file (it appends its TOML to it)");
+        }
         let Some(log) = input.log.clone() else {
             return usage_error("--log FILE is required");
         };
@@ -467,6 +471,8 @@ mod cli {
         config: String,
         /// `--config` was given (else `config` is the default path).
         config_given: bool,
+        /// `--site`: which site of a `[[sites]]` file.
+        site: Option<String>,
         format: bpm_edge::history::replay::LogFormat,
         host: Option<String>,
     }
@@ -477,6 +483,7 @@ mod cli {
                 log: None,
                 config: "bpm.toml".into(),
                 config_given: false,
+                site: None,
                 format: bpm_edge::history::replay::LogFormat::Combined,
                 host: None,
             }
@@ -511,7 +518,7 @@ mod cli {
                 eprintln!("{e}");
                 1
             };
-            let cfg = read_config(&self.config).map_err(fail)?;
+            let cfg = read_config(&self.config, self.site.as_deref()).map_err(fail)?;
             let replay = replay_log(&log, &cfg, self.format, self.host).map_err(fail)?;
             Ok(Replayed {
                 log,
@@ -534,6 +541,10 @@ mod cli {
                     None => return Taken::Bad("--config takes a file".into()),
                 },
                 "--host" => self.host = value(),
+                "--site" => match value() {
+                    Some(s) => self.site = Some(s),
+                    None => return Taken::Bad("--site takes a site's name".into()),
+                },
                 "--format" => match value().as_deref() {
                     Some("combined") => self.format = LogFormat::Combined,
                     Some("common") => self.format = LogFormat::Common,
@@ -546,10 +557,29 @@ mod cli {
         }
     }
 
-    fn read_config(path: &str) -> Result<bpm_edge::config::Config, String> {
-        std::fs::read_to_string(path)
-            .map_err(|e| format!("{path}: cannot read: {e}"))
-            .and_then(|t| parse_toml(&t, path).map_err(|e| e.to_string()))
+    /// The config of one site: the file's only site, or (a `[[sites]]`
+    /// file) the one `--site` names.
+    fn read_config(path: &str, site: Option<&str>) -> Result<bpm_edge::config::Config, String> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| format!("{path}: cannot read: {e}"))?;
+        let mut d = parse_deployment(&text, path).map_err(|e| e.to_string())?;
+        let names = d.names().join(", ");
+        let index = match site {
+            Some(name) => d.sites.iter().position(|c| c.site.name == name),
+            None if d.sites.len() == 1 => Some(0),
+            None => {
+                return Err(format!(
+                    "{path} declares several sites ({names}): pass --site NAME"
+                ))
+            }
+        };
+        match index {
+            Some(i) => Ok(d.sites.swap_remove(i)),
+            None => Err(format!(
+                "{path} has no site {:?} (its sites: {names})",
+                site.unwrap_or_default()
+            )),
+        }
     }
 
     /// Classifies every line of `log` (gzip or plain) with `cfg`.
@@ -561,8 +591,15 @@ mod cli {
     ) -> Result<bpm_edge::history::replay::Replay, String> {
         use bpm_edge::count::classify::Classifier;
         use std::io::BufRead;
+        // The site's first host by name (a `*.` suffix names no one host).
         let host = host
-            .or_else(|| cfg.site.hosts.first().cloned())
+            .or_else(|| {
+                cfg.site
+                    .hosts
+                    .iter()
+                    .find(|h| !h.starts_with("*."))
+                    .cloned()
+            })
             .unwrap_or_else(|| "localhost".into());
         let classifier = Classifier::new(cfg.clone());
         let reader = open_maybe_gzip(log).map_err(|e| format!("{log}: cannot read: {e}"))?;

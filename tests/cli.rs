@@ -182,3 +182,54 @@ fn replay_turns_an_access_log_into_per_minute_counts() {
     std::fs::write(&gz, enc.finish().unwrap()).unwrap();
     assert_eq!(run(&gz).stdout, out.stdout);
 }
+
+#[test]
+fn replay_of_a_file_with_several_sites_takes_the_site_named() {
+    let dir = std::env::temp_dir().join(format!("bpm-edge-cli-sites-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("access.log");
+    let ua = "Mozilla/5.0 (X11; Linux x86_64) Chrome/130.0";
+    std::fs::write(
+        &log,
+        format!(
+            "1.1.1.1 - - [17/May/2015:10:05:03 +0000] \"GET /blog/x HTTP/1.1\" 200 5 \"-\" \"{ua}\"\n\
+             1.1.1.1 - - [17/May/2015:10:05:09 +0000] \"POST /billing/subscribe HTTP/1.1\" 200 5 \"-\" \"{ua}\"\n"
+        ),
+    )
+    .unwrap();
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/sites.toml");
+    let run = |site: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_bpm-edge"))
+            .args(["replay", "--config", config])
+            .args(site)
+            .arg("--log")
+            .arg(&log)
+            .output()
+            .unwrap()
+    };
+    let shop = run(&["--site", "shop"]);
+    assert_eq!(shop.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&shop.stdout),
+        "timestamp,metric,count\n2015-05-17T10:05:00Z,page_views,1\n2015-05-17T10:05:00Z,subscriptions,1\n"
+    );
+    // The blog takes only page views.
+    let blog = run(&["--site", "blog"]);
+    assert_eq!(
+        String::from_utf8_lossy(&blog.stdout),
+        "timestamp,metric,count\n2015-05-17T10:05:00Z,page_views,1\n"
+    );
+    let none = run(&[]);
+    assert_eq!(none.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&none.stderr);
+    assert!(
+        err.contains("declares several sites (shop, blog): pass --site NAME"),
+        "{err}"
+    );
+    let unknown = run(&["--site", "nope"]);
+    let err = String::from_utf8_lossy(&unknown.stderr);
+    assert!(
+        err.contains("has no site \"nope\" (its sites: shop, blog)"),
+        "{err}"
+    );
+}
