@@ -16,7 +16,10 @@
 #  6. CPU time, req/s and p50/p99 per request on raw workerd (no wrangler
 #     proxy) for bpm-edge with counting off and on, and the CPU of a fresh
 #     isolate's first request, against a six-line JS passthrough worker
-#     (scripts/bench-cpu.mjs).
+#     (scripts/bench-cpu.mjs);
+#  7. what one more site costs: the shipped site served 1, 2 and 4 times from
+#     one deployment (wasm size, the cron's tick of every site's alert
+#     object), against the one-site build (scripts/bench-sites.mjs).
 # Results land in bench-results/.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -53,3 +56,6 @@ BPM_SKIP_BUILD=1 node scripts/bench-access.mjs
 
 echo "== 6. CPU per request on raw workerd against a JS passthrough"
 node scripts/bench-cpu.mjs
+
+echo "== 7. several sites: wasm size and the cron's tick per site"
+node scripts/bench-sites.mjs

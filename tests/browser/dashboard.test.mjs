@@ -28,18 +28,8 @@ import { chromium } from 'playwright-core';
 import { startOrigin, startWorker, waitFor, ROOT, ARTIFACTS, TEST_TOKEN, BROWSER_UA, cronTick, postBackfill } from '../e2e/harness.mjs';
 import { rsaKey, sign, startTeam, userClaims } from '../e2e/access-team.mjs';
 import { receiverVars } from '../e2e/webhook-sink.mjs';
+import { CHROMIUM, CHROMIUM_ARGS } from './chromium.mjs';
 
-const CHROMIUM = process.env.BPM_CHROMIUM ?? '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 const SHOTS = path.join(ARTIFACTS, 'screenshots');
 const DOC_SHOTS = path.join(ROOT, 'docs', 'screenshots');
 const MIN = 60;

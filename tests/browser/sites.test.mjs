@@ -18,9 +18,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
-import { startOrigin, startWorker, waitFor, ARTIFACTS, TEST_TOKEN, BROWSER_UA, cronTick, minuteCsv } from '../e2e/harness.mjs';
+import { CHROMIUM, CHROMIUM_ARGS } from './chromium.mjs';
+import { startOrigin, startWorker, ARTIFACTS, TEST_TOKEN, BROWSER_UA, cronTick, minuteCsv } from '../e2e/harness.mjs';
 
-const CHROMIUM = process.env.BPM_CHROMIUM ?? '/usr/bin/chromium';
 const SHOTS = path.join(ARTIFACTS, 'screenshots');
 const MIN = 60;
 const SHOP_READER = 'shop-reader-0123456789';
@@ -111,18 +111,8 @@ before(async () => {
   context = await chromium.launchPersistentContext(userDataDir, {
     executablePath: CHROMIUM,
     headless: true,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      // The two sites' hosts, on this machine only.
-      '--host-resolver-rules=MAP shop.test 127.0.0.1, MAP blog.test 127.0.0.1',
-    ],
+    // The two sites' hosts, on this machine only.
+    args: [...CHROMIUM_ARGS, '--host-resolver-rules=MAP shop.test 127.0.0.1, MAP blog.test 127.0.0.1'],
     viewport: { width: 1400, height: 900 },
     userAgent: BROWSER_UA,
   });
