@@ -23,12 +23,12 @@ import { Webhook } from 'standardwebhooks';
 import { chromium } from 'playwright-core';
 import { startOrigin, startWorker, waitFor, TEST_TOKEN, postBackfill, minuteCsv, cronTick, alertsOf } from './harness.mjs';
 import { startWebhookSink, amFingerprint, receiverVars, OPS_SECRET, AM_SECRET } from './webhook-sink.mjs';
+import { CHROMIUM, CHROMIUM_ARGS } from '../browser/chromium.mjs';
 
 const MIN = 60;
 const BUCKET = 300;
 const RATES = { logins: 10, traffic: 100, login_views: 12, dashboard_views: 10, signups: 3, marketing_views: 30 };
 
-const CHROMIUM = process.env.BPM_CHROMIUM ?? '/usr/bin/chromium';
 
 let origin;
 let worker;
@@ -152,7 +152,7 @@ test('the dashboard shows the disabled receiver and re-enables it', { skip: !fs.
   const context = await chromium.launchPersistentContext(userDataDir, {
     executablePath: CHROMIUM,
     headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    args: CHROMIUM_ARGS,
     viewport: { width: 1400, height: 900 },
   });
   const errors = [];
@@ -175,7 +175,8 @@ test('the dashboard shows the disabled receiver and re-enables it', { skip: !fs.
     assert.ok(text.includes(`the endpoint answered 410 Gone to ${firstOps.id}`), text);
     assert.match(text, /1 message held for it/);
     assert.equal(await page.locator('.receiver-disabled').count(), 1, 'only the disabled receiver has a notice');
-    const answered = page.waitForResponse((r) => r.url().endsWith('/_bpm/api/receivers/ops/enable'));
+    // The dashboard names its site in every call (`?site=demo`).
+    const answered = page.waitForResponse((r) => new URL(r.url()).pathname.endsWith('/_bpm/api/receivers/ops/enable'));
     await notice.getByRole('button', { name: 'Re-enable ops' }).click();
     const res = await answered;
     assert.equal(res.status(), 200);
