@@ -66,12 +66,16 @@ function bigPost(url, total, { declared }) {
 
 // The worker refuses a declared size at once and stops reading a chunked
 // body past 4 KiB; `wrangler dev`'s local proxy may still take the upload
-// in, so this checks the answer, not how much crossed the socket.
+// in, so this checks the answer, not how much crossed the socket. Under
+// load the proxy may also report the worker's early close of a streamed
+// upload as its own `500 Network connection lost`: the same early close.
 test('regression: a 60 MB login body is refused without being read (declared and chunked)', async () => {
   const url = `${worker.url}/_bpm/api/session`;
   for (const declared of [true, false]) {
     const big = await bigPost(url, (declared ? 60 : 8) * 1024 * 1024, { declared });
-    assert.ok(big.status === 413 || big.status === 'closed early', `declared ${declared}: ${big.status} ${big.body}`);
+    const closedEarly =
+      big.status === 'closed early' || (big.status === 500 && /Network connection lost/.test(big.body));
+    assert.ok(big.status === 413 || closedEarly, `declared ${declared}: ${big.status} ${big.body}`);
     if (big.status === 413) assert.match(big.body, /at most 4 KiB/);
   }
   // Just over the limit, both ways: the answer and its reason.
