@@ -4,11 +4,15 @@
 // metrics and alert object); a host of no site is forwarded and not
 // counted; one cron tick judges every site's rules; a token scoped to one
 // site gets 404 for the other on every endpoint (and never reads its
-// name), 403 for a change it may not make; and a scoped token logs in to
-// the dashboard.
+// name), 403 for a change it may not make; a scoped token logs in to the
+// dashboard; and the shop's firing alert reaches its receiver, signed,
+// from the shop's alert object's outbox (its alarm names its site by the
+// object's own name).
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { Webhook } from 'standardwebhooks';
+import { startWebhookSink, receiverVars, OPS_SECRET } from './webhook-sink.mjs';
 import {
   startOrigin,
   startWorker,
@@ -19,6 +23,7 @@ import {
   windowSince,
   sumCount,
   cronTick,
+  minuteCsv,
   TEST_TOKEN,
 } from './harness.mjs';
 
@@ -30,21 +35,24 @@ const TOKENS = {
 };
 
 let origin;
+let sink;
 let worker;
 const since = new Date();
 
 before(async () => {
   origin = await startOrigin({ port: 0 });
+  sink = await startWebhookSink({ verifiers: { '/ops': new Webhook(OPS_SECRET) } });
   worker = await startWorker({
     originUrl: origin.url,
     label: 'sites',
     buildDir: 'build/sites',
-    vars: { BPM_API_TOKENS: JSON.stringify(TOKENS) },
+    vars: { BPM_API_TOKENS: JSON.stringify(TOKENS), ...receiverVars(sink.url) },
   });
 });
 
 after(async () => {
   await worker?.stop();
+  await sink?.close();
   await origin?.close();
 });
 
@@ -240,4 +248,36 @@ test('a scoped token logs in to the dashboard and keeps its scope', async () => 
     body: JSON.stringify({ token: 'not-a-token-0123456789' }),
   });
   assert.equal(wrong.status, 401);
+});
+
+test("the shop's firing alert reaches its receiver, signed, from the shop's own alert object", async () => {
+  // Four weeks of the shop's logins, 10 a minute, stopping 20 minutes
+  // before T0 (the next 5-minute boundary, after the tick of the test
+  // above): the ticks from T0 on judge the drop, then (after the group
+  // wait) queue the notice, which the alert object's alarm delivers.
+  const MIN = 60;
+  const T0 = Math.floor(Date.now() / 1000 / 300) * 300 + 300;
+  const history = minuteCsv({ logins: 10 }, ['logins'], T0 - 28 * 86_400, T0 - 20 * MIN);
+  const res = await fetch(`${worker.url}/_bpm/api/backfill?site=shop`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${TEST_TOKEN}`, 'content-type': 'text/csv' },
+    body: history,
+    signal: AbortSignal.timeout(120_000),
+  });
+  assert.equal(res.status, 200, await res.text());
+  const delivered = () => sink.got.find((m) => m.path === '/ops');
+  for (let k = 0; k < 8 && !delivered(); k++) {
+    await cronTick(worker, T0 + k * 300 + MIN);
+    await waitFor(delivered, { timeoutMs: 3_000, what: 'the firing webhook' }).catch(() => {});
+  }
+  const message = await waitFor(delivered, { timeoutMs: 20_000, what: 'the firing webhook' });
+  assert.equal(message.verified, true, 'signed with the receiver secret (standardwebhooks)');
+  const body = message.payload;
+  assert.equal(body.site, 'shop');
+  assert.equal(body.rule, 'logins_drop');
+  assert.equal(body.status, 'firing');
+  const rule = (await call('alerts?site=shop')).body.alerts.find((a) => a.rule === 'logins_drop');
+  assert.equal(rule.state, 'firing');
+  // The blog has no rule on logins and sent nothing.
+  assert.ok(sink.got.every((m) => m.payload?.site === 'shop'), JSON.stringify(sink.got.map((m) => m.payload)));
 });
