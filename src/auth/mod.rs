@@ -143,12 +143,47 @@ fn configured_token(configured: Option<&str>) -> Result<&str, AuthError> {
     }
 }
 
-/// The session MAC over `expires`, ready to finalize or verify. HMAC takes
-/// keys of any length, so `None` does not happen; callers fail closed on it.
-fn session_mac(token: &str, expires: i64) -> Option<Hmac<Sha256>> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(token.as_bytes()).ok()?;
-    mac.update(format!("bpm-session.v1.{expires}").as_bytes());
+/// The MAC of a session's `claim` under `key`, ready to finalize or
+/// verify. HMAC takes keys of any length, so `None` does not happen;
+/// callers fail closed on it.
+fn session_mac(key: &[u8], claim: &str) -> Option<Hmac<Sha256>> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).ok()?;
+    mac.update(claim.as_bytes());
     Some(mac)
+}
+
+/// A session value's last part: the MAC of `claim` under `key`, base64url.
+pub(crate) fn session_tag(key: &[u8], claim: &str) -> Option<String> {
+    let mac = session_mac(key, claim)?;
+    Some(URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
+}
+
+/// Checks a session value's `tag` against the MAC of `claim` under `key`
+/// (constant-time; a tag of the wrong length, even empty, fails), then its
+/// expiry at `now`.
+pub(crate) fn check_session_tag(
+    key: &[u8],
+    claim: &str,
+    tag: &str,
+    expires: i64,
+    now: i64,
+) -> Result<(), AuthError> {
+    let tag = URL_SAFE_NO_PAD
+        .decode(tag)
+        .map_err(|_| AuthError::BadSession)?;
+    session_mac(key, claim)
+        .ok_or(AuthError::BadSession)?
+        .verify_slice(&tag)
+        .map_err(|_| AuthError::BadSession)?;
+    if now >= expires {
+        return Err(AuthError::SessionExpired);
+    }
+    Ok(())
+}
+
+/// What an admin session's MAC covers.
+fn admin_claim(expires: i64) -> String {
+    format!("bpm-session.v1.{expires}")
 }
 
 /// Checks a token offered at login (constant time).
@@ -165,9 +200,8 @@ pub fn check_token(offered: &str, configured: Option<&str>) -> Result<(), AuthEr
 pub fn issue_session(configured: Option<&str>, now: i64) -> Result<(String, i64), AuthError> {
     let token = configured_token(configured)?;
     let expires = now + SESSION_SECS;
-    let mac = session_mac(token, expires).ok_or(AuthError::BadSession)?;
-    let mac = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
-    Ok((format!("v1.{expires}.{mac}"), expires))
+    let tag = session_tag(token.as_bytes(), &admin_claim(expires)).ok_or(AuthError::BadSession)?;
+    Ok((format!("v1.{expires}.{tag}"), expires))
 }
 
 /// Checks a session value; returns its expiry.
@@ -178,17 +212,7 @@ pub fn check_session(value: &str, configured: Option<&str>, now: i64) -> Result<
         return Err(AuthError::BadSession);
     };
     let expires: i64 = expires.parse().map_err(|_| AuthError::BadSession)?;
-    let mac = URL_SAFE_NO_PAD
-        .decode(mac)
-        .map_err(|_| AuthError::BadSession)?;
-    // Constant-time, and a MAC of the wrong length (even empty) fails.
-    session_mac(token, expires)
-        .ok_or(AuthError::BadSession)?
-        .verify_slice(&mac)
-        .map_err(|_| AuthError::BadSession)?;
-    if now >= expires {
-        return Err(AuthError::SessionExpired);
-    }
+    check_session_tag(token.as_bytes(), &admin_claim(expires), mac, expires, now)?;
     Ok(expires)
 }
 

@@ -16,10 +16,9 @@
 //! ([`Decision::NotFound`]), so a token for site A learns nothing of site B,
 //! not even its name.
 
-use crate::auth::{AuthError, MIN_TOKEN_LEN, SESSION_SECS};
+use crate::auth::{check_session_tag, session_tag, AuthError, MIN_TOKEN_LEN, SESSION_SECS};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -234,12 +233,17 @@ impl TokenTable {
 
     /// The grant of the offered token, if it is one of the table's.
     pub fn find(&self, offered: &str) -> Option<&Grant> {
+        self.entry(offered).map(|(_, grant)| grant)
+    }
+
+    /// The offered token's entry: its digest and grant.
+    fn entry(&self, offered: &str) -> Option<&([u8; 32], Grant)> {
         let digest = Sha256::digest(offered.as_bytes());
         let mut found = None;
         // Every entry is compared, whichever matches.
-        for (d, grant) in &self.entries {
-            if bool::from(d.ct_eq(digest.as_slice())) {
-                found = Some(grant);
+        for entry in &self.entries {
+            if bool::from(entry.0.ct_eq(digest.as_slice())) {
+                found = Some(entry);
             }
         }
         found
@@ -251,13 +255,11 @@ impl TokenTable {
     /// the token is not the table's. Revoking the token (removing or
     /// changing its entry) ends its sessions.
     pub fn issue_session(&self, offered: &str, now: i64) -> Option<(String, i64, &Grant)> {
-        let grant = self.find(offered.trim())?;
-        let (digest, _) = self.entries.iter().find(|(_, g)| g.name == grant.name)?;
+        let (digest, grant) = self.entry(offered.trim())?;
         let expires = now + SESSION_SECS;
         let name = URL_SAFE_NO_PAD.encode(grant.name.as_bytes());
-        let mac = scoped_session_mac(digest, &grant.name, expires)?;
-        let mac = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
-        Some((format!("s1.{name}.{expires}.{mac}"), expires, grant))
+        let tag = session_tag(digest, &scoped_claim(&grant.name, expires))?;
+        Some((format!("s1.{name}.{expires}.{tag}"), expires, grant))
     }
 
     /// The grant and expiry of a scoped session value at `now`.
@@ -274,22 +276,12 @@ impl TokenTable {
             .and_then(|n| String::from_utf8(n).ok())
             .ok_or(AuthError::BadSession)?;
         let expires: i64 = expires.parse().map_err(|_| AuthError::BadSession)?;
-        let mac = URL_SAFE_NO_PAD
-            .decode(mac)
-            .map_err(|_| AuthError::BadSession)?;
         let (digest, grant) = self
             .entries
             .iter()
             .find(|(_, g)| g.name == name)
             .ok_or(AuthError::BadSession)?;
-        // Constant-time, and a MAC of the wrong length (even empty) fails.
-        scoped_session_mac(digest, &name, expires)
-            .ok_or(AuthError::BadSession)?
-            .verify_slice(&mac)
-            .map_err(|_| AuthError::BadSession)?;
-        if now >= expires {
-            return Err(AuthError::SessionExpired);
-        }
+        check_session_tag(digest, &scoped_claim(&name, expires), mac, expires, now)?;
         Ok((grant, expires))
     }
 
@@ -302,13 +294,10 @@ impl TokenTable {
     }
 }
 
-/// A scoped session's MAC over the token's name and the expiry, keyed by
-/// the token's digest. HMAC takes keys of any length, so `None` does not
-/// happen; callers fail closed on it.
-fn scoped_session_mac(digest: &[u8; 32], name: &str, expires: i64) -> Option<Hmac<Sha256>> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(digest).ok()?;
-    mac.update(format!("bpm-session.s1.{name}.{expires}").as_bytes());
-    Some(mac)
+/// What a scoped session's MAC covers (keyed by the token's digest): the
+/// token's name and the expiry.
+fn scoped_claim(name: &str, expires: i64) -> String {
+    format!("bpm-session.s1.{name}.{expires}")
 }
 
 #[derive(Deserialize)]
