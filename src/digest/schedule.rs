@@ -5,10 +5,10 @@
 //! before, or the 7 days since the same weekday a week earlier. Days are
 //! local, so a period spanning a daylight-saving change is 23 or 25 hours
 //! longer or shorter than 24 × its days. A period is due from its send time
-//! for [`SEND_WITHIN_SECS`] and only until it was sent: the cron firing
-//! twice, or a restarted object, finds it already sent by its
-//! [`DigestPeriod::id`]; a deployment whose cron was down longer skips
-//! it rather than mailing an old scorecard.
+//! for [`SEND_WITHIN_SECS`]; a deployment whose cron was down longer skips
+//! it rather than mailing an old scorecard. It goes out once: the alert
+//! store records its [`DigestPeriod::id`] with its messages, so the cron
+//! firing twice, or a restarted object, finds it recorded.
 
 use crate::config::digest::{DigestEvery, DigestSettings};
 use crate::config::sitetime::SiteTime;
@@ -74,18 +74,11 @@ pub fn latest(settings: &DigestSettings, zone: &SiteTime, now: i64) -> DigestPer
     }
 }
 
-/// The period to send at `now`, if one is due and `sent` (the ids already
-/// delivered or queued) does not hold it.
-pub fn due(
-    settings: &DigestSettings,
-    zone: &SiteTime,
-    site: &str,
-    now: i64,
-    sent: &[String],
-) -> Option<DigestPeriod> {
+/// The period to send at `now`, if one is due (whether it was sent is the
+/// alert store's record of its id).
+pub fn due(settings: &DigestSettings, zone: &SiteTime, now: i64) -> Option<DigestPeriod> {
     let p = latest(settings, zone, now);
-    let fresh = now - p.send_at < SEND_WITHIN_SECS;
-    (fresh && !sent.contains(&p.id(site))).then_some(p)
+    (now - p.send_at < SEND_WITHIN_SECS).then_some(p)
 }
 
 #[cfg(test)]
@@ -162,21 +155,21 @@ mod tests {
     }
 
     #[test]
-    fn due_once_per_period_and_only_within_a_day_of_its_send_time() {
+    fn due_under_one_id_per_site_and_period_and_only_within_a_day_of_its_send_time() {
         let utc = SiteTime::utc();
         let monday = t("2026-11-30T09:00:00Z");
-        let p = due(&weekly(), &utc, "shop", monday + 60, &[]).expect("due");
+        let p = due(&weekly(), &utc, monday + 60).expect("due");
         assert_eq!(
             p.id("shop"),
             format!("digest:shop:{}", t("2026-11-23T00:00:00Z"))
         );
-        // The cron fires again, or another tick runs: already sent.
-        let sent = vec![p.id("shop")];
-        assert_eq!(due(&weekly(), &utc, "shop", monday + 120, &sent), None);
-        // Another site's id does not count for this one.
-        assert!(due(&weekly(), &utc, "blog", monday + 120, &sent).is_some());
+        // The cron fires again, or another tick runs: the same period under
+        // the same id, which the alert store has recorded.
+        assert_eq!(due(&weekly(), &utc, monday + 120), Some(p));
+        // Another site's id is its own.
+        assert_ne!(p.id("blog"), p.id("shop"));
         // A day late: skipped, not sent stale.
-        assert_eq!(due(&weekly(), &utc, "shop", monday + DAY, &[]), None);
-        assert!(due(&weekly(), &utc, "shop", monday + DAY - 1, &[]).is_some());
+        assert_eq!(due(&weekly(), &utc, monday + DAY), None);
+        assert!(due(&weekly(), &utc, monday + DAY - 1).is_some());
     }
 }

@@ -748,7 +748,7 @@ impl SiteAlerts {
             return Ok(0);
         }
         let site = &config.site.name;
-        let Some(period) = due(&config.digest, &config.time, site, now, &[]) else {
+        let Some(period) = due(&config.digest, &config.time, now) else {
             return Ok(0);
         };
         let id = period.id(site);
