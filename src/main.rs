@@ -564,20 +564,14 @@ mod cli {
             std::fs::read_to_string(path).map_err(|e| format!("{path}: cannot read: {e}"))?;
         let mut d = parse_deployment(&text, path).map_err(|e| e.to_string())?;
         let names = d.names().join(", ");
-        let index = match site {
-            Some(name) => d.sites.iter().position(|c| c.site.name == name),
-            None if d.sites.len() == 1 => Some(0),
-            None => {
-                return Err(format!(
-                    "{path} declares several sites ({names}): pass --site NAME"
-                ))
-            }
-        };
-        match index {
-            Some(i) => Ok(d.sites.swap_remove(i)),
+        match site {
+            Some(name) => d
+                .site(name)
+                .cloned()
+                .ok_or_else(|| format!("{path} has no site {name:?} (its sites: {names})")),
+            None if d.sites.len() == 1 => Ok(d.sites.swap_remove(0)),
             None => Err(format!(
-                "{path} has no site {:?} (its sites: {names})",
-                site.unwrap_or_default()
+                "{path} declares several sites ({names}): pass --site NAME"
             )),
         }
     }

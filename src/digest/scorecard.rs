@@ -21,6 +21,7 @@ use crate::count::referral::NONE;
 use crate::count::tally::Row;
 use crate::digest::schedule::DigestPeriod;
 use crate::history::rule_backtest::{episodes, Episode};
+use crate::time::Resolution;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -176,8 +177,8 @@ impl Scorecard {
 /// nothing for a zone whose offset is whole hours.
 pub fn visitor_hours(period: &DigestPeriod) -> (i64, i64) {
     (
-        period.from.div_euclid(3600) * 3600,
-        period.to.div_euclid(3600) * 3600,
+        Resolution::Hour.floor(period.from),
+        Resolution::Hour.floor(period.to),
     )
 }
 
