@@ -1,8 +1,8 @@
 //! bpm-edge's visitor worker: the only code on the site's route. It
 //! forwards every visitor request to the origin untouched (`proxy`),
 //! classifies it with the compiled config of the site its `Host` names
-//! (a host of no site is forwarded, not counted), and batches the counts to the
-//! counter shards (`pending`), whose Durable Object class lives in the
+//! (a host of no site is forwarded, not counted), and batches the counts to
+//! the counter shards (`pending`), whose Durable Object class lives in the
 //! control worker. Requests under the reserved prefix go, unread, to the
 //! control worker through the `BPM_CONTROL` service binding (`entry.mjs`).
 //!

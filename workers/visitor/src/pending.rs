@@ -1,7 +1,8 @@
 //! The isolate's side of `count::pending`: this isolate's [`FlushQueue`]
 //! (writing to one counter shard, chosen at random when the isolate
-//! starts) and [`SaltCache`], one of each per site it counted for, and [`CountWork`], the handle through which
-//! `entry.mjs` runs one request's pending count inside its `wait_until`.
+//! starts) and [`SaltCache`], one of each per site it counted for, and
+//! [`CountWork`], the handle through which `entry.mjs` runs one request's
+//! pending count inside its `wait_until`.
 //!
 //! The entry asks [`CountWork::next`], performs the answer (a timer, or the
 //! one Durable Object call the work describes: the day's salt, or a batch
